@@ -1,0 +1,1 @@
+"""pawpipe ingest package."""

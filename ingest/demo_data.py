@@ -1,0 +1,274 @@
+"""The embedded demo dataset: AI Hub layout, real photographs, learnable labels, every fault.
+
+Frames are cut from the photographs scikit-image ships in its wheel (no download). Inside
+each bounding box a shape is drawn whose form and colour depend on the emotion label, so a
+small model learns the labels from the crops in minutes on a CPU. On top of the clean videos
+the generator injects one instance of every fault ``ingest clean`` must catch and every
+oddity it must keep, and writes what it injected to ``expected.json`` beside the dataset
+folders (``ingest demo-check`` compares it with a cleaning run).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ingest.sources.aihub import CAT_ACTIONS, DOG_ACTIONS, EMOTIONS, FRAMES_DIR, LABELS_DIR
+
+FRAME_SIZES = ((320, 240), (240, 320), (288, 288))  # landscape, portrait, square
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")  # one per emotion, same order
+COLOURS = ((230, 40, 40), (40, 90, 230), (40, 190, 60), (240, 210, 30), (200, 50, 200), (30, 200, 210))
+
+# Frame-level faults: (name, rule the record must be quarantined under, or None when kept).
+FRAME_FAULTS = (
+    ("bbox_negative_small", None),  # clipped and kept, repair recorded
+    ("bbox_negative_large", "bbox.negative"),
+    ("bbox_outside_small", None),  # clipped and kept, repair recorded
+    ("bbox_outside_large", "bbox.out_of_bounds"),
+    ("bbox_zero_width", "bbox.empty"),
+    ("bbox_tiny", "bbox.empty"),
+    ("bbox_null", "bbox.invalid"),
+    ("bbox_string", "bbox.invalid"),
+    ("bbox_nan", "bbox.invalid"),
+    ("bbox_absent", "bbox.invalid"),
+    ("no_jpeg", "image.missing"),
+    ("zero_bytes", "image.unreadable"),
+    ("not_an_image", "image.unreadable"),
+    ("truncated_jpeg", "image.unreadable"),
+    ("symlink_outside", "path.outside_root"),
+    ("no_frame_number", "annotation.malformed"),
+    ("grayscale", None),
+    ("cmyk", None),
+    ("png_named_jpg", None),
+    ("png16_named_jpg", None),
+    ("exif_rotated", None),
+)
+REPAIRED = {"bbox_negative_small": "bbox.negative", "bbox_outside_small": "bbox.out_of_bounds"}
+KEPT_ODDITIES = {
+    "grayscale": ("JPEG", "L"),
+    "cmyk": ("JPEG", "CMYK"),
+    "png_named_jpg": ("PNG", "RGB"),
+    "png16_named_jpg": ("PNG", "I;16"),
+    "exif_rotated": ("JPEG", "RGB"),
+}
+
+
+def _photos() -> list[np.ndarray]:
+    from skimage import data
+
+    return [
+        data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry(),
+        data.hubble_deep_field(), data.stereo_motorcycle()[0], data.retina(), data.colorwheel(),
+    ]  # fmt: skip
+
+
+def draw_frame(photo: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int], cls: int, rng: np.random.Generator) -> Image.Image:
+    """A frame cut from ``photo`` with the class shape drawn inside ``box`` (x, y, w, h)."""
+    w, h = size
+    ph, pw = photo.shape[:2]
+    scale = rng.uniform(0.5, 0.9)
+    cw, ch = int(min(pw, ph * w / h) * scale), int(min(ph, pw * h / w) * scale)
+    x0, y0 = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+    img = Image.fromarray(photo[y0 : y0 + ch, x0 : x0 + cw]).convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    bx, by, bw, bh = box
+    r = min(bw, bh) * rng.uniform(0.3, 0.42)
+    cx = bx + bw / 2 + rng.uniform(-0.08, 0.08) * bw
+    cy = by + bh / 2 + rng.uniform(-0.08, 0.08) * bh
+    draw = ImageDraw.Draw(img)
+    colour, shape = COLOURS[cls], SHAPES[cls]
+    bounds = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        draw.ellipse(bounds, fill=colour)
+    elif shape == "square":
+        draw.rectangle(bounds, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=colour)
+    elif shape == "cross":
+        t = r / 3
+        draw.rectangle((cx - r, cy - t, cx + r, cy + t), fill=colour)
+        draw.rectangle((cx - t, cy - r, cx + t, cy + r), fill=colour)
+    elif shape == "ring":
+        draw.ellipse(bounds, outline=colour, width=max(2, int(r / 3)))
+    else:
+        draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=colour)
+    return img
+
+
+def _jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def _encode(img: Image.Image, fault: str | None) -> bytes:
+    """The file bytes for a frame, shaped by the oddity it carries."""
+    buf = io.BytesIO()
+    if fault == "grayscale":
+        return _jpeg(img.convert("L"))
+    if fault == "cmyk":
+        return _jpeg(img.convert("CMYK"))
+    if fault == "png_named_jpg":
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+    if fault == "png16_named_jpg":
+        arr = np.asarray(img.convert("L"), dtype=np.uint16) * 257
+        Image.fromarray(arr).save(buf, format="PNG")
+        return buf.getvalue()
+    if fault == "exif_rotated":
+        # Stored rotated with EXIF orientation 6 ("rotate 90 CW to display"): a viewer, the probe
+        # and the shard writer all show the frame upright, so the box stays in display coordinates.
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        return _jpeg(img.transpose(Image.Transpose.ROTATE_90), exif=exif)
+    data = _jpeg(img)
+    if fault == "truncated_jpeg":
+        return data[: len(data) // 2]
+    if fault == "zero_bytes":
+        return b""
+    if fault == "not_an_image":
+        return b"this is not an image\n"
+    return data
+
+
+def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
+    x, y, w, h = box
+    fw, fh = size
+    return {
+        "bbox_negative_small": {"x": -6, "y": y, "width": w, "height": h},
+        "bbox_negative_large": {"x": -80, "y": y, "width": w, "height": h},
+        "bbox_outside_small": {"x": x, "y": y, "width": fw - x + 6, "height": h},
+        "bbox_outside_large": {"x": x, "y": y, "width": fw - x + 120, "height": h},
+        "bbox_zero_width": {"x": x, "y": y, "width": 0, "height": h},
+        "bbox_tiny": {"x": x, "y": y, "width": 3, "height": 3},
+        "bbox_null": {"x": None, "y": y, "width": w, "height": h},
+        "bbox_string": {"x": x, "y": y, "width": "wide", "height": h},
+        "bbox_nan": {"x": x, "y": y, "width": w, "height": math.nan},
+    }.get(fault, {"x": x, "y": y, "width": w, "height": h})
+
+
+def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0) -> dict:
+    """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record."""
+    out = Path(out)
+    if videos < 12:
+        raise ValueError(f"--videos: expected at least 12 (two per class), got {videos}")
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    expected: dict = {"quarantined": [], "repaired": [], "kept_oddities": [], "orphans": [], "warned": []}
+    plans = []
+    for v in range(videos):
+        cls = v % len(EMOTIONS)
+        species = "CAT" if (v // len(EMOTIONS)) % 2 == 0 else "DOG"
+        actions = CAT_ACTIONS if species == "CAT" else DOG_ACTIONS
+        split = "Validation" if v >= videos - len(EMOTIONS) else "Training"
+        plans.append({"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split})
+    # Video-level faults on extra videos, so the clean videos keep every class learnable.
+    extra = [("label_unknown", "label.unknown"), ("label_missing", "label.missing"), ("malformed_json", "annotation.malformed")]
+    for k, (fault, _) in enumerate(extra):
+        plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault})
+    frame_faults = list(FRAME_FAULTS)
+    for plan in plans:
+        _write_video(out, plan, frames, photos, rng, frame_faults, expected)
+    _write_duplicate(out, plans, expected)
+    expected["counts"] = {"videos": len(plans), "frames_per_video": frames}
+    (out / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return expected
+
+
+def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict) -> None:
+    v, cls, species, action, split = plan["v"], plan["cls"], plan["species"], plan["action"], plan["split"]
+    stem = f"demo-{species.lower()}-{action.lower()}-{v:04d}.mp4"
+    label_rel = f"{split}/{LABELS_DIR}/{species}/{action}/{stem}.json"
+    frame_rel = f"{split}/{FRAMES_DIR}/{species}/{action}/{stem}"
+    (out / frame_rel).mkdir(parents=True, exist_ok=True)
+    (out / label_rel).parent.mkdir(parents=True, exist_ok=True)
+    size = FRAME_SIZES[v % len(FRAME_SIZES)]
+    photo = photos[v % len(photos)]
+    video_fault = plan.get("video_fault")
+    emotion = EMOTIONS[cls]
+    inspect_emotion = {"label_unknown": "몰라", "label_missing": None}.get(video_fault, emotion)
+    owner_emotion = EMOTIONS[(cls + 1) % len(EMOTIONS)] if v % 5 == 3 else emotion  # some owners disagree
+    meta_size = size[::-1] if v % 11 == 7 and size[0] != size[1] else size  # metadata that lies (warned)
+    annotations = []
+    for f in range(frames):
+        number = f * 3
+        stamp = number * 33
+        fw, fh = size
+        bw, bh = int(rng.integers(fw * 0.35, fw * 0.7)), int(rng.integers(fh * 0.35, fh * 0.7))
+        bx, by = int(rng.integers(0, fw - bw)), int(rng.integers(0, fh - bh))
+        # Faults go to the training videos' later frames, one fault per frame, until all are placed.
+        fault = frame_faults.pop(0) if (frame_faults and split == "Training" and f >= 2 and not video_fault) else None
+        name = fault[0] if fault else None
+        img = draw_frame(photo, size, (bx, by, bw, bh), cls, rng)
+        path = out / frame_rel / f"frame_{number}_timestamp_{stamp}.jpg"
+        if name == "symlink_outside":
+            os.symlink("/etc/hostname", path)
+        elif name != "no_jpeg":
+            path.write_bytes(_encode(img, name))
+        ann = {"frame_number": number, "timestamp": stamp, "bounding_box": _box_for(name, [bx, by, bw, bh], size),
+               "keypoints": {str(k): ({"x": bx + k, "y": by + k} if k % 4 else None) for k in range(1, 16)}}  # fmt: skip
+        if name == "bbox_absent":
+            del ann["bounding_box"]
+        if name == "no_frame_number":
+            del ann["frame_number"]
+        annotations.append(ann)
+        if fault:
+            record = str(f) if name == "no_frame_number" else str(number)
+            entry = {"fault": name, "source_file": label_rel, "record": record}
+            if fault[1]:
+                expected["quarantined"].append({**entry, "rule": fault[1]})
+            elif name in REPAIRED:
+                expected["repaired"].append({**entry, "rule": REPAIRED[name]})
+            else:
+                fmt, mode = KEPT_ODDITIES[name]
+                expected["kept_oddities"].append({**entry, "image_format": fmt, "image_mode": mode})
+        if video_fault and video_fault != "malformed_json":
+            rule = "label.unknown" if video_fault == "label_unknown" else "label.missing"
+            expected["quarantined"].append({"fault": video_fault, "source_file": label_rel, "record": str(number), "rule": rule})
+    orphan = f"{frame_rel}/frame_{frames * 3 + 1}_timestamp_{(frames * 3 + 1) * 33}.jpg"
+    if v == 1:  # a JPEG that no annotation names
+        (out / orphan).write_bytes(_jpeg(draw_frame(photo, size, (10, 10, 60, 60), cls, rng)))
+        expected["orphans"].append(orphan)
+    if meta_size != size:
+        expected["warned"].append({"source_file": label_rel, "rule": "image.size_mismatch", "frames": frames})
+    doc = {
+        "file_video": stem,
+        "metadata": {
+            "seq": v, "species": species, "action": f"{action.lower()} 동작", "location": "거실",
+            "width": meta_size[0], "height": meta_size[1], "duration": frames * 0.1,
+            "animal": {"breed": "mixed", "gender": "F" if v % 2 else "M", "age": str(1 + v % 9), "neuter": "Y"},
+            "owner": {"pain": "N", "disease": "N", "emotion": owner_emotion, "situation": "play", "animalCount": 1},
+            "inspect": {"action": action, "painDisease": "N", "abnormalAction": "N", "emotion": inspect_emotion},
+        },
+        "annotations": annotations,
+    }  # fmt: skip
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    if video_fault == "malformed_json":
+        text = text[: len(text) // 2]  # cut mid-document: does not parse
+        expected["quarantined"].append({"fault": video_fault, "source_file": label_rel, "record": None, "rule": "annotation.malformed"})
+        expected["orphans"] += [f"{frame_rel}/{p.name}" for p in sorted((out / frame_rel).iterdir())]
+    (out / label_rel).write_text(text, encoding="utf-8")
+
+
+def _write_duplicate(out: Path, plans: list[dict], expected: dict) -> None:
+    """Copy a training frame's bytes over a validation frame: the same image in both splits."""
+    train = next(p for p in plans if p["split"] == "Training" and not p.get("video_fault"))
+    val = next(p for p in plans if p["split"] == "Validation")
+    src = _frame_dir(out, train) / "frame_0_timestamp_0.jpg"
+    dst_dir = _frame_dir(out, val)
+    dst = dst_dir / "frame_0_timestamp_0.jpg"
+    dst.write_bytes(src.read_bytes())
+    label_rel = Path(*dst_dir.relative_to(out).parts[:1], LABELS_DIR, *dst_dir.relative_to(out).parts[2:])
+    expected["quarantined"].append(
+        {"fault": "duplicate_across_splits", "source_file": f"{label_rel.as_posix()}.json", "record": "0", "rule": "image.duplicate"}
+    )
+
+
+def _frame_dir(out: Path, plan: dict) -> Path:
+    stem = f"demo-{plan['species'].lower()}-{plan['action'].lower()}-{plan['v']:04d}.mp4"
+    return out / plan["split"] / FRAMES_DIR / plan["species"] / plan["action"] / stem

@@ -1,0 +1,128 @@
+"""The Arrow schemas of every table ingest produces: the one source of truth.
+
+Three stages hand frames to each other:
+
+* a source parser emits ``RECORDS`` (one row per annotated box, raw values);
+* the image probe emits ``PROBES`` (one row per distinct image file);
+* ``ingest clean`` writes ``MANIFEST`` (clean samples) and ``QUARANTINE``
+  (rejected records, with every rule they failed and why).
+
+Source-specific attributes (AI Hub's owner/inspect emotions, COCO's
+``iscrowd``...) ride along as extra string/number columns declared by each
+source module (``EXTRA_COLUMNS``) and are appended after the core columns.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+# Coordinates are top-left x, y, width, height in pixels of the image as a viewer
+# shows it, i.e. after EXIF orientation is applied (see README "Conventions").
+BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+RECORDS = pa.schema(
+    [
+        ("source_file", pa.string()),  # annotation file, POSIX, relative to the root
+        ("record", pa.string()),  # frame number / annotation id / line number
+        ("image_path", pa.string()),  # POSIX path as the annotation names it, relative to the root
+        ("group_id", pa.string()),  # the unit that must not straddle splits (video, image)
+        ("split", pa.string()),  # the dataset's own split, or null
+        ("label", pa.string()),  # raw label text, or null
+        ("bbox_x", pa.float64()),
+        ("bbox_y", pa.float64()),
+        ("bbox_w", pa.float64()),
+        ("bbox_h", pa.float64()),
+        ("bbox_raw", pa.string()),  # the box as written, for error messages; null when absent
+        ("meta_width", pa.int64()),  # size the annotation claims, or null
+        ("meta_height", pa.int64()),
+        ("parse_error", pa.string()),  # set when the file or record does not parse (annotation.malformed)
+    ]
+)
+
+PROBES = pa.schema(
+    [
+        ("image_path", pa.string()),
+        ("status", pa.string()),  # ok | missing | unreadable | outside_root
+        ("error", pa.string()),  # one line, or null when ok
+        ("width", pa.int64()),  # after EXIF orientation
+        ("height", pa.int64()),
+        ("image_format", pa.string()),  # JPEG, PNG... (the bytes, not the suffix)
+        ("image_mode", pa.string()),  # L, RGB, CMYK, I;16...
+        ("orientation", pa.int64()),  # EXIF orientation tag, 1 when absent
+        ("file_bytes", pa.int64()),
+        ("content_hash", pa.string()),  # sha256 hex of the file bytes
+    ]
+)
+
+MANIFEST = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("image_path", pa.string()),
+        ("group_id", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),
+        ("label_id", pa.int64()),
+        ("bbox_x", pa.float64()),
+        ("bbox_y", pa.float64()),
+        ("bbox_w", pa.float64()),
+        ("bbox_h", pa.float64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("image_format", pa.string()),
+        ("image_mode", pa.string()),
+        ("orientation", pa.int64()),
+        ("file_bytes", pa.int64()),
+        ("content_hash", pa.string()),
+        ("source_file", pa.string()),
+        ("record", pa.string()),
+        ("meta_width", pa.int64()),
+        ("meta_height", pa.int64()),
+        ("repairs", pa.list_(pa.string())),  # e.g. "bbox.negative: x -3 -> 0"
+        ("warnings", pa.list_(pa.string())),  # rule ids whose action is warn
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("record", pa.string()),  # null for a whole-file failure
+        ("image_path", pa.string()),
+        ("rule", pa.list_(pa.string())),  # every rule the record failed, in registry order
+        ("detail", pa.string()),  # what, where, expected, got; one line per rule joined by " | "
+        ("sample_id", pa.string()),
+        ("label", pa.string()),
+        ("group_id", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+
+ORPHANS = pa.schema(
+    [
+        ("image_path", pa.string()),  # an image on disk that no annotation names
+        ("group_id", pa.string()),
+    ]
+)
+
+SPLITS = ("train", "val")
+
+
+def polars_schema(schema: pa.Schema) -> dict[str, pl.DataType]:
+    """The polars dtypes for an Arrow schema, for building empty or typed frames."""
+    return dict(pl.from_arrow(schema.empty_table()).schema)
+
+
+def empty(schema: pa.Schema) -> pl.DataFrame:
+    """An empty frame with exactly this schema."""
+    return pl.from_arrow(schema.empty_table())
+
+
+def conform(frame: pl.DataFrame, schema: pa.Schema, *, extra: list[str] | None = None) -> pl.DataFrame:
+    """Select and cast ``frame`` to ``schema`` (missing columns become null), then ``extra`` columns."""
+    dtypes = polars_schema(schema)
+    cols = [
+        (pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype=dtype)).alias(name)
+        for name, dtype in dtypes.items()
+    ]
+    cols += [pl.col(name) for name in (extra or []) if name in frame.columns and name not in dtypes]
+    return frame.select(cols)

@@ -1,0 +1,272 @@
+"""AI Hub pet-video layout: one JSON per video, frames as JPEGs in a folder per video.
+
+    {Training,Validation}/라벨링데이터/{CAT,DOG}/<ACTION>/<stem>.mp4.json
+    {Training,Validation}/원천데이터/{CAT,DOG}/<ACTION>/<stem>.mp4/frame_<n>_timestamp_<ms>.jpg
+
+A record is one annotated frame. Frames are matched to files by frame number (the
+timestamp in file names is not reliably formatted), so a JSON frame without a JPEG
+becomes ``image.missing`` and a JPEG without a JSON frame is reported as an orphan.
+Label files are parsed in a process pool; each worker returns columns, not row objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ingest.progress import progress
+from ingest.schema import ORPHANS, RECORDS, conform, empty, polars_schema
+from ingest.sources import Parsed, SourceOptions
+
+NAME = "aihub"
+LABELS_DIR, FRAMES_DIR = "라벨링데이터", "원천데이터"
+SPLIT_DIRS = {"Training": "train", "Validation": "val"}
+EMOTIONS = ("행복/즐거움", "편안/안정", "불안/슬픔", "화남/불쾌", "공포", "공격성")
+DOG_ACTIONS = ("BODYLOWER", "BODYSCRATCH", "BODYSHAKE", "FEETUP", "FOOTUP", "HEADING", "LYING", "MOUNTING", "SIT", "TAILING", "TAILLOW", "TURN", "WALKRUN")  # fmt: skip
+CAT_ACTIONS = ("ARCH", "ARMSTRETCH", "FOOTPUSH", "GETDOWN", "GROOMING", "HEADING", "LAYDOWN", "LYING", "ROLL", "SITDOWN", "TAILING", "WALKRUN")  # fmt: skip
+LABEL_FIELDS = ("inspect.emotion", "owner.emotion", "action", "species")
+VOCABULARIES = {
+    "inspect.emotion": EMOTIONS,
+    "owner.emotion": EMOTIONS,
+    "action": tuple(sorted(set(DOG_ACTIONS) | set(CAT_ACTIONS))),
+    "species": ("CAT", "DOG"),
+}
+EXTRA_COLUMNS = {
+    "species": pl.String, "action": pl.String, "action_text": pl.String, "owner_emotion": pl.String,
+    "inspect_emotion": pl.String, "breed": pl.String, "gender": pl.String, "age": pl.String,
+    "neuter": pl.String, "location": pl.String, "frame_number": pl.Int64, "timestamp_ms": pl.Float64,
+    "keypoints_visible": pl.Int64,
+}  # fmt: skip
+_FRAME = re.compile(r"^frame_(\d+)_timestamp_.*\.(?:jpe?g|png)$", re.IGNORECASE)
+_COLUMNS = [f.name for f in RECORDS] + list(EXTRA_COLUMNS)
+
+
+def detect(root: Path) -> bool:
+    return any((root / split / LABELS_DIR).is_dir() for split in SPLIT_DIRS)
+
+
+def label_files(root: Path) -> list[str]:
+    """Every label JSON under the root, POSIX relative paths, sorted (the parse order)."""
+    found = []
+    for split in SPLIT_DIRS:
+        base = root / split / LABELS_DIR
+        for folder, _, names in os.walk(base):
+            rel = Path(folder).relative_to(root).as_posix()
+            found += [f"{rel}/{n}" for n in names if n.endswith(".json")]
+    return sorted(found)
+
+
+def parse(root: Path, options: SourceOptions) -> Parsed:
+    """Parse every label file under ``root`` into records (one per annotated frame) and orphans."""
+    if options.label not in LABEL_FIELDS:
+        raise ValueError(f"--label for aihub: expected one of {', '.join(LABEL_FIELDS)}, got {options.label!r}")
+    files = label_files(root)
+    workers = max(1, options.workers or os.cpu_count() or 1)
+    chunk = max(1, min(256, len(files) // (workers * 8) or 1))
+    jobs = [(str(root), options.label, files[i : i + chunk]) for i in range(0, len(files), chunk)]
+    frames, orphan_paths, seen_dirs = [], [], set()
+    bar = progress(len(files), desc="parse labels", unit="file")
+    if workers == 1 or len(jobs) < 2:
+        results = map(_parse_chunk, jobs)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap(_parse_chunk, jobs)
+    try:
+        for (columns, orphans, dirs), job in zip(results, jobs):
+            frames.append(pl.DataFrame(columns, schema=_SCHEMA))
+            orphan_paths += orphans
+            seen_dirs.update(dirs)
+            bar.update(len(job[2]))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    orphan_paths += _unlabelled_frames(root, seen_dirs)
+    records = pl.concat(frames) if frames else empty(RECORDS)
+    orphans = pl.DataFrame(
+        {"image_path": orphan_paths, "group_id": [p.rsplit("/", 2)[-2] for p in orphan_paths]},
+        schema={"image_path": pl.String, "group_id": pl.String},
+    )
+    return Parsed(
+        records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
+        extra_columns=list(EXTRA_COLUMNS),
+        vocabulary=VOCABULARIES[options.label],
+        orphans=conform(orphans, ORPHANS),
+        notes={"label_files": len(files)},
+    )
+
+
+_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+
+
+def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list[str], list[str]]:
+    root, label_field, files = job
+    cols: dict[str, list] = {c: [] for c in _COLUMNS}
+    orphans: list[str] = []
+    dirs: list[str] = []
+    for rel in files:
+        frame_dir = _frame_dir(rel)
+        dirs.append(frame_dir)
+        on_disk = _list_frames(os.path.join(root, frame_dir))
+        try:
+            with open(os.path.join(root, rel), "rb") as handle:
+                doc = json.loads(handle.read())
+            referenced = _parse_doc(doc, rel, frame_dir, label_field, on_disk, cols)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            _append_failure(cols, rel, None, f"{rel}: JSON does not parse: {exc}")
+            referenced = set()
+        except _Malformed as exc:
+            _append_failure(cols, rel, None, f"{rel}: {exc}")
+            referenced = set()
+        except OSError as exc:
+            _append_failure(cols, rel, None, f"{rel}: cannot read: {exc.strerror or exc}")
+            referenced = set()
+        orphans += [f"{frame_dir}/{name}" for n, name in sorted(on_disk.items()) if n not in referenced]
+    return cols, orphans, dirs
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _frame_dir(label_rel: str) -> str:
+    split, _, species, action, name = label_rel.split("/")[-5:]
+    return f"{split}/{FRAMES_DIR}/{species}/{action}/{name[: -len('.json')]}"
+
+
+def _list_frames(folder: str) -> dict[int, str]:
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found = {}
+    for name in names:
+        match = _FRAME.match(name)
+        if match:
+            found[int(match.group(1))] = name
+    return found
+
+
+def _get(obj: object, key: str, where: str) -> object:
+    if not isinstance(obj, dict):
+        raise _Malformed(f"expected field '{where}' to be an object, got {type(obj).__name__}")
+    return obj.get(key)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_doc(doc, rel, frame_dir, label_field, on_disk, cols) -> set[int]:
+    meta = _get(doc, "metadata", "metadata")
+    annotations = _get(doc, "annotations", "annotations")
+    if not isinstance(meta, dict):
+        raise _Malformed(f"expected field 'metadata' (object), got {type(meta).__name__}")
+    if not isinstance(annotations, list):
+        raise _Malformed(f"expected field 'annotations' (list), got {type(annotations).__name__}")
+    owner = meta.get("owner") if isinstance(meta.get("owner"), dict) else {}
+    inspect = meta.get("inspect") if isinstance(meta.get("inspect"), dict) else {}
+    animal = meta.get("animal") if isinstance(meta.get("animal"), dict) else {}
+    split_dir, _, species_dir, action_dir, name = rel.split("/")[-5:]
+    video = {
+        "group_id": name[: -len(".json")],
+        "split": SPLIT_DIRS.get(split_dir),
+        "meta_width": _int_or_none(meta.get("width")),
+        "meta_height": _int_or_none(meta.get("height")),
+        "species": _text(meta.get("species")) or species_dir,
+        "action": action_dir,
+        "action_text": _text(meta.get("action")),
+        "owner_emotion": _text(owner.get("emotion")),
+        "inspect_emotion": _text(inspect.get("emotion")),
+        "breed": _text(animal.get("breed")),
+        "gender": _text(animal.get("gender")),
+        "age": _text(animal.get("age")),
+        "neuter": _text(animal.get("neuter")),
+        "location": _text(meta.get("location")),
+    }
+    video["label"] = {
+        "inspect.emotion": video["inspect_emotion"],
+        "owner.emotion": video["owner_emotion"],
+        "action": action_dir,
+        "species": video["species"],
+    }[label_field]
+    referenced = set()
+    for index, ann in enumerate(annotations):
+        frame = ann.get("frame_number") if isinstance(ann, dict) else None
+        if not isinstance(frame, int) or isinstance(frame, bool):
+            got = "not an object" if not isinstance(ann, dict) else repr(frame)
+            _append_failure(cols, rel, str(index), f"{rel}: annotations[{index}]: expected field 'frame_number' (integer), got {got}", video)
+            continue
+        referenced.add(frame)
+        stamp = ann.get("timestamp")
+        name_on_disk = on_disk.get(frame) or f"frame_{frame}_timestamp_{_stamp_text(stamp)}.jpg"
+        box = ann.get("bounding_box")
+        x, y, w, h, raw = _box(box)
+        points = ann.get("keypoints")
+        row = {
+            **video,
+            "source_file": rel,
+            "record": str(frame),
+            "image_path": f"{frame_dir}/{name_on_disk}",
+            "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h, "bbox_raw": raw,
+            "parse_error": None,
+            "frame_number": frame,
+            "timestamp_ms": float(stamp) if _is_number(stamp) else None,
+            "keypoints_visible": sum(1 for p in points.values() if p) if isinstance(points, dict) else None,
+        }  # fmt: skip
+        for key in _COLUMNS:
+            cols[key].append(row.get(key))
+    return referenced
+
+
+def _append_failure(cols, rel, record, message, video=None) -> None:
+    row = {**(video or {}), "source_file": rel, "record": record, "parse_error": message}
+    for key in _COLUMNS:
+        cols[key].append(row.get(key))
+
+
+def _is_number(v: object) -> bool:
+    return type(v) in (int, float)
+
+
+def _box(box: object) -> tuple[float | None, float | None, float | None, float | None, str | None]:
+    """The four box numbers; anything not a finite number becomes null and the raw box is kept."""
+    if isinstance(box, dict):
+        vals = [box.get(k) for k in ("x", "y", "width", "height")]
+        if all(_is_number(v) and math.isfinite(v) for v in vals):
+            return float(vals[0]), float(vals[1]), float(vals[2]), float(vals[3]), None
+        nums = [float(v) if _is_number(v) else None for v in vals]
+        return nums[0], nums[1], nums[2], nums[3], json.dumps(box, ensure_ascii=False)
+    return None, None, None, None, json.dumps(box, ensure_ascii=False)
+
+
+def _int_or_none(v: object) -> int | None:
+    return int(v) if _is_number(v) and math.isfinite(v) else None
+
+
+def _stamp_text(stamp: object) -> str:
+    if _is_number(stamp) and float(stamp).is_integer():
+        return str(int(stamp))
+    return str(stamp)
+
+
+def _unlabelled_frames(root: Path, seen_dirs: set[str]) -> list[str]:
+    """Frames in video folders that have no label file at all (orphans too)."""
+    orphans = []
+    for split in SPLIT_DIRS:
+        base = root / split / FRAMES_DIR
+        for folder, subdirs, names in os.walk(base):
+            subdirs.sort()
+            rel = Path(folder).relative_to(root).as_posix()
+            if rel in seen_dirs or not names:
+                continue
+            orphans += [f"{rel}/{n}" for n in sorted(names) if _FRAME.match(n)]
+    return orphans

@@ -1,0 +1,181 @@
+"""One CSV or Parquet table, one row per box: the format of hand-cleaned annotation lists.
+
+Columns are found by common names (case and surrounding spaces ignored):
+
+* image: ``image_path | path | file | filename | file_name | image | img`` (required);
+* label: ``label | class | category | class_name | label_name`` (required);
+* box (required), the first set present: ``x, y, w, h`` | ``x, y, width, height`` |
+  ``bbox_x, bbox_y, bbox_w, bbox_h`` | ``xmin, ymin, xmax, ymax`` | ``x_min, y_min, x_max, y_max`` |
+  ``x1, y1, x2, y2``. Corner sets are pixel edges, 0-based: ``w = xmax - xmin`` (the VOC
+  1-based inclusive convention belongs to VOC XML, not to tables);
+* optional: group ``group | group_id | video | video_id | subject | subject_id``, split
+  ``split | subset``, image size ``image_width | img_width | width`` and the same for height
+  (``width``/``height`` only when the box does not use them).
+
+Every other column rides along as an extra column, except names that the later stages use
+themselves (they would collide in the joins) and which are listed in ``notes``.
+
+CSV cells are read as text, then cast with ``strict=False``: a non-numeric box value becomes
+null (``bbox.invalid``) while ``bbox_raw`` keeps the cells as written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ingest.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, conform
+from ingest.sources import Parsed, SourceOptions
+
+NAME = "table"
+SUFFIXES = (".csv", ".parquet")
+IMAGE_NAMES = ("image_path", "path", "file", "filename", "file_name", "image", "img")
+LABEL_NAMES = ("label", "class", "category", "class_name", "label_name")
+GROUP_NAMES = ("group", "group_id", "video", "video_id", "subject", "subject_id")
+SPLIT_NAMES = ("split", "subset")
+WIDTH_NAMES = ("image_width", "img_width", "width")
+HEIGHT_NAMES = ("image_height", "img_height", "height")
+# (x, y, w, h) or (x0, y0, x1, y1) column sets, tried in this order.
+BOX_SETS = (
+    (("x", "y", "w", "h"), False),
+    (("x", "y", "width", "height"), False),
+    (("bbox_x", "bbox_y", "bbox_w", "bbox_h"), False),
+    (("xmin", "ymin", "xmax", "ymax"), True),
+    (("x_min", "y_min", "x_max", "y_max"), True),
+    (("x1", "y1", "x2", "y2"), True),
+)
+# How datasets spell their splits; trailing digits are dropped first (train2017 -> train).
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
+_RESERVED = (
+    set(RECORDS.names) | set(PROBES.names) | set(MANIFEST.names) | set(QUARANTINE.names)
+    | {"sample_id", "label_id", "norm_cx", "norm_cy", "norm_w", "norm_h"}
+)  # fmt: skip
+
+
+def split_alias(token: str) -> str | None:
+    """``train`` / ``val`` for a split name as datasets write it (``train2017``, ``valid``...), else None."""
+    return SPLIT_ALIASES.get(re.sub(r"\d+$", "", token.strip().lower()))
+
+
+def detect(root: Path) -> bool:
+    return len(_candidates(root)) == 1
+
+
+def parse(root: Path, options: SourceOptions) -> Parsed:
+    """Parse the table named by ``options.annotations`` (or the only one at the root) into records."""
+    path = _table_file(root, options.annotations)
+    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    try:
+        table = _read(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        failure = pl.DataFrame({"source_file": [rel], "parse_error": [f"{rel}: table does not parse: {message}"]})
+        return Parsed(records=conform(failure, RECORDS), notes={"table": rel})
+    records, extra, dropped = _records(table, rel)
+    return Parsed(
+        records=conform(records, RECORDS, extra=extra),
+        extra_columns=extra,
+        notes={"table": rel, "rows": table.height, "columns_not_kept": dropped},
+    )
+
+
+def _candidates(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def _table_file(root: Path, named: str | None) -> Path:
+    if named is not None:
+        path = root / named
+        if not path.is_file():
+            raise ValueError(f"{path}: expected a CSV or Parquet table, got {'a folder' if path.exists() else 'nothing'}")
+        return path
+    found = _candidates(root)
+    if len(found) != 1:
+        names = ", ".join(p.name for p in found) or "none"
+        raise ValueError(f"{root}: expected one .csv or .parquet table at the root, got {names}; pass --annotations")
+    return found[0]
+
+
+def _read(path: Path) -> pl.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return pl.read_parquet(path)
+    # All text first: a cast decides later, per column, what is a number.
+    return pl.read_csv(path, infer_schema=False)
+
+
+def _find(by_key: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((by_key[n] for n in names if n in by_key), None)
+
+
+def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], list[str]]:
+    """RECORDS columns from the table's own columns, plus the extra columns kept and those not kept."""
+    by_key: dict[str, str] = {}
+    for col in table.columns:
+        by_key.setdefault(col.strip().lower(), col)
+    image, label = _find(by_key, IMAGE_NAMES), _find(by_key, LABEL_NAMES)
+    box = next(((tuple(by_key[n] for n in names), corners) for names, corners in BOX_SETS if all(n in by_key for n in names)), None)
+    if image is None or label is None or box is None:
+        wanted = [
+            what
+            for what, found in (("image path", image), ("label", label), ("box", box))
+            if found is None
+        ]
+        raise ValueError(
+            f"{rel}: expected columns for {', '.join(wanted)} ({_expected()}), got columns {table.columns}"
+        )
+    (c0, c1, c2, c3), corners = box
+    group, split = _find(by_key, GROUP_NAMES), _find(by_key, SPLIT_NAMES)
+    width = _find({k: v for k, v in by_key.items() if v not in (c2, c3)}, WIDTH_NAMES)
+    height = _find({k: v for k, v in by_key.items() if v not in (c2, c3)}, HEIGHT_NAMES)
+
+    n0, n1, n2, n3 = (_number(table, c) for c in (c0, c1, c2, c3))
+    path = pl.col(image).cast(pl.String).str.replace_all("\\", "/", literal=True)
+    finite = pl.all_horizontal([n.is_not_null() & n.is_finite() for n in (n0, n1, n2, n3)])
+    raw = pl.format(
+        ", ".join(f"{c}={{}}" for c in (c0, c1, c2, c3)),
+        *(pl.col(c).cast(pl.String).fill_null("") for c in (c0, c1, c2, c3)),
+    )
+    columns = {
+        "source_file": pl.lit(rel),
+        "record": pl.int_range(1, pl.len() + 1).cast(pl.String),
+        "image_path": path,
+        "group_id": pl.coalesce(pl.col(group).cast(pl.String), path) if group else path,
+        "split": _split(pl.col(split).cast(pl.String)) if split else pl.lit(None, pl.String),
+        "label": pl.col(label).cast(pl.String),
+        "bbox_x": n0,
+        "bbox_y": n1,
+        "bbox_w": n2 - n0 if corners else n2,
+        "bbox_h": n3 - n1 if corners else n3,
+        "bbox_raw": pl.when(finite).then(None).otherwise(raw),
+        "meta_width": _number(table, width).cast(pl.Int64, strict=False) if width else pl.lit(None, pl.Int64),
+        "meta_height": _number(table, height).cast(pl.Int64, strict=False) if height else pl.lit(None, pl.Int64),
+        "parse_error": pl.when(path.is_null() | (path.str.strip_chars() == "")).then(
+            pl.format("{}: row {}: expected field '{}' (an image path), got nothing", pl.lit(rel), pl.int_range(1, pl.len() + 1), pl.lit(image))
+        ),
+    }
+    used = {image, label, c0, c1, c2, c3, group, split, width, height}
+    rest = [c for c in table.columns if c not in used]
+    extra = [c for c in rest if c not in _RESERVED and not c.startswith("_")]
+    dropped = [c for c in rest if c not in extra]
+    frame = table.select(*(expr.alias(name) for name, expr in columns.items()), *(pl.col(c) for c in extra))
+    return frame, extra, dropped
+
+
+def _number(table: pl.DataFrame, col: str) -> pl.Expr:
+    """A column as float: text is stripped and cast leniently, so 'abc' becomes null."""
+    expr = pl.col(col)
+    if table.schema[col] == pl.String:
+        expr = expr.str.strip_chars()
+    return expr.cast(pl.Float64, strict=False)
+
+
+def _split(col: pl.Expr) -> pl.Expr:
+    token = col.str.strip_chars().str.to_lowercase().str.replace(r"\d+$", "")
+    return token.replace_strict(SPLIT_ALIASES, default=None, return_dtype=pl.String)
+
+
+def _expected() -> str:
+    boxes = " | ".join(",".join(names) for names, _ in BOX_SETS)
+    return f"image: {'|'.join(IMAGE_NAMES)}; label: {'|'.join(LABEL_NAMES)}; box: {boxes}"

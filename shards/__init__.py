@@ -1,0 +1,1 @@
+"""pawpipe shards package."""

@@ -1,0 +1,1 @@
+"""pawpipe train package."""

@@ -1,0 +1,1 @@
+"""pawpipe validation_rules package."""

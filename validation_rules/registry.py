@@ -1,0 +1,104 @@
+"""The rule registry: every validation rule under a stable dotted id.
+
+A rule is a pure function from its parameters to a polars boolean expression that is
+true where a record violates it, plus metadata: a one-line description, a default
+action, a pydantic parameter model, an expression that explains a violation, and for
+rules that can repair, the repaired columns.
+
+    @register_rule("bbox.negative", "box starts left of or above the image", action="clip",
+                   params=NegativeParams, detail=..., repair=...)
+    def negative(p): return (pl.col("bbox_x") < 0) | (pl.col("bbox_y") < 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+
+class Action(str, Enum):
+    DROP = "drop"  # quarantine the record
+    CLIP = "clip"  # repair it when the repair's tolerance allows, otherwise quarantine
+    WARN = "warn"  # keep it, list the rule in the manifest's `warnings`
+
+
+class RuleParams(BaseModel):
+    """Base of every rule's parameters; unknown keys in a rule set are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """How a clip rule repairs: where it may (``fixable``), the new column values, and a note."""
+
+    fixable: pl.Expr
+    columns: dict[str, pl.Expr]
+    note: pl.Expr
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    default_action: Action
+    params: type[RuleParams]
+    check: Callable[[RuleParams], pl.Expr]
+    detail: Callable[[RuleParams], pl.Expr]
+    repair: Callable[[RuleParams], Repair] | None = None
+
+
+_REGISTRY: dict[str, Rule] = {}
+
+
+def register_rule(
+    rule_id: str,
+    description: str,
+    *,
+    action: str,
+    params: type[RuleParams] = RuleParams,
+    detail: Callable[[RuleParams], pl.Expr],
+    repair: Callable[[RuleParams], Repair] | None = None,
+) -> Callable[[Callable[[RuleParams], pl.Expr]], Callable[[RuleParams], pl.Expr]]:
+    """Register ``check`` under ``rule_id``; registering an id twice raises."""
+
+    def wrap(check: Callable[[RuleParams], pl.Expr]) -> Callable[[RuleParams], pl.Expr]:
+        if rule_id in _REGISTRY:
+            raise ValueError(f"rule id {rule_id!r} is already registered")
+        if Action(action) is Action.CLIP and repair is None:
+            raise ValueError(f"rule {rule_id!r}: a clip rule needs a repair")
+        _REGISTRY[rule_id] = Rule(rule_id, description, Action(action), params, check, detail, repair)
+        return check
+
+    return wrap
+
+
+def get_rule(rule_id: str) -> Rule:
+    """The rule registered under ``rule_id``; an unknown id raises and lists the valid ones."""
+    _load_builtin_rules()
+    try:
+        return _REGISTRY[rule_id]
+    except KeyError:
+        raise KeyError(f"unknown rule id {rule_id!r}; valid ids: {', '.join(list_rules())}") from None
+
+
+def list_rules() -> list[str]:
+    """All registered rule ids in evaluation order (the order their modules register them)."""
+    _load_builtin_rules()
+    return list(_REGISTRY)
+
+
+def _load_builtin_rules() -> None:
+    # Importing the rule modules registers them, and the order of these lines is the
+    # evaluation order: file-level failures, then image, label and box checks (boxes are
+    # clipped in sequence), then duplicates among the records still clean.
+    import validation_rules.annotation  # noqa: F401
+    import validation_rules.path  # noqa: F401
+    import validation_rules.image  # noqa: F401
+    import validation_rules.label  # noqa: F401
+    import validation_rules.bbox  # noqa: F401
+    import validation_rules.duplicate  # noqa: F401
