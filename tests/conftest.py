@@ -1,0 +1,27 @@
+"""Fixtures shared by every stage's tests: the demo dataset and its cleaning run, built once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.clean import clean
+from ingest.config import CleanConfig
+from ingest.demo_data import generate
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded demo dataset (AI Hub layout, every injected fault), 12 videos of 6 frames."""
+    root = tmp_path_factory.mktemp("demo") / "raw"
+    generate(root, videos=12, frames=6, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_clean(demo_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ingest clean`` output folder for ``demo_raw``."""
+    out = tmp_path_factory.mktemp("demo_clean")
+    clean(CleanConfig(root=demo_raw, out=out, workers=1, quiet=True))
+    return out
