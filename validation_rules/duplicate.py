@@ -11,7 +11,26 @@ from validation_rules.registry import RuleParams, register_rule
 _GROUP_KEY = pl.concat_str(
     [pl.when(pl.col("split") == "val").then(pl.lit("1")).otherwise(pl.lit("0")), pl.col("group_id").fill_null("")]
 )
-_KEEPER = pl.when(pl.col("_ok")).then(_GROUP_KEY).min().over("content_hash")
+
+
+def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``_dup_keeper``: for a still-clean row whose bytes also sit in a group that stays, that group.
+
+    Hashing the content ids once and grouping only the few duplicated rows keeps this linear
+    and cheap on millions of rows (a window over every row is not).
+    """
+    key = frame.get_column("content_hash").hash()
+    candidates = (
+        frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "_ok", _GROUP_KEY.alias("_gkey"), "content_hash")
+        .with_columns(_key=key)
+        .filter(pl.col("_ok") & pl.col("content_hash").is_not_null() & pl.col("_key").is_duplicated())
+        .with_columns(_keeper=pl.col("_gkey").min().over("content_hash"))
+        .filter(pl.col("_gkey") != pl.col("_keeper"))
+    )
+    keeper = pl.Series("_dup_keeper", [None] * frame.height, dtype=pl.String)
+    if candidates.height:
+        keeper = keeper.scatter(candidates.get_column("_row"), candidates.get_column("_keeper").str.slice(1))
+    return frame.with_columns(keeper)
 
 
 @register_rule(
@@ -20,8 +39,9 @@ _KEEPER = pl.when(pl.col("_ok")).then(_GROUP_KEY).min().over("content_hash")
     action="drop",
     detail=lambda p: pl.format(
         "image '{}' in group '{}': expected unique content, got the same bytes as group '{}'",
-        pl.col("image_path"), pl.col("group_id"), _KEEPER.str.slice(1),
+        pl.col("image_path"), pl.col("group_id"), pl.col("_dup_keeper"),
     ),
+    prepare=_mark_duplicates,
 )
 def duplicate(p: RuleParams) -> pl.Expr:
-    return pl.col("_ok") & pl.col("content_hash").is_not_null() & (_GROUP_KEY != _KEEPER)
+    return pl.col("_dup_keeper").is_not_null()

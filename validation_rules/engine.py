@@ -1,7 +1,9 @@
 """Apply a rule set to a frame of records: clean rows, quarantined rows, repairs and warnings.
 
-Every rule is one vectorised polars expression, so millions of rows take seconds. Rules
-run in registry order; a clip rule rewrites the box columns for the rules after it.
+Every rule is one vectorised polars expression and the whole chain is one lazy query, so
+millions of rows take seconds. Rules run in registry order; a clip rule rewrites the box
+columns for the rules after it, and never touches a row an earlier rule rejected. Messages
+are formatted for the rejected rows only.
 """
 
 from __future__ import annotations
@@ -23,46 +25,71 @@ class RuleOutcome:
 def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     """Evaluate ``ruleset`` on ``frame``; every input row is in exactly one of the two outputs."""
     parsed = pl.col("parse_error").is_null() if "parse_error" in frame.columns else pl.lit(True)
-    frame = frame.with_columns(_ok=pl.lit(True))
-    rejects, details, repairs, warnings = [], [], [], []
+    lf = frame.lazy().with_columns(_ok=pl.lit(True))
+    repairs, warnings = [], []
     for i, active in enumerate(ruleset.rules):
         rule, params = active.rule, active.params
         violation = rule.check(params).fill_null(False)
         if rule.id != "annotation.malformed":
             violation = violation & parsed
-        viol, rej = f"_viol{i}", f"_rej{i}"
-        frame = frame.with_columns(violation.alias(viol), rule.detail(params).fill_null(rule.description).alias(f"_detail{i}"))
+        if rule.prepare is not None:
+            lf = rule.prepare(lf.collect()).lazy()
+        lf = lf.with_columns(violation.alias(f"_viol{i}"))
         if active.action is Action.CLIP:
             repair = rule.repair(params)
-            fix = pl.col(viol) & repair.fixable.fill_null(False)
-            frame = frame.with_columns(
-                *(pl.when(fix).then(expr).otherwise(pl.col(c)).alias(c) for c, expr in repair.columns.items()),
-                pl.when(fix).then(repair.note).alias(f"_repair{i}"),
-                (pl.col(viol) & ~fix).alias(rej),
+            fix = pl.col(f"_viol{i}") & repair.fixable.fill_null(False) & pl.col("_ok")
+            before = {c: pl.col(c).alias(f"_before{i}_{c}") for c in repair.columns}
+            lf = lf.with_columns(fix.alias(f"_fix{i}"), *before.values()).with_columns(
+                *(pl.when(pl.col(f"_fix{i}")).then(e).otherwise(pl.col(c)).alias(c) for c, e in repair.columns.items()),
+                (pl.col(f"_viol{i}") & ~pl.col(f"_fix{i}")).alias(f"_rej{i}"),
             )
-            repairs.append(pl.col(f"_repair{i}"))
+            repairs.append((i, repair))
         elif active.action is Action.WARN:
-            frame = frame.with_columns(pl.lit(False).alias(rej))
-            warnings.append(pl.when(pl.col(viol)).then(pl.lit(rule.id)))
+            lf = lf.with_columns(pl.lit(False).alias(f"_rej{i}"))
+            warnings.append(pl.when(pl.col(f"_viol{i}")).then(pl.lit(rule.id)))
         else:
-            frame = frame.with_columns(pl.col(viol).alias(rej))
-        frame = frame.with_columns(_ok=pl.col("_ok") & ~pl.col(rej))
-        rejects.append(pl.when(pl.col(rej)).then(pl.lit(rule.id)))
-        details.append(pl.when(pl.col(rej)).then(pl.format("{}: {}", pl.lit(rule.id), pl.col(f"_detail{i}"))))
+            lf = lf.with_columns(pl.col(f"_viol{i}").alias(f"_rej{i}"))
+        lf = lf.with_columns(_ok=pl.col("_ok") & ~pl.col(f"_rej{i}"))
+    frame = lf.collect()
 
-    frame = frame.with_columns(
-        _list(rejects).alias("rule"),
-        _list(details).list.join(" | ").alias("detail"),
-        _list(repairs).alias("repairs"),
-        _list(warnings).alias("warnings"),
-    )
     scratch = [c for c in frame.columns if c.startswith("_")]
-    clean = frame.filter(pl.col("_ok")).drop(scratch + ["rule", "detail"])
-    rejected = frame.filter(~pl.col("_ok")).drop(scratch)
-    return RuleOutcome(clean=clean, rejected=rejected)
+    clean = frame.filter(pl.col("_ok"))
+    clean = clean.with_columns(_list([_note(i, r, clean) for i, r in repairs]).alias("repairs"), _list(warnings).alias("warnings"))
+    rejected = frame.filter(~pl.col("_ok"))
+    rules = [pl.when(pl.col(f"_rej{i}")).then(pl.lit(a.rule.id)) for i, a in enumerate(ruleset.rules)]
+    details = [
+        pl.when(pl.col(f"_rej{i}")).then(
+            pl.format("{}: {}", pl.lit(a.rule.id), a.rule.detail(a.params).fill_null(a.rule.description))
+        )
+        for i, a in enumerate(ruleset.rules)
+    ]
+    rejected = rejected.with_columns(
+        _list(rules).alias("rule"), pl.concat_str(details, separator=" | ", ignore_nulls=True).alias("detail")
+    )
+    return RuleOutcome(clean=clean.drop(scratch), rejected=rejected.drop(scratch))
+
+
+def _note(i: int, repair, clean: pl.DataFrame) -> pl.Expr:
+    """The repair note of rule ``i``, written with the values the rule saw, for repaired rows only."""
+    fixed = clean.get_column(f"_fix{i}")
+    if not fixed.any():
+        return pl.lit(None, dtype=pl.String)
+    seen = clean.filter(fixed).select(
+        pl.col(f"_before{i}_{c}").alias(c) if f"_before{i}_{c}" in clean.columns else pl.col(c) for c in clean.columns
+    )
+    notes = pl.Series(f"_note{i}", [None] * clean.height, dtype=pl.String).scatter(
+        fixed.arg_true(), seen.select(repair.note).to_series()
+    )
+    return pl.lit(notes)
+
+
+_SEP = "\x1f"  # never in a rule id or message
 
 
 def _list(items: list[pl.Expr]) -> pl.Expr:
+    """The non-null items as a list per row (concat_list + drop_nulls is far slower on millions of rows)."""
+    empty = pl.lit([], dtype=pl.List(pl.String))
     if not items:
-        return pl.lit([], dtype=pl.List(pl.String))
-    return pl.concat_list(items).list.drop_nulls()
+        return empty
+    joined = pl.concat_str(items, separator=_SEP, ignore_nulls=True)
+    return pl.when(joined.is_null() | (joined == "")).then(empty).otherwise(joined.str.split(_SEP))

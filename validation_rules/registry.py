@@ -50,6 +50,9 @@ class Rule:
     check: Callable[[RuleParams], pl.Expr]
     detail: Callable[[RuleParams], pl.Expr]
     repair: Callable[[RuleParams], Repair] | None = None
+    # For rules across records: adds helper columns (prefixed "_") to the frame as it stands
+    # before the rule, e.g. which group keeps a duplicated image. Pure: frame in, frame out.
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
 
 _REGISTRY: dict[str, Rule] = {}
@@ -63,6 +66,7 @@ def register_rule(
     params: type[RuleParams] = RuleParams,
     detail: Callable[[RuleParams], pl.Expr],
     repair: Callable[[RuleParams], Repair] | None = None,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> Callable[[Callable[[RuleParams], pl.Expr]], Callable[[RuleParams], pl.Expr]]:
     """Register ``check`` under ``rule_id``; registering an id twice raises."""
 
@@ -71,7 +75,7 @@ def register_rule(
             raise ValueError(f"rule id {rule_id!r} is already registered")
         if Action(action) is Action.CLIP and repair is None:
             raise ValueError(f"rule {rule_id!r}: a clip rule needs a repair")
-        _REGISTRY[rule_id] = Rule(rule_id, description, Action(action), params, check, detail, repair)
+        _REGISTRY[rule_id] = Rule(rule_id, description, Action(action), params, check, detail, repair, prepare)
         return check
 
     return wrap

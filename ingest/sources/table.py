@@ -66,11 +66,12 @@ def detect(root: Path) -> bool:
 def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse the table named by ``options.annotations`` (or the only one at the root) into records."""
     path = _table_file(root, options.annotations)
-    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    rel = options.annotations.replace("\\", "/") if options.annotations else path.name
     try:
         table = _read(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        # polars appends multi-line hints about its own options; the first line is the failure.
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         failure = pl.DataFrame({"source_file": [rel], "parse_error": [f"{rel}: table does not parse: {message}"]})
         return Parsed(records=conform(failure, RECORDS), notes={"table": rel})
     records, extra, dropped = _records(table, rel)
@@ -117,20 +118,15 @@ def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], li
     image, label = _find(by_key, IMAGE_NAMES), _find(by_key, LABEL_NAMES)
     box = next(((tuple(by_key[n] for n in names), corners) for names, corners in BOX_SETS if all(n in by_key for n in names)), None)
     if image is None or label is None or box is None:
-        wanted = [
-            what
-            for what, found in (("image path", image), ("label", label), ("box", box))
-            if found is None
-        ]
-        raise ValueError(
-            f"{rel}: expected columns for {', '.join(wanted)} ({_expected()}), got columns {table.columns}"
-        )
+        wanted = [what for what, found in (("image path", image), ("label", label), ("box", box)) if found is None]
+        raise ValueError(f"{rel}: expected columns for {', '.join(wanted)} ({_expected()}), got columns {table.columns}")
     (c0, c1, c2, c3), corners = box
     group, split = _find(by_key, GROUP_NAMES), _find(by_key, SPLIT_NAMES)
-    width = _find({k: v for k, v in by_key.items() if v not in (c2, c3)}, WIDTH_NAMES)
-    height = _find({k: v for k, v in by_key.items() if v not in (c2, c3)}, HEIGHT_NAMES)
+    free = {k: v for k, v in by_key.items() if v not in (c2, c3)}
+    width, height = _find(free, WIDTH_NAMES), _find(free, HEIGHT_NAMES)
 
     n0, n1, n2, n3 = (_number(table, c) for c in (c0, c1, c2, c3))
+    row = pl.int_range(1, pl.len() + 1)  # 1-based data rows, as a spreadsheet shows them after the header
     path = pl.col(image).cast(pl.String).str.replace_all("\\", "/", literal=True)
     finite = pl.all_horizontal([n.is_not_null() & n.is_finite() for n in (n0, n1, n2, n3)])
     raw = pl.format(
@@ -139,9 +135,9 @@ def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], li
     )
     columns = {
         "source_file": pl.lit(rel),
-        "record": pl.int_range(1, pl.len() + 1).cast(pl.String),
+        "record": row.cast(pl.String),
         "image_path": path,
-        "group_id": pl.coalesce(pl.col(group).cast(pl.String), path) if group else path,
+        "group_id": _text_or(pl.col(group), path) if group else path,
         "split": _split(pl.col(split).cast(pl.String)) if split else pl.lit(None, pl.String),
         "label": pl.col(label).cast(pl.String),
         "bbox_x": n0,
@@ -149,10 +145,10 @@ def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], li
         "bbox_w": n2 - n0 if corners else n2,
         "bbox_h": n3 - n1 if corners else n3,
         "bbox_raw": pl.when(finite).then(None).otherwise(raw),
-        "meta_width": _number(table, width).cast(pl.Int64, strict=False) if width else pl.lit(None, pl.Int64),
-        "meta_height": _number(table, height).cast(pl.Int64, strict=False) if height else pl.lit(None, pl.Int64),
+        "meta_width": _size(table, width),
+        "meta_height": _size(table, height),
         "parse_error": pl.when(path.is_null() | (path.str.strip_chars() == "")).then(
-            pl.format("{}: row {}: expected field '{}' (an image path), got nothing", pl.lit(rel), pl.int_range(1, pl.len() + 1), pl.lit(image))
+            pl.format("{}: row {}: expected field '{}' (an image path), got nothing", pl.lit(rel), row, pl.lit(image))
         ),
     }
     used = {image, label, c0, c1, c2, c3, group, split, width, height}
@@ -169,6 +165,19 @@ def _number(table: pl.DataFrame, col: str) -> pl.Expr:
     if table.schema[col] == pl.String:
         expr = expr.str.strip_chars()
     return expr.cast(pl.Float64, strict=False)
+
+
+def _size(table: pl.DataFrame, col: str | None) -> pl.Expr:
+    """An image-size column as int; absent, non-numeric or 0 is null (no claim to check)."""
+    if col is None:
+        return pl.lit(None, pl.Int64)
+    size = _number(table, col)
+    return pl.when(size > 0).then(size).cast(pl.Int64, strict=False)
+
+
+def _text_or(col: pl.Expr, fallback: pl.Expr) -> pl.Expr:
+    text = col.cast(pl.String)
+    return pl.when(text.str.strip_chars() != "").then(text).otherwise(fallback)
 
 
 def _split(col: pl.Expr) -> pl.Expr:

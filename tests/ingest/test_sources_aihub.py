@@ -89,3 +89,19 @@ def test_pool_and_serial_parse_agree(demo_raw) -> None:
     two = parse(demo_raw, SourceOptions(workers=2)).records
     assert one.equals(two)
     assert one.filter(pl.col("parse_error").is_null()).get_column("label").drop_nulls().is_in(list(EMOTIONS) + ["몰라"]).all()
+
+
+def test_typed_fast_path_equals_lenient_path(demo_raw, monkeypatch) -> None:
+    import msgspec
+
+    import ingest.sources.aihub as aihub
+
+    fast = parse(demo_raw, SourceOptions(workers=1)).records
+
+    class Refuse:
+        def decode(self, data):
+            raise msgspec.ValidationError("force the lenient path")
+
+    monkeypatch.setattr(aihub, "_DECODER", Refuse())
+    lenient = parse(demo_raw, SourceOptions(workers=1)).records
+    assert fast.equals(lenient)

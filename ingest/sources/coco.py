@@ -1,0 +1,226 @@
+"""COCO object-detection JSON: one record per entry of ``annotations``.
+
+    <root>/annotations/instances_train2017.json + <root>/train2017/*.jpg         (COCO download)
+    <root>/annotations/instances_val2017.json   + <root>/images/val2017/*.jpg    (Ultralytics)
+    <root>/train/_annotations.coco.json         + <root>/train/*.jpg             (Roboflow)
+
+Which files: ``SourceOptions.annotations`` when given; otherwise every JSON at the root, in
+``annotations/`` or one folder down whose first MiB names a COCO key (``images``,
+``annotations``, ``categories``), so train and val are parsed together. When some of them are
+``instances_*`` files only those are kept: the COCO download ships ``captions_*`` and
+``person_keypoints_*`` beside them, which would add caption rows or duplicate the person boxes.
+
+Where the images are: ``file_name`` is joined to the first folder that exists among
+``images/<tail>``, ``<tail>``, ``images`` (each looked for next to the JSON, then at the root;
+``<tail>`` is the JSON stem after its last underscore, ``instances_train2017`` -> ``train2017``),
+else the JSON's own folder. Only folders are checked, never image files, so a ``file_name``
+such as ``../x.jpg`` reaches the path rules unchanged.
+
+Split: a token of the JSON stem (``instances_val2017`` -> val), else a folder name on the way
+from the root to the JSON (``valid/_annotations.coco.json`` -> val), else null.
+
+``bbox`` is already ``[x, y, width, height]`` in pixels. Labels are category names; an
+unknown ``category_id`` becomes its number as text, so ``label.unknown`` quarantines it.
+``record`` is the annotation ``id``. Orphans are the ``images[]`` entries that no annotation
+names (COCO's background images); image files that no ``images[]`` entry lists are not looked for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources.table import split_alias
+
+NAME = "coco"
+EXTRA_COLUMNS = {"iscrowd": pl.Int64}
+_PEEK_BYTES = 1 << 20
+_COCO_KEY = re.compile(rb'"(?:images|annotations|categories)"\s*:')
+_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+
+
+def detect(root: Path) -> bool:
+    return any(_looks_like_coco(p) for p in _json_files(root))
+
+
+def parse(root: Path, options: SourceOptions) -> Parsed:
+    """Parse every COCO instances JSON under ``root`` (or the one named) into records and orphans."""
+    files = [options.annotations.replace("\\", "/")] if options.annotations else annotation_files(root)
+    if not files:
+        raise ValueError(f"{root}: expected a COCO instances JSON at the root, in annotations/ or one folder down, got none")
+    rows: list[tuple] = []
+    orphans: list[str] = []
+    names: dict[int | str, str] = {}
+    for rel in files:
+        if not (root / rel).is_file():
+            raise ValueError(f"{root / rel}: expected a COCO JSON file, got nothing")
+        orphans += _parse_file(root, rel, rows, names)
+    records = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
+    return Parsed(
+        records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
+        extra_columns=list(EXTRA_COLUMNS),
+        vocabulary=tuple(dict.fromkeys(names[i] for i in sorted(names, key=_id_order))) if names else None,
+        orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
+        notes={"annotation_files": files},
+    )
+
+
+def annotation_files(root: Path) -> list[str]:
+    """The COCO JSONs that ``parse`` reads, POSIX relative to ``root``, sorted."""
+    found = sorted(p.relative_to(root).as_posix() for p in _json_files(root) if _looks_like_coco(p))
+    instances = [rel for rel in found if posixpath.basename(rel).startswith("instances")]
+    return instances or found
+
+
+def _json_files(root: Path) -> list[Path]:
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    return [p for folder in folders for p in sorted(folder.glob("*.json")) if p.is_file()]
+
+
+def _looks_like_coco(path: Path) -> bool:
+    """A cheap look at the first MiB: a JSON object naming a COCO top-level key."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_PEEK_BYTES)
+    except OSError:
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and _COCO_KEY.search(head) is not None
+
+
+def image_folder(root: Path, rel: str) -> str:
+    """The folder (POSIX, relative to ``root``, "" for the root) that ``file_name`` values are relative to."""
+    folder = posixpath.dirname(rel)
+    tail = Path(rel).stem.rsplit("_", 1)[-1]
+    bases = list(dict.fromkeys([folder, ""]))
+    for sub in (f"images/{tail}", tail, "images"):
+        for base in bases:
+            candidate = posixpath.join(base, sub)
+            if (root / candidate).is_dir():
+                return candidate
+    return folder
+
+
+def _split(rel: str) -> str | None:
+    stem_tokens = re.split(r"[^A-Za-z0-9]+", Path(rel).stem)
+    for token in [*stem_tokens, *reversed(rel.split("/")[:-1])]:
+        split = split_alias(token) if token else None
+        if split:
+            return split
+    return None
+
+
+def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, str]) -> list[str]:
+    """Append ``rel``'s annotations to ``rows`` and its categories to ``names``; returns its orphan images.
+
+    Rows are tuples in ``_SCHEMA`` order: a million annotations are a million tuples, not dicts.
+    """
+    try:
+        doc = json.loads((root / rel).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        rows.append(_failure(rel, None, None, f"{rel}: JSON does not parse: {exc}"))
+        return []
+    except OSError as exc:
+        rows.append(_failure(rel, None, None, f"{rel}: cannot read: {exc.strerror or exc}"))
+        return []
+    got = {key: doc.get(key) if isinstance(doc, dict) else None for key in ("images", "annotations", "categories")}
+    bad = [key for key, value in got.items() if not isinstance(value, list)]
+    if bad:
+        found = f"keys {sorted(doc)}" if isinstance(doc, dict) else type(doc).__name__
+        rows.append(_failure(rel, None, None, f"{rel}: expected top-level lists {', '.join(bad)}, got {found}"))
+        return []
+
+    categories = {
+        c["id"]: c["name"] for c in got["categories"] if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str)
+    }
+    for cid, name in categories.items():
+        names.setdefault(cid, name)
+    folder = image_folder(root, rel)
+    split = _split(rel)
+    # image id -> (image_path, width, height); an entry without a usable file_name cannot be named.
+    images: dict[int | str, tuple[str, int | None, int | None]] = {}
+    for img in got["images"]:
+        if isinstance(img, dict) and _is_id(img.get("id")) and isinstance(img.get("file_name"), str):
+            path = posixpath.join(folder, img["file_name"].replace("\\", "/"))
+            images[img["id"]] = (path, _size(img.get("width")), _size(img.get("height")))
+
+    used: set[int | str] = set()
+    for index, ann in enumerate(got["annotations"]):
+        if not isinstance(ann, dict):
+            where = f"annotations[{index}]"
+            rows.append(_failure(rel, where, split, f"{rel}: {where}: expected an object, got {type(ann).__name__}"))
+            continue
+        ann_id = ann.get("id")
+        record = str(ann_id) if _is_id(ann_id) else f"annotations[{index}]"
+        image_id = ann.get("image_id")
+        image = images.get(image_id) if _is_id(image_id) else None
+        if image is not None:
+            used.add(image_id)
+        path, width, height = image or (None, None, None)
+        error = None
+        if image is None:
+            error = (
+                f"{rel}: annotation {record}: expected field 'image_id' naming an entry of images[] with a file_name, "
+                f"got {json.dumps(image_id)}"
+            )
+        iscrowd = ann.get("iscrowd")
+        rows.append((
+            rel, record, path, path, split, _label(ann.get("category_id"), categories), *_box(ann),
+            width, height, error, iscrowd if _is_int(iscrowd) else None,
+        ))  # fmt: skip
+    return [path for image_id, (path, _, _) in images.items() if image_id not in used]
+
+
+def _failure(rel: str, record: str | None, split: str | None, message: str) -> tuple:
+    """A row for a file or annotation that does not parse: where it is and why, nothing else."""
+    return (rel, record, None, None, split, *[None] * 8, message, None)
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int
+
+
+def _is_id(v: object) -> bool:
+    """COCO ids are integers; some exporters write strings. Either is matched exactly, never coerced."""
+    return type(v) in (int, str)
+
+
+def _id_order(v: int | str) -> tuple[bool, int | str]:
+    return isinstance(v, str), v
+
+
+def _is_number(v: object) -> bool:
+    return type(v) in (int, float)
+
+
+def _size(v: object) -> int | None:
+    """A positive integral image size, else null (a 0 or missing size claims nothing)."""
+    return int(v) if _is_number(v) and math.isfinite(v) and v > 0 and float(v).is_integer() else None
+
+
+def _label(category_id: object, categories: dict[int, str]) -> str | None:
+    if category_id is None:
+        return None
+    if _is_id(category_id) and category_id in categories:
+        return categories[category_id]
+    return category_id if isinstance(category_id, str) else json.dumps(category_id)
+
+
+def _box(ann: dict) -> tuple[float | None, float | None, float | None, float | None, str | None]:
+    """The four box numbers; anything not a finite number is null and the box as written is kept."""
+    if "bbox" not in ann:
+        return None, None, None, None, None
+    box = ann["bbox"]
+    if type(box) is list and len(box) == 4:
+        x, y, w, h = (float(v) if type(v) in (int, float) else None for v in box)
+        if None not in (x, y, w, h) and math.isfinite(x + y + w + h):
+            return x, y, w, h, None
+        return x, y, w, h, json.dumps(box, ensure_ascii=False)
+    return None, None, None, None, json.dumps(box, ensure_ascii=False)
+

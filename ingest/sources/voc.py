@@ -1,0 +1,237 @@
+"""Pascal VOC XML: one record per ``<object>``.
+
+    <base>/Annotations/<id>.xml + <base>/JPEGImages/<filename> + <base>/ImageSets/Main/{train,val}.txt
+    <root>/**/<name>.xml beside the image it names                              (LabelImg)
+
+``<base>`` is the root or a folder up to two levels down (``VOCdevkit/VOC2012``). When no
+``Annotations/`` folder exists, every XML under the root whose root element is
+``<annotation>`` is read and its image is looked for beside it. ``<path>`` (an absolute path
+on the annotator's machine) and ``<folder>`` (the dataset's name in VOC) are ignored.
+
+Boxes: VOC corners are 1-based and inclusive, so a box covering pixel columns 0..9 is
+written ``xmin=1, xmax=10``. Converted to the pipeline's 0-based top-left form:
+``x = xmin - 1, y = ymin - 1, w = xmax - xmin + 1, h = ymax - ymin + 1``.
+
+Split: ``ImageSets/Main/train.txt`` and ``val.txt`` by file stem (an id in both is null);
+for LabelImg folders, a folder name on the way (``train/``, ``valid/``); else null.
+``record`` is the object's 1-based position in its file. A file without objects is an
+orphan (its image has no box). XML files are parsed in a process pool.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import posixpath
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import polars as pl
+
+from ingest.progress import progress
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources.table import split_alias
+
+NAME = "voc"
+EXTRA_COLUMNS = {"difficult": pl.Int64, "truncated": pl.Int64}
+CORNERS = ("xmin", "ymin", "xmax", "ymax")
+_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+_POOL_MIN_FILES = 512  # below this a process pool costs more to start than it saves
+_PEEK_BYTES = 4096
+
+# One annotation file to parse: (xml path, image folder or None for "beside the XML", split).
+Job = tuple[str, str | None, str | None]
+
+
+def detect(root: Path) -> bool:
+    if any(_has_xml(root / base / "Annotations") for base in _devkit_bases(root)):
+        return True
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    return any(_is_voc_xml(p) for folder in folders for p in sorted(folder.glob("*.xml"))[:5])
+
+
+def parse(root: Path, options: SourceOptions) -> Parsed:
+    """Parse every VOC XML under ``root`` into records (one per object) and orphans."""
+    jobs = annotation_jobs(root)
+    if not jobs:
+        raise ValueError(f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none")
+    workers = max(1, options.workers or os.cpu_count() or 1)
+    chunk = max(1, min(256, len(jobs) // (workers * 8) or 1))
+    chunks = [(str(root), jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+    frames, orphans = [], []
+    bar = progress(len(jobs), desc="parse VOC XML", unit="file")
+    pool = None
+    if workers > 1 and len(jobs) >= _POOL_MIN_FILES:
+        # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        results = pool.imap(_parse_chunk, chunks) if pool else map(_parse_chunk, chunks)
+        for (rows, found), (_, files) in zip(results, chunks):
+            frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+            orphans += found
+            bar.update(len(files))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    records = pl.concat(frames)
+    return Parsed(
+        records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
+        extra_columns=list(EXTRA_COLUMNS),
+        orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
+        notes={"annotation_files": len(jobs)},
+    )
+
+
+def annotation_jobs(root: Path) -> list[Job]:
+    """Every XML to parse with its image folder and split, sorted by path (the parse order)."""
+    bases = _devkit_bases(root)
+    jobs: list[Job] = []
+    for base in bases:
+        splits = _image_sets(root / base / "ImageSets" / "Main")
+        images = posixpath.join(base, "JPEGImages")
+        jobs += [(rel, images, splits.get(Path(rel).stem)) for rel in _walk_xml(root, posixpath.join(base, "Annotations"))]
+    if not bases:
+        for rel in _walk_xml(root, ""):
+            if _is_voc_xml(root / rel):
+                folders = rel.split("/")[:-1]
+                split = next((s for s in map(split_alias, reversed(folders)) if s), None)
+                jobs.append((rel, None, split))
+    return sorted(jobs)
+
+
+def _devkit_bases(root: Path) -> list[str]:
+    """Folders holding an ``Annotations/`` folder: the root or up to two levels down, POSIX ("" for the root)."""
+    found = {p.parent for pattern in ("Annotations", "*/Annotations", "*/*/Annotations") for p in root.glob(pattern) if p.is_dir()}
+    return sorted("" if p == root else p.relative_to(root).as_posix() for p in found)
+
+
+def _has_xml(folder: Path) -> bool:
+    return folder.is_dir() and any(name.endswith(".xml") for _, _, names in os.walk(folder) for name in names)
+
+
+def _is_voc_xml(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return b"<annotation" in handle.read(_PEEK_BYTES)
+    except OSError:
+        return False
+
+
+def _walk_xml(root: Path, under: str) -> list[str]:
+    found = []
+    for folder, subdirs, names in os.walk(root / under):
+        subdirs.sort()
+        rel = Path(folder).relative_to(root).as_posix()
+        found += [posixpath.join("" if rel == "." else rel, n) for n in sorted(names) if n.lower().endswith(".xml")]
+    return found
+
+
+def _image_sets(folder: Path) -> dict[str, str | None]:
+    """Image id -> split from ``train.txt`` / ``val.txt`` (first token per line); an id in both maps to None."""
+    splits: dict[str, str | None] = {}
+    for split in ("train", "val"):
+        try:
+            lines = (folder / f"{split}.txt").read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            if line.split():
+                ident = line.split()[0]
+                splits[ident] = split if splits.get(ident, split) == split else None
+    return splits
+
+
+def _parse_chunk(job: tuple[str, list[Job]]) -> tuple[list[tuple], list[str]]:
+    """Rows (tuples in ``_SCHEMA`` order) for a chunk of XML files, and the images of files without objects."""
+    root, files = job
+    rows: list[tuple] = []
+    orphans: list[str] = []
+    for rel, images, split in files:
+        try:
+            tree = ET.parse(os.path.join(root, rel))
+            orphans += _parse_tree(tree.getroot(), rel, images, split, rows)
+        except ET.ParseError as exc:
+            rows.append(_failure(rel, split, f"{rel}: XML does not parse: {exc}"))
+        except _Malformed as exc:
+            rows.append(_failure(rel, split, f"{rel}: {exc}"))
+        except OSError as exc:
+            rows.append(_failure(rel, split, f"{rel}: cannot read: {exc.strerror or exc}"))
+    return rows, orphans
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _parse_tree(doc: ET.Element, rel: str, images: str | None, split: str | None, rows: list[tuple]) -> list[str]:
+    """Append one record per ``<object>``; returns the image as an orphan when there is none."""
+    if doc.tag != "annotation":
+        raise _Malformed(f"expected root element <annotation>, got <{doc.tag}>")
+    filename = _text(doc.find("filename"))
+    if not filename:
+        raise _Malformed("expected field 'filename' (the image file name), got nothing")
+    path = posixpath.join(images if images is not None else posixpath.dirname(rel), filename.replace("\\", "/"))
+    size = doc.find("size")
+    width = _size(_text(size.find("width"))) if size is not None else None
+    height = _size(_text(size.find("height"))) if size is not None else None
+    objects = doc.findall("object")
+    for index, obj in enumerate(objects, start=1):
+        rows.append((
+            rel, str(index), path, path, split, _text(obj.find("name")), *_box(obj.find("bndbox")), width, height, None,
+            _int(_text(obj.find("difficult"))), _int(_text(obj.find("truncated"))),
+        ))  # fmt: skip
+    return [] if objects else [path]
+
+
+def _failure(rel: str, split: str | None, message: str) -> tuple:
+    """The one row for a file that does not parse: ``record`` null, where and why."""
+    return (rel, None, None, None, split, *[None] * 8, message, None, None)
+
+
+def _text(element: ET.Element | None) -> str | None:
+    """An element's stripped text; None when the element is absent, "" when it is empty."""
+    if element is None:
+        return None
+    return (element.text or "").strip()
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _size(text: str | None) -> int | None:
+    """A positive integral size; 0, missing or non-numeric claims nothing (null)."""
+    value = _float(text)
+    return int(value) if value is not None and math.isfinite(value) and value > 0 and value.is_integer() else None
+
+
+def _box(bndbox: ET.Element | None) -> tuple[float | None, float | None, float | None, float | None, str | None]:
+    """0-based x, y, w, h from 1-based inclusive corners; anything not a finite number is null and the XML kept."""
+    if bndbox is None:
+        return None, None, None, None, None
+    texts = [_text(bndbox.find(k)) for k in CORNERS]
+    x0, y0, x1, y1 = (_float(t) for t in texts)
+    raw = None
+    if not all(v is not None and math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raw = "<bndbox>" + "".join(f"<{k}>{t}</{k}>" for k, t in zip(CORNERS, texts) if t is not None) + "</bndbox>"
+    return (
+        x0 - 1 if x0 is not None else None,
+        y0 - 1 if y0 is not None else None,
+        x1 - x0 + 1 if x0 is not None and x1 is not None else None,
+        y1 - y0 + 1 if y0 is not None and y1 is not None else None,
+        raw,
+    )

@@ -1,0 +1,307 @@
+"""YOLO txt labels: one record per line ``class x_center y_center width height`` (normalised).
+
+    <root>/images/<split>/x.jpg  <->  <root>/labels/<split>/x.txt     (Ultralytics)
+    <root>/<split>/images/x.jpg  <->  <root>/<split>/labels/x.txt     (Roboflow export)
+
+A label file pairs with the image of the same relative path and stem in the sibling
+``images/`` folder (the folder is listed, no image is opened); a label file without one
+names ``images/<...>/<stem>`` with no suffix, which ``image.missing`` then reports. An image
+without a label file, or with an empty one, is a background image: an orphan.
+
+Class names come from the first of: ``data.yaml``, ``dataset.yaml``, any other ``*.yaml`` /
+``*.yml`` at the root with ``names:`` (a list or an ``{id: name}`` mapping, read by a small
+parser for that key only, so PyYAML is not needed), ``classes.txt`` or ``obj.names`` at the
+root, ``labels/classes.txt`` (LabelImg). A class id missing from the names keeps its text as
+the label, so ``label.unknown`` quarantines it.
+
+Boxes: the parser cannot know the pixel size without opening the image, so ``bbox_*`` stay
+null, the normalised values go to ``norm_cx, norm_cy, norm_w, norm_h`` and
+``notes["normalised_boxes"]`` is set; ``ingest clean`` calls ``to_pixels`` once the probe has
+the decoded size. A line with other than 5 fields is ``annotation.malformed``; a
+non-numeric or non-finite value is a null coordinate with ``bbox_raw`` kept (``bbox.invalid``).
+Split: a folder name on the way to the label file (``train``, ``val2017``, ``valid``), else null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import posixpath
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ingest.progress import progress
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources.table import split_alias
+
+NAME = "yolo"
+EXTRA_COLUMNS = {"norm_cx": pl.Float64, "norm_cy": pl.Float64, "norm_w": pl.Float64, "norm_h": pl.Float64}
+# Ultralytics' IMG_FORMATS.
+IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+NAMES_TXT = ("classes.txt", "obj.names", "labels/classes.txt")
+_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+_POOL_MIN_FILES = 512  # below this a process pool costs more to start than it saves
+_FIELDS = "'class x_center y_center width height'"
+
+# One label file to parse: (label file, image path it pairs with, split).
+Job = tuple[str, str, str | None]
+
+
+def detect(root: Path) -> bool:
+    has_labels = any(name.endswith(".txt") for d in _label_dirs(root) for _, _, names in os.walk(root / d) for name in names)
+    return has_labels and class_names(root) is not None
+
+
+def parse(root: Path, options: SourceOptions) -> Parsed:
+    """Parse every label file under ``root`` into records (one per box line) and orphans."""
+    jobs, unlabelled = label_jobs(root)
+    if not jobs:
+        raise ValueError(f"{root}: expected YOLO label files (labels/**/*.txt or */labels/**/*.txt), got none")
+    named = class_names(root)
+    names, names_file = named if named else ({}, None)
+    workers = max(1, options.workers or os.cpu_count() or 1)
+    chunk = max(1, min(256, len(jobs) // (workers * 8) or 1))
+    chunks = [(str(root), names, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+    frames, orphans = [], list(unlabelled)
+    bar = progress(len(jobs), desc="parse YOLO labels", unit="file")
+    pool = None
+    if workers > 1 and len(jobs) >= _POOL_MIN_FILES:
+        # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        results = pool.imap(_parse_chunk, chunks) if pool else map(_parse_chunk, chunks)
+        for (rows, empty_files), (_, _, files) in zip(results, chunks):
+            frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+            orphans += empty_files
+            bar.update(len(files))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    records = pl.concat(frames)
+    orphans.sort()
+    return Parsed(
+        records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
+        extra_columns=list(EXTRA_COLUMNS),
+        vocabulary=tuple(dict.fromkeys(names[k] for k in sorted(names))) if names else None,
+        orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
+        notes={"normalised_boxes": True, "label_files": len(jobs), "names_file": names_file},
+    )
+
+
+def to_pixels(frame: pl.DataFrame) -> pl.DataFrame:
+    """Pixel ``bbox_*`` from the normalised centre boxes and the decoded ``width``/``height`` (null where unknown).
+
+    >>> to_pixels(pl.DataFrame({"norm_cx": [0.5], "norm_cy": [0.5], "norm_w": [0.25], "norm_h": [0.5],
+    ...                         "width": [640], "height": [480]})).row(0, named=True)["bbox_x"]
+    240.0
+    """
+    width, height = pl.col("width").cast(pl.Float64), pl.col("height").cast(pl.Float64)
+    return frame.with_columns(
+        bbox_x=(pl.col("norm_cx") - pl.col("norm_w") / 2) * width,
+        bbox_y=(pl.col("norm_cy") - pl.col("norm_h") / 2) * height,
+        bbox_w=pl.col("norm_w") * width,
+        bbox_h=pl.col("norm_h") * height,
+    )
+
+
+def label_jobs(root: Path) -> tuple[list[Job], list[str]]:
+    """Every label file with its image and split (sorted), and the images that have no label file."""
+    jobs: list[Job] = []
+    unlabelled: list[str] = []
+    for labels in _label_dirs(root):
+        images = posixpath.join(posixpath.dirname(labels), "images")
+        on_disk = _list_files(root, images, IMAGE_SUFFIXES)
+        label_files = _list_files(root, labels, {".txt"})
+        label_files.pop("classes", None)  # LabelImg writes the names beside the labels
+        for key, rel in label_files.items():
+            folders = rel.split("/")[:-1]
+            split = next((s for s in map(split_alias, reversed(folders)) if s), None)
+            jobs.append((rel, on_disk.get(key) or posixpath.join(images, key), split))
+        unlabelled += [path for key, path in on_disk.items() if key not in label_files]
+    return sorted(jobs), sorted(unlabelled)
+
+
+def _label_dirs(root: Path) -> list[str]:
+    """``labels/`` at the root or one level down (Roboflow's ``train/labels``), POSIX relative."""
+    return sorted(p.relative_to(root).as_posix() for pattern in ("labels", "*/labels") for p in root.glob(pattern) if p.is_dir())
+
+
+def _list_files(root: Path, under: str, suffixes: set[str]) -> dict[str, str]:
+    """Path below ``under`` without suffix -> POSIX path relative to ``root``, for files with these suffixes."""
+    found: dict[str, str] = {}
+    base = root / under
+    for folder, subdirs, names in os.walk(base):
+        subdirs.sort()
+        rel = Path(folder).relative_to(base).as_posix()
+        for name in sorted(names):
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in suffixes:
+                key = stem if rel == "." else f"{rel}/{stem}"
+                found.setdefault(key, posixpath.join(under, key + suffix))
+    return found
+
+
+def class_names(root: Path) -> tuple[dict[int, str], str] | None:
+    """Class id -> name and the file it came from, or None when the dataset has no names file."""
+    yamls = sorted(p.name for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    ordered = [n for n in ("data.yaml", "dataset.yaml") if n in yamls] + [n for n in yamls if n not in ("data.yaml", "dataset.yaml")]
+    for name in ordered:
+        names = yaml_names(_read_text(root, name))
+        if names:
+            return names, name
+    for name in NAMES_TXT:
+        if (root / name).is_file():
+            lines = [line.strip() for line in _read_text(root, name).splitlines()]
+            while lines and not lines[-1]:
+                lines.pop()
+            return dict(enumerate(lines)), name
+    return None
+
+
+def _read_text(root: Path, name: str) -> str:
+    """A names file's text; one that is not UTF-8 is a usage error (every label would be wrong)."""
+    try:
+        return (root / name).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: expected UTF-8 text, got {exc.reason} at byte {exc.start}") from None
+
+
+def yaml_names(text: str) -> dict[int, str] | None:
+    """The top-level ``names:`` of a YOLO dataset YAML: a flow or block list, or an ``{id: name}`` mapping.
+
+    >>> yaml_names("nc: 2\\nnames: ['cat', 'dog']")
+    {0: 'cat', 1: 'dog'}
+    """
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"names\s*:(.*)$", line)
+        if not match:
+            continue
+        value = _strip_comment(match.group(1)).strip()
+        if value[:1] in ("[", "{"):
+            j = i
+            while not _closed(value) and j + 1 < len(lines):
+                j += 1
+                value += " " + _strip_comment(lines[j]).strip()
+            items = _flow_items(value.strip()[1:-1])
+            return _mapping(items) if value.startswith("{") else {k: _scalar(v) for k, v in enumerate(items)}
+        if value:
+            return None
+        block = []
+        for item in lines[i + 1 :]:
+            if not item.strip() or item.lstrip().startswith("#"):
+                continue
+            if not item[0].isspace() and not item.startswith("-"):
+                break  # the next top-level key
+            block.append(_strip_comment(item).strip())
+        if all(b.startswith("-") for b in block):
+            return {k: _scalar(b[1:].strip()) for k, b in enumerate(block)}
+        return _mapping(block)
+    return None
+
+
+def _strip_comment(text: str) -> str:
+    """``text`` up to a ``#`` that starts a YAML comment (after a space, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or text[i - 1].isspace()):
+            return text[:i]
+    return text
+
+
+def _closed(value: str) -> bool:
+    return value.rstrip().endswith(("]", "}"))
+
+
+def _flow_items(inner: str) -> list[str]:
+    """Split a flow collection's inside on commas outside quotes."""
+    items = re.findall(r"""\s*((?:'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^,'"])+)\s*(?:,|$)""", inner)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _mapping(items: list[str]) -> dict[int, str]:
+    out = {}
+    for item in items:
+        match = re.match(r"""['"]?(\d+)['"]?\s*:\s*(.*)$""", item)
+        if match:
+            out[int(match.group(1))] = _scalar(match.group(2))
+    return out
+
+
+def _scalar(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text[1:-1]
+    return text
+
+
+def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple], list[str]]:
+    """Rows (tuples in ``_SCHEMA`` order) for a chunk of label files, and the images whose file is empty."""
+    root, names, files = job
+    rows: list[tuple] = []
+    empty_files: list[str] = []
+    for rel, image, split in files:
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8-sig") as handle:
+                lines = handle.read().splitlines()
+        except UnicodeDecodeError as exc:
+            rows.append(_row(rel, None, image, split, None, None, f"{rel}: expected UTF-8 text, got {exc.reason} at byte {exc.start}"))
+            continue
+        except OSError as exc:
+            rows.append(_row(rel, None, image, split, None, None, f"{rel}: cannot read: {exc.strerror or exc}"))
+            continue
+        boxes = 0
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            boxes += 1
+            label = _label(fields[0], names)
+            if len(fields) != 5:
+                error = f"{rel}: line {number}: expected 5 fields {_FIELDS}, got {len(fields)}"
+                rows.append(_row(rel, str(number), image, split, label, None, error))
+                continue
+            values = [_float(v) for v in fields[1:]]
+            raw = None if all(v is not None and math.isfinite(v) for v in values) else " ".join(fields[1:])
+            rows.append(_row(rel, str(number), image, split, label, raw, None, *values))
+        if not boxes:
+            empty_files.append(image)
+    return rows, empty_files
+
+
+def _row(rel: str, record: str | None, image: str, split: str | None, label: str | None, raw: str | None,
+         error: str | None, cx: float | None = None, cy: float | None = None, w: float | None = None,
+         h: float | None = None) -> tuple:  # fmt: skip
+    """One record in ``_SCHEMA`` order; ``bbox_*`` and the claimed size stay null (see the module doc)."""
+    return (rel, record, image, image, split, label, None, None, None, None, raw, None, None, error, cx, cy, w, h)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _label(token: str, names: dict[int, str]) -> str:
+    """The class name for a class id token; the token itself when it names no class."""
+    value = _float(token)
+    if value is not None and math.isfinite(value) and value.is_integer() and int(value) in names:
+        return names[int(value)]
+    return token
