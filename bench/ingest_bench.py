@@ -13,7 +13,6 @@ The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os

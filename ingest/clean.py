@@ -22,7 +22,7 @@ from ingest.config import CleanConfig
 from ingest.labels import build_labels
 from ingest.probe import probe_images
 from ingest.schema import MANIFEST, ORPHANS, QUARANTINE, conform, empty
-from ingest.sources import Parsed, SourceOptions
+from ingest.sources import SourceOptions
 from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
 from validation_rules.engine import apply_rules
@@ -45,7 +45,7 @@ def clean(config: CleanConfig) -> CleanResult:
     root = config.root.resolve()
     if not root.is_dir():
         raise ValueError(f"{config.root}: expected a dataset folder, got {'a file' if root.exists() else 'nothing'}")
-    options = SourceOptions(label=config.label, annotations=config.annotations, workers=config.workers)
+    options = SourceOptions(label=config.label, annotations=config.annotations, workers=config.workers, quiet=config.quiet)
     fmt, parsed = parse_source(root, config.format, options)
 
     records = parsed.records.with_columns(sample_id=_sample_ids(parsed.records))

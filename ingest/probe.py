@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 from PIL import Image, ImageOps
 
-from ingest.progress import progress
+from ingest.pool import chunked, map_chunks, worker_count
 from ingest.schema import PROBES, empty, polars_schema
 
 EXIF_ORIENTATION = 0x0112
@@ -98,11 +97,6 @@ def _probe_chunk(args: tuple[str, list[str]]) -> list[dict]:
     return [probe_one(root, rel) for rel in rels]
 
 
-def _chunks(root: str, paths: list[str]) -> Iterator[tuple[str, list[str]]]:
-    for start in range(0, len(paths), _CHUNK):
-        yield root, paths[start : start + _CHUNK]
-
-
 def probe_images(root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False) -> pl.DataFrame:
     """Probe every distinct path under ``root``; returns one ``PROBES`` row per path, in input order.
 
@@ -111,18 +105,9 @@ def probe_images(root: str | Path, paths: Iterable[str], *, workers: int | None 
     """
     root = os.path.realpath(root)
     paths = list(dict.fromkeys(paths))
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = worker_count(workers) if len(paths) >= 2 * _CHUNK else 1
+    jobs = [(root, list(part)) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
     rows: list[dict] = []
-    bar = progress(len(paths), desc="probe images", unit="img", disable=quiet)
-    if workers == 1 or len(paths) < 2 * _CHUNK:
-        for chunk in _chunks(root, paths):
-            rows += _probe_chunk(chunk)
-            bar.update(len(chunk[1]))
-    else:
-        # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for out in pool.imap(_probe_chunk, _chunks(root, paths)):
-                rows += out
-                bar.update(len(out))
-    bar.close()
+    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
+        rows += out
     return pl.from_dicts(rows, schema=polars_schema(PROBES)) if rows else empty(PROBES)

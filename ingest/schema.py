@@ -14,6 +14,8 @@ source module (``EXTRA_COLUMNS``) and are appended after the core columns.
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pyarrow as pa
 
@@ -105,6 +107,12 @@ ORPHANS = pa.schema(
 )
 
 SPLITS = ("train", "val")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
+
+
+def split_alias(token: str) -> str | None:
+    """``train`` / ``val`` for a split name as datasets write it (``train2017``, ``valid``...), else None."""
+    return SPLIT_ALIASES.get(re.sub(r"\d+$", "", token.strip().lower()))
 
 
 def polars_schema(schema: pa.Schema) -> dict[str, pl.DataType]:

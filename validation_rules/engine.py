@@ -33,7 +33,7 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
         if rule.id != "annotation.malformed":
             violation = violation & parsed
         if rule.prepare is not None:
-            lf = rule.prepare(lf.collect()).lazy()
+            lf = rule.prepare(lf.collect(engine="in-memory")).lazy()
         lf = lf.with_columns(violation.alias(f"_viol{i}"))
         if active.action is Action.CLIP:
             repair = rule.repair(params)
@@ -50,7 +50,7 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
         else:
             lf = lf.with_columns(pl.col(f"_viol{i}").alias(f"_rej{i}"))
         lf = lf.with_columns(_ok=pl.col("_ok") & ~pl.col(f"_rej{i}"))
-    frame = lf.collect()
+    frame = lf.collect(engine="in-memory")  # a long chain of small column ops: faster than streaming here
 
     scratch = [c for c in frame.columns if c.startswith("_")]
     clean = frame.filter(pl.col("_ok"))

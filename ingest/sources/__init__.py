@@ -31,6 +31,7 @@ class SourceOptions(BaseModel):
     label: str = "inspect.emotion"  # aihub: inspect.emotion | owner.emotion | action | species
     annotations: str | None = None  # coco/table: the annotation file, relative to root; found when None
     workers: int | None = None  # parallel parsing where a source supports it
+    quiet: bool = False  # no progress bars
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import re
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from ingest.progress import progress
+from ingest.pool import chunked, map_chunks, worker_count
 from ingest.schema import ORPHANS, RECORDS, conform, empty, polars_schema
 from ingest.sources import Parsed, SourceOptions
 
@@ -68,28 +67,14 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     if options.label not in LABEL_FIELDS:
         raise ValueError(f"--label for aihub: expected one of {', '.join(LABEL_FIELDS)}, got {options.label!r}")
     files = label_files(root)
-    workers = max(1, options.workers or os.cpu_count() or 1)
-    chunk = max(1, min(256, len(files) // (workers * 8) or 1))
-    jobs = [(str(root), options.label, files[i : i + chunk]) for i in range(0, len(files), chunk)]
+    workers = worker_count(options.workers)
+    jobs = [(str(root), options.label, part) for part in chunked(files, workers=workers)]
     frames, orphan_paths, seen_dirs = [], [], set()
-    bar = progress(len(files), desc="parse labels", unit="file")
-    if workers == 1 or len(jobs) < 2:
-        results = map(_parse_chunk, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(_parse_chunk, jobs)
-    try:
-        for (columns, orphans, dirs), job in zip(results, jobs):
-            frames.append(pl.DataFrame(columns, schema=_SCHEMA))
-            orphan_paths += orphans
-            seen_dirs.update(dirs)
-            bar.update(len(job[2]))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    sizes = [len(part) for _, _, part in jobs]
+    for columns, orphans, dirs in map_chunks(_parse_chunk, jobs, sizes=sizes, workers=workers, desc="parse labels", unit="file", quiet=options.quiet):
+        frames.append(pl.DataFrame(columns, schema=_SCHEMA))
+        orphan_paths += orphans
+        seen_dirs.update(dirs)
     orphan_paths += _unlabelled_frames(root, seen_dirs)
     records = pl.concat(frames) if frames else empty(RECORDS)
     orphans = pl.DataFrame(

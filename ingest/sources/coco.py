@@ -35,9 +35,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources.table import split_alias
 
 NAME = "coco"
 EXTRA_COLUMNS = {"iscrowd": pl.Int64}

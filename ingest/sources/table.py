@@ -21,12 +21,11 @@ null (``bbox.invalid``) while ``bbox_raw`` keeps the cells as written.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, conform
+from ingest.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, SPLIT_ALIASES, conform
 from ingest.sources import Parsed, SourceOptions
 
 NAME = "table"
@@ -47,16 +46,10 @@ BOX_SETS = (
     (("x1", "y1", "x2", "y2"), True),
 )
 # How datasets spell their splits; trailing digits are dropped first (train2017 -> train).
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
 _RESERVED = (
     set(RECORDS.names) | set(PROBES.names) | set(MANIFEST.names) | set(QUARANTINE.names)
     | {"sample_id", "label_id", "norm_cx", "norm_cy", "norm_w", "norm_h"}
 )  # fmt: skip
-
-
-def split_alias(token: str) -> str | None:
-    """``train`` / ``val`` for a split name as datasets write it (``train2017``, ``valid``...), else None."""
-    return SPLIT_ALIASES.get(re.sub(r"\d+$", "", token.strip().lower()))
 
 
 def detect(root: Path) -> bool:

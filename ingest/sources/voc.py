@@ -21,7 +21,6 @@ orphan (its image has no box). XML files are parsed in a process pool.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import posixpath
 import xml.etree.ElementTree as ET
@@ -29,10 +28,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.progress import progress
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.pool import chunked, map_chunks, worker_count
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources.table import split_alias
 
 NAME = "voc"
 EXTRA_COLUMNS = {"difficult": pl.Int64, "truncated": pl.Int64}
@@ -57,26 +55,13 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     jobs = annotation_jobs(root)
     if not jobs:
         raise ValueError(f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none")
-    workers = max(1, options.workers or os.cpu_count() or 1)
-    chunk = max(1, min(256, len(jobs) // (workers * 8) or 1))
-    chunks = [(str(root), jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+    workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
+    chunks = [(str(root), part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], []
-    bar = progress(len(jobs), desc="parse VOC XML", unit="file")
-    pool = None
-    if workers > 1 and len(jobs) >= _POOL_MIN_FILES:
-        # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-    try:
-        results = pool.imap(_parse_chunk, chunks) if pool else map(_parse_chunk, chunks)
-        for (rows, found), (_, files) in zip(results, chunks):
-            frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
-            orphans += found
-            bar.update(len(files))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    sizes = [len(part) for _, part in chunks]
+    for rows, found in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse VOC XML", unit="file", quiet=options.quiet):
+        frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+        orphans += found
     records = pl.concat(frames)
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),

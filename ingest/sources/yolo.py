@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import posixpath
 import re
@@ -34,10 +33,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.progress import progress
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema
+from ingest.pool import chunked, map_chunks, worker_count
+from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources.table import split_alias
 
 NAME = "yolo"
 EXTRA_COLUMNS = {"norm_cx": pl.Float64, "norm_cy": pl.Float64, "norm_w": pl.Float64, "norm_h": pl.Float64}
@@ -64,26 +62,13 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
         raise ValueError(f"{root}: expected YOLO label files (labels/**/*.txt or */labels/**/*.txt), got none")
     named = class_names(root)
     names, names_file = named if named else ({}, None)
-    workers = max(1, options.workers or os.cpu_count() or 1)
-    chunk = max(1, min(256, len(jobs) // (workers * 8) or 1))
-    chunks = [(str(root), names, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+    workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
+    chunks = [(str(root), names, part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], list(unlabelled)
-    bar = progress(len(jobs), desc="parse YOLO labels", unit="file")
-    pool = None
-    if workers > 1 and len(jobs) >= _POOL_MIN_FILES:
-        # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-    try:
-        results = pool.imap(_parse_chunk, chunks) if pool else map(_parse_chunk, chunks)
-        for (rows, empty_files), (_, _, files) in zip(results, chunks):
-            frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
-            orphans += empty_files
-            bar.update(len(files))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+    sizes = [len(part) for _, _, part in chunks]
+    for rows, empty_files in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse YOLO labels", unit="file", quiet=options.quiet):
+        frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+        orphans += empty_files
     records = pl.concat(frames)
     orphans.sort()
     return Parsed(
