@@ -100,9 +100,19 @@ def clean(config: CleanConfig) -> CleanResult:
 
 
 def _sample_ids(records: pl.DataFrame) -> pl.Series:
-    """Stable ids: a hash of where the record came from (file, record, image), same on every rerun."""
-    keys = zip(records.get_column("source_file"), records.get_column("record"), records.get_column("image_path"))
-    ids = [hashlib.blake2b(f"{s}\0{r}\0{p}".encode(), digest_size=8).hexdigest() for s, r, p in keys]
+    """Stable ids: a hash of where the record came from (file, record, image), same on every rerun.
+
+    A dirty file can name the same record twice (a reused COCO annotation id); the repeats get
+    their occurrence number in the hash, so ids stay unique and still stable.
+    """
+    keys = [f"{s}\0{r}\0{p}" for s, r, p in records.select("source_file", "record", "image_path").iter_rows()]
+    ids = [hashlib.blake2b(k.encode(), digest_size=8).hexdigest() for k in keys]
+    if len(set(ids)) != len(ids):
+        seen: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            n = seen[key] = seen.get(key, 0) + 1
+            if n > 1:
+                ids[i] = hashlib.blake2b(f"{key}\0{n}".encode(), digest_size=8).hexdigest()
     return pl.Series("sample_id", ids, dtype=pl.String)
 
 

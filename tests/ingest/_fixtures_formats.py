@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from PIL import Image
 def write_jpeg(path: Path, size: tuple[int, int] = (64, 48)) -> None:
     """A real JPEG of ``size`` (width, height)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (120, 80, 40)).save(path, quality=80)
+    shade = zlib.crc32(path.name.encode()) % 200  # distinct bytes per file, or they would be duplicates
+    Image.new("RGB", size, (120, 80, shade)).save(path, quality=80)
 
 
 def write_json(path: Path, doc: object) -> None:

@@ -96,3 +96,29 @@ def test_cli_demo_check_passes(demo_raw: Path, demo_clean: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "ingest", "demo-check", str(demo_raw), str(demo_clean)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout
     assert "handled as expected" in run.stdout
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo", "table"])
+def test_every_format_cleans_end_to_end(fmt: str, tmp_path: Path) -> None:
+    from _fixtures_formats import LAYOUTS
+
+    root = LAYOUTS[fmt](tmp_path / "raw")
+    result = clean(CleanConfig(root=root, out=tmp_path / "out", workers=1, quiet=True, max_quarantine_fraction=1.0))
+    report = result.report
+    assert report["format"] == fmt
+    assert report["records_in"] == report["clean"] + report["quarantined"] > 0
+    assert result.manifest.height > 0
+    assert result.manifest.get_column("label_id").null_count() == 0
+    assert (result.manifest.get_column("bbox_x") >= 0).all()
+    assert (result.manifest.get_column("bbox_x") + result.manifest.get_column("bbox_w") <= result.manifest.get_column("width")).all()
+    assert set(result.manifest.get_column("split")) <= {"train", "val"}
+
+
+def test_repeated_record_ids_still_get_unique_stable_sample_ids() -> None:
+    from ingest.clean import _sample_ids
+
+    frame = pl.DataFrame({"source_file": ["a.json"] * 3, "record": ["7", "7", "8"], "image_path": ["x.jpg"] * 3})
+    ids = _sample_ids(frame).to_list()
+    assert len(set(ids)) == 3
+    assert ids == _sample_ids(frame).to_list()
+    assert ids[2] == _sample_ids(frame[2:]).to_list()[0]  # unaffected records keep their id
