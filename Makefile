@@ -22,6 +22,8 @@ demo: venv
 	$(BIN)/ingest demo-data $(DEMO)/raw
 	$(BIN)/ingest clean $(DEMO)/raw --out $(DEMO)/clean
 	$(BIN)/ingest demo-check $(DEMO)/raw $(DEMO)/clean
+	$(BIN)/shards build $(DEMO)/clean --out $(DEMO)/shards --size 96 --max-samples 64
+	$(BIN)/shards verify $(DEMO)/shards
 	@echo "demo done: open $(DEMO)/clean/report.html"
 
 test: venv

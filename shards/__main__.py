@@ -1,0 +1,5 @@
+import sys
+
+from shards.cli import main
+
+sys.exit(main())

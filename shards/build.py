@@ -1,0 +1,289 @@
+"""``shards build``: manifest -> shuffled, verified WebDataset shards, in parallel, resumable.
+
+The plan (``shards.plan``) fixes which samples go to which planned shard; each planned shard
+is built whole by one worker process (``shards.worker.build_shard``), which writes its tar(s) and index
+atomically and then its journal entry (``shards.journal``). A rerun skips planned shards
+whose entry and files are in place and redoes the rest, so a run killed at any moment and
+rerun gives the same bytes as an uninterrupted one, whatever ``--workers``.
+
+With ``--num-partitions K --partition I`` a run builds only its share of planned shards (K
+copies on K machines against shared storage); ``--finalize`` then writes the split-level
+files once all are done. With K = 1 a build finalizes itself.
+
+Failure policy: a sample that cannot be read or decoded is recorded in ``failed.parquet``
+with its reason and the job goes on; above ``max_failed_fraction`` of the samples processed
+(once at least 1000 were), the run aborts, since that means a wrong root or broken storage.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from ingest.atomic import write_json, write_parquet
+from ingest.labels import load_labels
+from ingest.progress import progress
+from ingest.schema import SPLITS
+from shards import journal
+from shards.config import ShardConfig
+from shards.plan import PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
+from shards.worker import ROW_COLUMNS, ShardTask, build_shard
+
+MIN_SAMPLES_FOR_ABORT = 1000
+
+FAILED_SCHEMA = {
+    "split": pl.String, "sample_id": pl.String, "image_path": pl.String, "planned_shard": pl.String,
+    "reason": pl.String, "detail": pl.String,
+}  # fmt: skip
+
+
+class BuildAborted(RuntimeError):
+    """Too many samples failed: the root or the storage is probably wrong."""
+
+
+@dataclass
+class BuildSummary:
+    out: Path
+    partition: str  # "I of K"
+    planned: int  # planned shards of this partition
+    built: int = 0
+    skipped: int = 0  # finished by an earlier run
+    samples: int = 0  # written by this run
+    failed: int = 0  # failed in this run
+    bytes: int = 0
+    seconds: float = 0.0
+    paths: Counter = field(default_factory=Counter)  # decode path -> samples
+    reasons: Counter = field(default_factory=Counter)  # failure reason -> samples
+    finalized: dict | None = None  # dataset.json, when this run finalized
+
+    @property
+    def rate(self) -> float:
+        return (self.samples + self.failed) / self.seconds if self.seconds else 0.0
+
+
+def build(config: ShardConfig) -> BuildSummary:
+    """Build this partition's planned shards that are not finished yet; finalize when K = 1."""
+    if config.finalize:
+        started = time.perf_counter()
+        doc = finalize(config)
+        return BuildSummary(out=config.out, partition="finalize", planned=0, seconds=time.perf_counter() - started, finalized=doc)
+    started = time.perf_counter()
+    ctx = _context(config)
+    mine = [p for p in ctx.planned if p.partition(config.num_partitions) == config.partition]
+    summary = BuildSummary(out=config.out, partition=f"{config.partition} of {config.num_partitions}", planned=len(mine))
+    _sweep_partials(config.out, {(p.split, p.name) for p in mine})
+    todo, done_samples = [], 0
+    for p in mine:
+        entry = journal.read_entry(config.out, p.split, p.name)
+        if journal.is_finished(config.out, entry, ctx.fingerprint) and not (config.retry_failed and entry["failed"]["sample_id"]):
+            summary.skipped += 1
+            done_samples += p.stop - p.start
+        else:
+            todo.append(p)
+    desc = "shards build" + (f" [{summary.partition}]" if config.num_partitions > 1 else "")
+    bar = progress(sum(p.stop - p.start for p in mine), desc=desc, unit="img", disable=config.quiet)
+    bar.update(done_samples)
+    processed = 0
+    try:
+        for entry in _run(config, ctx, todo):
+            summary.built += 1
+            written, failed = len(entry["samples"]["sample_id"]), len(entry["failed"]["sample_id"])
+            summary.samples += written
+            summary.failed += failed
+            summary.bytes += sum(part["bytes"] for part in entry["parts"])
+            summary.paths.update(entry["samples"]["path"])
+            summary.reasons.update(entry["failed"]["reason"])
+            processed += written + failed
+            bar.update(written + failed)
+            if processed >= MIN_SAMPLES_FOR_ABORT and summary.failed > config.max_failed_fraction * processed:
+                raise BuildAborted(
+                    f"{summary.failed} of {processed} samples failed ({summary.failed / processed:.0%}), above "
+                    f"max_failed_fraction {config.max_failed_fraction:.0%}: {dict(summary.reasons.most_common(3))}; "
+                    f"is the root {ctx.root} right? Finished shards are kept; rerun with --retry-failed after fixing it"
+                )
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    if config.num_partitions == 1:
+        summary.finalized = finalize(config, ctx)
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass(frozen=True)
+class _Context:
+    root: Path
+    labels: dict
+    splits: dict[str, pl.DataFrame]
+    planned: list[PlannedShard]
+    fingerprint: str
+
+
+def _context(config: ShardConfig) -> _Context:
+    """Everything a run derives from the manifest and options, identical in every partition."""
+    root = config.resolved_root()
+    if not root.is_dir():
+        raise ValueError(f"{root}: expected the dataset root folder, got {'a file' if root.exists() else 'nothing'}")
+    manifest = read_manifest(config.manifest_dir)
+    labels = load_labels(config.manifest_dir)
+    num_classes = len(labels["vocabulary"])
+    too_big = manifest.filter(manifest["label_id"] >= num_classes)
+    if too_big.height:
+        raise ValueError(f"{config.manifest_dir}: label_id {too_big['label_id'][0]} for sample "
+                         f"{too_big['sample_id'][0]!r}, expected < {num_classes} (labels.json vocabulary)")  # fmt: skip
+    doc = journal.build_document(
+        config.output_options(), manifest_dir=config.manifest_dir, manifest_sha256=manifest_sha256(config.manifest_dir), root=root
+    )
+    journal.record_build(config.out, doc)
+    splits = shuffled_splits(manifest, seed=config.seed)
+    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"])
+
+
+def _tasks(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], parent_pid: int | None):
+    options = config.output_options()
+    for p in todo:
+        rows = ctx.splits[p.split].slice(p.start, p.stop - p.start).select(ROW_COLUMNS).to_dicts()
+        yield ShardTask(str(config.out), str(ctx.root), p.split, p.name, rows, options,
+                        len(ctx.labels["vocabulary"]), ctx.fingerprint, parent_pid)  # fmt: skip
+
+
+def _run(config: ShardConfig, ctx: _Context, todo: list[PlannedShard]):
+    """Journal entries of the planned shards in ``todo`` as workers finish them."""
+    workers = min(config.workers, len(todo))
+    if workers <= 1:
+        for task in _tasks(config, ctx, todo, None):
+            yield build_shard(task)
+        return
+    # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(build_shard, _tasks(config, ctx, todo, os.getpid()))
+
+
+def _sweep_partials(out: Path, planned: set[tuple[str, str]] | None) -> None:
+    """Remove temporary files a killed run left for these planned shards (all when None)."""
+    for split in SPLITS:
+        folder = out / split
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".shard-*.partial"):
+            name = tmp.name[1:].split(".", 1)[0].split("_", 1)[0]
+            if planned is None or (split, name) in planned:
+                tmp.unlink(missing_ok=True)
+
+
+def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
+    """Write each split's shards.parquet and samples.parquet, failed.parquet and dataset.json,
+    once every planned shard of every partition is finished; returns dataset.json."""
+    ctx = ctx or _context(config)
+    out = config.out
+    entries, missing = {}, []
+    for p in ctx.planned:
+        entry = journal.read_entry(out, p.split, p.name)
+        if journal.is_finished(out, entry, ctx.fingerprint):
+            entries[p] = entry
+        else:
+            missing.append(p)
+    if missing:
+        where = (lambda p: f" (partition {p.partition(config.num_partitions)})") if config.num_partitions > 1 else (lambda p: "")
+        raise ValueError(
+            f"{out}: {len(missing)} of {len(ctx.planned)} planned shards are not finished, e.g. "
+            + ", ".join(f"{p.split}/{p.name}{where(p)}" for p in missing[:5])
+            + "; run (again) the build partitions that own them, then --finalize"
+        )
+    _sweep_partials(out, None)
+    vocabulary = ctx.labels["vocabulary"]
+    failed_frames, counts, shard_lists = [], {}, {}
+    pixels = {"count": 0, "sum": [0, 0, 0], "sum_sq": [0, 0, 0]}
+    for split in SPLITS:
+        mine = [entries[p] for p in ctx.planned if p.split == split]
+        shards = pl.DataFrame(
+            [{"shard": part["shard"], "planned": e["planned"], "samples": part["samples"], "bytes": part["bytes"],
+              "sha256": part["sha256"], "classes": part["classes"]} for e in mine for part in e["parts"]],
+            schema={"shard": pl.String, "planned": pl.String, "samples": pl.Int64, "bytes": pl.Int64,
+                    "sha256": pl.String, "classes": pl.List(pl.Int64)},
+        )  # fmt: skip
+        samples = pl.concat(
+            [pl.DataFrame(e["samples"], schema={"sample_id": pl.String, "key": pl.String, "shard": pl.String,
+                                                "label_id": pl.Int64, "path": pl.String}) for e in mine]
+            or [pl.DataFrame(schema={"sample_id": pl.String, "key": pl.String, "shard": pl.String, "label_id": pl.Int64, "path": pl.String})]
+        ).rename({"path": "decode_path"})  # fmt: skip
+        failed = pl.concat(
+            [pl.DataFrame({**e["failed"], "split": [split] * len(e["failed"]["sample_id"]),
+                           "planned_shard": [e["planned"]] * len(e["failed"]["sample_id"])},
+                          schema=FAILED_SCHEMA).select(list(FAILED_SCHEMA)) for e in mine]
+            or [pl.DataFrame(schema=FAILED_SCHEMA)]
+        )  # fmt: skip
+        _check_accounting(split, ctx.splits[split], samples, failed)
+        if split == "train":
+            for e in mine:
+                pixels["count"] += e["pixels"]["count"]
+                pixels["sum"] = [a + b for a, b in zip(pixels["sum"], e["pixels"]["sum"])]
+                pixels["sum_sq"] = [a + b for a, b in zip(pixels["sum_sq"], e["pixels"]["sum_sq"])]
+        write_parquet(out / split / "shards.parquet", shards)
+        write_parquet(out / split / "samples.parquet", samples)
+        failed_frames.append(failed)
+        per_class = [0] * len(vocabulary)
+        for label_id, n in samples.group_by("label_id").len().iter_rows():
+            per_class[label_id] = n
+        counts[split] = {
+            "manifest": ctx.splits[split].height,
+            "written": samples.height,
+            "failed": failed.height,
+            "shards": shards.height,
+            "bytes": int(shards["bytes"].sum() or 0),
+            "per_class": per_class,
+        }
+        shard_lists[split] = shards["shard"].to_list()
+    write_parquet(out / "failed.parquet", pl.concat(failed_frames))
+    doc = {
+        "format": journal.FORMAT,
+        "label_field": ctx.labels.get("label_field"),
+        "labels": vocabulary,
+        "num_classes": len(vocabulary),
+        "class_weights": ctx.labels.get("class_weights"),
+        "counts": counts,
+        "image": {
+            "encoding": "JPEG, 8-bit RGB, baseline 4:2:0",
+            "size": config.size,
+            "size_is": "the shorter side; crops smaller than size * max_upscale keep their own size",
+            "max_upscale": config.max_upscale,
+            "crop": config.crop,
+            "margin": config.margin,
+            "quality": config.quality,
+        },
+        "pixel_stats": _pixel_stats(pixels),
+        "seed": config.seed,
+        "shards": shard_lists,
+        "fingerprint": ctx.fingerprint,
+    }
+    write_json(out / "dataset.json", doc)
+    return doc
+
+
+def _pixel_stats(pixels: dict) -> dict:
+    n = pixels["count"]
+    mean = [s / n for s in pixels["sum"]] if n else [0.0] * 3
+    std = [math.sqrt(max(0.0, q / n - m * m)) for q, m in zip(pixels["sum_sq"], mean)] if n else [0.0] * 3
+    return {"computed_on": "train", "scale": "0-255 (uint8 RGB)", "pixels": n,
+            "mean": [round(v, 4) for v in mean], "std": [round(v, 4) for v in std]}  # fmt: skip
+
+
+def _check_accounting(split: str, planned: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame) -> None:
+    """Every manifest row of the split is in exactly one shard or in failed.parquet."""
+    ids = pl.concat([samples.select("sample_id"), failed.select("sample_id")])
+    dup = ids.filter(pl.col("sample_id").is_duplicated())
+    lost = planned.select("sample_id").join(ids, on="sample_id", how="anti")
+    extra = ids.join(planned.select("sample_id"), on="sample_id", how="anti")
+    if dup.height or lost.height or extra.height:
+        raise RuntimeError(
+            f"accounting, split {split}: {planned.height} manifest rows, {samples.height} written + {failed.height} failed; "
+            f"repeated {dup['sample_id'].head(3).to_list()}, lost {lost['sample_id'].head(3).to_list()}, "
+            f"unknown {extra['sample_id'].head(3).to_list()}"
+        )

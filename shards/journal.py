@@ -1,0 +1,106 @@
+"""What a build has finished: ``build_config.json`` plus one journal entry per planned shard.
+
+``SHARDS/build_config.json`` holds the options that decide the output bytes, the manifest's
+checksum and the versions of the libraries that encode pixels, and their fingerprint. A
+rerun (or another partition) with a different fingerprint is refused instead of mixing two
+builds in one folder.
+
+``SHARDS/_journal/<split>/<planned>.json`` is written atomically after a planned shard's
+tars are renamed into place, and records their names, sizes and sha256, the samples (id,
+key, tar, label id, decode path), the failed samples with their reason, and pixel sums for
+the dataset mean/std. One small file per shard (not one shared log) lets K partitions on K
+machines write to shared storage without locks; ``--finalize`` reads them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+from ingest.atomic import write_json
+from shards.writer import index_path
+
+FORMAT = 1
+JOURNAL_DIR = "_journal"
+BUILD_CONFIG = "build_config.json"
+_LIBRARIES = ("pillow", "nvidia-dali-cuda130", "numpy")
+
+
+def libraries() -> dict[str, str | None]:
+    """Versions of the libraries whose code decides the pixels and bytes written."""
+    found = {}
+    for name in _LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def build_document(options: dict, *, manifest_dir: Path, manifest_sha256: str, root: Path) -> dict:
+    """The content of build_config.json; ``fingerprint`` covers everything that decides the bytes."""
+    decisive = {"format": FORMAT, "options": options, "manifest_sha256": manifest_sha256, "libraries": libraries()}
+    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+    return {**decisive, "manifest_dir": str(manifest_dir.resolve()), "root": str(root), "fingerprint": digest}
+
+
+def record_build(out: Path, document: dict) -> None:
+    """Write build_config.json, or check that the one already there describes the same build."""
+    path = out / BUILD_CONFIG
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: unreadable ({exc}); remove it and the folder's shards to start over") from None
+        if old.get("fingerprint") != document["fingerprint"]:
+            diff = [k for k in ("options", "manifest_sha256", "libraries", "format") if old.get(k) != document.get(k)]
+            raise ValueError(
+                f"{out}: holds a build with other {', '.join(diff) or 'settings'} "
+                f"(was {[old.get(k) for k in diff]}, now {[document.get(k) for k in diff]}); "
+                "use a new --out folder, or delete this one to rebuild"
+            )
+        return
+    write_json(path, document)
+
+
+def read_build(out: Path) -> dict:
+    path = out / BUILD_CONFIG
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: expected the build's config (is {out} a shards folder?): {exc}") from None
+
+
+def entry_path(out: Path, split: str, planned: str) -> Path:
+    return out / JOURNAL_DIR / split / f"{planned}.json"
+
+
+def write_entry(out: Path, entry: dict) -> None:
+    write_json(entry_path(out, entry["split"], entry["planned"]), entry)
+
+
+def read_entry(out: Path, split: str, planned: str) -> dict | None:
+    """The journal entry of a planned shard, or None when it has none (not finished)."""
+    try:
+        return json.loads(entry_path(out, split, planned).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):  # cannot happen with atomic writes; treat as unfinished
+        return None
+
+
+def is_finished(out: Path, entry: dict | None, fingerprint: str) -> bool:
+    """True when the entry belongs to this build and its tars and indexes are all in place at full size."""
+    if entry is None or entry.get("fingerprint") != fingerprint:
+        return False
+    folder = out / entry["split"]
+    for part in entry["parts"]:
+        tar = folder / part["shard"]
+        try:
+            if tar.stat().st_size != part["bytes"] or not index_path(tar).is_file():
+                return False
+        except OSError:
+            return False
+    return True

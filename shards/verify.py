@@ -1,0 +1,238 @@
+"""``shards verify``: is a shards folder exactly what its manifest says it should be?
+
+Per tar: size and sha256 against shards.parquet; members read from the tar headers; the
+``.idx`` file equal to the index those members give; keys, ``.cls`` and ``.json`` against
+samples.parquet and the manifest; the class histogram; then every image decoded by DALI on
+the CPU through ``fn.readers.webdataset`` with that index (the reader and decoder training
+uses). Per split: every clean manifest row in exactly one shard or in failed.parquet, and the
+counts in dataset.json. Every mismatch names the split, tar and key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ingest.progress import progress
+from ingest.schema import SPLITS
+from shards.journal import read_build
+from shards.plan import manifest_sha256, read_manifest
+from shards.roi import error_line
+from shards.writer import MEMBER_ORDER, Member, expected_index, index_path, scan_tar
+
+DALI_BATCH = 32
+
+
+@dataclass
+class VerifyReport:
+    errors: list[str] = field(default_factory=list)
+    shards: int = 0
+    samples: int = 0
+    decoded: int = 0
+    failed: int = 0
+
+    def describe(self) -> str:
+        verdict = "OK" if not self.errors else f"{len(self.errors)} mismatches"
+        return (f"verify: {verdict}: {self.shards} shards, {self.samples} samples ({self.decoded} decoded with DALI), "
+                f"{self.failed} in failed.parquet")  # fmt: skip
+
+
+def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, decode: bool = True, quiet: bool = False) -> VerifyReport:
+    """Check everything; mismatches are collected (not raised) so one run lists them all."""
+    out = Path(shards_dir)
+    report = VerifyReport()
+    build = read_build(out)
+    manifest_dir = Path(manifest_dir or build["manifest_dir"])
+    if manifest_sha256(manifest_dir) != build["manifest_sha256"]:
+        report.errors.append(f"{manifest_dir}/manifest.parquet: differs from the one the shards were built from")
+    manifest = read_manifest(manifest_dir)
+    try:
+        dataset = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+        failed = pl.read_parquet(out / "failed.parquet")
+        tables = {s: (pl.read_parquet(out / s / "shards.parquet"), pl.read_parquet(out / s / "samples.parquet")) for s in SPLITS}
+    except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as exc:
+        report.errors.append(f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`")
+        return report
+    report.failed = failed.height
+    bar = progress(sum(t[1].height for t in tables.values()), desc="shards verify", unit="img", disable=quiet)
+    decoder = _DaliChecker() if decode else None
+    for split in SPLITS:
+        shards, samples = tables[split]
+        truth = manifest.filter(pl.col("split") == split)
+        labels = dict(zip(truth["sample_id"], truth["label_id"]))
+        by_shard = {name: group for (name,), group in samples.group_by("shard", maintain_order=True)}
+        for row in shards.iter_rows(named=True):
+            rows = by_shard.pop(row["shard"], samples.clear())
+            report.errors += _check_shard(out / split, row, rows, labels, decoder, report)
+            report.shards += 1
+            report.samples += rows.height
+            bar.update(rows.height)
+        for name in by_shard:
+            report.errors.append(f"{split}/{name}: named in samples.parquet but not in shards.parquet")
+        listed = set(shards["shard"])
+        for stray in sorted(p.name for p in (out / split).glob("*.tar") if p.name not in listed):
+            report.errors.append(f"{split}/{stray}: a tar that shards.parquet does not list")
+        report.errors += _check_coverage(split, truth, samples, failed.filter(pl.col("split") == split), dataset)
+    bar.close()
+    return report
+
+
+def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, decoder, report: VerifyReport) -> list[str]:
+    where = f"{folder.name}/{row['shard']}"
+    tar = folder / row["shard"]
+    try:
+        size, digest = _sha256(tar)
+    except OSError as exc:
+        return [f"{where}: cannot read ({exc.strerror or exc})"]
+    errors = []
+    if size != row["bytes"] or digest != row["sha256"]:
+        errors.append(f"{where}: {size} bytes sha256 {digest[:16]}..., expected {row['bytes']} bytes sha256 {row['sha256'][:16]}...")
+    try:
+        members = scan_tar(tar)
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        return [*errors, f"{where}: not a readable tar ({exc})"]
+    text, groups = expected_index(members)
+    idx = index_path(tar)
+    try:
+        got = idx.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"{where}: index {idx.name} unreadable ({exc})")
+        got = None
+    if got is not None and got != text:
+        bad = next((i for i, (a, b) in enumerate(zip(got.splitlines(), text.splitlines())) if a != b), None)
+        errors.append(f"{where}: index {idx.name} does not match the tar (first difference at line {bad}, "
+                      f"{len(got.splitlines())} lines, expected {len(text.splitlines())})")  # fmt: skip
+    keys, ids, label_ids = rows["key"].to_list(), rows["sample_id"].to_list(), rows["label_id"].to_list()
+    if len(groups) != len(keys) or len(groups) != row["samples"]:
+        errors.append(f"{where}: {len(groups)} samples in the tar, expected {row['samples']} (shards.parquet) "
+                      f"and {len(keys)} (samples.parquet)")  # fmt: skip
+    histogram = Counter()
+    with open(tar, "rb") as handle:
+        for (key, group), want_key, sample_id, label_id in zip(groups, keys, ids, label_ids):
+            errors += _check_sample(handle, f"{where}: key {key}", key, group, want_key, sample_id, label_id, labels)
+            histogram[label_id] += 1
+    if [histogram.get(i, 0) for i in range(len(row["classes"]))] != list(row["classes"]):
+        errors.append(f"{where}: class histogram {row['classes']} in shards.parquet, tar holds {dict(sorted(histogram.items()))}")
+    if decoder is not None and groups and got == text:
+        errors += decoder.check(tar, idx, where, groups, label_ids, report)
+    return errors
+
+
+def _check_sample(handle, where: str, key: str, group: list[Member], want_key: str, sample_id: str, label_id: int,
+                  labels: dict) -> list[str]:  # fmt: skip
+    if key != want_key:
+        return [f"{where}: expected key {want_key} (sample {sample_id}) at this position, per samples.parquet"]
+    exts = tuple(m.name[len(key) + 1 :] for m in group)
+    if exts != MEMBER_ORDER:
+        return [f"{where}: members {exts}, expected {MEMBER_ORDER}"]
+    cls, meta = _read(handle, group[0]), _read(handle, group[2])
+    errors = []
+    truth = labels.get(sample_id)
+    if truth is None:
+        errors.append(f"{where}: sample {sample_id} is not a manifest row of this split")
+    elif cls != str(truth).encode() or label_id != truth:
+        errors.append(f"{where}: .cls {cls!r}, samples.parquet {label_id}, expected the manifest's label_id {truth}")
+    try:
+        doc = json.loads(meta)
+        if doc.get("sample_id") != sample_id or doc.get("label_id") != truth:
+            errors.append(f"{where}: .json names sample {doc.get('sample_id')!r} label {doc.get('label_id')}, "
+                          f"expected {sample_id!r} label {truth}")  # fmt: skip
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        errors.append(f"{where}: .json unreadable ({exc})")
+    return errors
+
+
+class _DaliChecker:
+    """Decode every image of a tar with DALI's webdataset reader (our index) and CPU decoder."""
+
+    def check(self, tar: Path, idx: Path, where: str, groups: list, label_ids: list[int], report: VerifyReport) -> list[str]:
+        from nvidia.dali import fn, pipeline_def, types
+
+        n = len(groups)
+        batch = min(DALI_BATCH, n)
+
+        @pipeline_def(batch_size=batch, num_threads=1, device_id=None, prefetch_queue_depth=1, exec_dynamic=True)
+        def pipeline():
+            jpg, cls = fn.readers.webdataset(paths=[str(tar)], index_paths=[str(idx)], ext=["jpg", "cls"],
+                                             missing_component_behavior="error")  # fmt: skip
+            return fn.decoders.image(jpg, device="cpu", output_type=types.RGB), cls
+
+        errors = []
+        try:
+            pipe = pipeline()
+            pipe.build()
+        except RuntimeError as exc:
+            return [f"{where}: DALI cannot open it with its index: {error_line(exc)}"]
+        for start in range(0, n, batch):
+            try:
+                images, classes = pipe.run()
+            except RuntimeError:
+                return errors + self._pinpoint(tar, where, groups[start : start + batch])
+            for i in range(min(batch, n - start)):
+                key = groups[start + i][0]
+                shape = np.asarray(images[i]).shape
+                cls = bytes(np.asarray(classes[i]))
+                if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
+                    errors.append(f"{where}: key {key}: DALI decoded shape {shape}, expected H x W x 3")
+                if cls != str(label_ids[start + i]).encode():
+                    errors.append(f"{where}: key {key}: DALI read .cls {cls!r}, expected {label_ids[start + i]}")
+                report.decoded += 1
+        return errors
+
+    @staticmethod
+    def _pinpoint(tar: Path, where: str, groups: list) -> list[str]:
+        from nvidia.dali import fn, pipeline_def, types
+
+        @pipeline_def(batch_size=1, num_threads=1, device_id=None, prefetch_queue_depth=1, exec_dynamic=True)
+        def one():
+            return fn.decoders.image(fn.external_source(name="jpg", dtype=types.UINT8, ndim=1), device="cpu")
+
+        pipe = one()
+        pipe.build()
+        errors = []
+        with open(tar, "rb") as handle:
+            for key, group in groups:
+                pipe.feed_input("jpg", [np.frombuffer(_read(handle, group[1]), np.uint8)])
+                try:
+                    pipe.run()
+                except RuntimeError as exc:
+                    errors.append(f"{where}: key {key}: DALI cannot decode {group[1].name}: {error_line(exc)}")
+        return errors or [f"{where}: DALI failed on a batch from key {groups[0][0]}, but each image decodes alone"]
+
+
+def _check_coverage(split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: dict) -> list[str]:
+    errors = []
+    placed = pl.concat([samples.select("sample_id", where=pl.col("shard")),
+                        failed.select("sample_id", where=pl.lit("failed.parquet"))])  # fmt: skip
+    for sample_id, places in placed.group_by("sample_id").agg("where").filter(pl.col("where").list.len() > 1).head(20).iter_rows():
+        errors.append(f"{split}: sample {sample_id} is in more than one place: {places}")
+    for sample_id, path in truth.join(placed, on="sample_id", how="anti").select("sample_id", "image_path").head(20).iter_rows():
+        errors.append(f"{split}: manifest sample {sample_id} ({path}) is in no shard and not in failed.parquet")
+    for sample_id, where in placed.join(truth, on="sample_id", how="anti").head(20).iter_rows():
+        errors.append(f"{split}: {where}: sample {sample_id} is not a manifest row of this split")
+    counts = dataset.get("counts", {}).get(split, {})
+    got = {"manifest": truth.height, "written": samples.height, "failed": failed.height}
+    if {k: counts.get(k) for k in got} != got:
+        errors.append(f"{split}: dataset.json counts {counts}, the files give {got}")
+    return errors
+
+
+def _read(handle, member: Member) -> bytes:
+    handle.seek(member.offset)
+    return handle.read(member.size)
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
