@@ -24,7 +24,9 @@ demo: venv
 	$(BIN)/ingest demo-check $(DEMO)/raw $(DEMO)/clean
 	$(BIN)/shards build $(DEMO)/clean --out $(DEMO)/shards --size 96 --max-samples 64
 	$(BIN)/shards verify $(DEMO)/shards
-	@echo "demo done: open $(DEMO)/clean/report.html"
+	$(BIN)/train run --config train/demo.toml --data $(DEMO)/shards
+	$(BIN)/train eval --checkpoint $(DEMO)/runs/demo/checkpoints/best.pt --data $(DEMO)/shards/val
+	@echo "demo done: cleaning report $(DEMO)/clean/report.html, training run $(DEMO)/runs/demo (curves.svg)"
 
 test: venv
 	$(BIN)/pytest -q

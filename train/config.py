@@ -83,6 +83,7 @@ class ComputeConfig(_Section):
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower, for debugging
+    cpu_threads: int = Field(0, ge=0)  # torch intra-op threads when training on the CPU; 0: torch's default
 
 
 class EvalConfig(_Section):

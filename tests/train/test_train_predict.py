@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from train.checkpoint import save_checkpoint
+from train.config import TrainConfig
+from train.evaluate import eval_checkpoint, predict, predict_checkpoint
+from train.model import build_model
+from train.synthetic import TensorLoader, synthetic_images
+
+VOCAB = ["a", "b", "c"]
+
+
+def test_predictions_are_per_sample_and_sorted_by_sample_id():
+    torch.manual_seed(0)
+    model = build_model(3).eval()
+    images, labels, _ = synthetic_images(10, num_classes=3, image_size=32, seed=3)
+    ids = [f"s{n:02d}" for n in [7, 2, 9, 0, 5, 1, 8, 3, 6, 4]]  # the loader's order is not sorted
+    table = predict(model, TensorLoader(images, labels, ids, batch_size=4, train=False), vocabulary=VOCAB, device=torch.device("cpu"))
+    rows = table.to_pylist()
+    assert [r["sample_id"] for r in rows] == sorted(ids)
+    with torch.no_grad():
+        for r in rows:
+            i = ids.index(r["sample_id"])
+            alone = torch.softmax(model(images[i : i + 1]), dim=1)[0]  # this image on its own
+            assert r["probs"] == pytest.approx(alone.tolist(), abs=1e-5)
+            assert r["pred_id"] == int(alone.argmax()) and r["pred"] == VOCAB[r["pred_id"]]
+            assert r["label_id"] == int(labels[i]) and r["label"] == VOCAB[r["label_id"]]
+            assert r["confidence"] == pytest.approx(max(r["probs"]), abs=1e-6)
+            assert sum(r["probs"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_duplicate_samples_are_an_error():
+    images, labels, _ = synthetic_images(4, num_classes=3, image_size=32)
+    loader = TensorLoader(images, labels, ["x", "y", "x", "z"], batch_size=2, train=False)
+    with pytest.raises(ValueError, match="'x' was yielded more than once"):
+        predict(build_model(3).eval(), loader, vocabulary=VOCAB, device=torch.device("cpu"))
+
+
+def test_predict_and_eval_from_a_checkpoint(tmp_path: Path):
+    torch.manual_seed(0)
+    model = build_model(3)
+    cfg = TrainConfig.model_validate({"compute": {"device": "cpu"}, "data": {"image_size": 32}})
+    ckpt = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "ema": None, "config": cfg.model_dump(mode="json"), "vocabulary": VOCAB})
+    images, labels, ids = synthetic_images(6, num_classes=3, image_size=32, seed=4)
+    loader = TensorLoader(images, labels, ids, batch_size=4, train=False)
+    out = tmp_path / "preds.parquet"
+    predict_checkpoint(ckpt, tmp_path, out=out, device="cpu", loader=loader)
+    written = pq.read_table(out)
+    assert written.num_rows == 6 and written.column_names[:5] == ["sample_id", "label_id", "label", "pred_id", "pred"]
+    metrics = eval_checkpoint(ckpt, tmp_path, device="cpu", loader=loader, class_weights=None)
+    assert metrics["count"] == 6
+    preds = written.column("pred_id").to_pylist()
+    assert metrics["accuracy"] == pytest.approx(sum(p == y for p, y in zip(preds, written.column("label_id").to_pylist())) / 6)

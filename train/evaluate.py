@@ -1,0 +1,215 @@
+"""Evaluation over a whole split, and per-sample predictions.
+
+``evaluate`` feeds every batch into one ``MetricAccumulator`` and computes the metrics once from
+the totals. ``predict`` turns each image's own logits into probabilities and a predicted label
+(softmax and argmax along the class axis of that row, never over the whole output array) and
+returns one row per sample **sorted by sample_id**, so the file is identical whatever the loader's
+order, shard layout or number of ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch import nn
+
+from ingest.atomic import write_parquet
+from train.batch import Batch, Loader
+from train.checkpoint import load_checkpoint
+from train.config import TrainConfig
+from train.data import open_loader, read_dataset_info
+from train.device import Precision, resolve_device, resolve_precision
+from train.loss import ClassWeightedCE
+from train.metrics import MetricAccumulator
+from train.model import PawNet, build_model
+
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("label_id", pa.int64()),  # the label in the data (-1 when the split has none)
+        ("label", pa.string()),
+        ("pred_id", pa.int64()),
+        ("pred", pa.string()),
+        ("confidence", pa.float32()),  # probability of pred_id
+        ("probs", pa.list_(pa.float32())),  # softmax over classes, index = label id (vocabulary order)
+    ]
+)
+
+
+def _logits(
+    model: nn.Module, loader: Loader, *, device: torch.device, precision: Precision, channels_last: bool
+) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                images = batch.images.to(device, non_blocking=True)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with precision.autocast(device):
+                    logits = model(images)
+                yield batch, logits.float(), batch.labels.to(device, torch.int64, non_blocking=True)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Loader,
+    *,
+    loss_fn: ClassWeightedCE,
+    vocabulary: list[str],
+    device: torch.device,
+    precision: Precision = Precision(None),
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Loss (the training objective), plain NLL, accuracy, macro-F1, per-class metrics, confusion matrix."""
+    totals = MetricAccumulator(len(vocabulary), device=device)
+    loss_fn = loss_fn.to(device)
+    for _, logits, labels in _logits(model, loader, device=device, precision=precision, channels_last=channels_last):
+        terms, weight_total = loss_fn.terms(logits, labels)
+        nll = nn.functional.cross_entropy(logits, labels, reduction="none")
+        totals.update(labels, logits.argmax(dim=1), loss_terms=terms, weight_total=weight_total, nll=nll)
+    totals.all_reduce()
+    return totals.compute(vocabulary)
+
+
+def predict(
+    model: nn.Module,
+    loader: Loader,
+    *,
+    vocabulary: list[str],
+    device: torch.device,
+    precision: Precision = Precision(None),
+    channels_last: bool = False,
+) -> pa.Table:
+    """One row per sample (``PREDICTION_SCHEMA``), sorted by ``sample_id``; a sample seen twice is an error."""
+    ids: list[str] = []
+    labels_out, preds_out, conf_out, probs_out = [], [], [], []
+    for batch, logits, labels in _logits(model, loader, device=device, precision=precision, channels_last=channels_last):
+        probs = torch.softmax(logits, dim=1)  # per row: each image's own distribution over classes
+        confidence, preds = probs.max(dim=1)
+        ids.extend(batch.sample_ids)
+        labels_out.append(labels.cpu())
+        preds_out.append(preds.cpu())
+        conf_out.append(confidence.cpu())
+        probs_out.append(probs.cpu())
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(s for s in ids if s in seen or seen.add(s))
+        raise ValueError(f"predict: sample_id {dup!r} was yielded more than once; an evaluation loader must yield each sample once")
+    k = len(vocabulary)
+    if not ids:
+        return PREDICTION_SCHEMA.empty_table()
+    label_ids = torch.cat(labels_out)
+    pred_ids = torch.cat(preds_out)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    index = torch.tensor(order, dtype=torch.int64)
+    label_ids, pred_ids = label_ids[index], pred_ids[index]
+    confidence = torch.cat(conf_out)[index]
+    probs = torch.cat(probs_out)[index]
+
+    def name(i: int) -> str | None:
+        return vocabulary[i] if 0 <= i < k else None
+
+    return pa.table(
+        {
+            "sample_id": pa.array([ids[i] for i in order], pa.string()),
+            "label_id": pa.array(label_ids.numpy()),
+            "label": pa.array([name(i) for i in label_ids.tolist()], pa.string()),
+            "pred_id": pa.array(pred_ids.numpy()),
+            "pred": pa.array([name(i) for i in pred_ids.tolist()], pa.string()),
+            "confidence": pa.array(confidence.numpy()),
+            "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1).numpy()), k).cast(pa.list_(pa.float32())),
+        },
+        schema=PREDICTION_SCHEMA,
+    )
+
+
+# -- from a checkpoint: what `train eval` and `train predict` call ---------------------------------------
+def load_for_inference(
+    checkpoint: str | Path, *, device: torch.device, weights: str = "auto"
+) -> tuple[PawNet, TrainConfig, list[str]]:
+    """The network of a checkpoint with its config and vocabulary; ``weights``: auto (EMA if saved) | ema | model."""
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = TrainConfig.model_validate(state["config"])
+    vocabulary = list(state["vocabulary"])
+    if weights not in ("auto", "ema", "model"):
+        raise ValueError(f"weights: expected auto, ema or model, got {weights!r}")
+    if weights == "ema" and state.get("ema") is None:
+        raise ValueError(f"{checkpoint}: --weights ema, but the run kept no EMA (optim.ema_decay = 0)")
+    use_ema = weights == "ema" or (weights == "auto" and state.get("ema") is not None)
+    model = build_model(len(vocabulary), arch=cfg.model.arch, drop_rate=cfg.model.drop_rate)
+    model.load_state_dict(state["ema"] if use_ema else state["model"])
+    model.to(device).eval()
+    return model, cfg, vocabulary
+
+
+def _inference_setup(
+    checkpoint: str | Path, data: str | Path, *, device: str, batch_size: int | None, weights: str, loader: Loader | None
+) -> tuple[PawNet, TrainConfig, list[str], Loader, torch.device, Precision]:
+    dev = resolve_device(device)
+    model, cfg, vocabulary = load_for_inference(checkpoint, device=dev, weights=weights)
+    if loader is None:
+        info = read_dataset_info(data)
+        if info.vocabulary != vocabulary:
+            raise ValueError(
+                f"{data}: vocabulary {info.vocabulary} differs from the checkpoint's {vocabulary}; label ids would not match"
+            )
+        loader = open_loader(
+            data, train=False, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
+            image_size=cfg.data.image_size, device=str(dev), seed=cfg.seed, backend=cfg.data.loader, workers=cfg.data.workers,
+        )
+    return model, cfg, vocabulary, loader, dev, resolve_precision(cfg.compute.amp, dev)
+
+
+def eval_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    weights: str = "auto",
+    class_weights: list[float] | None | str = "config",
+    loader: Loader | None = None,
+) -> dict[str, Any]:
+    """``train eval``: the validation metrics of ``train run`` for any split, from a checkpoint.
+
+    The loss uses the class-weight scheme of the run (read from ``dataset.json``) unless
+    ``class_weights`` is given (a list, or None for unweighted).
+    """
+    model, cfg, vocabulary, loader, dev, precision = _inference_setup(
+        checkpoint, data, device=device, batch_size=batch_size, weights=weights, loader=loader
+    )
+    if class_weights == "config":
+        class_weights = read_dataset_info(data).weights(cfg.loss.class_weights)
+    loss_fn = ClassWeightedCE(class_weights, label_smoothing=cfg.loss.label_smoothing)
+    metrics = evaluate(
+        model, loader, loss_fn=loss_fn, vocabulary=vocabulary, device=dev, precision=precision,
+        channels_last=cfg.compute.channels_last,
+    )
+    return {"checkpoint": str(checkpoint), "data": str(data), **metrics}
+
+
+def predict_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path,
+    device: str = "auto",
+    batch_size: int | None = None,
+    weights: str = "auto",
+    loader: Loader | None = None,
+) -> pa.Table:
+    """``train predict``: per-sample predictions of a checkpoint, written atomically to ``out`` (Parquet)."""
+    model, cfg, vocabulary, loader, dev, precision = _inference_setup(
+        checkpoint, data, device=device, batch_size=batch_size, weights=weights, loader=loader
+    )
+    table = predict(model, loader, vocabulary=vocabulary, device=dev, precision=precision, channels_last=cfg.compute.channels_last)
+    write_parquet(out, table)
+    return table
