@@ -194,7 +194,7 @@ def _first_and_last_lines(path: Path) -> list[str]:
         header = handle.readline().decode("ascii", "replace").strip()
         first = handle.readline().decode("ascii", "replace").strip()
         handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, handle.tell() - 65536))
+        handle.seek(max(0, handle.tell() - 4096))  # index lines are < 500 bytes
         tail = [line for line in handle.read().decode("ascii", "replace").splitlines() if line.strip()]
     return [header, first, tail[-1] if first and tail else ""]
 

@@ -58,6 +58,8 @@ def test_validation_epoch_yields_each_sample_once(loader_shards: Path, backend: 
     assert sorted(got) == sorted(expected) and len(got) == len(set(got)) == 35
     assert [len(b.sample_ids) for b in batches] == [4] * 8 + [3]  # the partial last batch is kept
     assert ids(epoch(loader)) == got  # evaluation order is fixed
+    epoch(loader, 2)  # an evaluation abandoned half-way...
+    assert ids(epoch(loader)) == got  # ...does not shorten the next one
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
