@@ -19,11 +19,11 @@ def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
     Hashing the content ids once and grouping only the few duplicated rows keeps this linear
     and cheap on millions of rows (a window over every row is not).
     """
-    key = frame.get_column("content_hash").hash()
     candidates = (
-        frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "_ok", _GROUP_KEY.alias("_gkey"), "content_hash")
-        .with_columns(_key=key)
-        .filter(pl.col("_ok") & pl.col("content_hash").is_not_null() & pl.col("_key").is_duplicated())
+        frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "_ok", "content_hash", "split", "group_id")
+        .filter(pl.col("_ok") & pl.col("content_hash").is_not_null())
+        .filter(pl.col("content_hash").hash().is_duplicated())
+        .with_columns(_gkey=_GROUP_KEY)
         .with_columns(_keeper=pl.col("_gkey").min().over("content_hash"))
         .filter(pl.col("_gkey") != pl.col("_keeper"))
     )

@@ -53,9 +53,13 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     frame = lf.collect(engine="in-memory")  # a long chain of small column ops: faster than streaming here
 
     scratch = [c for c in frame.columns if c.startswith("_")]
-    clean = frame.filter(pl.col("_ok"))
+    # Filter only the columns each side still needs: the frame carries a few scratch columns per rule.
+    clean_needs = {"_ok"} | {c for c in scratch if c.startswith(("_fix", "_before"))}
+    clean_needs |= {f"_viol{i}" for i, a in enumerate(ruleset.rules) if a.action is Action.WARN}
+    rejected_needs = {"_ok", "_dup_keeper"} | {c for c in scratch if c.startswith("_rej")}
+    clean = frame.drop([c for c in scratch if c not in clean_needs]).filter(pl.col("_ok"))
     clean = clean.with_columns(_list([_note(i, r, clean) for i, r in repairs]).alias("repairs"), _list(warnings).alias("warnings"))
-    rejected = frame.filter(~pl.col("_ok"))
+    rejected = frame.drop([c for c in scratch if c not in rejected_needs]).filter(~pl.col("_ok"))
     rules = [pl.when(pl.col(f"_rej{i}")).then(pl.lit(a.rule.id)) for i, a in enumerate(ruleset.rules)]
     details = [
         pl.when(pl.col(f"_rej{i}")).then(
@@ -66,7 +70,10 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     rejected = rejected.with_columns(
         _list(rules).alias("rule"), pl.concat_str(details, separator=" | ", ignore_nulls=True).alias("detail")
     )
-    return RuleOutcome(clean=clean.drop(scratch), rejected=rejected.drop(scratch))
+    return RuleOutcome(
+        clean=clean.drop([c for c in scratch if c in clean.columns]),
+        rejected=rejected.drop([c for c in scratch if c in rejected.columns]),
+    )
 
 
 def _note(i: int, repair, clean: pl.DataFrame) -> pl.Expr:
