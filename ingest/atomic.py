@@ -23,19 +23,47 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
+    tmp_path = temp_path(path)
+    try:
+        yield tmp_path
+        publish(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Make a finished temporary file (same folder) durable and rename it over ``path``.
+
+    For writers that learn the final name only at the end (``atomic_path`` is the usual way in).
+    """
+    tmp, path = Path(tmp), Path(path)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any file
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def temp_path(path: str | os.PathLike[str]) -> Path:
+    """A new empty temporary file next to ``path``, named ``.<name>.<random>.tmp`` like ``atomic_path``'s."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any file
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    return Path(tmp)
+
+
+def sweep_temps(path: str | os.PathLike[str]) -> int:
+    """Remove the temporary files a killed writer of ``path`` left behind; returns how many.
+
+    Only for a caller that owns ``path`` (no other process may be writing it right now).
+    """
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _current_umask() -> int:

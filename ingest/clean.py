@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest import report as report_mod
-from ingest.atomic import write_json, write_parquet
+from ingest.atomic import sweep_temps, write_json, write_parquet
 from ingest.config import CleanConfig
 from ingest.labels import build_labels
 from ingest.probe import probe_images
@@ -27,6 +27,9 @@ from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
 from validation_rules.engine import apply_rules
 from validation_rules.ruleset import RuleSet
+
+
+_OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html", "clean_config.json")
 
 
 class CleanAborted(RuntimeError):
@@ -82,6 +85,8 @@ def clean(config: CleanConfig) -> CleanResult:
 
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
+    for name in _OUTPUTS:
+        sweep_temps(out / name)  # what a killed earlier run left half-written
     write_parquet(out / "quarantine.parquet", quarantine)
     write_parquet(out / "orphans.parquet", orphans)
     write_json(out / "report.json", report)

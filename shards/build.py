@@ -27,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.atomic import write_json, write_parquet
+from ingest.atomic import sweep_temps, write_json, write_parquet
 from ingest.labels import load_labels
 from ingest.progress import progress
 from ingest.schema import SPLITS
@@ -176,6 +176,17 @@ def _sweep_partials(out: Path, planned: set[tuple[str, str]] | None) -> None:
             name = tmp.name[1:].split(".", 1)[0].split("_", 1)[0]
             if planned is None or (split, name) in planned:
                 tmp.unlink(missing_ok=True)
+    for split, name in planned or ():
+        sweep_temps(journal.entry_path(out, split, name))  # an entry whose write was killed
+
+
+def _sweep_finalize_temps(out: Path) -> None:
+    """Remove what a killed finalize left: only finalize writes these files, and it runs alone."""
+    for name in ("dataset.json", "failed.parquet"):
+        sweep_temps(out / name)
+    for split in SPLITS:
+        for name in ("shards.parquet", "samples.parquet"):
+            sweep_temps(out / split / name)
 
 
 def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
@@ -198,6 +209,7 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
             + "; run (again) the build partitions that own them, then --finalize"
         )
     _sweep_partials(out, None)
+    _sweep_finalize_temps(out)
     vocabulary = ctx.labels["vocabulary"]
     failed_frames, counts, shard_lists = [], {}, {}
     pixels = {"count": 0, "sum": [0, 0, 0], "sum_sq": [0, 0, 0]}

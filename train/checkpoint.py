@@ -6,14 +6,24 @@
      "optimizer": ..., "scaler": ... or None,
      "progress": TrainProgress as a dict (epoch, step, batch_in_epoch, best, early stopping, counters),
      "loader": the training loader's state_dict() (its position inside the epoch),
-     "rng": {"python", "numpy", "torch", "cuda"}}
+     "schedule": {"lr", "min_lr", "warmup_steps", "total_steps"},
+     "rng": {"python", "numpy", "torch", "cuda"}, "metrics": the last evaluation's summary}
 
-The learning-rate schedule is a pure function of ``progress.step`` (see schedule.py), so it has no
-state of its own to save.
+The learning-rate schedule is a pure function of ``progress.step`` (see schedule.py): it has no
+state of its own; its parameters are saved so that a resume can check it rebuilt the same one.
+
+``last.pt`` is written at the end of every epoch and mid-epoch (timer, SIGUSR1, a stop); the
+file it replaces is kept as ``prev.pt``. Each write is temporary file, fsync, rename, so at every
+instant ``last.pt`` is a complete checkpoint (the old one or the new one), whatever kills the
+process; ``latest_checkpoint`` falls back to ``prev.pt`` should ``last.pt`` still be unreadable
+(a disk that lied about fsync).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +34,10 @@ import torch
 
 from ingest.atomic import atomic_path
 
+log = logging.getLogger(__name__)
+
 FORMAT = "pawpipe.train.checkpoint/1"
+LAST, PREVIOUS = "last.pt", "prev.pt"
 
 
 @dataclass
@@ -43,6 +56,7 @@ class TrainProgress:
     bad_epochs: int = 0  # epochs since monitor_best improved
     nonfinite_total: int = 0
     nonfinite_in_a_row: int = 0
+    stopped_by: str = ""  # "early_stopping" once the run has stopped early (a restart does not train on)
     history: list[dict[str, Any]] = field(default_factory=list)  # one short record per evaluation
 
     def state_dict(self) -> dict[str, Any]:
@@ -68,11 +82,19 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (the layout above; ``format`` is added) atomically: readers never see half a file."""
+def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: str | None = None) -> Path:
+    """Write ``state`` (the layout above; ``format`` is added) atomically: readers never see half a file.
+
+    ``keep_previous``: a file name in the same folder that gets the checkpoint being replaced
+    (a hard link, made only once the new file is complete, so ``path`` never goes missing).
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
+        if keep_previous and path.exists():
+            with atomic_path(path.with_name(keep_previous)) as previous:
+                previous.unlink()
+                os.link(path, previous)
     return path
 
 
@@ -81,9 +103,30 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         # Our own files only: they hold RNG states and plain containers next to tensors.
         state = torch.load(path, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: cannot read checkpoint: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: expected a checkpoint of format {FORMAT!r}, got {got!r}")
     return state
+
+
+def latest_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable of ``last.pt`` and ``prev.pt`` in ``folder`` with its state, or None if neither exists.
+
+    An unreadable ``last.pt`` is logged and skipped; when nothing readable is left the error says why.
+    """
+    folder = Path(folder)
+    problems = []
+    for name in (LAST, PREVIOUS):
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as exc:
+            log.warning("%s; trying the previous checkpoint", exc)
+            problems.append(str(exc))
+    if problems:
+        raise ValueError(f"{folder}: no readable checkpoint: {'; '.join(problems)}")
+    return None

@@ -1,6 +1,10 @@
-"""``train``: run, eval, predict, plan. Parses arguments, builds the config, calls one function.
+"""``train``: run, status, daemon, cancel, eval, predict, plan. Parses arguments, builds the config, calls one function.
 
-    train run --config demo/train.toml [--data SHARDS] [--pretrained W.safetensors] [--set optim.lr=1e-3]
+    train run --config demo/train.toml --out RUN_DIR [--data SHARDS] [--set optim.lr=1e-3] [--new]
+    train run --out RUN_DIR                          # resume RUN_DIR with its own config.json
+    train status RUN_DIR [--json] | train status --queue QUEUE [--json]
+    train daemon --queue QUEUE [--once]
+    train cancel --queue QUEUE NAME
     train eval --checkpoint RUN/checkpoints/best.pt --data SHARDS/val [--out metrics.json]
     train predict --checkpoint RUN/checkpoints/best.pt --data SHARDS/val --out predictions.parquet
     train plan --gpu-memory 12GiB --image-size 224 --amp [--effective-batch 64] [--lr-curve lr.svg]
@@ -10,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ingest.atomic import write_json, write_text
 from train.config import ConfigError, TrainConfig, load_config
+from train.logs import setup_logging
 
 log = logging.getLogger("train")
 
@@ -29,11 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train", description="EfficientNet-B0 trainer on pawpipe shards.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train a model; writes a run directory")
+    run = sub.add_parser("run", help="train a model into a run directory; resumes it when it holds a checkpoint")
     _config_args(run)
     run.add_argument("--data", type=Path, help="shards folder holding dataset.json (data.shards)")
-    run.add_argument("--out", type=Path, help="parent folder of run directories (out_dir)")
-    run.add_argument("--name", help="run directory name (run_name)")
+    run.add_argument("--out", type=Path, help="the run directory (default: out_dir/run_name of the config); "
+                     "without --config, its config.json is the config")
+    run.add_argument("--name", help="run directory name under out_dir (run_name), when --out is not given")
+    run.add_argument("--new", action="store_true", help="start over: move an existing run directory aside first")
     run.add_argument("--pretrained", type=Path, help="local backbone weights (.safetensors, .pt, .pth)")
     run.add_argument("--freeze-bn", action="store_true", default=None, help="keep backbone BatchNorm statistics fixed")
     run.add_argument("--epochs", type=int)
@@ -42,7 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int)
     run.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     run.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
-    run.add_argument("--resume", type=Path, help="continue from a checkpoint written at an epoch boundary")
+    run.add_argument("--resume", type=Path, help="start from another run's checkpoint (weights and position; this config); "
+                     "the run directory's own checkpoint takes precedence once it has one")
+
+    status = sub.add_parser("status", help="what a run (or a queue) is doing")
+    status.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
+    status.add_argument("--queue", type=Path, help="a daemon's queue folder: every run as a table")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    daemon = sub.add_parser("daemon", help="train the configs queued in a folder, one after another")
+    daemon.add_argument("--queue", type=Path, required=True, help="queue folder (pending/, running/, runs/, done/)")
+    daemon.add_argument("--once", action="store_true", help="exit when nothing is left to run (default: wait for more)")
+    daemon.add_argument("--poll-s", type=float, default=5.0, help="seconds between looks at pending/ (default 5)")
+    daemon.add_argument("--settle-s", type=float, default=2.0, help="leave files changed this recently for the next look (default 2)")
+    daemon.add_argument("--max-restarts", type=int, default=2, help="times a crashed run is resumed before it is failed (default 2)")
+
+    cancel = sub.add_parser("cancel", help="cancel a pending or running queued run")
+    cancel.add_argument("--queue", type=Path, required=True)
+    cancel.add_argument("name", help="the run's name (its config file name without .toml)")
 
     for name, helptext in (("eval", "whole-split metrics of a checkpoint"), ("predict", "per-sample predictions to Parquet")):
         p = sub.add_parser(name, help=helptext)
@@ -75,13 +100,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from train.run import train_from_config
+    from train.signals import RunSignals
 
+    config = args.config
+    if config is None and args.out is not None and (args.out / "config.json").is_file():
+        config = args.out / "config.json"  # resuming a run directory needs nothing but its path
+        log.info("config: %s", config)
     cfg = load_config(
-        args.config,
+        config,
         overrides=args.overrides,
         values={
             "data.shards": str(args.data) if args.data else None,
-            "out_dir": str(args.out) if args.out else None,
             "run_name": args.name,
             "model.pretrained": str(args.pretrained) if args.pretrained else None,
             "model.freeze_bn": args.freeze_bn,
@@ -93,13 +122,56 @@ def _run(args: argparse.Namespace) -> int:
             "compute.amp": args.amp,
         },
     )
-    result = train_from_config(cfg, resume_from=args.resume)
-    m = result.last_metrics
+    signals = RunSignals().install()
+    try:
+        result = train_from_config(cfg, run_dir=args.out, resume_from=args.resume, new=args.new, signals=signals)
+    finally:
+        signals.restore()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun the summary is rank 0's to print
+        return 0
+    p, m = result.progress, result.last_metrics
+    if not result.finished:
+        print(f"run {result.run_dir}: stopped by {result.stopped_by} at epoch {p.epoch + 1}, batch {p.batch_in_epoch}, "
+              f"step {p.step}; checkpoint {result.last_checkpoint}; `train run --out {result.run_dir}` resumes it")  # fmt: skip
+        return 0
     print(
-        f"run {result.run_dir}: stopped by {result.stopped_by} after {result.progress.step} steps; "
+        f"run {result.run_dir}: stopped by {result.stopped_by} after {p.step} steps; "
         f"last validation accuracy {m.get('accuracy', float('nan')):.4f}, macro-F1 {m.get('macro_f1', float('nan')):.4f}; "
-        f"best {cfg.eval.best_metric} {result.progress.best_value:.4f} -> {result.best_checkpoint}"
+        f"best {cfg.eval.best_metric} {p.best_value:.4f} -> {result.best_checkpoint}"
     )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    if (args.run_dir is None) == (args.queue is None):
+        raise ConfigError("expected a run directory or --queue QUEUE (one of them)")
+    if args.queue is not None:
+        from train.daemon import format_queue, queue_rows
+
+        rows = queue_rows(args.queue)
+        print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
+        return 0
+    from train.status import format_status, read_status
+
+    if not (args.run_dir / "status.json").exists() and (args.run_dir / "pending").is_dir():
+        raise ConfigError(f"{args.run_dir}: a queue folder, not a run directory; use train status --queue {args.run_dir}")
+    doc = read_status(args.run_dir)
+    print(json.dumps(doc, indent=2) if args.json else format_status(doc))
+    return 0
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from train.daemon import Daemon
+
+    return Daemon(args.queue, once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from train.daemon import cancel
+
+    print(cancel(args.queue, args.name))
     return 0
 
 
@@ -207,15 +279,16 @@ def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging()
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "eval": _eval, "predict": _predict, "plan": _plan}[args.command]
+    handler = {"run": _run, "status": _status, "daemon": _daemon, "cancel": _cancel, "eval": _eval, "predict": _predict,
+               "plan": _plan}[args.command]  # fmt: skip
     try:
         return handler(args)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"train {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # includes NonFiniteLossError and a missing loader module
+    except RuntimeError as exc:  # includes NonFiniteLossError, a locked run directory and a missing loader module
         print(f"train {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -98,13 +98,22 @@ class RecordConfig(_Section):
     dynamics: bool = True  # per-sample loss and margin per epoch, for label-noise detection
     dynamics_rows_per_group: int = Field(65_536, ge=1)  # bounded memory: rows buffered before a flush
     max_nonfinite_in_a_row: int = Field(20, ge=1)
-    progress: bool = True
+    progress: bool = True  # a progress bar on a terminal; off a terminal, a plain line every progress_every_s
+    progress_every_s: float = Field(60.0, gt=0.0)
+    status_every_s: float = Field(5.0, ge=0.0)  # RUN_DIR/status.json rewrite cadence; 0: after every step
+
+
+class CheckpointConfig(_Section):
+    """When ``checkpoints/last.pt`` is written besides the end of every epoch, a signal and SIGUSR1."""
+
+    every_minutes: float = Field(20.0, ge=0.0)  # mid-epoch, at the next step boundary; 0: off
+    every_steps: int = Field(0, ge=0)  # also every N optimizer steps; 0: off (for very slow steps, and tests)
 
 
 class TrainConfig(_Section):
     seed: int = 0
-    out_dir: Path = Path("runs")
-    run_name: str = ""  # empty: a timestamp
+    out_dir: Path = Path("runs")  # without `train run --out RUN_DIR`, the run directory is out_dir/run_name
+    run_name: str = ""  # empty: a timestamp (a new run every time)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -113,6 +122,7 @@ class TrainConfig(_Section):
     compute: ComputeConfig = ComputeConfig()
     eval: EvalConfig = EvalConfig()
     record: RecordConfig = RecordConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
 
     @model_validator(mode="after")
     def _freeze_needs_steps(self) -> TrainConfig:

@@ -126,11 +126,12 @@ def open_loader(
     workers: int = 4,
     rank: int = 0,
     world_size: int = 1,
+    amp: bool = False,
 ) -> Loader:
     """The one place ``train run/eval/predict`` get a real loader (DALI or its PyTorch twin).
 
     ``split_dir, train, batch_size, image_size, device, seed`` are always passed; ``backend``,
-    ``workers``, ``rank`` and ``world_size`` only when ``build_loader`` declares them (or ``**kwargs``).
+    ``workers``, ``rank``, ``world_size`` and ``amp`` (float16 images on a GPU) only when ``build_loader`` declares them (or ``**kwargs``).
     """
     try:
         from train.loader import build_loader
@@ -138,7 +139,7 @@ def open_loader(
         raise RuntimeError(
             f"train.loader is not available ({exc}); the shard loaders are needed to read {split_dir}"
         ) from None
-    optional = {"backend": backend, "workers": workers, "rank": rank, "world_size": world_size}
+    optional = {"backend": backend, "workers": workers, "rank": rank, "world_size": world_size, "amp": amp}
     params = inspect.signature(build_loader).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         optional = {k: v for k, v in optional.items() if k in params}

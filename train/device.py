@@ -12,8 +12,12 @@ import torch.distributed as dist
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when visible, else the CPU. Under torchrun, ``auto``/``cuda`` mean this process's
+    GPU (``cuda:$LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"compute.device={name!r}: no CUDA device is visible to PyTorch")
@@ -76,3 +80,36 @@ def rank_and_world() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     return rank_and_world()[0] == 0
+
+
+def init_distributed(device: str = "auto") -> bool:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment):
+    NCCL when this process trains on a GPU, gloo otherwise. True when this call created the group
+    (the caller destroys it); False on a single process or when a group already exists."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    target = resolve_device(device)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+    dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    return True
+
+
+def broadcast_object(obj: object, *, src: int = 0) -> object:
+    """``obj`` as rank ``src`` has it, on every rank (a no-op on a single process)."""
+    if rank_and_world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def any_rank(flags: list[bool], *, device: torch.device) -> list[bool]:
+    """Each flag true on any rank (one small all-reduce; a no-op on a single process), so every rank
+    takes the same decision, e.g. to checkpoint and stop at the same step."""
+    if rank_and_world()[1] == 1:
+        return list(flags)
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    values = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=where)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]

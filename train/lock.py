@@ -23,8 +23,11 @@ class RunLocked(RuntimeError):
 
 
 class RunLock:
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(self, run_dir: str | Path, *, name: str = LOCK_FILE, busy: str = "being trained") -> None:
+        """``name``/``busy``: the lock file and what the refusal says the folder is (the daemon's lock
+        on a queue folder is ``daemon.lock``, "served")."""
+        self.path = Path(run_dir) / name
+        self.busy = busy
         self._fd: int | None = None
         self.took_over: dict | None = None  # the previous holder's record, when it left a stale lock
 
@@ -37,7 +40,7 @@ class RunLock:
             holder = _read(fd)
             os.close(fd)
             who = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}" if holder else "another process"
-            raise RunLocked(f"{self.path.parent}: already being trained by {who}; stop it first or use another --out") from None
+            raise RunLocked(f"{self.path.parent}: already {self.busy} by {who}; stop it first or use another folder") from None
         previous = _read(fd)
         if previous:
             self.took_over = previous
@@ -47,6 +50,21 @@ class RunLock:
         os.fsync(fd)
         self._fd = fd
         return self
+
+    def holder(self) -> dict | None:
+        """Who holds the lock now (their record; ``{}`` if unnamed), or None when nobody does. Changes nothing."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(fd)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is None:

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from train.batch import Batch, Loader
 from train.checkpoint import TrainProgress
 from train.device import Precision, rank_and_world
-from train.dynamics import DynamicsWriter
+from train.dynamics import DynamicsWriter, EpochDynamics
 from train.loss import ClassWeightedCE, plain_ce_and_margin
 from train.model import PawNet
 from train.schedule import WarmupCosine
@@ -114,10 +114,18 @@ class Trainer:
         self._run_started = time.perf_counter()
 
     def take_running(self) -> dict[str, float]:
-        """Mean training loss and accuracy since the last call, and the throughput (synchronises once)."""
+        """Mean training loss and accuracy since the last call, and the throughput (synchronises once).
+
+        On several ranks the sums are all-reduced (every rank must call this at the same steps), so
+        the numbers cover the whole global batch and ``img_per_s`` is the total over ranks.
+        """
         elapsed = max(time.perf_counter() - self._run_started, 1e-9)
-        count, updates = self._run_count, self._run_updates
-        loss, correct = (float(v) for v in torch.stack([self._run_loss, self._run_correct]).cpu())
+        totals = torch.stack([self._run_loss, self._run_correct, torch.full_like(self._run_loss, self._run_count),
+                              torch.full_like(self._run_loss, self._run_updates)])  # fmt: skip
+        if rank_and_world()[1] > 1:
+            torch.distributed.all_reduce(totals)
+        loss, correct, count, updates = (float(v) for v in totals.cpu())
+        count, updates = int(count), int(updates)
         self._reset_running()
         return {
             "train_loss": loss / max(updates, 1),
@@ -137,10 +145,15 @@ class Trainer:
         self,
         loader: Loader,
         *,
-        dynamics: DynamicsWriter | None = None,
-        on_update: Callable[[UpdateInfo], None] | None = None,
-    ) -> None:
-        """Train over one epoch of ``loader`` (from ``progress.batch_in_epoch`` when resuming)."""
+        dynamics: DynamicsWriter | EpochDynamics | None = None,
+        on_update: Callable[[UpdateInfo], bool | None] | None = None,
+    ) -> bool:
+        """Train over one epoch of ``loader`` (from ``progress.batch_in_epoch`` when resuming).
+
+        ``on_update`` runs after every optimizer update; when it returns True the epoch stops there
+        (``progress.batch_in_epoch`` stays at the next batch to train) and this returns False.
+        Returns True when the epoch is complete (``batch_in_epoch`` back to 0).
+        """
         progress = self.progress
         batches = len(loader)
         self._apply_freeze()
@@ -161,13 +174,14 @@ class Trainer:
                 lr, skipped = self._update(group_loss, group_ids)
                 group_loss = torch.zeros((), device=self.device)
                 group_ids = []
-                if on_update is not None:
-                    on_update(UpdateInfo(progress.epoch, progress.step, index + 1, batches, lr, skipped))
                 self._apply_freeze()
+                if on_update is not None and on_update(UpdateInfo(progress.epoch, progress.step, index + 1, batches, lr, skipped)):
+                    return False
         progress.batch_in_epoch = 0
+        return True
 
     def _forward_backward(
-        self, batch: Batch, *, group_size: int, sync: bool, dynamics: DynamicsWriter | None
+        self, batch: Batch, *, group_size: int, sync: bool, dynamics: DynamicsWriter | EpochDynamics | None
     ) -> torch.Tensor:
         images = batch.images.to(self.device, non_blocking=True)
         if self.channels_last:

@@ -1,35 +1,73 @@
-"""``train run``: epochs of training with whole-set validation, best/last checkpoints and early stopping.
+"""``train run``: epochs of training with whole-set validation, checkpoints, early stopping and resume.
 
-``run_training`` takes any two ``Loader``s (tests and the benchmark pass ``TensorLoader``s);
-``train_from_config`` is what the CLI calls: it reads ``dataset.json`` and opens the real shard
-loaders through ``train.data.open_loader``.
+The run directory is the unit of work. ``run_training``:
+
+1. takes the directory's lock (``train.lock``: a second trainer is refused, a dead one's lock is
+   taken over);
+2. resumes from the directory's own ``checkpoints/last.pt`` when there is one (``train.resume``:
+   the same config, or a one-line refusal; what was written after that checkpoint is removed
+   first), else from ``resume_from`` (another run's checkpoint), else starts from scratch;
+   ``new=True`` first moves an existing directory aside;
+3. trains; after every optimizer update it may write ``last.pt`` mid-epoch (every
+   ``checkpoint.every_minutes`` / ``every_steps``, on SIGUSR1, on a stop), stops cleanly on
+   SIGTERM/SIGINT (``train.signals``), and keeps ``status.json`` current (``train.status``).
+
+A mid-epoch checkpoint holds ``progress.batch_in_epoch`` and the loader's ``state_dict()`` (for
+DALI, the pipeline's own checkpoint: reader position, shuffle buffer, augmentation RNGs), so a
+resumed run trains the rest of the epoch's batches exactly once, in the same order, at the
+learning rates of an uninterrupted run (a pure function of the step). ``batch_in_epoch ==
+batches`` marks an epoch trained but not yet evaluated (a stop during the epoch-end evaluation):
+a restart evaluates it first.
+
+On several ranks (torchrun) every rank trains its part of the data; rank 0 alone takes the lock,
+decides where to resume (broadcast to the others), and writes checkpoints, status and the record.
+Stop and checkpoint decisions are all-reduced after every update, so all ranks stop at the same
+step and none is left waiting in a collective.
+
+``train_from_config`` is what the CLI calls: it joins torchrun's process group when there is one,
+reads ``dataset.json`` and opens the real shard loaders through ``train.data.open_loader``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ingest.progress import progress as progress_bar
-from train.batch import Loader
-from train.checkpoint import TrainProgress, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from train.batch import Batch, Loader
+from train.checkpoint import LAST, PREVIOUS, TrainProgress, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from train.config import TrainConfig
 from train.data import DatasetInfo, open_loader, read_dataset_info
-from train.device import rank_and_world, resolve_device, resolve_precision, seed_everything
-from train.dynamics import DynamicsWriter, dynamics_path
+from train.device import (
+    any_rank,
+    broadcast_object,
+    init_distributed,
+    rank_and_world,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from train.dynamics import EpochDynamics
 from train.evaluate import evaluate
+from train.lock import RunLock, RunLocked
 from train.loop import Trainer, UpdateInfo
 from train.loss import ClassWeightedCE
 from train.model import build_model
 from train.optim import build_optimizer
+from train.resume import ResumePoint, clean_after, find_resume_point, move_aside
 from train.runrecord import RunRecord
 from train.schedule import WarmupCosine, optimizer_steps_per_epoch
+from train.signals import RunSignals
+from train.status import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +79,19 @@ class RunResult:
     last_metrics: dict[str, Any]
     best_checkpoint: Path
     last_checkpoint: Path
-    stopped_by: str  # "epochs" | "early_stopping"
+    stopped_by: str  # "epochs" | "early_stopping" | the signal that stopped it ("SIGTERM", "SIGINT")
+    resumed_from: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_by in ("epochs", "early_stopping")
 
 
 def _new_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S")
+    """``out_dir/run_name``; without a name, a new timestamped folder every time."""
+    if cfg.run_name:
+        return cfg.out_dir / cfg.run_name
+    name = time.strftime("%Y%m%d-%H%M%S")
     path = cfg.out_dir / name
     suffix = 1
     while path.exists() and any(path.iterdir()):
@@ -55,7 +101,32 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("count", "loss", "nll", "accuracy", "macro_f1", "macro_recall")}
+    return {k: metrics[k] for k in ("count", "loss", "nll", "accuracy", "macro_f1", "macro_recall") if k in metrics}
+
+
+def _has_content(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name != "train.lock" for p in folder.iterdir())
+
+
+def _claim_run_dir(
+    run_dir: Path, cfg: TrainConfig, *, vocabulary: list[str], resume_from: str | Path | None, new: bool
+) -> tuple[RunLock, ResumePoint, dict[str, int]]:
+    """Rank 0: lock the directory (moving an old one aside for ``new``), find where to resume, clean up."""
+    lock = RunLock(run_dir).acquire()
+    try:
+        if lock.took_over:
+            log.warning("%s: took over the lock of pid %s (gone; it did not stop cleanly)", run_dir, lock.took_over.get("pid"))
+        if new and _has_content(run_dir):
+            aside = move_aside(run_dir)  # the held lock moves with it, so no one trains into it meanwhile
+            lock.release()
+            lock = RunLock(run_dir).acquire()
+            log.info("--new: moved the previous contents of %s to %s", run_dir, aside)
+        point = find_resume_point(run_dir, cfg.model_dump(mode="json"), vocabulary=vocabulary, resume_from=resume_from)
+        removed = clean_after(run_dir, point)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, point, removed
 
 
 def run_training(
@@ -67,18 +138,77 @@ def run_training(
     class_weights: list[float] | None,
     run_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    new: bool = False,
+    signals: RunSignals | None = None,
     dataset: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train ``cfg.schedule.epochs`` epochs (or until early stopping); return where everything went."""
+    """Train ``run_dir`` (default ``out_dir/run_name``) to ``cfg.schedule.epochs`` epochs, early
+    stopping or a stop signal; resume it when it holds a checkpoint (module docstring).
+
+    ``signals``: the process's installed ``RunSignals`` (the CLI installs them); None: nothing stops
+    the run from outside.
+    """
     seed_everything(cfg.seed, deterministic=cfg.compute.deterministic)
     device = resolve_device(cfg.compute.device)
     precision = resolve_precision(cfg.compute.amp, device)
     if device.type == "cpu" and cfg.compute.cpu_threads:
         torch.set_num_threads(cfg.compute.cpu_threads)
     rank, world = rank_and_world()
-    run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg)
-    record = RunRecord(run_dir, enabled=rank == 0)
+    run_dir = Path(broadcast_object(str(run_dir if run_dir is not None else _new_run_dir(cfg))))
 
+    lock, removed = None, {}
+    claimed: tuple[str, str] | ResumePoint | None = None
+    if rank == 0:
+        try:
+            lock, claimed, removed = _claim_run_dir(run_dir, cfg, vocabulary=vocabulary, resume_from=resume_from, new=new)
+        except (RunLocked, ValueError) as exc:
+            claimed = (type(exc).__name__, str(exc))
+            if world == 1:
+                raise
+    claimed = broadcast_object(claimed)
+    if isinstance(claimed, tuple):  # rank 0 refused: every rank says why and stops
+        raise (RunLocked if claimed[0] == "RunLocked" else ValueError)(claimed[1])
+    point: ResumePoint = claimed
+    try:
+        return _run_claimed(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision,
+                            train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
+                            class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_claimed(
+    cfg: TrainConfig, point: ResumePoint, *, run_dir: Path, removed: dict[str, int], device: torch.device, precision: Any,
+    train_loader: Loader, val_loader: Loader, vocabulary: list[str], class_weights: list[float] | None,
+    signals: RunSignals | None, dataset: dict[str, Any] | None,
+) -> RunResult:  # fmt: skip
+    rank, world = rank_and_world()
+    status = StatusWriter(run_dir, every_s=cfg.record.status_every_s) if rank == 0 else None
+    if status is not None:
+        status.update(state="starting", run_dir=str(run_dir), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      epochs=cfg.schedule.epochs, world_size=world, error=None)  # fmt: skip
+    try:
+        result = _train(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision, status=status,
+                        train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
+                        class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
+    except BaseException as exc:
+        if status is not None:
+            status.update(state="failed", force=True, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if status is not None:
+        p = result.progress
+        status.update(state="finished" if result.finished else "stopped", force=True, stopped_by=result.stopped_by,
+                      epoch=p.epoch, batch=p.batch_in_epoch, step=p.step)  # fmt: skip
+    return result
+
+
+def _train(
+    cfg: TrainConfig, point: ResumePoint, *, run_dir: Path, removed: dict[str, int], device: torch.device, precision: Any,
+    status: StatusWriter | None, train_loader: Loader, val_loader: Loader, vocabulary: list[str],
+    class_weights: list[float] | None, signals: RunSignals | None, dataset: dict[str, Any] | None,
+) -> RunResult:  # fmt: skip
+    rank, world = rank_and_world()
     model = build_model(
         len(vocabulary),
         arch=cfg.model.arch,
@@ -111,16 +241,34 @@ def run_training(
         freeze_steps=cfg.model.freeze_steps,
         progress=TrainProgress(best_metric=cfg.eval.best_metric),
     )
-    if resume_from is not None:
-        # Epoch-boundary resume from a checkpoint of this layout; mid-epoch resume, signals and
-        # timed checkpoints are the training daemon's job.
-        state = load_checkpoint(resume_from, map_location="cpu")  # RNG states must stay CPU tensors
+    rng = None
+    if point.checkpoint is not None:
+        state = load_checkpoint(point.checkpoint, map_location="cpu")  # RNG states must stay CPU tensors
         trainer.load_state_dict(state)
         train_loader.load_state_dict(state["loader"])
-        restore_rng(state["rng"])
-        log.info("resumed from %s at epoch %d, step %d", resume_from, trainer.progress.epoch, trainer.progress.step)
+        rng = state["rng"]
+        if point.own and state.get("schedule") not in (None, asdict(schedule)):
+            raise ValueError(f"{point.checkpoint}: learning-rate schedule {state['schedule']} differs from this run's "
+                             f"{asdict(schedule)} (did the number of training samples change?); start over with --new")  # fmt: skip
+        p = trainer.progress
+        log.info(
+            "resuming from %s: epoch %d, batch %d of %d, step %d%s", point.checkpoint, p.epoch + 1, p.batch_in_epoch,
+            len(train_loader), p.step, "" if point.own else " (another run's checkpoint; this run's config)",
+        )  # fmt: skip
+        if any(removed.values()):
+            log.info("removed what the interrupted process wrote after that checkpoint: %s", removed)
+        if status is not None and point.own:
+            status.update(last_metrics=state.get("metrics") or None, last_checkpoint={
+                "path": str(point.checkpoint), "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step},
+                best={"metric": cfg.eval.best_metric, "value": p.best_value, "epoch": p.best_epoch, "step": p.best_step}
+                if p.best_step >= 0 else None)  # fmt: skip
 
+    record = RunRecord(run_dir, enabled=rank == 0, resume_step=point.step if point.own else None)
     n_params = sum(p.numel() for p in model.parameters())
+    resumed = None
+    if point.own:
+        resumed = {"from": str(point.checkpoint), "epoch": point.epoch, "batch": point.batch, "step": point.step}
+        record.log("resume", step=point.step, epoch=point.epoch, batch=point.batch, checkpoint=str(point.checkpoint), removed=removed)
     record.write_start(
         cfg.model_dump(mode="json"),
         seed=cfg.seed,
@@ -137,14 +285,21 @@ def run_training(
             "warmup_steps": schedule.warmup_steps,
             "total_steps": schedule.total_steps,
             "dataset": dataset,
+            "resume_from": str(point.checkpoint) if point.checkpoint is not None and not point.own else None,
         },
+        resumed=resumed,
     )
     log.info(
         "training %s (%d parameters, %s init) on %s, %s; %d epochs x %d steps, warm-up %d; run dir %s",
         cfg.model.arch, n_params, "pretrained" if cfg.model.pretrained else "random", device, precision.name,
         cfg.schedule.epochs, steps_per_epoch, schedule.warmup_steps, run_dir,
-    )
-    session = _Session(cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device)
+    )  # fmt: skip
+    session = _Session(cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device,
+                       signals=signals, status=status)  # fmt: skip
+    if point.own:
+        session.last_metrics = dict(state.get("metrics") or {})  # until the next evaluation
+    if rng is not None:
+        restore_rng(rng)  # last thing before training: the same random draws as the uninterrupted run
     try:
         stopped_by = session.fit()
     finally:
@@ -154,8 +309,9 @@ def run_training(
         progress=trainer.progress,
         last_metrics=session.last_metrics,
         best_checkpoint=record.checkpoints / "best.pt",
-        last_checkpoint=record.checkpoints / "last.pt",
+        last_checkpoint=record.checkpoints / LAST,
         stopped_by=stopped_by,
+        resumed_from=point.checkpoint,
     )
 
 
@@ -169,58 +325,116 @@ def early_stopping_update(progress: TrainProgress, value: float, *, patience: in
     return patience > 0 and progress.bad_epochs >= patience
 
 
-class _Session:
-    """The epoch loop and what happens around each update and evaluation."""
+class _Stopped(Exception):
+    """A stop was requested while evaluating; the evaluation is abandoned (it is redone on resume)."""
 
-    def __init__(self, cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device) -> None:
+
+class _StopAware:
+    """An evaluation loader that gives up between batches once a stop is requested (single process:
+    on several ranks an evaluation always completes, since every rank must join its all-reduce)."""
+
+    def __init__(self, loader: Loader, signals: RunSignals) -> None:
+        self.loader, self.signals = loader, signals
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.loader:
+            if self.signals.stop_requested:
+                raise _Stopped
+            yield batch
+
+
+class _Session:
+    """The epoch loop and what happens around each update: logs, status, checkpoints, stops."""
+
+    def __init__(self, cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device, *,
+                 signals: RunSignals | None, status: StatusWriter | None) -> None:  # fmt: skip
         self.cfg: TrainConfig = cfg
         self.trainer: Trainer = trainer
         self.record: RunRecord = record
         self.train_loader, self.val_loader = train_loader, val_loader
         self.vocabulary = vocabulary
         self.precision, self.device = precision, device
+        self.signals, self.status = signals, status
         self.last_metrics: dict[str, Any] = {}
         self.rank, self.world = rank_and_world()
+        self.dynamics: EpochDynamics | None = None
+        self._saved_at = time.monotonic()
+        self._rate_mark = (time.monotonic(), self.progress.samples_seen)
+        self._rate = 0.0
+        self._logged_at = time.monotonic()
 
     @property
     def progress(self) -> TrainProgress:
         return self.trainer.progress
 
+    # -- the epochs -------------------------------------------------------------------------------------
     def fit(self) -> str:
-        cfg = self.cfg
-        while self.progress.epoch < cfg.schedule.epochs:
-            epoch = self.progress.epoch
+        cfg, p = self.cfg, self.progress
+        if p.stopped_by:
+            log.info("the run already stopped (%s) after epoch %d; nothing to do", p.stopped_by, p.epoch)
+            return p.stopped_by
+        while p.epoch < cfg.schedule.epochs:
+            epoch = p.epoch
             self.train_loader.set_epoch(epoch)
-            self._train_one_epoch(epoch)
-            self.progress.epoch = epoch + 1
-            metrics = self._evaluate(end_of_epoch=True)
-            stop = self._early_stop(metrics)
-            self._save("last.pt", metrics)
-            if stop:
+            if p.batch_in_epoch < len(self.train_loader):
+                if not self._train_one_epoch(epoch):
+                    return self._stopped()  # the checkpoint was written at the step where it stopped
+                p.batch_in_epoch = len(self.train_loader)  # trained; evaluated next
+            try:
+                metrics = self._evaluate(end_of_epoch=True)
+            except _Stopped:
+                self._save_last()
+                return self._stopped()
+            p.epoch, p.batch_in_epoch = epoch + 1, 0
+            if self._early_stop(metrics):
+                p.stopped_by = "early_stopping"
+            self._save_last()
+            if p.stopped_by:
                 log.info(
                     "early stopping after epoch %d: validation %s has not improved for %d epochs (best %.4f)",
-                    epoch + 1, cfg.eval.monitor, self.progress.bad_epochs, self.progress.monitor_best,
-                )
-                return "early_stopping"
+                    epoch + 1, cfg.eval.monitor, p.bad_epochs, p.monitor_best,
+                )  # fmt: skip
+                return p.stopped_by
+            if p.epoch < cfg.schedule.epochs and self._decide(checkpoint_due=False)[0]:
+                return self._stopped()
         return "epochs"
 
-    def _train_one_epoch(self, epoch: int) -> None:
-        cfg, loader = self.cfg, self.train_loader
+    def _stopped(self) -> str:
+        reason = (self.signals.stop_requested if self.signals is not None else None) or "stop"
+        p = self.progress
+        log.info("stopped by %s at epoch %d, batch %d, step %d; `train run --out %s` resumes here",
+                 reason, p.epoch + 1, p.batch_in_epoch, p.step, self.record.dir)  # fmt: skip
+        return reason
+
+    def _decide(self, *, checkpoint_due: bool) -> tuple[bool, bool]:
+        """(stop, checkpoint now), the same on every rank."""
+        stop = self.signals is not None and self.signals.stop_requested is not None
+        requested = self.signals is not None and self.signals.take_checkpoint_request()
+        stop, checkpoint = any_rank([stop, requested or checkpoint_due], device=self.device)
+        return stop, checkpoint
+
+    def _train_one_epoch(self, epoch: int) -> bool:
+        """Train the rest of ``epoch``; False when a stop ended it early (after its checkpoint)."""
+        cfg, loader, p = self.cfg, self.train_loader, self.progress
         batches = len(loader)
-        writer = None
         if cfg.record.dynamics:
-            path = dynamics_path(self.record.dynamics, epoch, rank=self.rank, world_size=self.world)
-            writer = DynamicsWriter(path, epoch=epoch, rows_per_group=cfg.record.dynamics_rows_per_group)
+            self.dynamics = EpochDynamics(self.record.dynamics, epoch, start_batch=p.batch_in_epoch, rank=self.rank,
+                                          world_size=self.world, rows_per_group=cfg.record.dynamics_rows_per_group)  # fmt: skip
         bar = progress_bar(
             batches * loader.batch_size, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", unit="img",
-            disable=not cfg.record.progress or self.rank != 0,
-        )
-        bar.update(self.progress.batch_in_epoch * loader.batch_size)
-        started, start_batch = time.perf_counter(), self.progress.batch_in_epoch
+            disable=not cfg.record.progress or self.rank != 0 or not sys.stderr.isatty(),
+        )  # fmt: skip
+        bar.update(p.batch_in_epoch * loader.batch_size)
+        started, start_batch = time.perf_counter(), p.batch_in_epoch
         done = [start_batch]
+        self._rate_mark = (time.monotonic(), p.samples_seen)
         self.trainer.reset_running()  # the previous epoch's evaluation and checkpoint are not training time
+        self._status("training")
 
-        def on_update(info: UpdateInfo) -> None:
+        def on_update(info: UpdateInfo) -> bool:
             bar.update((info.batch_in_epoch - done[0]) * loader.batch_size)
             done[0] = info.batch_in_epoch
             last = info.batch_in_epoch == info.batches_per_epoch
@@ -228,31 +442,87 @@ class _Session:
                 per_batch = (time.perf_counter() - started) / max(info.batch_in_epoch - start_batch, 1)
                 self.record.log(
                     "train", step=info.step, epoch=epoch, batch=info.batch_in_epoch, lr=info.lr,
-                    **self.trainer.take_running(), nonfinite_total=self.progress.nonfinite_total,
+                    **self.trainer.take_running(), nonfinite_total=p.nonfinite_total,
                     eta_s=round(per_batch * (info.batches_per_epoch - info.batch_in_epoch), 1),
-                )
+                )  # fmt: skip
+            self._status("training", force_log=last, lr=info.lr)
             if cfg.eval.every_steps and info.step % cfg.eval.every_steps == 0 and not last:
                 paused = time.perf_counter()
-                self._evaluate(end_of_epoch=False)
+                try:
+                    self._evaluate(end_of_epoch=False)
+                except _Stopped:
+                    pass  # the stop below checkpoints; this evaluation is not repeated
+                self._status("training")
                 self.trainer.exclude_time(time.perf_counter() - paused)
+            stop, checkpoint = self._decide(checkpoint_due=not last and self._checkpoint_due(info.step))
+            if stop or checkpoint:
+                paused = time.perf_counter()
+                self._save_last()
+                self.trainer.exclude_time(time.perf_counter() - paused)
+            return stop
 
         try:
-            self.trainer.train_epoch(loader, dynamics=writer, on_update=on_update)
+            complete = self.trainer.train_epoch(loader, dynamics=self.dynamics, on_update=on_update)
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            if self.dynamics is not None:
+                self.dynamics.abort()  # rows after the last checkpoint: trained again on resume
             raise
         finally:
             bar.close()
-        if writer is not None:
-            writer.close()
+        if self.dynamics is not None:
+            self.dynamics.close(batches if complete else p.batch_in_epoch)
+            self.dynamics = None
+        return complete
 
+    def _checkpoint_due(self, step: int) -> bool:
+        every = self.cfg.checkpoint
+        if every.every_steps and step % every.every_steps == 0:
+            return True
+        return every.every_minutes > 0 and time.monotonic() - self._saved_at >= every.every_minutes * 60
+
+    # -- status and progress lines ------------------------------------------------------------------------
+    def _status(self, state: str, *, force_log: bool = False, **fields: Any) -> None:
+        now, p = time.monotonic(), self.progress
+        mark_time, mark_samples = self._rate_mark
+        if now > mark_time and (now - mark_time >= max(self.cfg.record.status_every_s, 1.0) or not self._rate):
+            self._rate = (p.samples_seen - mark_samples) * self.world / (now - mark_time)  # over the last interval
+            if now - mark_time >= max(self.cfg.record.status_every_s, 1.0):
+                self._rate_mark = (now, p.samples_seen)
+        batches = len(self.train_loader)
+        left = (batches - p.batch_in_epoch) * self.train_loader.batch_size * self.world
+        if self.status is not None:
+            self.status.update(
+                state=state, epoch=p.epoch, batch=p.batch_in_epoch, batches=batches, step=p.step,
+                images_per_s=round(self._rate, 2), epoch_eta_s=round(left / self._rate, 1) if self._rate > 0 else None,
+                **fields,
+            )  # fmt: skip
+        self._log_progress(force=force_log)
+
+    def _log_progress(self, *, force: bool = False) -> None:
+        """Off a terminal (journald, a log file), a plain progress line every ``record.progress_every_s``."""
+        now = time.monotonic()
+        if self.rank != 0 or sys.stderr.isatty() or (not force and now - self._logged_at < self.cfg.record.progress_every_s):
+            return
+        self._logged_at = now
+        p, batches = self.progress, len(self.train_loader)
+        eta = (batches - p.batch_in_epoch) * self.train_loader.batch_size * self.world / self._rate if self._rate > 0 else None
+        log.info("epoch %d/%d batch %d/%d step %d: %.1f img/s, epoch ETA %s", p.epoch + 1, self.cfg.schedule.epochs,
+                 p.batch_in_epoch, batches, p.step, self._rate, f"{eta:.0f} s" if eta is not None else "?",
+                 extra={"kv": {"epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step, "img_per_s": round(self._rate, 1)}})  # fmt: skip
+
+    # -- evaluation and checkpoints -----------------------------------------------------------------------
     def _evaluate(self, *, end_of_epoch: bool) -> dict[str, Any]:
-        cfg = self.cfg
+        cfg, p = self.cfg, self.progress
+        self._status("evaluating")
         started = time.perf_counter()
+        model = self.trainer.eval_model()
+        if self.world > 1:
+            for buffer in model.buffers():  # BatchNorm statistics drift apart per rank: evaluate rank 0's
+                dist.broadcast(buffer, src=0)
+        loader = _StopAware(self.val_loader, self.signals) if self.signals is not None and self.world == 1 else self.val_loader
         metrics = evaluate(
-            self.trainer.eval_model(),
-            self.val_loader,
+            model,
+            loader,
             loss_fn=self.trainer.loss_fn,
             vocabulary=self.vocabulary,
             device=self.device,
@@ -260,60 +530,94 @@ class _Session:
             channels_last=cfg.compute.channels_last,
         )
         self.last_metrics = metrics
-        p = self.progress
+        epoch = p.epoch + 1 if end_of_epoch else p.epoch
         self.record.log(
-            "eval", step=p.step, epoch=p.epoch if end_of_epoch else p.epoch + p.batch_in_epoch / max(len(self.train_loader), 1),
+            "eval", step=p.step, epoch=epoch if end_of_epoch else p.epoch + p.batch_in_epoch / max(len(self.train_loader), 1),
             end_of_epoch=end_of_epoch, weights="ema" if self.trainer.ema is not None else "model",
             seconds=round(time.perf_counter() - started, 2), **metrics,
-        )
-        p.history.append({"step": p.step, "epoch": p.epoch, **_summary(metrics)})
+        )  # fmt: skip
+        p.history.append({"step": p.step, "epoch": epoch, **_summary(metrics)})
         value = metrics[cfg.eval.best_metric]
         if math.isfinite(value) and value > p.best_value:
-            p.best_value, p.best_epoch, p.best_step = value, p.epoch, p.step
-            self._save("best.pt", metrics)
+            p.best_value, p.best_epoch, p.best_step = value, epoch, p.step
+            self._save("best.pt")
             log.info("new best validation %s %.4f at step %d", cfg.eval.best_metric, value, p.step)
         log.info(
             "eval at step %d: loss %.4f, accuracy %.4f, macro-F1 %.4f over %d samples",
             p.step, metrics["loss"], metrics["accuracy"], metrics["macro_f1"], metrics["count"],
-        )
+        )  # fmt: skip
         self.record.write_curves()
+        if self.status is not None:
+            self.status.update(last_metrics=_summary(metrics), best={
+                "metric": cfg.eval.best_metric, "value": p.best_value, "epoch": p.best_epoch, "step": p.best_step})  # fmt: skip
         return metrics
 
     def _early_stop(self, metrics: dict[str, Any]) -> bool:
         return early_stopping_update(self.progress, metrics[self.cfg.eval.monitor], patience=self.cfg.eval.patience)
 
-    def _save(self, name: str, metrics: dict[str, Any]) -> None:
+    def _save_last(self) -> None:
+        """``last.pt`` at this step; the dynamics part up to here is published first (see train.dynamics)."""
+        p = self.progress
+        if self.dynamics is not None and 0 < p.batch_in_epoch:
+            self.dynamics.cut(p.batch_in_epoch)
+        self._save(LAST, keep_previous=PREVIOUS)
+        self._saved_at = time.monotonic()
+        if self.status is not None:
+            self.status.update(force=True, last_checkpoint={
+                "path": str(self.record.checkpoints / LAST), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step})  # fmt: skip
+
+    def _save(self, name: str, *, keep_previous: str | None = None) -> None:
         state = {
             **self.trainer.state_dict(),
             "config": self.cfg.model_dump(mode="json"),
             "vocabulary": self.vocabulary,
             "loader": self.train_loader.state_dict(),
+            "schedule": asdict(self.trainer.schedule),  # a pure function of the step: kept to check a resume
             "rng": rng_state(),
-            "metrics": _summary(metrics),
+            "metrics": _summary(self.last_metrics),
         }
         if self.rank == 0:
-            save_checkpoint(self.record.checkpoints / name, state)
+            save_checkpoint(self.record.checkpoints / name, state, keep_previous=keep_previous)
 
 
-def train_from_config(cfg: TrainConfig, *, resume_from: str | Path | None = None) -> RunResult:
-    """``train run``: read ``SHARDS/dataset.json``, open the train/val loaders, train."""
+def train_from_config(
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    new: bool = False,
+    signals: RunSignals | None = None,
+) -> RunResult:
+    """``train run``: join torchrun's process group if any, read ``SHARDS/dataset.json``, open the
+    train/val loaders, train (see ``run_training``)."""
     if cfg.data.shards is None:
         raise ValueError("data.shards: expected the shards folder (with dataset.json), got nothing")
     info: DatasetInfo = read_dataset_info(cfg.data.shards)
-    device = resolve_device(cfg.compute.device)
-    rank, world = rank_and_world()
-    common = dict(image_size=cfg.data.image_size, device=str(device), seed=cfg.seed, backend=cfg.data.loader,
-                  workers=cfg.data.workers, rank=rank, world_size=world)
-    train_loader = open_loader(cfg.data.shards / cfg.data.train_split, train=True, batch_size=cfg.data.batch_size, **common)
-    val_loader = open_loader(
-        cfg.data.shards / cfg.data.val_split, train=False, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, **common
-    )
-    return run_training(
-        cfg,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        vocabulary=info.vocabulary,
-        class_weights=info.weights(cfg.loss.class_weights),
-        resume_from=resume_from,
-        dataset={"path": str(cfg.data.shards), **info.model_dump(exclude={"vocabulary"})},
-    )
+    created = init_distributed(cfg.compute.device)
+    try:
+        device = resolve_device(cfg.compute.device)
+        rank, world = rank_and_world()
+        # Half-precision images only where the model runs under autocast on a GPU (halves the copy).
+        amp = device.type == "cuda" and resolve_precision(cfg.compute.amp, device).dtype is not None
+        common = dict(image_size=cfg.data.image_size, device=str(device), seed=cfg.seed, backend=cfg.data.loader,
+                      workers=cfg.data.workers, rank=rank, world_size=world, amp=amp)  # fmt: skip
+        train_loader = open_loader(cfg.data.shards / cfg.data.train_split, train=True, batch_size=cfg.data.batch_size, **common)
+        val_loader = open_loader(
+            cfg.data.shards / cfg.data.val_split, train=False, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, **common
+        )
+        return run_training(
+            cfg,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            vocabulary=info.vocabulary,
+            class_weights=info.weights(cfg.loss.class_weights),
+            run_dir=run_dir,
+            resume_from=resume_from,
+            new=new,
+            signals=signals,
+            dataset={"path": str(cfg.data.shards), **info.model_dump(exclude={"vocabulary"})},
+        )
+    finally:
+        if created:
+            dist.destroy_process_group()

@@ -5,10 +5,13 @@
     RUN/metrics.jsonl    one JSON object per line: {"event": "train"|"eval"|"epoch"|..., "step": ..., ...}
     RUN/curves.svg       loss / accuracy / learning rate against the optimizer step (opens in any browser)
     RUN/tb/              TensorBoard event files, when the ``tensorboard`` package is installed
-    RUN/checkpoints/     last.pt, best.pt (train/checkpoint.py)
-    RUN/dynamics/        epoch_NNNN.parquet (train/dynamics.py)
+    RUN/checkpoints/     last.pt, prev.pt, best.pt (train/checkpoint.py)
+    RUN/dynamics/        epoch_NNNN.bSTART-STOP.parquet parts (train/dynamics.py)
+    RUN/status.json      what the run is doing now (train/status.py)
 
-Only the main rank writes; other ranks get a record whose methods do nothing.
+Only the main rank writes; other ranks get a record whose methods do nothing. A resumed run
+appends to ``metrics.jsonl`` (after ``train.resume.clean_after`` removed the lines past its
+checkpoint) and adds an entry to ``run.json``'s ``resumes``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,7 +62,8 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
 
 
 class RunRecord:
-    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None) -> None:
+        """``resume_step``: the step a resumed run continues after (its earlier events are read back for the curves)."""
         self.dir = Path(run_dir)
         self.enabled = enabled
         self.events: list[dict[str, Any]] = []
@@ -66,14 +71,23 @@ class RunRecord:
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        metrics = self.dir / "metrics.jsonl"
+        if resume_step is not None and metrics.is_file():
+            for line in metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    self.events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill; train.resume.clean_after drops it from the file
+        self._metrics = open(metrics, "a", encoding="utf-8")
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 log.info("tensorboard is not installed: metrics go to metrics.jsonl and curves.svg only")
             else:
-                self._tb = SummaryWriter(log_dir=str(self.dir / "tb"))
+                # purge_step: TensorBoard hides the events a killed run wrote past its checkpoint.
+                purge = resume_step + 1 if resume_step is not None else None
+                self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), purge_step=purge)
 
     @property
     def checkpoints(self) -> Path:
@@ -83,23 +97,35 @@ class RunRecord:
     def dynamics(self) -> Path:
         return self.dir / "dynamics"
 
-    def write_start(self, config: dict[str, Any], *, seed: int, device: str, extra: dict[str, Any] | None = None) -> None:
+    def write_start(
+        self, config: dict[str, Any], *, seed: int, device: str, extra: dict[str, Any] | None = None,
+        resumed: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Write config.json and run.json; a resume (``resumed``: where from) keeps run.json and adds to ``resumes``."""
         if not self.enabled:
             return
         write_json(self.dir / "config.json", config)
-        write_json(
-            self.dir / "run.json",
-            {
-                "seed": seed,
-                "git": git_revision(),
-                "packages": package_versions(),
-                "python": sys.version.split()[0],
-                "platform": platform.platform(),
-                "device": device,
-                "argv": sys.argv,
-                **(extra or {}),
-            },
-        )
+        info = {
+            "seed": seed,
+            "git": git_revision(),
+            "packages": package_versions(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "device": device,
+            "argv": sys.argv,
+            **(extra or {}),
+        }
+        previous = self.dir / "run.json"
+        if resumed is not None and previous.is_file():
+            try:
+                first = json.loads(previous.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                log.warning("%s: cannot read (%s); writing a new one", previous, exc)
+            else:
+                entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed,
+                         **{k: info[k] for k in ("git", "device", "argv")}}  # fmt: skip
+                info = {**first, "resumes": [*first.get("resumes", []), entry]}
+        write_json(previous, info)
 
     def log(self, event: str, **values: Any) -> None:
         """Append one line to metrics.jsonl (flushed at once) and mirror scalars to TensorBoard."""

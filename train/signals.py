@@ -4,6 +4,10 @@
 * A second SIGINT: exit at once (status 130); the last complete checkpoint is intact because
   every checkpoint is written to a temporary file and renamed.
 * SIGUSR1: write a checkpoint at the next step boundary and go on (``checkpoint_requested``).
+
+``forward`` (the daemon's hook) is called with each signal number first, e.g. to pass it on to a
+child run. Under torchrun every worker runs in its own session, so a Ctrl-C reaches a worker once,
+forwarded by the agent; give the agent time for the final checkpoint with ``--shutdown-timeout``.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 
 class RunSignals:
-    def __init__(self) -> None:
+    def __init__(self, *, forward: Callable[[int], None] | None = None) -> None:
+        self.forward = forward
         self.stop_requested: str | None = None  # the signal's name once a stop was asked for
         self._checkpoint = threading.Event()
         self._previous: dict[int, object] = {}
@@ -39,12 +45,25 @@ class RunSignals:
         return False
 
     def _on_stop(self, signum: int, frame: object) -> None:
+        if self.forward is not None:
+            self.forward(signum)
         name = signal.Signals(signum).name
         if self.stop_requested is not None and signum == signal.SIGINT:
-            print("second SIGINT: exiting now; the last complete checkpoint is intact", file=sys.stderr, flush=True)
+            _say("second SIGINT: exiting now; the last complete checkpoint is intact")
             os._exit(130)
         self.stop_requested = self.stop_requested or name
-        print(f"{name}: finishing the current step, then checkpoint and exit (SIGINT again to exit now)", file=sys.stderr, flush=True)
+        _say(f"{name}: finishing the current step, then checkpoint and exit (SIGINT again to exit now)")
 
     def _on_usr1(self, signum: int, frame: object) -> None:
+        if self.forward is not None:
+            self.forward(signum)
         self._checkpoint.set()
+
+
+def _say(message: str) -> None:
+    """Tell stderr, if anyone still reads it: a run whose daemon was killed gets SIGTERM with its
+    stderr pipe gone, and a write error raised in a signal handler would abort the final checkpoint."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass

@@ -1,7 +1,13 @@
 """``RUN_DIR/status.json``: what a run is doing, rewritten atomically every few seconds.
 
-    {"state": "training", "pid": 4242, "epoch": 3, "step": 18000, "images_per_s": 612.0,
-     "epoch_eta_s": 5400, "last_metrics": {...}, "best": {...}, "last_checkpoint": "...", "updated": "..."}
+    {"state": "training", "pid": 4242, "epoch": 3, "epochs": 30, "batch": 9000, "batches": 31250,
+     "step": 102750, "images_per_s": 612.0, "epoch_eta_s": 2330, "lr": 2.1e-4,
+     "last_metrics": {"loss": ..., "accuracy": ...}, "best": {"metric", "value", "epoch", "step"},
+     "last_checkpoint": {"path", "time", "epoch", "batch", "step"}, "run_dir": ..., "updated": "..."}
+
+``epoch`` is 0-based: the epoch in progress (``batch`` of ``batches`` done), or, once the run has
+finished, the number of epochs done; ``epochs_done`` is ``epoch + batch / batches``. States: starting, training, evaluating, and at the
+end stopped (a signal; resumable), failed (``error`` says why) or finished.
 
 ``train status RUN_DIR`` prints it for people (``--json`` as is); a status older than its
 writer's pid (the process is gone) is shown as such, since a killed run cannot say so itself.
@@ -42,6 +48,14 @@ class StatusWriter:
             self._written = now
 
 
+def epochs_done(doc: dict[str, Any]) -> float | None:
+    """Progress in epochs (2.25: a quarter into the third epoch) from a status document."""
+    epoch, batch, batches = doc.get("epoch"), doc.get("batch") or 0, doc.get("batches")
+    if not isinstance(epoch, int):
+        return None
+    return epoch + (batch / batches if batches else 0.0)
+
+
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / STATUS_FILE
     try:
@@ -70,17 +84,34 @@ def _alive(pid: object) -> bool:
 def format_status(doc: dict[str, Any]) -> str:
     """A few lines a person reads at a glance."""
     eta = doc.get("epoch_eta_s")
+    epoch = doc.get("epoch")
+    if doc.get("state") == "finished":
+        where = f"{epoch} of {doc.get('epochs', '?')} epochs done"
+    else:
+        where = f"epoch {epoch + 1 if isinstance(epoch, int) else '?'}/{doc.get('epochs', '?')}"
+        if doc.get("batches"):
+            where += f"  batch {doc.get('batch')}/{doc['batches']}"
     lines = [
-        f"state      {doc.get('state')}" + (f"  ({doc['state_note']})" if doc.get("state_note") else ""),
-        f"epoch      {doc.get('epoch')}   step {doc.get('step')}   pid {doc.get('pid')}",
+        f"state      {doc.get('state')}" + (f"  ({doc['state_note']})" if doc.get("state_note") else "")
+        + (f"  by {doc['stopped_by']}" if doc.get("stopped_by") and doc.get("state") in ("stopped", "finished") else ""),
+        f"progress   {where}  step {doc.get('step')}  pid {doc.get('pid')}",
         f"speed      {doc.get('images_per_s') or 0:.1f} img/s   epoch ETA {_duration(eta) if eta is not None else '?'}",
     ]
+    if doc.get("error"):
+        lines.append(f"error      {doc['error']}")
     if doc.get("last_metrics"):
         m = doc["last_metrics"]
-        lines.append("last eval  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, (int, float))))
-    if doc.get("best"):
-        lines.append("best       " + "  ".join(f"{k} {v}" for k, v in doc["best"].items()))
-    lines.append(f"checkpoint {doc.get('last_checkpoint') or 'none yet'}")
+        lines.append("last eval  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
+                                               if isinstance(v, (int, float))))  # fmt: skip
+    best = doc.get("best")
+    if isinstance(best, dict) and best.get("value") is not None:
+        lines.append(f"best       {best.get('metric')} {best['value']:.4f} at step {best.get('step')} (epoch {best.get('epoch')})")
+    elif best:
+        lines.append("best       " + "  ".join(f"{k} {v}" for k, v in best.items()))
+    checkpoint = doc.get("last_checkpoint")
+    if isinstance(checkpoint, dict):
+        checkpoint = f"{checkpoint.get('path')} at step {checkpoint.get('step')}" + (f", {checkpoint['time']}" if checkpoint.get("time") else "")
+    lines.append(f"checkpoint {checkpoint or 'none yet'}")
     lines.append(f"updated    {doc.get('updated')}")
     return "\n".join(lines)
 

@@ -76,6 +76,12 @@ def test_rerun_writes_identical_bytes(demo_raw: Path, demo_clean: Path, tmp_path
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
 
 
+def test_rerun_sweeps_what_a_killed_run_left(demo_raw: Path, tmp_path: Path) -> None:
+    (tmp_path / ".manifest.parquet.x1y2z3.tmp").write_bytes(b"PAR1 half written")
+    clean(CleanConfig(root=demo_raw, out=tmp_path, workers=1, quiet=True))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_too_much_quarantine_aborts_without_manifest(demo_raw: Path, tmp_path: Path) -> None:
     with pytest.raises(CleanAborted, match="manifest not written"):
         clean(CleanConfig(root=demo_raw, out=tmp_path, labels=("nothing",), workers=1, quiet=True))

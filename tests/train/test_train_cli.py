@@ -56,8 +56,8 @@ def test_run_eval_predict_through_the_loader_seam(tmp_path: Path, monkeypatch, c
     config = tmp_path / "tiny.toml"
     config.write_text('[data]\nimage_size = 32\nbatch_size = 4\n[schedule]\nepochs = 1\nwarmup_steps = 1\n'
                       '[compute]\ndevice = "cpu"\n[record]\nprogress = false\n')
-    assert main(["run", "--config", str(config), "--data", str(shards), "--out", str(tmp_path / "runs"),
-                 "--name", "cli", "--seed", "5", "--set", "loss.label_smoothing=0.05"]) == 0
+    assert main(["run", "--config", str(config), "--data", str(shards), "--out", str(tmp_path / "runs" / "cli"),
+                 "--seed", "5", "--set", "loss.label_smoothing=0.05"]) == 0
     assert calls == [("train", True, 4, 32, "cpu", 5), ("val", False, 4, 32, "cpu", 5)]
     run = tmp_path / "runs" / "cli"
     assert json.loads((run / "run.json").read_text())["class_weights"] == [1.0, 0.5, 2.0]

@@ -45,8 +45,10 @@ def test_second_trainer_is_refused_while_the_first_lives(tmp_path: Path) -> None
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     proc = _hold_lock(tmp_path)
+    assert RunLock(tmp_path).holder()["pid"] == proc.pid
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert RunLock(tmp_path).holder() is None  # looking changes nothing: the takeover below still sees the record
     lock = RunLock(tmp_path).acquire()
     try:
         assert lock.took_over["pid"] == proc.pid

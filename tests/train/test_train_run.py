@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from train.checkpoint import FORMAT, TrainProgress, load_checkpoint
+from train.dynamics import read_dynamics
 from train.evaluate import eval_checkpoint
 from train.run import early_stopping_update, run_training
 
@@ -46,11 +47,16 @@ def test_tiny_run_writes_the_run_record(tiny_cfg, loaders, tmp_path: Path):
     assert best["metrics"]["accuracy"] == max(e["accuracy"] for e in evals)
     assert result.progress.best_value == best["metrics"]["accuracy"]
 
-    for epoch in (0, 1):
-        table = pq.read_table(run / "dynamics" / f"epoch_{epoch:04d}.parquet")
+    for epoch in (0, 1):  # no mid-epoch checkpoint: one part per epoch, micro-batches [0, 4)
+        part = run / "dynamics" / f"epoch_{epoch:04d}.b0000000-0000004.parquet"
+        table = pq.read_table(part)
         assert table.num_rows == 16 and sorted(table.column("sample_id").to_pylist()) == sorted(train.sample_ids)
-        assert pq.ParquetFile(run / "dynamics" / f"epoch_{epoch:04d}.parquet").metadata.num_row_groups >= 2
+        assert pq.ParquetFile(part).metadata.num_row_groups >= 2
         assert set(table.column("epoch").to_pylist()) == {epoch}
+        assert read_dynamics(run / "dynamics", epoch)["sample_id"].to_list() == table.column("sample_id").to_pylist()
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["step"], status["stopped_by"]) == ("finished", 8, "epochs")
+    assert status["last_checkpoint"]["step"] == 8 and status["best"]["value"] == result.progress.best_value
 
     # `train eval` on the last checkpoint reproduces the last end-of-epoch evaluation exactly
     again = eval_checkpoint(result.last_checkpoint, tmp_path, device="cpu", loader=val, class_weights=[1.0, 2.0, 1.0, 0.5])

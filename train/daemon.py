@@ -1,0 +1,319 @@
+"""``train daemon --queue QUEUE``: queued run configs trained one after another, across restarts.
+
+The queue is a folder; every state is a place, and every move between places is a rename::
+
+    QUEUE/pending/NAME.toml    dropped in by a person (cp/mv); taken in file-name order
+    QUEUE/running/NAME.toml    the run in progress (at most one); after a restart it is resumed first
+    QUEUE/runs/NAME/           its run directory (``train run --out``): checkpoints, metrics, status.json
+    QUEUE/done/NAME.toml       the config of a run that ended, next to
+    QUEUE/done/NAME.json       {"state": "finished" | "failed" | "cancelled", final and best metrics, epochs done, exit code, error, ...}
+    QUEUE/cancel/NAME          a cancel request for the running run (``train cancel``)
+    QUEUE/daemon.lock          one daemon per queue
+
+Each run is a child process, ``python -m train run --config running/NAME.toml --out runs/NAME``,
+so a crash or a leak in one run (GPU memory included) never outlives it. The daemon passes its
+signals on to the child: SIGTERM / SIGINT stop the run at its next step with a checkpoint and the
+daemon exits 0 leaving it in ``running/`` (the next start resumes it mid-epoch); a second SIGINT
+stops both at once; SIGUSR1 checkpoints. The child dies with the daemon (``PR_SET_PDEATHSIG``:
+SIGTERM, so it checkpoints even if the daemon is killed with -9). A child that crashes (killed,
+out of memory) is resumed from its last checkpoint up to ``max_restarts`` times, then recorded failed;
+a run that stops itself with an error (exit 1 or 2: bad config, non-finite loss) is failed at once.
+
+A name already used (``runs/NAME`` or ``done/NAME.json`` exists) gets a suffix when picked up
+(``NAME-2``), so re-queueing a config never mixes two runs. Files changed in the last
+``settle_s`` seconds are left for the next poll (a copy still in progress).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.atomic import write_json
+from train.config import ConfigError, load_config
+from train.lock import RunLock
+from train.signals import RunSignals
+from train.status import STATUS_FILE, epochs_done
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = ("finished", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Queue:
+    root: Path
+
+    @property
+    def pending(self) -> Path:
+        return self.root / "pending"
+
+    @property
+    def running(self) -> Path:
+        return self.root / "running"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    @property
+    def cancel(self) -> Path:
+        return self.root / "cancel"
+
+    def ensure(self) -> Queue:
+        for folder in (self.pending, self.running, self.runs, self.done, self.cancel):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def used(self, name: str) -> bool:
+        return (self.runs / name).exists() or (self.done / f"{name}.json").exists() or (self.running / f"{name}.toml").exists()
+
+    def unique(self, name: str) -> str:
+        candidate, n = name, 1
+        while self.used(candidate):
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the daemon dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux/glibc: the child just outlives a killed daemon
+        pass
+
+
+def record_result(queue: Queue, name: str, config: Path, state: str, **fields: Any) -> Path:
+    """Write ``done/NAME.json`` (first) then move the config to ``done/NAME.toml`` (a restart finishes the move)."""
+    status = _read_json(queue.runs / name / STATUS_FILE)
+    result = {
+        "name": name,
+        "state": state,
+        "run_dir": str(queue.runs / name) if (queue.runs / name).exists() else None,
+        "config": str(queue.done / f"{name}.toml"),
+        "started": status.get("started"),
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "epochs_done": epochs_done(status),
+        "step": status.get("step"),
+        "stopped_by": status.get("stopped_by"),
+        "final_metrics": status.get("last_metrics"),
+        "best": status.get("best"),
+        "error": status.get("error"),
+        **fields,
+    }
+    path = queue.done / f"{name}.json"
+    write_json(path, result)
+    if config.exists():
+        os.replace(config, queue.done / f"{name}.toml")
+    (queue.cancel / name).unlink(missing_ok=True)
+    log.info("queue: %s %s", name, state, extra={"kv": {"run": name, "state": state, "accuracy": (result["final_metrics"] or {}).get("accuracy")}})
+    return path
+
+
+class Daemon:
+    def __init__(self, queue: str | Path, *, once: bool = False, poll_s: float = 5.0, settle_s: float = 2.0,
+                 max_restarts: int = 2, python: str = sys.executable) -> None:  # fmt: skip
+        self.queue = Queue(Path(queue)).ensure()
+        self.once, self.poll_s, self.settle_s = once, poll_s, settle_s
+        self.max_restarts, self.python = max_restarts, python
+        self.signals = RunSignals(forward=self._forward)
+        self.child: subprocess.Popen | None = None
+        self.crashes: collections.Counter[str] = collections.Counter()
+
+    def _forward(self, signum: int) -> None:
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    def serve(self) -> int:
+        """Run queued configs until stopped (or, with ``once``, until nothing is left to run)."""
+        with RunLock(self.queue.root, name="daemon.lock", busy="served"):
+            self.signals.install()
+            try:
+                log.info("daemon: serving %s (pid %d)", self.queue.root, os.getpid())
+                while self.signals.stop_requested is None:
+                    job = self._next()
+                    if job is None:
+                        if self.once:
+                            break
+                        time.sleep(self.poll_s)
+                        continue
+                    self._run(*job)
+            finally:
+                self.signals.restore()
+        log.info("daemon: %s", f"stopped by {self.signals.stop_requested}" if self.signals.stop_requested else "queue empty")
+        return 0
+
+    def _next(self) -> tuple[str, Path] | None:
+        q = self.queue
+        for path in sorted(q.running.glob("*.toml")):
+            if (q.done / f"{path.stem}.json").exists():  # recorded, but the move was cut short
+                os.replace(path, q.done / path.name)
+                continue
+            return path.stem, path
+        now = time.time()
+        for path in sorted(q.pending.glob("*.toml")):
+            try:
+                if now - path.stat().st_mtime < self.settle_s:
+                    continue
+                name = q.unique(path.stem)
+                target = q.running / f"{name}.toml"
+                os.rename(path, target)
+            except FileNotFoundError:  # cancelled meanwhile
+                continue
+            if name != path.stem:
+                log.info("queue: %s is already used; running %s as %s", path.stem, path.name, name)
+            return name, target
+        return None
+
+    def _run(self, name: str, config: Path) -> None:
+        q = self.queue
+        if (q.cancel / name).exists():
+            record_result(q, name, config, "cancelled", exit_code=None)
+            return
+        try:
+            load_config(config)
+        except ConfigError as exc:
+            record_result(q, name, config, "failed", exit_code=None, error=str(exc))
+            return
+        run_dir = q.runs / name
+        lock = RunLock(run_dir)
+        while (holder := lock.holder()) is not None and self.signals.stop_requested is None:
+            # e.g. the run of a daemon killed with -9, still writing its checkpoint after PR_SET_PDEATHSIG
+            log.info("queue: %s is still locked by pid %s; waiting", name, holder.get("pid"))
+            time.sleep(max(self.poll_s, 1.0))
+        if self.signals.stop_requested is not None:
+            return
+        command = [self.python, "-m", "train", "run", "--config", str(config), "--out", str(run_dir)]
+        log.info("queue: starting %s", name, extra={"kv": {"run": name, "run_dir": str(run_dir)}})
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+        relay = threading.Thread(target=_relay, args=(self.child.stderr, tail), daemon=True)
+        relay.start()
+        cancelled = False
+        while True:
+            try:
+                code = self.child.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if not cancelled and (q.cancel / name).exists():
+                    log.info("queue: cancelling %s", name)
+                    self.child.send_signal(signal.SIGTERM)
+                    cancelled = True
+        relay.join(timeout=5)
+        self.child = None
+        state = _read_json(run_dir / STATUS_FILE).get("state")
+        last_lines = "\n".join(tail)
+        if (q.cancel / name).exists():
+            record_result(q, name, config, "cancelled", exit_code=code)
+        elif code == 0 and state == "finished":
+            record_result(q, name, config, "finished", exit_code=code)
+        elif code == 0:  # stopped by a signal: resumed by the next start (or the next pick)
+            log.info("queue: %s stopped at its checkpoint; it resumes first on the next start", name)
+        elif code in (1, 2):
+            error = _read_json(run_dir / STATUS_FILE).get("error") if state == "failed" else None
+            record_result(q, name, config, "failed", exit_code=code, error=error or last_lines or f"exit status {code}")
+        else:
+            self.crashes[name] += 1
+            if self.crashes[name] > self.max_restarts:
+                record_result(q, name, config, "failed", exit_code=code,
+                              error=f"crashed {self.crashes[name]} times (last exit status {code}): {last_lines}")  # fmt: skip
+            else:
+                log.warning("queue: %s crashed (exit status %s); resuming it from its last checkpoint (%d/%d)",
+                            name, code, self.crashes[name], self.max_restarts)  # fmt: skip
+
+
+def _relay(stream: Any, tail: collections.deque[str]) -> None:
+    """Pass the child's log lines on to the daemon's stderr (journald), keeping the last few for the record."""
+    for line in stream:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        tail.append(line.rstrip("\n"))
+
+
+def cancel(queue: str | Path, name: str) -> str:
+    """``train cancel``: a pending run is recorded cancelled at once; a running one stops at its next
+    step with a checkpoint and is then recorded cancelled by the daemon."""
+    q = Queue(Path(queue)).ensure()
+    pending = q.pending / f"{name}.toml"
+    if pending.exists():
+        target_name = q.unique(name)
+        taken = q.done / f"{target_name}.toml"
+        try:
+            os.rename(pending, taken)  # atomic: either we or the daemon has it
+        except FileNotFoundError:
+            pass
+        else:
+            record_result(q, target_name, taken, "cancelled", exit_code=None)
+            return f"{name}: cancelled before it started"
+    if (q.running / f"{name}.toml").exists():
+        (q.cancel / name).touch()
+        return f"{name}: cancel requested; the run stops at its next step with a checkpoint and is recorded as cancelled"
+    known = sorted(p.stem for p in (*q.pending.glob("*.toml"), *q.running.glob("*.toml")))
+    raise ValueError(f"{q.root}: no pending or running run named {name!r}; expected one of {known}")
+
+
+def queue_rows(queue: str | Path) -> list[dict[str, Any]]:
+    """One row per ended, running and queued run: name, state, epochs done, step, last and best validation accuracy, when."""
+    q = Queue(Path(queue))
+    if not q.root.is_dir():
+        raise ValueError(f"{q.root}: no such queue folder")
+    rows = []
+    for path in sorted(q.done.glob("*.json")):
+        doc = _read_json(path)
+        rows.append({"name": path.stem, "state": doc.get("state"), "epochs": doc.get("epochs_done"), "step": doc.get("step"),
+                     "accuracy": (doc.get("final_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
+                     "when": doc.get("ended"), "note": (doc.get("error") or "").splitlines()[-1:] or None})  # fmt: skip
+    for path in sorted(q.running.glob("*.toml")):
+        doc = _read_json(q.runs / path.stem / STATUS_FILE)
+        note = doc.get("state")
+        if (q.cancel / path.stem).exists():
+            note = f"{note}, cancel requested"
+        rows.append({"name": path.stem, "state": "running", "epochs": epochs_done(doc), "step": doc.get("step"),
+                     "accuracy": (doc.get("last_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
+                     "when": doc.get("updated"), "note": note})  # fmt: skip
+    for path in sorted(q.pending.glob("*.toml")):
+        rows.append({"name": path.stem, "state": "pending", "epochs": None, "step": None, "accuracy": None, "best": None,
+                     "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)), "note": None})  # fmt: skip
+    for row in rows:
+        if isinstance(row["note"], list):
+            row["note"] = row["note"][0] if row["note"] else None
+    return rows
+
+
+def format_queue(rows: list[dict[str, Any]]) -> str:
+    """The queue as a table: ended runs, the running one, then the pending ones in the order they will run."""
+    header = ("name", "state", "epochs", "step", "val_acc", "best", "when", "note")
+    table = [header]
+    for r in rows:
+        table.append((
+            r["name"], r["state"] or "?", "" if r["epochs"] is None else f"{r['epochs']:.2f}", "" if r["step"] is None else str(r["step"]),
+            "" if r["accuracy"] is None else f"{r['accuracy']:.4f}", "" if r["best"] is None else f"{r['best']:.4f}",
+            r["when"] or "", (r["note"] or "")[:60],
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
