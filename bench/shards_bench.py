@@ -8,11 +8,15 @@ median box area ~21 % of the frame), 10 % margin, stored at 256 px, JPEG quality
 * naive: PIL open + full decode, crop, resize (bicubic), save, ``webdataset.ShardWriter``;
 * ``shards build --workers 1`` (in-process) and ``--workers 2``, each into a fresh folder,
   everything included (plan, journal, indexes, finalize);
+* ``shards build --executor ray`` on a 2-CPU local Ray cluster (started once, outside the
+  timings), everything included as for the CLI (connecting, the job's worker processes), and
+  its outputs checked byte-identical to ``--workers 2``'s; plus Ray's per-task overhead, from
+  no-op tasks through the same executor seam;
 
 all in the same run on the same files (the page cache is warmed first). Also reported: the
 decode paths taken and how far each path's pictures are from the naive full decode's.
 
-    python bench/shards_bench.py [--quick]
+    python bench/shards_bench.py [--quick] [--no-ray]
 
 The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 """
@@ -20,12 +24,14 @@ The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
 import platform
+import posixpath
 import resource
 import sys
 import tempfile
@@ -38,8 +44,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.labels import build_labels  # noqa: E402
-from ingest.schema import MANIFEST, conform  # noqa: E402
+from common.labels import build_labels  # noqa: E402
+from common.schema import MANIFEST, conform  # noqa: E402
+from common.executor import LocalExecutor, RayExecutor  # noqa: E402
+from common.ray_local import local_cluster  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 
@@ -185,9 +193,23 @@ def picture_difference(ours: Path, naive: Path, limit: int = 200) -> dict[str, f
     return {path: float(np.mean(v)) for path, v in sorted(diffs.items())}
 
 
+def task_overhead_ms(executor, tasks: int) -> float:
+    """Milliseconds per no-op task through ``executor.map`` (ordered, bounded window), after a warm-up."""
+    list(executor.map(posixpath.basename, ["a/b"] * 8, workers=2))
+    start = time.perf_counter()
+    list(executor.map(posixpath.basename, ["a/b"] * tasks, workers=2))
+    return (time.perf_counter() - start) / tasks * 1000
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 cores")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray runs")
     args = ap.parse_args()
     samples, frames, max_samples, repeats = (500, 20, 50, 1) if args.quick else (4000, 120, 250, 2)
     rng = np.random.default_rng(0)
@@ -206,17 +228,26 @@ def main() -> None:
             path.read_bytes()
         cores_before = free_cores()
 
-        def ours(workers: int, out: Path):
-            return build(ShardConfig(manifest_dir=base / "data" / "clean", out=out, workers=workers,
+        def ours(workers: int | str, out: Path):
+            executor = {"executor": "ray", "ray_address": ray_cluster.address} if workers == "ray" else {"workers": workers}
+            return build(ShardConfig(manifest_dir=base / "data" / "clean", out=out, **executor,
                                      size=SIZE, margin=MARGIN, quality=QUALITY, max_samples=max_samples, quiet=True))  # fmt: skip
 
-        best: dict[str, tuple[float, float, object]] = {}
-        for rep in range(repeats):  # interleaved, best of `repeats`: the machine may be shared
-            for name, fn, arg in (("naive", naive_build, None), ("w1", ours, 1), ("w2", ours, 2)):
-                out = base / f"{name}-{rep}"
-                run = timed(naive_build, root, manifest, out, max_samples) if arg is None else timed(fn, arg, out)
-                if name not in best or run[0] < best[name][0]:
-                    best[name] = run
+        with contextlib.ExitStack() as stack:
+            ray_cluster = None if args.no_ray or not ray_installed() else stack.enter_context(local_cluster(num_cpus=2))
+            runs = [("naive", naive_build, None), ("w1", ours, 1), ("w2", ours, 2)] + ([("ray", ours, "ray")] if ray_cluster else [])
+            best: dict[str, tuple[float, float, object]] = {}
+            for rep in range(repeats):  # interleaved, best of `repeats`: the machine may be shared
+                for name, fn, arg in runs:
+                    out = base / f"{name}-{rep}"
+                    run = timed(naive_build, root, manifest, out, max_samples) if arg is None else timed(fn, arg, out)
+                    if name not in best or run[0] < best[name][0]:
+                        best[name] = run
+            overhead = None
+            if ray_cluster:
+                assert tree_digest(base / "ray-0") == tree_digest(base / "w2-0"), "Ray's shards differ from the local executor's"
+                with RayExecutor(ray_cluster.address) as ray_executor:
+                    overhead = (task_overhead_ms(ray_executor, 400), task_overhead_ms(LocalExecutor(), 400), ray_executor.window)
         (t_naive, c_naive, n_naive), (t_one, c_one, one), (t_two, c_two, two) = best["naive"], best["w1"], best["w2"]
         assert n_naive == one.samples == two.samples == samples, (n_naive, one.samples, two.samples)
         diff = picture_difference(base / "w1-0", base / "naive-0")
@@ -227,13 +258,33 @@ def main() -> None:
           + ", ".join(f"{k} {v:.2f}" for k, v in diff.items()))
     print(f"free cores for two busy processes (spin test, 2.0 = idle machine): {cores_before:.2f} before, {cores_after:.2f} after")
     print(f"\n{'method':<42} {'samples/s':>10} {'per CPU-s':>10} {'wall s':>8} {'vs naive':>9}")
-    for name, wall, cpu in (("naive PIL loop + webdataset.ShardWriter", t_naive, c_naive),
-                            ("shards build --workers 1", t_one, c_one),
-                            ("shards build --workers 2", t_two, c_two)):  # fmt: skip
-        print(f"{name:<42} {samples / wall:>10.1f} {samples / cpu:>10.1f} {wall:>8.1f} {t_naive / wall:>8.2f}x")
+    rows = [("naive PIL loop + webdataset.ShardWriter", t_naive, c_naive), ("shards build --workers 1", t_one, c_one),
+            ("shards build --workers 2", t_two, c_two)]  # fmt: skip
+    if "ray" in best:
+        rows.append(("shards build --executor ray (2 CPUs)", best["ray"][0], None))  # its CPU time is the cluster's
+    for name, wall, cpu in rows:
+        per_cpu = f"{samples / cpu:>10.1f}" if cpu else f"{'n/a':>10}"
+        print(f"{name:<42} {samples / wall:>10.1f} {per_cpu} {wall:>8.1f} {t_naive / wall:>8.2f}x")
+    if "ray" in best:
+        ray_ms, local_ms, window = overhead
+        planned = two.built
+        print(f"Ray per-task overhead: {ray_ms:.2f} ms per no-op task (400 tasks in order, {window} in flight, warm workers); "
+              f"local pool of 2: {local_ms:.2f} ms per task including the pool's start; --executor ray vs --workers 2 on "
+              f"{planned} planned shards: {(best['ray'][0] - t_two) / planned * 1000:+.0f} ms per shard (connect and worker start included)")  # fmt: skip
     print()
     print(f"RATIO shards_vs_naive_1worker {t_naive / t_one:.2f}")
     print(f"RATIO shards_2w_vs_1w {t_one / t_two:.2f}")
+    if "ray" in best:
+        print(f"RATIO shards_ray_vs_local {t_two / best['ray'][0]:.2f}")
+
+
+def ray_installed() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("Ray not installed (pip install 'pawpipe[ray]'): the --executor ray runs are skipped")
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ has it, channels_last, per-sample dynamics on) on both sides:
 
 * **model alone**: ``train.synthetic.TensorLoader`` over normalised tensors already on the device,
   i.e. what the step costs when data is free;
-* **end-to-end**: the project's loader (``train.data.open_loader`` -> ``train.loader.build_loader``)
+* **end-to-end**: the project's loader (``train.loader.open_loader`` -> ``build_loader``)
   reading WebDataset shards built by ``shards build`` from the embedded demo dataset
   (``ingest demo-data`` -> ``ingest clean`` -> ``shards build``), stored at the users' 256:224
   ratio to the training size, decoding and augmenting them.
@@ -158,7 +158,8 @@ def main() -> None:
         except ImportError as exc:
             print(f"end-to-end: skipped, train.loader is not available yet ({exc})")
         else:
-            from train.data import open_loader, read_dataset_info
+            from train.data import read_dataset_info
+            from train.loader import open_loader
 
             started = time.perf_counter()
             # stored at the users' 256:224 ratio to the training size, as `shards build` would for them

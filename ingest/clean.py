@@ -8,6 +8,7 @@ input and config writes the same bytes.
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import sys
 from dataclasses import dataclass
@@ -16,20 +17,23 @@ from pathlib import Path
 
 import polars as pl
 
+from common.executor import ExecutorOptions, open_executor, use_executor
+from common.folders import check_target
+from common.lock import FolderLock
 from ingest import report as report_mod
-from ingest.atomic import sweep_temps, write_json, write_parquet
+from common.atomic import staged_folder, write_json, write_parquet
 from ingest.config import CleanConfig
-from ingest.labels import build_labels
+from common.labels import build_labels
 from ingest.probe import probe_images
-from ingest.schema import MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from ingest.report_page import write_html
+from common.schema import MANIFEST, ORPHANS, QUARANTINE, conform, empty
 from ingest.sources import SourceOptions
 from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
-from validation_rules.engine import apply_rules
-from validation_rules.ruleset import RuleSet
+from validation_rules import RuleSet, apply_rules, join_suspects, suspect_rules
 
 
-_OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html", "clean_config.json")
+TOOL = "ingest clean"
 
 
 class CleanAborted(RuntimeError):
@@ -45,15 +49,28 @@ class CleanResult:
 
 def clean(config: CleanConfig) -> CleanResult:
     """Run the whole cleaning step for ``config`` and write its outputs under ``config.out``."""
+    with open_executor(config) as executor, use_executor(executor):  # parsing and probing run on it
+        return _clean(config)
+
+
+def _clean(config: CleanConfig) -> CleanResult:
     root = config.root.resolve()
     if not root.is_dir():
         raise ValueError(f"{config.root}: expected a dataset folder, got {'a file' if root.exists() else 'nothing'}")
-    options = SourceOptions(label=config.label, annotations=config.annotations, workers=config.workers, quiet=config.quiet)
+    check_target(config.out.resolve(), TOOL, overwrite=config.overwrite)
+    if not config.overwrite:
+        _check_same_config(config, root)
+    rules = RuleSet.load(config.rules)  # before parsing: the size limits apply while files are read
+    options = SourceOptions(
+        label=config.label, annotations=config.annotations, workers=config.workers, quiet=config.quiet,
+        max_file_bytes=rules.param("annotation.too_large", "max_bytes"),
+    )  # fmt: skip
     fmt, parsed = parse_source(root, config.format, options)
 
     records = parsed.records.with_columns(sample_id=_sample_ids(parsed.records))
     paths = records.get_column("image_path").drop_nulls().unique(maintain_order=True).to_list()
-    probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet)
+    max_pixels = rules.param("image.too_large", "max_pixels")
+    probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels)
     frame = records.join(probes, on="image_path", how="left", maintain_order="left")
     if parsed.notes.get("normalised_boxes"):
         from ingest.sources.yolo import to_pixels
@@ -61,11 +78,14 @@ def clean(config: CleanConfig) -> CleanResult:
         frame = to_pixels(frame)
 
     vocabulary = config.labels or parsed.vocabulary or _infer_vocabulary(frame)
-    ruleset = RuleSet.load(config.rules).with_params("label.unknown", vocabulary=tuple(vocabulary))
+    ruleset = rules.with_params("label.unknown", vocabulary=tuple(vocabulary))
+    ruleset = suspect_rules(ruleset, config.suspects)
     frame = assign_splits(frame, val_fraction=config.val_fraction, seed=config.seed)
+    if config.suspects is not None:
+        frame = join_suspects(frame, config.suspects)
     outcome = apply_rules(frame, ruleset)
 
-    extra = [c for c in parsed.extra_columns if c not in MANIFEST.names]
+    extra = [c for c in parsed.extra_columns if c not in MANIFEST.names] + (["label_original"] if config.suspects else [])
     label_ids = {name: i for i, name in enumerate(vocabulary)}
     manifest = conform(
         outcome.clean.with_columns(label_id=pl.col("label").replace_strict(label_ids, default=None, return_dtype=pl.Int64)),
@@ -83,25 +103,48 @@ def clean(config: CleanConfig) -> CleanResult:
         leaked_groups=groups_in_both_splits(manifest), config=resolved,
     )  # fmt: skip
 
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in _OUTPUTS:
-        sweep_temps(out / name)  # what a killed earlier run left half-written
-    write_parquet(out / "quarantine.parquet", quarantine)
-    write_parquet(out / "orphans.parquet", orphans)
-    write_json(out / "report.json", report)
-    write_json(out / "clean_config.json", resolved)
-    report_mod.write_html(out / "report.html", report)
+    out = config.out.resolve()
     share = quarantine.height / max(records.height, 1)
-    if share > config.max_quarantine_fraction:
-        (out / "manifest.parquet").unlink(missing_ok=True)
+    aborted = share > config.max_quarantine_fraction
+    with FolderLock(out.parent, name=f".{out.name}.lock", busy=f"written by `{TOOL}`", names=out), staged_folder(out, tool=TOOL) as stage:
+        write_parquet(stage / "quarantine.parquet", quarantine)
+        write_parquet(stage / "orphans.parquet", orphans)
+        write_json(stage / "report.json", report)
+        write_json(stage / "clean_config.json", resolved)
+        write_html(stage / "report.html", report)
+        if not aborted:  # an aborted run's set has no manifest, so nothing downstream takes it for a clean one
+            write_json(stage / "labels.json", labels)
+            write_parquet(stage / "manifest.parquet", manifest)
+    if aborted:
         raise CleanAborted(
             f"{root}: {quarantine.height} of {records.height} records quarantined ({share:.0%}), above "
             f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}; manifest not written, see {out / 'report.html'}"
         )
-    write_json(out / "labels.json", labels)
-    write_parquet(out / "manifest.parquet", manifest)
     return CleanResult(manifest=manifest, quarantine=quarantine, report=report)
+
+
+# Fields that change how the work runs, not what it produces: a rerun may change them freely.
+_HOW_IT_RUNS = {"out", "workers", "quiet", "overwrite", *ExecutorOptions.model_fields}
+
+
+def _check_same_config(config: CleanConfig, root: Path) -> None:
+    """Refuse to replace an earlier output made from another input or config (``--overwrite`` allows it)."""
+    recorded_path = config.out / "clean_config.json"
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no earlier output to protect (or one a person made)
+    now = {**config.model_dump(mode="json"), "root": str(root)}
+    skip = _HOW_IT_RUNS | {"labels"} | ({"format"} if config.format == "auto" else set())  # recorded: the resolved ones
+    changed = sorted(k for k in now if k not in skip and k in recorded and recorded[k] != now[k])
+    if config.labels is not None and recorded.get("labels") != list(config.labels):
+        changed.append("labels")
+    if changed:
+        first = changed[0]
+        raise ValueError(
+            f"{config.out}: an `ingest clean` output of another config ({', '.join(changed)} differ: "
+            f"{first} was {recorded[first]!r}, now {now.get(first)!r}); pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def _sample_ids(records: pl.DataFrame) -> pl.Series:

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ingest.config import CleanConfig, load_config
+from common import cli
+from common.executor import add_executor_arguments
+from common.config import load_config
+from ingest.config import CleanConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,33 +25,44 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--annotations", help="coco/table: the annotation file under the root")
     c.add_argument("--labels", help="the vocabulary, comma-separated, in label-id order")
     c.add_argument("--rules", type=Path, help="rule set TOML (default validation_rules/default.toml)")
+    c.add_argument("--suspects", type=Path, metavar="AUDIT",
+                   help="a train audit folder: quarantine (or relabel, per the rule set) the labels it found wrong")
     c.add_argument("--val-fraction", type=float, help="validation share when the dataset has no split (0.1)")
     c.add_argument("--seed", type=int, help="seed of the grouped split (0)")
     c.add_argument("--workers", type=int, help="processes for parsing and image checks (all cores)")
+    add_executor_arguments(c)
     c.add_argument("--max-quarantine-fraction", type=float, help="abort above this quarantined share (0.5)")
     c.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    c.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace an --out folder another pawpipe tool wrote (never a folder of other files)")
 
     d = sub.add_parser("demo-data", help="write the demo dataset (AI Hub layout, with injected faults)")
     d.add_argument("out", type=Path)
-    d.add_argument("--videos", type=int, default=36)
-    d.add_argument("--frames", type=int, default=8)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--videos", type=int, default=36, help="videos to generate (36)")
+    d.add_argument("--frames", type=int, default=8, help="frames per video (8)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the generator (0)")
+    d.add_argument("--label-noise", type=float, default=0.0,
+                   help="share of training frames whose shape shows another class than the label (planted_flips.csv)")
 
     k = sub.add_parser("demo-check", help="compare a cleaning run with the faults the demo injected")
-    k.add_argument("root", type=Path)
-    k.add_argument("out", type=Path)
+    k.add_argument("root", type=Path, help="the demo dataset (demo-data's folder)")
+    k.add_argument("out", type=Path, help="the `ingest clean` output folder of that dataset")
 
-    sub.add_parser("rules", help="list the registered validation rules")
-    return parser
+    r = sub.add_parser("rules", help="list the registered validation rules, and which a rule set makes active")
+    r.add_argument("--rules", type=Path, help="a rule set TOML, merged over validation_rules/default.toml")
+    return cli.finish_parser(parser, examples=EXAMPLES)
+
+
+EXAMPLES = """\
+  ingest demo-data demo/raw
+  ingest clean demo/raw --out demo/clean
+  ingest clean data/coco --format coco --out data/clean --rules my_rules.toml
+  ingest rules --rules my_rules.toml          # which rules run, with which action"""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except ValueError as exc:
-        print(f"ingest: error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run("ingest", lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -63,13 +77,13 @@ def _run(args: argparse.Namespace) -> int:
             result = clean(config)
         except CleanAborted as exc:
             print(f"ingest: error: {exc}", file=sys.stderr)
-            return 3
+            return cli.ABORTED
         _print_summary(result.report, config.out)
         return 0
     if args.command == "demo-data":
         from ingest.demo_data import generate
 
-        expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed)
+        expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise)
         print(f"demo dataset: {args.out} ({expected['counts']['videos']} videos, "
               f"{len(expected['quarantined'])} injected faults, {len(expected['kept_oddities'])} valid oddities)")  # fmt: skip
         return 0
@@ -80,16 +94,21 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(results))
         return 0 if all(r["ok"] for r in results) else 1
     if args.command == "rules":
-        from validation_rules.registry import get_rule, list_rules
+        from validation_rules import RuleSet, get_rule, list_rules
 
+        active = {a.rule.id: a.action.value for a in RuleSet.load(args.rules).rules}
         for rule_id in list_rules():
             rule = get_rule(rule_id)
-            print(f"{rule_id:<22} {rule.default_action.value:<5} {rule.description}")
+            print(f"{rule_id:<26} {active.get(rule_id, 'off'):<5} {rule.description}")
         return 0
     raise AssertionError(args.command)
 
 
 def _print_summary(report: dict, out: Path) -> None:
+    import json
+
+    rules = json.loads((out / "clean_config.json").read_text(encoding="utf-8"))["rule_set"]
+    print(f"rules ({rules['source']}): " + ", ".join(f"{r['id']} {r['action']}" for r in rules["rules"]))
     print(f"records in {report['records_in']}: clean {report['clean']}, quarantined {report['quarantined']}, "
           f"orphan images {report['orphan_images']}")  # fmt: skip
     for rule, n in report["rules"].items():
@@ -97,6 +116,8 @@ def _print_summary(report: dict, out: Path) -> None:
             print(f"  {rule:<22} {n}")
     for split, info in report["splits"].items():
         print(f"  {split}: {info['samples']} samples, {info['groups']} groups")
+        if not info["samples"]:
+            print(f"ingest: warning: split {split} is empty (no clean {split} samples); see report.html", file=sys.stderr)
     print(f"wrote {out}/manifest.parquet, quarantine.parquet, labels.json, report.json, report.html")
 
 

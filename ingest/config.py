@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
+
+from common.executor import ExecutorOptions
 
 
-class CleanConfig(BaseModel):
+class CleanConfig(ExecutorOptions):
     model_config = ConfigDict(extra="forbid")
 
     root: Path
@@ -19,26 +20,11 @@ class CleanConfig(BaseModel):
     annotations: str | None = None  # coco/table: the annotation file under root
     labels: tuple[str, ...] | None = None  # the vocabulary; default: the source's own, else inferred
     rules: Path | None = None  # rule set TOML; default validation_rules/default.toml
+    suspects: Path | None = None  # a `train audit` folder: apply rule label.suspect (see validation_rules/suspect.py)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # used when the dataset has no split of its own
     seed: int = 0
     workers: int | None = Field(None, ge=1)
     max_quarantine_fraction: float = Field(0.5, gt=0.0, le=1.0)  # abort above this share
-    effective_number_beta: float = Field(0.999, gt=0.0, lt=1.0)
+    effective_number_beta: float | None = Field(None, gt=0.0, lt=1.0)  # None: 1 - 1/n of the largest training class
     quiet: bool = False
-
-
-def load_config(path: str | Path | None, overrides: dict[str, Any], model: type[BaseModel] = CleanConfig) -> BaseModel:
-    """Build a config from an optional TOML file, then CLI values that were given (not None)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"config {path}: {exc}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
-        raise ValueError(f"config {path or '(command line)'}: field '{where}': {first['msg']}") from None
+    overwrite: bool = False  # replace an output folder another pawpipe tool wrote

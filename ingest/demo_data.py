@@ -6,6 +6,12 @@ small model learns the labels from the crops in minutes on a CPU. On top of the 
 the generator injects one instance of every fault ``ingest clean`` must catch and every
 oddity it must keep, and writes what it injected to ``expected.json`` beside the dataset
 folders (``ingest demo-check`` compares it with a cleaning run).
+
+``label_noise`` > 0 plants label flips for the label audit to find: that share of the clean
+training frames shows another class's shape and colour than its video's label says, half of
+them a uniformly drawn other class (symmetric noise), half the look-alike class (same outline
+family: circle/ring, square/diamond, triangle/cross). The truth goes to ``planted_flips.csv``
+beside the dataset folders, which ``ingest clean`` never reads. Validation frames stay clean.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ FRAME_FAULTS = (
     ("png16_named_jpg", None),
     ("exif_rotated", None),
 )
+LOOK_ALIKE = {0: 4, 4: 0, 1: 5, 5: 1, 2: 3, 3: 2}  # circle/ring, square/diamond, triangle/cross
 REPAIRED = {"bbox_negative_small": "bbox.negative", "bbox_outside_small": "bbox.out_of_bounds"}
 KEPT_ODDITIES = {
     "grayscale": ("JPEG", "L"),
@@ -152,12 +159,16 @@ def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
     }.get(fault, {"x": x, "y": y, "width": w, "height": h})
 
 
-def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0) -> dict:
+def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0) -> dict:
     """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record."""
     out = Path(out)
     if videos < 12:
         raise ValueError(f"--videos: expected at least 12 (two per class), got {videos}")
+    if not 0.0 <= label_noise < 1.0:
+        raise ValueError(f"--label-noise: expected a share in [0, 1), got {label_noise}")
     rng = np.random.default_rng(seed)
+    # Flips draw from their own generator, so the frames themselves are the same with or without them.
+    flips = _Flips(label_noise, np.random.default_rng([seed, 1])) if label_noise > 0 else None
     photos = _photos()
     expected: dict = {"quarantined": [], "repaired": [], "kept_oddities": [], "orphans": [], "warned": []}
     plans = []
@@ -173,14 +184,35 @@ def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 
         plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault})
     frame_faults = list(FRAME_FAULTS)
     for plan in plans:
-        _write_video(out, plan, frames, photos, rng, frame_faults, expected)
+        _write_video(out, plan, frames, photos, rng, frame_faults, expected, flips)
     _write_duplicate(out, plans, expected)
+    if flips is not None:
+        flips.write(out / "planted_flips.csv")
     expected["counts"] = {"videos": len(plans), "frames_per_video": frames}
     (out / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return expected
 
 
-def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict) -> None:
+class _Flips:
+    """Which clean training frames show another class than their label, and the record of it."""
+
+    def __init__(self, share: float, rng: np.random.Generator) -> None:
+        self.share, self.rng, self.rows = share, rng, []
+
+    def true_class(self, cls: int, *, source_file: str, record: str, image_path: str) -> int:
+        if self.rng.random() >= self.share:
+            return cls
+        kind = "lookalike" if self.rng.random() < 0.5 else "symmetric"
+        true = LOOK_ALIKE[cls] if kind == "lookalike" else int((cls + self.rng.integers(1, len(EMOTIONS))) % len(EMOTIONS))
+        self.rows.append((source_file, record, image_path, EMOTIONS[cls], EMOTIONS[true], kind))
+        return true
+
+    def write(self, path: Path) -> None:
+        lines = ["source_file,record,image_path,given_label,true_label,kind"] + [",".join(r) for r in self.rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict, flips: _Flips | None = None) -> None:
     v, cls, species, action, split = plan["v"], plan["cls"], plan["species"], plan["action"], plan["split"]
     stem = f"demo-{species.lower()}-{action.lower()}-{v:04d}.mp4"
     label_rel = f"{split}/{LABELS_DIR}/{species}/{action}/{stem}.json"
@@ -204,8 +236,11 @@ def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: 
         # Faults go to the training videos' later frames, one fault per frame, until all are placed.
         fault = frame_faults.pop(0) if (frame_faults and split == "Training" and f >= 2 and not video_fault) else None
         name = fault[0] if fault else None
-        img = draw_frame(photo, size, (bx, by, bw, bh), cls, rng)
         path = out / frame_rel / f"frame_{number}_timestamp_{stamp}.jpg"
+        shown = cls
+        if flips is not None and split == "Training" and not fault and not video_fault:
+            shown = flips.true_class(cls, source_file=label_rel, record=str(number), image_path=path.relative_to(out).as_posix())
+        img = draw_frame(photo, size, (bx, by, bw, bh), shown, rng)
         if name == "symlink_outside":
             os.symlink("/etc/hostname", path)
         elif name != "no_jpeg":

@@ -1,17 +1,14 @@
-"""The one process pool every stage uses for I/O-bound per-file work: chunked, ordered, with progress."""
+"""Ingest's per-file work in chunks, run by the job's executor (``common.executor``), in order, with progress."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ingest.progress import progress
+from common.executor import current_executor, worker_count
+from common.progress import progress
 
-
-def worker_count(requested: int | None) -> int:
-    return max(1, requested or os.cpu_count() or 1)
+__all__ = ["chunked", "map_chunks", "worker_count"]
 
 
 def chunked(items: Sequence, *, workers: int, max_chunk: int = 256) -> list[Sequence]:
@@ -32,20 +29,16 @@ def map_chunks(
 ) -> Iterator[Any]:
     """Yield ``fn(job)`` for every job, in order, with a progress bar advancing by ``sizes[i]``.
 
-    With more than one worker and job the jobs run in a spawn-context pool (not fork: the
-    parent holds polars' thread pool, which fork would copy mid-flight); results stream back
-    one job at a time, so memory holds a few jobs, never the dataset.
+    The jobs run on the executor ``ingest clean`` installed (local processes, ``workers`` of
+    them, or Ray tasks); results stream back one job at a time, so memory holds a few jobs,
+    never the dataset.
     """
-    workers = worker_count(workers)
     bar = progress(sum(sizes), desc=desc, unit=unit, disable=quiet)
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+    results = current_executor().map(fn, jobs, workers=workers)
     try:
-        results = pool.imap(fn, jobs) if pool is not None else map(fn, jobs)
         for result, size in zip(results, sizes):
             bar.update(size)
             yield result
     finally:
+        results.close()
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()

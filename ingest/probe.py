@@ -4,11 +4,12 @@ For each distinct image path: is it under the dataset root (lexically and after 
 does it exist, does the *whole* file decode (JPEGs at 1/8 scale through libjpeg's DCT
 scaling, which still reads every byte, so truncation and corruption are caught at a
 fraction of a full decode's cost), and what are its real size, format, mode, EXIF
-orientation and content hash.
+orientation and content hash. From the same reduced decode it takes a 64-bit perceptual hash
+(``dhash``) for the ``image.near_duplicate`` rule, so near-copies cost no second decode.
 
 Size convention: ``width``/``height`` are the size a viewer shows, i.e. after the EXIF
 orientation is applied, and boxes are read in that frame. ``shards build`` applies the
-same orientation (``open_oriented``) before cropping.
+same orientation (``common.images.open_oriented``) before cropping.
 """
 
 from __future__ import annotations
@@ -16,55 +17,39 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from PIL import Image, ImageOps
 
+from common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
+from common.schema import PROBES, empty, polars_schema
 from ingest.pool import chunked, map_chunks, worker_count
-from ingest.schema import PROBES, empty, polars_schema
+from ingest.sources.files import bad_name, file_kind
 
-EXIF_ORIENTATION = 0x0112
-_TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
 _CHUNK = 64
 
 
-def resolve_under(root: str, rel: str) -> str | None:
-    """The real path of ``rel`` under ``root``, or None when it escapes the root (never opened)."""
-    if not rel or os.path.isabs(rel) or rel.startswith(("/", "\\")):
-        return None
-    full = os.path.realpath(os.path.join(root, rel))
-    return full if full.startswith(root.rstrip(os.sep) + os.sep) else None
+def probe_one(root: str, rel: str, *, max_pixels: int | None = None) -> dict:
+    """Check one image; every failure becomes a status and a one-line error, never an exception.
 
-
-def open_oriented(data: bytes) -> Image.Image:
-    """Decode image bytes as a viewer shows them (EXIF orientation applied), in 8-bit RGB."""
-    img = Image.open(io.BytesIO(data))
-    img = ImageOps.exif_transpose(img)
-    return to_rgb8(img)
-
-
-def to_rgb8(img: Image.Image) -> Image.Image:
-    """8-bit RGB from any mode: L, LA, P, CMYK, I;16 (scaled, not clipped), RGBA (on black)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        import numpy as np
-
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        img = Image.fromarray((arr * (255.0 / top)).round().clip(0, 255).astype("uint8"), mode="L")
-    return img.convert("RGB")
-
-
-def probe_one(root: str, rel: str) -> dict:
-    """Check one image; every failure becomes a status and a one-line error, never an exception."""
+    The file type is checked before ``open`` (a FIFO would block it forever), and with
+    ``max_pixels`` the size in the header is checked before anything is decoded.
+    """
     row: dict = {"image_path": rel, "status": "ok", "error": None}
+    why = bad_name(rel)
+    if why:  # "x.jpg\n" named by an annotation: never opened under a name no one can type
+        return {**row, "status": "bad_name", "error": f"the file name {why}"}
     real = resolve_under(root, rel)
     if real is None:
         return {**row, "status": "outside_root", "error": "a path that leaves the root"}
     try:
+        st_mode = os.stat(real).st_mode
+        if not stat.S_ISREG(st_mode):
+            return {**row, "status": "not_regular", "error": file_kind(st_mode)}
         with open(real, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
@@ -79,6 +64,10 @@ def probe_one(root: str, rel: str) -> dict:
         img = Image.open(io.BytesIO(data))
         fmt, mode, (w, h) = img.format, img.mode, img.size
         orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        if max_pixels is not None and w * h > max_pixels:
+            if orientation in TRANSPOSED:
+                w, h = h, w
+            return {**row, "status": "too_large", "error": f"{w}x{h} pixels", "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation}
         if fmt == "JPEG":
             img.draft(None, (max(1, w // 8), max(1, h // 8)))  # DCT-domain downscale, whole stream read
         img.load()
@@ -87,17 +76,35 @@ def probe_one(root: str, rel: str) -> dict:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         return {**row, "status": "unreadable", "error": f"{type(exc).__name__}: {message}"}
-    if orientation in _TRANSPOSED:
+    if orientation in TRANSPOSED:
         w, h = h, w
-    return {**row, "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation}
+    try:
+        phash = dhash(img)
+    except (OSError, ValueError):  # a mode PIL cannot convert: the image stays, without a hash
+        phash = None
+    return {**row, "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation, "dhash": phash}
 
 
-def _probe_chunk(args: tuple[str, list[str]]) -> list[dict]:
-    root, rels = args
-    return [probe_one(root, rel) for rel in rels]
+def dhash(img: Image.Image) -> int:
+    """The 64-bit difference hash of an image as a viewer shows it (dHash).
+
+    Grey 9x8 thumbnail (box filter), one bit per horizontally adjacent pair: is the left pixel
+    brighter than the right one. Robust to re-encoding, brightness and small shifts; changes
+    when the content moves. Bits row-major, first bit most significant.
+    """
+    grey = to_rgb8(ImageOps.exif_transpose(img)).convert("L").resize((9, 8), Image.Resampling.BOX)
+    px = np.asarray(grey, dtype=np.int16)
+    return int.from_bytes(np.packbits(px[:, :-1] > px[:, 1:]).tobytes(), "big")
 
 
-def probe_images(root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False) -> pl.DataFrame:
+def _probe_chunk(args: tuple[str, list[str], int | None]) -> list[dict]:
+    root, rels, max_pixels = args
+    return [probe_one(root, rel, max_pixels=max_pixels) for rel in rels]
+
+
+def probe_images(
+    root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False, max_pixels: int | None = None
+) -> pl.DataFrame:
     """Probe every distinct path under ``root``; returns one ``PROBES`` row per path, in input order.
 
     Work is streamed to ``workers`` processes in small chunks, so memory holds a few files
@@ -106,8 +113,8 @@ def probe_images(root: str | Path, paths: Iterable[str], *, workers: int | None 
     root = os.path.realpath(root)
     paths = list(dict.fromkeys(paths))
     workers = worker_count(workers) if len(paths) >= 2 * _CHUNK else 1
-    jobs = [(root, list(part)) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
+    jobs = [(root, list(part), max_pixels) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
     rows: list[dict] = []
-    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
+    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p, _ in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
         rows += out
     return pl.from_dicts(rows, schema=polars_schema(PROBES)) if rows else empty(PROBES)

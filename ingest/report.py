@@ -1,17 +1,15 @@
-"""The cleaning report: ``report.json`` for machines, ``report.html`` (inline SVG charts) for people."""
+"""The cleaning report: ``report.json`` for machines; ``report.html`` for people (``ingest.report_page``)."""
 
 from __future__ import annotations
 
-import html
-from pathlib import Path
-
 import polars as pl
 
-from ingest.atomic import write_text
+from common.schema import BBOX_COLUMNS
 from ingest.sources import Parsed
-from validation_rules.registry import list_rules
+from validation_rules import list_rules, near_duplicate_flags
 
 _EXAMPLES_PER_RULE = 5
+NEAR_DUPLICATE_DISTANCES = (2, 4, 8)  # bits of the 64-bit perceptual hash
 
 
 def build_report(
@@ -54,23 +52,62 @@ def build_report(
         },
         "groups_in_both_splits": leaked_groups,
         "label_disagreement": _disagreement(frame) if {"owner_emotion", "inspect_emotion"} <= set(frame.columns) else None,
-        "examples": {
-            rule: quarantine.filter(pl.col("rule").list.contains(rule))
-            .head(_EXAMPLES_PER_RULE)
-            .select("source_file", "record", "detail")
-            .to_dicts()
-            for rule in rule_hits
-        },
+        "examples": _examples(quarantine, frame, list(rule_hits)),
         "source_notes": parsed.notes,
+        "near_duplicates": near_duplicate_summary(frame, manifest),
     }
     return report
+
+
+def near_duplicate_summary(frame: pl.DataFrame, manifest: pl.DataFrame) -> dict:
+    """How many clean frames repeat a kept frame of their video and label, at a few hash distances.
+
+    Counted in annotation order (as rule ``image.near_duplicate`` visits them) on the clean
+    training samples: the share is what leaving them out would save of an epoch.
+    """
+    train = manifest.filter(pl.col("split") == "train").select("sample_id", "group_id", "label", "dhash")
+    ordered = frame.select("sample_id").join(train, on="sample_id", how="inner", maintain_order="left")
+    out: dict = {"distances": list(NEAR_DUPLICATE_DISTANCES), "train_samples": ordered.height, "by_distance": {}}
+    for d in NEAR_DUPLICATE_DISTANCES:
+        flagged = ordered.filter(near_duplicate_flags(ordered, max_distance=d)) if ordered.height else ordered
+        out["by_distance"][str(d)] = {
+            "near_duplicates": flagged.height,
+            "epoch_share_saved": round(flagged.height / max(ordered.height, 1), 4),
+            "classes": _counts(flagged, "label"),
+        }
+    return out
+
+
+def _examples(quarantine: pl.DataFrame, frame: pl.DataFrame, rules: list[str]) -> dict[str, list[dict]]:
+    """Up to ``_EXAMPLES_PER_RULE`` quarantined records per rule, with their box as annotated (for the
+    page's thumbnails); every text bounded."""
+    boxes = None
+    if {"sample_id", *BBOX_COLUMNS} <= set(frame.columns):
+        boxes = frame.select("sample_id", *BBOX_COLUMNS).filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first")
+    out = {}
+    for rule in rules:
+        rows = quarantine.filter(pl.col("rule").list.contains(rule)).head(_EXAMPLES_PER_RULE)
+        if boxes is not None:
+            rows = rows.join(boxes, on="sample_id", how="left", maintain_order="left")
+        else:
+            rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in BBOX_COLUMNS)
+        out[rule] = rows.select(
+            "source_file", "record", pl.col("image_path").str.slice(0, 500), pl.col("rule").alias("rules"),
+            pl.col("detail").str.slice(0, 500), *BBOX_COLUMNS,
+        ).to_dicts()  # fmt: skip
+    return out
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     if frame.is_empty():
         return {}
     rows = frame.group_by(column).len().sort(column, nulls_last=True).iter_rows()
-    return {("(null)" if k is None else str(k)): int(n) for k, n in rows}
+    return {("(null)" if k is None else _short(str(k))): int(n) for k, n in rows}
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """A value as a report key or example: bounded, since a hostile label can be megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _count_list(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -89,61 +126,6 @@ def _disagreement(frame: pl.DataFrame) -> dict[str, dict]:
         .sort("inspect_emotion")
     )
     return {
-        row["inspect_emotion"]: {"videos": row["videos"], "disagree": row["disagree"], "rate": round(row["disagree"] / row["videos"], 4)}
+        _short(row["inspect_emotion"]): {"videos": row["videos"], "disagree": row["disagree"], "rate": round(row["disagree"] / row["videos"], 4)}
         for row in stats.iter_rows(named=True)
     }
-
-
-def _bars(title: str, values: dict[str, float], *, color: str = "#4c78a8", fmt: str = "{:g}") -> str:
-    """A horizontal bar chart as inline SVG (no plotting dependency)."""
-    if not values:
-        return f"<h3>{html.escape(title)}</h3><p>(none)</p>"
-    top = max(values.values()) or 1
-    row, label_w, bar_w = 22, 220, 420
-    parts = [f'<svg width="{label_w + bar_w + 90}" height="{row * len(values) + 10}" role="img" aria-label="{html.escape(title)}">']
-    for i, (name, value) in enumerate(values.items()):
-        y = 5 + i * row
-        w = bar_w * value / top
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{color}"/>'
-            f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{html.escape(fmt.format(value))}</text>'
-        )
-    parts.append("</svg>")
-    return f"<h3>{html.escape(title)}</h3>" + "".join(parts)
-
-
-def write_html(path: Path, report: dict) -> None:
-    """A one-page report a person would rather look at than read."""
-    before, after = report["classes"]["before"], report["classes"]["after"]
-    sections = [
-        f"<h1>pawpipe ingest report</h1><p>{html.escape(report['root'])} ({report['format']})</p>",
-        "<table>"
-        + "".join(
-            f"<tr><th>{k}</th><td>{report[k]}</td></tr>"
-            for k in ("records_in", "clean", "quarantined", "orphan_images")
-        )
-        + f"<tr><th>groups in both splits</th><td>{len(report['groups_in_both_splits'])}</td></tr></table>",
-        _bars("Quarantined records per rule", {k: v for k, v in report["rules"].items()}, color="#e45756"),
-        _bars("Repairs per rule (kept)", report["repairs"], color="#f58518"),
-        _bars("Warnings per rule (kept)", report["warnings"], color="#eeca3b"),
-        _bars("Classes before cleaning", before),
-        _bars("Classes after cleaning", after, color="#54a24b"),
-    ]
-    for split, info in report["splits"].items():
-        sections.append(_bars(f"{split}: {info['samples']} samples in {info['groups']} groups", info["classes"], color="#72b7b2"))
-    if report.get("label_disagreement"):
-        rates = {k: v["rate"] * 100 for k, v in report["label_disagreement"].items()}
-        sections.append(_bars("Owner vs inspector emotion disagreement (% of videos)", rates, color="#b279a2", fmt="{:.1f} %"))
-    sections.append(_bars("Image formats", report["images"]["by_format"], color="#9d755d"))
-    sections.append(_bars("Image modes", report["images"]["by_mode"], color="#9d755d"))
-    examples = "".join(
-        f"<h4>{html.escape(rule)}</h4><ul>"
-        + "".join(f"<li><code>{html.escape(str(e['source_file']))}</code> [{html.escape(str(e['record']))}]: {html.escape(e['detail'] or '')}</li>" for e in rows)
-        + "</ul>"
-        for rule, rows in report["examples"].items()
-    )
-    sections.append(f"<h2>Examples</h2>{examples}")
-    style = "body{font-family:sans-serif;max-width:900px;margin:2em auto}svg text{font-size:12px}th{text-align:left;padding-right:1em}"
-    page = f'<!doctype html><html><head><meta charset="utf-8"><title>pawpipe ingest report</title><style>{style}</style></head><body>{"".join(sections)}</body></html>\n'
-    write_text(path, page)

@@ -1,1 +1,15 @@
-"""pawpipe shards package."""
+"""``shards``: an ``ingest clean`` output -> WebDataset tar shards with DALI indexes. Public surface
+(what other stages may import; the rest are this stage's insides):
+
+* ``build_shards(ShardConfig) -> BuildSummary``: plan, write, verify the accounting, finalize
+  (``shards build``; the module ``shards.build`` keeps its name);
+* ``ShardConfig``: every build option, from TOML and the command line;
+* ``read_build(out)``: the build's journal document (options, fingerprint) of a shards folder.
+"""
+
+from shards.build import BuildSummary
+from shards.build import build as build_shards
+from shards.config import ShardConfig
+from shards.journal import read_build
+
+__all__ = ["BuildSummary", "ShardConfig", "build_shards", "read_build"]

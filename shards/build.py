@@ -1,10 +1,11 @@
 """``shards build``: manifest -> shuffled, verified WebDataset shards, in parallel, resumable.
 
 The plan (``shards.plan``) fixes which samples go to which planned shard; each planned shard
-is built whole by one worker process (``shards.worker.build_shard``), which writes its tar(s) and index
-atomically and then its journal entry (``shards.journal``). A rerun skips planned shards
-whose entry and files are in place and redoes the rest, so a run killed at any moment and
-rerun gives the same bytes as an uninterrupted one, whatever ``--workers``.
+is built whole by one worker (``shards.worker.build_shard``: a local process or a Ray task,
+``common.executor``), which writes its tar(s) and index atomically and then its journal
+entry (``shards.journal``). A rerun skips planned shards whose entry and files are in place
+and redoes the rest, so a run killed at any moment and rerun gives the same bytes as an
+uninterrupted one, whatever ``--workers`` or ``--executor``.
 
 With ``--num-partitions K --partition I`` a run builds only its share of planned shards (K
 copies on K machines against shared storage); ``--finalize`` then writes the split-level
@@ -18,7 +19,6 @@ with its reason and the job goes on; above ``max_failed_fraction`` of the sample
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -27,13 +27,17 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.atomic import sweep_temps, write_json, write_parquet
-from ingest.labels import load_labels
-from ingest.progress import progress
-from ingest.schema import SPLITS
+from common.executor import Executor, LocalExecutor, open_executor
+from common.folders import check_target
+from common.lock import FolderLock
+from common.atomic import check_outputs, sweep_temps, write_json, write_parquet
+from common.labels import load_labels
+from common.progress import progress
+from common.schema import SPLITS
 from shards import journal
 from shards.config import ShardConfig
 from shards.plan import PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
+from shards.select import NOT_SELECTED, Selection, select_train
 from shards.worker import ROW_COLUMNS, ShardTask, build_shard
 
 MIN_SAMPLES_FOR_ABORT = 1000
@@ -69,11 +73,38 @@ class BuildSummary:
 
 
 def build(config: ShardConfig) -> BuildSummary:
-    """Build this partition's planned shards that are not finished yet; finalize when K = 1."""
+    """Build this partition's planned shards that are not finished yet; finalize when K = 1.
+
+    The input must be one finished ``ingest clean`` set; the partition holds a lock on ``--out``
+    (a second build of it is refused, a dead one's lock is taken over).
+    """
+    check_outputs(config.manifest_dir, tool="ingest clean", needs=("manifest.parquet", "labels.json"))
+    check_target(config.out, "shards build")
+    try:
+        with partition_lock(config):
+            return _build_locked(config)
+    except OSError as exc:  # a full disk in a worker's tar write arrives without a path: name the output
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(config.out)) from exc
+        raise
+
+
+def partition_lock(config: ShardConfig) -> FolderLock:
+    """The lock of this partition (or of finalize) on ``--out``: one process builds it at a time."""
+    name = ".finalize.lock" if config.finalize else f".build-{config.partition}-of-{config.num_partitions}.lock"
+    return FolderLock(config.out, name=name, busy="being built" + ("" if config.finalize else f" (partition {config.partition})"))
+
+
+def _build_locked(config: ShardConfig) -> BuildSummary:
     if config.finalize:
         started = time.perf_counter()
         doc = finalize(config)
         return BuildSummary(out=config.out, partition="finalize", planned=0, seconds=time.perf_counter() - started, finalized=doc)
+    with open_executor(config) as executor:  # first: a missing extra or an unreachable cluster fails before planning
+        return _build(config, executor)
+
+
+def _build(config: ShardConfig, executor: Executor) -> BuildSummary:
     started = time.perf_counter()
     ctx = _context(config)
     mine = [p for p in ctx.planned if p.partition(config.num_partitions) == config.partition]
@@ -91,8 +122,9 @@ def build(config: ShardConfig) -> BuildSummary:
     bar = progress(sum(p.stop - p.start for p in mine), desc=desc, unit="img", disable=config.quiet)
     bar.update(done_samples)
     processed = 0
+    entries = _run(config, ctx, todo, executor)
     try:
-        for entry in _run(config, ctx, todo):
+        for entry in entries:
             summary.built += 1
             written, failed = len(entry["samples"]["sample_id"]), len(entry["failed"]["sample_id"])
             summary.samples += written
@@ -109,6 +141,7 @@ def build(config: ShardConfig) -> BuildSummary:
                     f"is the root {ctx.root} right? Finished shards are kept; rerun with --retry-failed after fixing it"
                 )
     finally:
+        entries.close()  # stops the work in flight when the loop ends early
         bar.close()
     summary.seconds = time.perf_counter() - started
     if config.num_partitions == 1:
@@ -124,6 +157,7 @@ class _Context:
     splits: dict[str, pl.DataFrame]
     planned: list[PlannedShard]
     fingerprint: str
+    selection: Selection | None = None  # a data-diet build (--select/--keep): the training rows left out
 
 
 def _context(config: ShardConfig) -> _Context:
@@ -138,32 +172,38 @@ def _context(config: ShardConfig) -> _Context:
     if too_big.height:
         raise ValueError(f"{config.manifest_dir}: label_id {too_big['label_id'][0]} for sample "
                          f"{too_big['sample_id'][0]!r}, expected < {num_classes} (labels.json vocabulary)")  # fmt: skip
+    selection = None
+    if config.keep is not None:  # the plan covers the kept rows only; the rest are accounted for at finalize
+        warnings = pl.read_parquet(config.manifest_dir / "manifest.parquet", columns=["sample_id", "warnings"])
+        selection = select_train(manifest, scores=config.select, method=config.by, keep=config.keep,
+                                 keep_per_class_min=config.keep_per_class_min, seed=config.seed,
+                                 near_duplicates_last=config.near_duplicates_last, warnings=warnings)  # fmt: skip
+        manifest = selection.apply(manifest)
     doc = journal.build_document(
-        config.output_options(), manifest_dir=config.manifest_dir, manifest_sha256=manifest_sha256(config.manifest_dir), root=root
+        {**config.output_options(), **(selection.options() if selection else {})}, manifest_dir=config.manifest_dir, manifest_sha256=manifest_sha256(config.manifest_dir), root=root
     )
     journal.record_build(config.out, doc)
     splits = shuffled_splits(manifest, seed=config.seed)
-    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"])
+    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"], selection)
 
 
 def _tasks(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], parent_pid: int | None):
     options = config.output_options()
     for p in todo:
         rows = ctx.splits[p.split].slice(p.start, p.stop - p.start).select(ROW_COLUMNS).to_dicts()
-        yield ShardTask(str(config.out), str(ctx.root), p.split, p.name, rows, options,
+        yield ShardTask(str(config.out.resolve()), str(ctx.root), p.split, p.name, rows, options,
                         len(ctx.labels["vocabulary"]), ctx.fingerprint, parent_pid)  # fmt: skip
 
 
-def _run(config: ShardConfig, ctx: _Context, todo: list[PlannedShard]):
-    """Journal entries of the planned shards in ``todo`` as workers finish them."""
-    workers = min(config.workers, len(todo))
-    if workers <= 1:
-        for task in _tasks(config, ctx, todo, None):
-            yield build_shard(task)
+def _run(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], executor: Executor):
+    """Journal entries of the planned shards in ``todo``, in order, as the executor finishes them."""
+    if not todo:
         return
-    # spawn, not fork: the parent holds polars' thread pool, which fork would copy mid-flight.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(build_shard, _tasks(config, ctx, todo, os.getpid()))
+    workers = min(config.workers, len(todo))
+    # Local worker processes stop by themselves when this process is killed; Ray's workers and
+    # the in-process path have another parent, so they get no parent pid to watch.
+    parent_pid = os.getpid() if isinstance(executor, LocalExecutor) and workers > 1 else None
+    yield from executor.map(build_shard, _tasks(config, ctx, todo, parent_pid), workers=workers)
 
 
 def _sweep_partials(out: Path, planned: set[tuple[str, str]] | None) -> None:
@@ -239,18 +279,21 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
                 pixels["sum"] = [a + b for a, b in zip(pixels["sum"], e["pixels"]["sum"])]
                 pixels["sum_sq"] = [a + b for a, b in zip(pixels["sum_sq"], e["pixels"]["sum_sq"])]
         write_parquet(out / split / "shards.parquet", shards)
-        write_parquet(out / split / "samples.parquet", samples)
+        samples = samples.with_columns(reason=pl.lit(None, dtype=pl.String))
+        left_out = ctx.selection.not_selected() if ctx.selection is not None and split == "train" else samples.clear()
+        write_parquet(out / split / "samples.parquet", pl.concat([samples, _not_selected_rows(left_out)], how="diagonal_relaxed"))
         failed_frames.append(failed)
         per_class = [0] * len(vocabulary)
         for label_id, n in samples.group_by("label_id").len().iter_rows():
             per_class[label_id] = n
         counts[split] = {
-            "manifest": ctx.splits[split].height,
+            "manifest": ctx.splits[split].height + left_out.height,
             "written": samples.height,
             "failed": failed.height,
             "shards": shards.height,
             "bytes": int(shards["bytes"].sum() or 0),
             "per_class": per_class,
+            **({"not_selected": left_out.height} if ctx.selection is not None else {}),
         }
         shard_lists[split] = shards["shard"].to_list()
     write_parquet(out / "failed.parquet", pl.concat(failed_frames))
@@ -275,8 +318,18 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
         "shards": shard_lists,
         "fingerprint": ctx.fingerprint,
     }
+    if ctx.selection is not None:
+        doc["selection"] = ctx.selection.describe(vocabulary)
     write_json(out / "dataset.json", doc)
     return doc
+
+
+def _not_selected_rows(left_out: pl.DataFrame) -> pl.DataFrame:
+    """samples.parquet rows for training samples a data-diet build left out: no shard, reason not_selected."""
+    return left_out.select(
+        "sample_id", pl.lit(None, dtype=pl.String).alias("key"), pl.lit(None, dtype=pl.String).alias("shard"),
+        pl.col("label_id").cast(pl.Int64), pl.lit(None, dtype=pl.String).alias("decode_path"), pl.lit(NOT_SELECTED).alias("reason"),
+    )  # fmt: skip
 
 
 def _pixel_stats(pixels: dict) -> dict:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from common import cli
+from common.executor import add_executor_arguments
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shards", description="Clean manifest -> shuffled WebDataset shards for DALI.")
@@ -25,28 +28,38 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-bytes", type=int, help="bytes per tar (256 MiB); splits a shard into parts")
     b.add_argument("--seed", type=int, help="seed of the global shuffle (0)")
     b.add_argument("--workers", type=int, help="worker processes (all cores)")
+    add_executor_arguments(b)
     b.add_argument("--num-partitions", type=int, help="K copies of this job share the work (1)")
     b.add_argument("--partition", type=int, help="which copy this is, 0..K-1 (0)")
     b.add_argument("--finalize", action="store_true", default=None, help="only write the split-level files")
     b.add_argument("--retry-failed", action="store_true", default=None, help="redo finished shards that have failed samples")
     b.add_argument("--max-failed-fraction", type=float, help="abort above this failed share (0.05)")
     b.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
+    b.add_argument("--select", type=Path, metavar="SCORES", help="data diet: `train scores` output ranking the training samples")
+    b.add_argument("--keep", type=float, help="data diet: share of each class's training samples to keep, e.g. 0.5")
+    b.add_argument("--by", choices=["el2n", "forgetting", "random"], help="data diet: rank by (el2n)")
+    b.add_argument("--keep-per-class-min", type=int, help="data diet: keep at least this many samples of each class (1)")
+    b.add_argument("--near-duplicates-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="data diet: rank frames ingest flagged image.near_duplicate after the others (default: yes)")
 
     v = sub.add_parser("verify", help="check a shards folder: checksums, indexes, DALI decode, manifest coverage")
-    v.add_argument("shards", type=Path)
+    v.add_argument("shards", type=Path, help="the shards folder (`shards build --out`)")
     v.add_argument("--manifest-dir", type=Path, help="default: the one recorded in build_config.json")
     v.add_argument("--no-decode", action="store_true", help="skip decoding every image with DALI")
-    v.add_argument("--quiet", action="store_true")
-    return parser
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    return cli.finish_parser(parser, examples=EXAMPLES)
+
+
+EXAMPLES = """\
+  shards build demo/clean --out demo/shards
+  shards build data/clean --out data/shards --num-partitions 4 --partition 0   # one of 4 machines
+  shards build data/clean --out data/shards --finalize                         # when all 4 are done
+  shards verify demo/shards"""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except ValueError as exc:
-        print(f"shards: error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run("shards", lambda: _run(args), resumable=args.command == "build")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
             summary = build(config)
         except BuildAborted as exc:
             print(f"shards: error: {exc}", file=sys.stderr)
-            return 3
+            return cli.ABORTED
         _print_build(summary)
         return 0
     if args.command == "verify":
@@ -89,6 +102,10 @@ def _print_build(s) -> None:
         for split, c in s.finalized["counts"].items():
             print(f"  {split}: {c['written']} of {c['manifest']} samples in {c['shards']} shards "
                   f"({c['bytes'] / 2**20:.1f} MiB), {c['failed']} in failed.parquet")  # fmt: skip
+        if s.finalized.get("selection"):
+            sel = s.finalized["selection"]
+            print(f"  selection: {sel['selected']} of {sel['train']} training samples by {sel['method']} (keep {sel['keep']}), "
+                  f"{sel['not_selected']} in train/samples.parquet as not_selected")  # fmt: skip
         stats = s.finalized["pixel_stats"]
         print(f"  train mean {stats['mean']} std {stats['std']} (0-255)")
         print(f"wrote {s.out}/dataset.json, failed.parquet, <split>/shards.parquet, <split>/samples.parquet")

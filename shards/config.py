@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from ingest.config import load_config
+from common.executor import ExecutorOptions
+from common.config import load_config
 
 # The options that decide the bytes of every shard. Per-run options (workers, partition,
 # retry_failed...) are left out on purpose: any worker count or partitioning of the same
@@ -17,7 +18,7 @@ from ingest.config import load_config
 OUTPUT_FIELDS = ("crop", "margin", "size", "max_upscale", "quality", "max_samples", "max_bytes", "seed")
 
 
-class ShardConfig(BaseModel):
+class ShardConfig(ExecutorOptions):
     model_config = ConfigDict(extra="forbid")
 
     manifest_dir: Path  # an ``ingest clean`` output: manifest.parquet, labels.json, clean_config.json
@@ -31,18 +32,33 @@ class ShardConfig(BaseModel):
     max_samples: int = Field(3000, ge=1)  # per planned shard
     max_bytes: int = Field(256 * 2**20, ge=1)  # per tar; a planned shard over it is split into parts
     seed: int = 0  # of the global shuffle
-    workers: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)  # the cores this job may use
+    workers: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)  # the cores this job may use (executor local)
     num_partitions: int = Field(1, ge=1)  # K copies of the job on K machines (Slurm array, k8s indexed job)
     partition: int = Field(0, ge=0)  # which of them this is, 0..K-1
     finalize: bool = False  # only write the split-level parquet/json, once every partition is done
     retry_failed: bool = False  # redo finished shards that recorded failed samples (e.g. after fixing --root)
     max_failed_fraction: float = Field(0.05, gt=0.0, le=1.0)  # abort above this share (after 1000 samples)
     quiet: bool = False
+    # Data diet (shards.select): keep this share of each class's training samples, ranked by `by`
+    # from a `train scores` file; validation stays whole.
+    select: Path | None = None  # scores.parquet
+    keep: float | None = Field(None, gt=0.0, le=1.0)
+    by: Literal["el2n", "forgetting", "random"] = "el2n"
+    keep_per_class_min: int = Field(1, ge=0)
+    near_duplicates_last: bool = True  # score methods: frames ingest flagged image.near_duplicate rank last
 
     @model_validator(mode="after")
     def _partition_in_range(self) -> ShardConfig:
         if self.partition >= self.num_partitions:
             raise ValueError(f"partition {self.partition} is not below num_partitions {self.num_partitions}")
+        return self
+
+    @model_validator(mode="after")
+    def _selection_complete(self) -> ShardConfig:
+        if self.select is not None and self.keep is None:
+            raise ValueError("select: expected --keep SHARE with --select FILE")
+        if self.keep is not None and self.select is None and self.by != "random":
+            raise ValueError(f"keep: --by {self.by} ranks by scores; expected --select scores.parquet (or --by random)")
         return self
 
     def output_options(self) -> dict:

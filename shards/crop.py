@@ -35,13 +35,12 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from ingest.probe import open_oriented, to_rgb8
+from common.images import TRANSPOSED, open_oriented, to_rgb8
 
 DecodePath = Literal["roi", "draft", "full"]
 DRAFT_MIN_REDUCTION = 2.0  # DCT scaling needs a factor of 2 to do anything
 ROI_MODES = ("RGB", "L")  # modes DALI's RGB output matches Pillow's conversion for, bit for bit
 RESAMPLE = Image.Resampling.BICUBIC
-_TRANSPOSED = {5, 6, 7, 8}
 
 
 class CropError(ValueError):
@@ -132,7 +131,7 @@ def decode_draft(data: bytes, plan: CropPlan) -> tuple[Image.Image, tuple[float,
     """The whole JPEG decoded at a reduced DCT scale (never below the target), and the box scaled to it."""
     img = Image.open(io.BytesIO(data))
     w, h = plan.image_size
-    stored = (h, w) if plan.orientation in _TRANSPOSED else (w, h)
+    stored = (h, w) if plan.orientation in TRANSPOSED else (w, h)
     want = min(plan.out_size) / min(plan.box[2] - plan.box[0], plan.box[3] - plan.box[1])
     chosen = img.draft(None, (max(1, math.ceil(stored[0] * want)), max(1, math.ceil(stored[1] * want))))
     scale = stored[0] / chosen[1][2] if chosen else 1.0

@@ -19,7 +19,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from ingest.atomic import write_json
+from common.atomic import write_json
 from shards.writer import index_path
 
 FORMAT = 1

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ingest.schema import SPLITS
+from common.schema import SPLITS
 
 PLAN_COLUMNS = (
     "sample_id", "image_path", "group_id", "split", "label", "label_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",

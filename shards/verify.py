@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ingest.progress import progress
-from ingest.schema import SPLITS
+from common.progress import progress
+from common.schema import SPLITS
 from shards.journal import read_build
 from shards.plan import manifest_sha256, read_manifest
 from shards.roi import error_line
@@ -65,6 +65,8 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
     decoder = _DaliChecker() if decode else None
     for split in SPLITS:
         shards, samples = tables[split]
+        left_out = samples.filter(pl.col("shard").is_null())  # a data-diet build's not_selected rows (shards.select)
+        samples = samples.filter(pl.col("shard").is_not_null())
         truth = manifest.filter(pl.col("split") == split)
         labels = dict(zip(truth["sample_id"], truth["label_id"]))
         by_shard = {name: group for (name,), group in samples.group_by("shard", maintain_order=True)}
@@ -79,7 +81,7 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
         listed = set(shards["shard"])
         for stray in sorted(p.name for p in (out / split).glob("*.tar") if p.name not in listed):
             report.errors.append(f"{split}/{stray}: a tar that shards.parquet does not list")
-        report.errors += _check_coverage(split, truth, samples, failed.filter(pl.col("split") == split), dataset)
+        report.errors += _check_coverage(split, truth, samples, failed.filter(pl.col("split") == split), dataset, left_out)
     bar.close()
     return report
 
@@ -207,10 +209,13 @@ class _DaliChecker:
         return errors or [f"{where}: DALI failed on a batch from key {groups[0][0]}, but each image decodes alone"]
 
 
-def _check_coverage(split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: dict) -> list[str]:
+def _check_coverage(
+    split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: dict, left_out: pl.DataFrame
+) -> list[str]:
     errors = []
     placed = pl.concat([samples.select("sample_id", where=pl.col("shard")),
-                        failed.select("sample_id", where=pl.lit("failed.parquet"))])  # fmt: skip
+                        failed.select("sample_id", where=pl.lit("failed.parquet")),
+                        left_out.select("sample_id", where=pl.lit("not_selected"))])  # fmt: skip
     for sample_id, places in placed.group_by("sample_id").agg("where").filter(pl.col("where").list.len() > 1).head(20).iter_rows():
         errors.append(f"{split}: sample {sample_id} is in more than one place: {places}")
     for sample_id, path in truth.join(placed, on="sample_id", how="anti").select("sample_id", "image_path").head(20).iter_rows():
@@ -219,6 +224,8 @@ def _check_coverage(split: str, truth: pl.DataFrame, samples: pl.DataFrame, fail
         errors.append(f"{split}: {where}: sample {sample_id} is not a manifest row of this split")
     counts = dataset.get("counts", {}).get(split, {})
     got = {"manifest": truth.height, "written": samples.height, "failed": failed.height}
+    if left_out.height or "not_selected" in counts:
+        got["not_selected"] = left_out.height
     if {k: counts.get(k) for k in got} != got:
         errors.append(f"{split}: dataset.json counts {counts}, the files give {got}")
     return errors

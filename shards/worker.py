@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ingest.probe import resolve_under
+from common.images import resolve_under
 from shards import journal
 from shards.crop import CropError, CropPlan, encode, from_roi, plan_crop, render
 from shards.roi import BATCH, RoiDecoder

@@ -7,7 +7,12 @@
      "progress": TrainProgress as a dict (epoch, step, batch_in_epoch, best, early stopping, counters),
      "loader": the training loader's state_dict() (its position inside the epoch),
      "schedule": {"lr", "min_lr", "warmup_steps", "total_steps"},
-     "rng": {"python", "numpy", "torch", "cuda"}, "metrics": the last evaluation's summary}
+     "rng": {"python", "numpy", "torch", "cuda"}, "metrics": the last evaluation's summary,
+     "normalize": {"mean", "std"} the inputs were normalised with (0-255 scale), used again by
+                  eval and predict on any shards (None for loaders without a transform spec),
+     "ranks": None, or on N ranks one {"loader", "rng"} per rank (each rank reads its own part of
+              the data and draws its own dropout and crops, so each resumes from its own state;
+              "loader" and "rng" above are rank 0's)}
 
 The learning-rate schedule is a pure function of ``progress.step`` (see schedule.py): it has no
 state of its own; its parameters are saved so that a resume can check it rebuilt the same one.
@@ -32,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ingest.atomic import atomic_path
+from common.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,18 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def rank_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """This rank's ``{"loader", "rng"}`` of a checkpoint (a one-process checkpoint serves rank 0 only)."""
+    ranks = state.get("ranks")
+    if world_size == 1 and not ranks:
+        return {"loader": state["loader"], "rng": state["rng"]}
+    if not ranks or len(ranks) != world_size:
+        saved = len(ranks) if ranks else 1
+        raise ValueError(f"checkpoint: saved by {saved} rank(s), resumed on {world_size}: a mid-run resume needs the "
+                         "same number of ranks (or start over with --new)")
+    return ranks[rank]
 
 
 def restore_rng(state: dict[str, Any]) -> None:

@@ -2,12 +2,18 @@
 
     train run --config demo/train.toml --out RUN_DIR [--data SHARDS] [--set optim.lr=1e-3] [--new]
     train run --out RUN_DIR                          # resume RUN_DIR with its own config.json
-    train status RUN_DIR [--json] | train status --queue QUEUE [--json]
+    train status RUN_DIR [--json] [--watch [SECONDS]] | train status --queue QUEUE [--json]
+    train submit QUEUE CONFIG.toml [--name NAME]     # checked, then queued for the daemon
     train daemon --queue QUEUE [--once]
     train cancel --queue QUEUE NAME
     train eval --checkpoint RUN/checkpoints/best.pt --data SHARDS/val [--out metrics.json]
     train predict --checkpoint RUN/checkpoints/best.pt --data SHARDS/val --out predictions.parquet
     train plan --gpu-memory 12GiB --image-size 224 --amp [--effective-batch 64] [--lr-curve lr.svg]
+    train audit RUN_DIR [RUN_DIR2 ...] [--oof DIR/oof.parquet] --manifest CLEAN --out AUDIT
+    train audit --review AUDIT --accept ID ... --reject ID ...
+    train audit --score AUDIT --planted RAW/planted_flips.csv      # data with known noise (demo, bench)
+    train crossval --folds 4 --config train.toml --out DIR [--set data.image_size=112]   # DIR/oof.parquet
+    train scores RUN_DIR [RUN_DIR2 ...] --out scores.parquet [--el2n-epoch 1]   # EL2N, forgetting, AUM per sample
 """
 
 from __future__ import annotations
@@ -16,13 +22,47 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
-from ingest.atomic import write_json, write_text
+from common import cli
+from common.atomic import write_json, write_text
 from train.config import ConfigError, TrainConfig, load_config
 from train.logs import setup_logging
 
 log = logging.getLogger("train")
+
+
+DATA_HELP = "the `shards build` folder (with dataset.json) or one of its split folders"
+
+
+def shards_root(data: Path | None) -> Path | None:
+    """``--data`` for training: the shards folder; a split folder inside it stands for the folder."""
+    if data is None:
+        return None
+    _not_another_tools(data)
+    if not (data / "dataset.json").is_file() and (data.parent / "dataset.json").is_file():
+        log.info("--data %s is a split folder: training on the shards folder %s", data, data.parent)
+        return data.parent
+    return data
+
+
+def split_folder(data: Path, split: str = "val") -> Path:
+    """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split``."""
+    _not_another_tools(data)
+    if (data / "dataset.json").is_file() and (data / split).is_dir():
+        log.info("--data %s is the shards folder: using its %s split", data, split)
+        return data / split
+    return data
+
+
+def _not_another_tools(data: Path) -> None:
+    from common.folders import describe, what_is
+
+    found = what_is(data)
+    if found in ("ingest clean", "train run"):
+        hint = "; run `shards build` on it first" if found == "ingest clean" else ""
+        raise ConfigError(f"--data {data}: this is {describe(found)}, not shards{hint}")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -37,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train a model into a run directory; resumes it when it holds a checkpoint")
     _config_args(run)
-    run.add_argument("--data", type=Path, help="shards folder holding dataset.json (data.shards)")
+    run.add_argument("--data", type=Path, help=DATA_HELP)
     run.add_argument("--out", type=Path, help="the run directory (default: out_dir/run_name of the config); "
                      "without --config, its config.json is the config")
     run.add_argument("--name", help="run directory name under out_dir (run_name), when --out is not given")
@@ -57,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("run_dir", type=Path, nargs="?", help="a run directory")
     status.add_argument("--queue", type=Path, help="a daemon's queue folder: every run as a table")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--watch", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                        help="print it again every SECONDS (5) until the run ends (Ctrl-C stops watching)")
+
+    submit = sub.add_parser("submit", help="check a run config and queue it for `train daemon --queue QUEUE`")
+    submit.add_argument("queue", type=Path, help="the daemon's queue folder (made if missing)")
+    submit.add_argument("config", type=Path, help="a run config TOML")
+    submit.add_argument("--name", help="the run's name (default: the config file's stem); a name in use gets _2, _3...")
 
     daemon = sub.add_parser("daemon", help="train the configs queued in a folder, one after another")
     daemon.add_argument("--queue", type=Path, required=True, help="queue folder (pending/, running/, runs/, done/)")
@@ -72,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, helptext in (("eval", "whole-split metrics of a checkpoint"), ("predict", "per-sample predictions to Parquet")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--checkpoint", type=Path, required=True)
-        p.add_argument("--data", type=Path, required=True, help="a split folder of the shards, e.g. SHARDS/val")
+        p.add_argument("--data", type=Path, required=True, help=DATA_HELP + "; the root means its val split")
         p.add_argument("--out", type=Path, required=name == "predict", help="output file (.json for eval, .parquet for predict)")
         p.add_argument("--device", default="auto")
         p.add_argument("--batch-size", type=int)
@@ -91,10 +138,35 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--workspace-mib", type=float)
     plan.add_argument("--dali-mib", type=float)
     plan.add_argument("--measure", action="store_true", help="on a CUDA device: check the estimate with torch.cuda.max_memory_allocated")
-    plan.add_argument("--json", type=Path, help="write the plan as JSON")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text (as `train status --json`)")
+    plan.add_argument("--out", type=Path, help="also write the plan as JSON to this file")
     plan.add_argument("--lr-curve", type=Path, help="write the learning-rate curve (.svg, or .csv)")
     plan.add_argument("--steps-per-epoch", type=int, help="optimizer steps per epoch (default: from dataset.json counts)")
     plan.add_argument("--skip-memory", action="store_true", help="only the learning-rate curve")
+
+    audit = sub.add_parser("audit", help="find suspect labels from training runs; review them")
+    audit.add_argument("runs", type=Path, nargs="*", help="run directories (an ordinary run, threshold-sample runs)")
+    audit.add_argument("--manifest", type=Path, help="the clean folder (manifest.parquet) the runs were trained from")
+    audit.add_argument("--out", type=Path, help="audit folder: suspects.parquet, audit.json, audit.html")
+    audit.add_argument("--oof", type=Path, help="out-of-fold probabilities (train crossval's oof.parquet)")
+    audit.add_argument("--shards", type=Path, help="shards for the gallery (default: the first run's data.shards)")
+    audit.add_argument("--gallery", type=int, default=48, help="top suspects shown as images (default 48)")
+    audit.add_argument("--review", type=Path, metavar="AUDIT", help="record decisions on an audit's suspects")
+    audit.add_argument("--accept", nargs="+", default=[], metavar="ID", help="sample ids whose label is wrong")
+    audit.add_argument("--reject", nargs="+", default=[], metavar="ID", help="sample ids whose label is right")
+    audit.add_argument("--score", type=Path, metavar="AUDIT", help="precision/recall of an audit against known flips")
+    audit.add_argument("--planted", type=Path, help="with --score: planted_flips.csv (ingest demo-data --label-noise)")
+
+    crossval = sub.add_parser("crossval", help="K runs on folds grouped by group_id: out-of-fold probabilities (oof.parquet)")
+    _config_args(crossval)
+    crossval.add_argument("--folds", type=int, default=4, help="K (default 4)")
+    crossval.add_argument("--data", type=Path, help=DATA_HELP)
+    crossval.add_argument("--out", type=Path, required=True, help="folder for the folds' runs and oof.parquet")
+
+    scores = sub.add_parser("scores", help="per-sample importance (EL2N, forgetting, AUM) from runs' dynamics, for shards build --select")
+    scores.add_argument("runs", type=Path, nargs="+", help="run directories (scores are averaged over them)")
+    scores.add_argument("--out", type=Path, required=True, help="scores.parquet to write")
+    scores.add_argument("--el2n-epoch", type=int, help="epoch whose probabilities give EL2N (default: 10 %% into training)")
     return parser
 
 
@@ -110,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         config,
         overrides=args.overrides,
         values={
-            "data.shards": str(args.data) if args.data else None,
+            "data.shards": str(shards_root(args.data)) if args.data else None,
             "run_name": args.name,
             "model.pretrained": str(args.pretrained) if args.pretrained else None,
             "model.freeze_bn": args.freeze_bn,
@@ -122,6 +194,11 @@ def _run(args: argparse.Namespace) -> int:
             "compute.amp": args.amp,
         },
     )
+    if args.out is not None:
+        _not_another_tools_output(args.out)
+    if args.out is not None and not args.new and args.resume is None and (done := _already_finished(args.out)):
+        print(done)
+        return 0
     signals = RunSignals().install()
     try:
         result = train_from_config(cfg, run_dir=args.out, resume_from=args.resume, new=args.new, signals=signals)
@@ -150,7 +227,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.queue is not None:
         from train.daemon import format_queue, queue_rows
 
-        rows = queue_rows(args.queue)
+        rows = queue_rows(_queue_folder(args.queue))
         print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
         return 0
     from train.status import format_status, read_status
@@ -158,20 +235,74 @@ def _status(args: argparse.Namespace) -> int:
     if not (args.run_dir / "status.json").exists() and (args.run_dir / "pending").is_dir():
         raise ConfigError(f"{args.run_dir}: a queue folder, not a run directory; use train status --queue {args.run_dir}")
     doc = read_status(args.run_dir)
-    print(json.dumps(doc, indent=2) if args.json else format_status(doc))
+    print(json.dumps(doc, indent=2) if args.json else format_status(doc), flush=True)
+    while args.watch is not None and doc.get("state") in ("starting", "training", "evaluating"):
+        time.sleep(args.watch)
+        doc = read_status(args.run_dir)
+        print("\n" + (json.dumps(doc, indent=2) if args.json else format_status(doc)), flush=True)
     return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """Queue a copy of a checked config: the daemon takes ``pending/*.toml`` in name order."""
+    from train.daemon import Queue
+
+    if args.config.suffix != ".toml":
+        raise ConfigError(f"{args.config}: expected a run config .toml (the daemon runs `train run --config NAME.toml`)")
+    load_config(args.config, overrides=[])  # a config that does not validate is refused now, not hours later
+    q = Queue(_queue_folder(args.queue)).ensure()
+    base = args.name or args.config.stem
+    if not base or base.startswith(".") or "/" in base:
+        raise ConfigError(f"--name {base!r}: expected a plain file name")
+    name, n = base, 1
+    while q.used(name) or (q.pending / f"{name}.toml").exists():
+        n += 1
+        name = f"{base}_{n}"  # "_" sorts after ".": the daemon takes the first submission first
+    write_text(q.pending / f"{name}.toml", args.config.read_text(encoding="utf-8"))
+    ahead = len(list(q.pending.glob("*.toml"))) - 1 + len(list(q.running.glob("*.toml")))
+    print(f"queued {name}: {q.pending / (name + '.toml')} ({ahead} run(s) ahead of it); `train status --queue {q.root}` shows the queue")
+    return 0
+
+
+def _not_another_tools_output(out: Path) -> None:
+    """A run directory never goes into an ingest or shards output (``--new`` would move their files aside)."""
+    from common.folders import describe, what_is
+
+    found = what_is(out)
+    if found in ("ingest clean", "shards build"):
+        raise ConfigError(f"--out {out}: this is {describe(found)}, not a run directory; choose another folder")
+
+
+def _already_finished(run_dir: Path) -> str | None:
+    """What to say when ``run_dir`` finished (its epochs, or early stopping): nothing is left to resume."""
+    from train.status import STATUS_FILE, read_status
+
+    if not (run_dir / STATUS_FILE).is_file():
+        return None
+    doc = read_status(run_dir)
+    if doc.get("state") != "finished":
+        return None
+    return (f"run {run_dir}: already finished ({doc.get('epoch')} of {doc.get('epochs')} epochs, stopped by "
+            f"{doc.get('stopped_by')}); nothing to resume. `train run --new --out {run_dir}` starts over")  # fmt: skip
+
+
+def _queue_folder(queue: Path) -> Path:
+    """``--queue`` must name a folder (made on first use); a file there is a usage error, said in one line."""
+    if queue.exists() and not queue.is_dir():
+        raise ConfigError(f"{queue}: expected a queue folder (pending/, running/, done/...), got a file")
+    return queue
 
 
 def _daemon(args: argparse.Namespace) -> int:
     from train.daemon import Daemon
 
-    return Daemon(args.queue, once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
+    return Daemon(_queue_folder(args.queue), once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
 
 
 def _cancel(args: argparse.Namespace) -> int:
     from train.daemon import cancel
 
-    print(cancel(args.queue, args.name))
+    print(cancel(_queue_folder(args.queue), args.name))
     return 0
 
 
@@ -191,7 +322,7 @@ def format_metrics(metrics: dict) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from train.evaluate import eval_checkpoint
 
-    metrics = eval_checkpoint(args.checkpoint, args.data, device=args.device, batch_size=args.batch_size, weights=args.weights)
+    metrics = eval_checkpoint(args.checkpoint, split_folder(args.data), device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(format_metrics(metrics))
     if args.out:
         write_json(args.out, metrics)
@@ -201,7 +332,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from train.evaluate import predict_checkpoint
 
-    table = predict_checkpoint(args.checkpoint, args.data, out=args.out, device=args.device, batch_size=args.batch_size, weights=args.weights)
+    table = predict_checkpoint(args.checkpoint, split_folder(args.data), out=args.out, device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(f"{args.out}: {table.num_rows} predictions, one row per sample, sorted by sample_id")
     return 0
 
@@ -210,6 +341,7 @@ def _plan(args: argparse.Namespace) -> int:
     from train.plan import build_planner, format_plan, measure_on_cuda, parse_size, plan_as_dict, recommend
 
     cfg: TrainConfig = load_config(args.config, overrides=args.overrides)
+    say = (lambda *a: None) if args.json else print  # --json: the JSON alone on stdout
     info = None
     if cfg.data.shards is not None:
         from train.data import read_dataset_info
@@ -232,11 +364,11 @@ def _plan(args: argparse.Namespace) -> int:
         )
         gpu = parse_size(args.gpu_memory)
         rec = recommend(planner, gpu_memory=gpu, headroom=args.headroom, effective_batch=effective)
-        print(format_plan(planner, rec, gpu_memory=gpu))
+        say(format_plan(planner, rec, gpu_memory=gpu))
         output["memory"] = plan_as_dict(planner, rec)
         if args.measure:
             checked = measure_on_cuda(planner, batch_size=rec.batch_size or 8, num_classes=num_classes)
-            print(
+            say(
                 f"measured on {checked['device']}: max_memory_allocated {checked['measured_max_allocated'] / 2**30:.2f} GiB vs "
                 f"estimated {checked['estimated_allocator_visible'] / 2**30:.2f} GiB (x{checked['ratio']:.2f}); outside the "
                 f"allocator {checked['measured_outside_allocator'] / 2**20:.0f} MiB vs assumed {checked['assumed_cuda_context'] / 2**20:.0f} MiB"
@@ -249,48 +381,103 @@ def _plan(args: argparse.Namespace) -> int:
         samples = sum(info.split_counts(cfg.data.train_split))
         steps = optimizer_steps_per_epoch(samples // cfg.data.batch_size, cfg.optim.accumulate)
     if steps:
-        output["lr"] = _lr_curve(cfg, steps, args.lr_curve)
+        output["lr"] = _lr_curve(cfg, steps, args.lr_curve, say=say)
     elif args.lr_curve:
         raise ConfigError("--lr-curve: expected --steps-per-epoch, or data.shards with dataset.json counts")
+    if args.out:
+        write_json(args.out, output)
     if args.json:
-        write_json(args.json, output)
+        import json
+
+        print(json.dumps(output, indent=2))
     return 0
 
 
-def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None) -> dict:
-    from train.runrecord import svg_chart
+def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say=print) -> dict:
+    from train.curves import write_lr_curve
     from train.schedule import WarmupCosine
 
     total = cfg.schedule.epochs * steps_per_epoch
     schedule = WarmupCosine(cfg.optim.lr, cfg.schedule.min_lr, min(cfg.schedule.warmup_for(steps_per_epoch), total), total)
     w = schedule.warmup_steps
-    print(f"\nlearning rate: {steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs = {total} steps, warm-up {w}")
+    say(f"\nlearning rate: {steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs = {total} steps, warm-up {w}")
     marks = sorted({0, max(w - 1, 0), w, (w + total) // 2, total - 1} | {e * steps_per_epoch for e in range(1, cfg.schedule.epochs)})
     for s in marks[:40]:
-        print(f"  step {s:>9d}  epoch {s / steps_per_epoch:>7.2f}  lr {schedule.lr_at(s):.3e}")
+        say(f"  step {s:>9d}  epoch {s / steps_per_epoch:>7.2f}  lr {schedule.lr_at(s):.3e}")
     curve = schedule.curve()
     if out is not None:
         if out.suffix == ".csv":
             write_text(out, "step,lr\n" + "".join(f"{s},{lr!r}\n" for s, lr in curve))
         else:
-            write_text(out, svg_chart([("learning rate", [("lr", [(float(s), lr) for s, lr in curve])])], w=640, h=320))
-        print(f"wrote {out}")
+            write_lr_curve(out, curve)
+        say(f"wrote {out}")
     return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": w, "curve": curve}
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from train.audit.audit import AuditJob, review, run_audit
+
+    if args.score is not None:
+        from train.audit.score import format_scores, score_files
+
+        if args.planted is None:
+            raise ConfigError("--score AUDIT: expected --planted FILE (planted_flips.csv)")
+        scores, planted = score_files(args.score, args.planted)
+        print(format_scores(scores, planted=planted))
+        return 0
+    if args.review is not None:
+        if args.runs or not (args.accept or args.reject):
+            raise ConfigError("--review AUDIT: expected --accept ID ... and/or --reject ID ..., and no run directories")
+        decisions = review(args.review, accept=args.accept, reject=args.reject)
+        print(f"{args.review / 'decisions.parquet'}: {decisions.height} decisions "
+              f"({int((decisions['decision'] == 'accept').sum())} accepted)")  # fmt: skip
+        return 0
+    if not args.runs or args.manifest is None or args.out is None:
+        raise ConfigError("expected RUN_DIR [RUN_DIR ...] --manifest CLEAN --out AUDIT (or --review AUDIT)")
+    job = AuditJob(runs=args.runs, manifest=args.manifest, out=args.out, oof=args.oof, shards=args.shards, gallery=args.gallery)
+    suspects = run_audit(job)
+    counts = dict(suspects.group_by("verdict").len().iter_rows())
+    print(f"{args.out}: {suspects.height} samples: {counts.get('label_issue', 0)} label issues, "
+          f"{counts.get('ambiguous', 0)} ambiguous, {counts.get('ok', 0)} ok; report {args.out / 'audit.html'}")  # fmt: skip
+    return 0
+
+
+def _crossval(args: argparse.Namespace) -> int:
+    from train.audit.crossval import crossval
+
+    cfg = load_config(args.config, overrides=args.overrides, values={"data.shards": str(shards_root(args.data)) if args.data else None})
+    path = crossval(cfg, folds=args.folds, out=args.out)
+    print(f"{path}: out-of-fold probabilities of {args.folds} folds; `train audit RUN --oof {path} ...` uses them")
+    return 0
+
+
+def _scores(args: argparse.Namespace) -> int:
+    from train.audit.importance import write_scores
+
+    scores = write_scores(args.runs, args.out, el2n_epoch=args.el2n_epoch)
+    epoch = scores.get_column("el2n_epoch").min() if scores.height else None
+    print(f"{args.out}: {scores.height} samples scored (EL2N at epoch {epoch}, forgetting, AUM); "
+          f"`shards build CLEAN --out SHARDS --select {args.out} --keep 0.5` trains on the informative half")  # fmt: skip
+    return 0
+
+
+EXAMPLES = """\
+  train run --config demo/train.toml --data demo/shards --out runs/demo
+  train run --out runs/demo                       # resume it (Ctrl-C stops it at a checkpoint)
+  train status runs/demo
+  train eval --checkpoint runs/demo/checkpoints/best.pt --data demo/shards/val
+  train plan --gpu-memory 12GiB --image-size 224 --amp"""
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = _parser().parse_args(argv)
+    args = cli.finish_parser(_parser(), examples=EXAMPLES).parse_args(argv)
     handler = {"run": _run, "status": _status, "daemon": _daemon, "cancel": _cancel, "eval": _eval, "predict": _predict,
-               "plan": _plan}[args.command]  # fmt: skip
-    try:
-        return handler(args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"train {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # includes NonFiniteLossError, a locked run directory and a missing loader module
-        print(f"train {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+               "plan": _plan, "audit": _audit, "crossval": _crossval, "scores": _scores, "submit": _submit}[args.command]  # fmt: skip
+    # FileNotFoundError is a usage error here (a --config or --checkpoint that is not there);
+    # RuntimeError (a non-finite loss, a locked run directory, a missing loader module) a failed job.
+    return cli.run(f"train {args.command}", lambda: handler(args), resumable=args.command in ("run", "crossval"),
+                   usage_errors=(ConfigError, FileNotFoundError))  # fmt: skip
 
 
 if __name__ == "__main__":

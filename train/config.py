@@ -84,6 +84,9 @@ class ComputeConfig(_Section):
     compile: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower, for debugging
     cpu_threads: int = Field(0, ge=0)  # torch intra-op threads when training on the CPU; 0: torch's default
+    # SyncBatchNorm across ranks. auto: on under torchrun when the per-rank batch is below 32 on
+    # CUDA (PyTorch's SyncBatchNorm runs on GPUs only; on the CPU, auto is off and true is refused).
+    sync_bn: bool | Literal["auto"] = "auto"
 
 
 class EvalConfig(_Section):
@@ -110,6 +113,14 @@ class CheckpointConfig(_Section):
     every_steps: int = Field(0, ge=0)  # also every N optimizer steps; 0: off (for very slow steps, and tests)
 
 
+class AuditConfig(_Section):
+    """Label audit (train/audit/): threshold samples for the AUM cut-off (Pleiss et al. 2020)."""
+
+    threshold_samples: bool = False  # move a deterministic 1/(K+1) of the training samples to one extra class
+    threshold_subset: int = Field(0, ge=0)  # which 1/(K+1): two runs with subsets 0 and 1 score every sample
+    threshold_seed: int = 0  # the hash seed of the partition (the same in both runs, unlike `seed`)
+
+
 class TrainConfig(_Section):
     seed: int = 0
     out_dir: Path = Path("runs")  # without `train run --out RUN_DIR`, the run directory is out_dir/run_name
@@ -123,6 +134,7 @@ class TrainConfig(_Section):
     eval: EvalConfig = EvalConfig()
     record: RecordConfig = RecordConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _freeze_needs_steps(self) -> TrainConfig:

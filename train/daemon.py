@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.atomic import write_json
+from common.atomic import write_json
 from train.config import ConfigError, load_config
 from train.lock import RunLock
 from train.signals import RunSignals

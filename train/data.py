@@ -1,20 +1,15 @@
-"""The trainer's two data seams: ``dataset.json`` (read in one place) and the loader factory.
-
-``read_dataset_info`` is the only code that knows the layout of ``SHARDS/dataset.json``;
-``open_loader`` is the only call into ``train.loader.build_loader`` (imported lazily, so the rest
-of the trainer works, and is tested, before or without that module).
-"""
+"""``dataset.json``, read in one place: ``read_dataset_info`` is the only code that knows the layout
+of ``SHARDS/dataset.json`` (the loader factory is ``train.loader.open_loader``)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ingest.labels import class_weights as compute_class_weights
+from common.labels import class_weights as compute_class_weights
 from train.batch import Loader
 
 DATASET_FILE = "dataset.json"
@@ -112,37 +107,3 @@ def read_dataset_info(path: str | Path) -> DatasetInfo:
         return DatasetInfo.model_validate(json.loads(file.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
         raise ValueError(f"{file}: cannot read dataset info: {exc}") from None
-
-
-def open_loader(
-    split_dir: str | Path,
-    *,
-    train: bool,
-    batch_size: int,
-    image_size: int,
-    device: str,
-    seed: int,
-    backend: str = "auto",
-    workers: int = 4,
-    rank: int = 0,
-    world_size: int = 1,
-    amp: bool = False,
-) -> Loader:
-    """The one place ``train run/eval/predict`` get a real loader (DALI or its PyTorch twin).
-
-    ``split_dir, train, batch_size, image_size, device, seed`` are always passed; ``backend``,
-    ``workers``, ``rank``, ``world_size`` and ``amp`` (float16 images on a GPU) only when ``build_loader`` declares them (or ``**kwargs``).
-    """
-    try:
-        from train.loader import build_loader
-    except ImportError as exc:
-        raise RuntimeError(
-            f"train.loader is not available ({exc}); the shard loaders are needed to read {split_dir}"
-        ) from None
-    optional = {"backend": backend, "workers": workers, "rank": rank, "world_size": world_size, "amp": amp}
-    params = inspect.signature(build_loader).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        optional = {k: v for k, v in optional.items() if k in params}
-    return build_loader(
-        Path(split_dir), train=train, batch_size=batch_size, image_size=image_size, device=device, seed=seed, **optional
-    )

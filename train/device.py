@@ -72,6 +72,29 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of ``rank``'s own random draws (dropout, drop-path, augmentation): ``seed`` itself on
+    rank 0, so a single process is unchanged; a different, reproducible one on every other rank, so
+    the ranks do not all draw the same masks and crops."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def resolve_sync_bn(setting: bool | str, *, device: torch.device, world_size: int, batch_size: int) -> bool:
+    """``compute.sync_bn``: ``auto`` is on for several ranks on CUDA with a per-rank batch below 32 (too
+    few samples for stable BatchNorm statistics per rank); ``true`` on the CPU is refused because
+    PyTorch's SyncBatchNorm runs only on GPUs."""
+    if world_size == 1:
+        return False
+    if setting == "auto":
+        return device.type == "cuda" and batch_size < 32
+    if setting and device.type != "cuda":
+        raise ValueError(f"compute.sync_bn=true: PyTorch's SyncBatchNorm needs CUDA devices, got {device}; "
+                         "set compute.sync_bn=false (or auto) on the CPU")
+    return bool(setting)
+
+
 def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -102,6 +125,16 @@ def broadcast_object(obj: object, *, src: int = 0) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` on a single process)."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return [obj]
+    out: list[object] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def any_rank(flags: list[bool], *, device: torch.device) -> list[bool]:

@@ -12,14 +12,22 @@ concatenates the parts (``pl.read_parquet("dynamics/*.parquet")`` works too).
 
 Columns: ``sample_id`` (string), ``epoch``, ``step`` (global optimizer step of the update the
 sample took part in), ``label_id``, ``pred_id``, ``loss`` (plain ``-log p(label)``: no class
-weights, no smoothing), ``margin`` (``z_label - max_{c != label} z_c``; negative = misclassified).
-Samples in a skipped (non-finite) step are recorded too, with their non-finite values.
+weights, no smoothing), ``margin`` (``z_label - max_{c != label} z_c``; negative = misclassified),
+``probs`` (the softmax vector, float16, a fixed-size list of the run's class count: 2M samples x
+6 classes is 24 MB an epoch) and ``finite`` (false for the samples of an update the trainer
+skipped as non-finite; their values must not enter means such as the AUM).
+
+The skip decision is taken once per update, after its last micro-batch was added; the writer
+reads it from the trainer's live ``TrainProgress`` (``nonfinite_total`` before and after the
+step), so a step's rows are written only once its update is decided.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -27,19 +35,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ingest.atomic import publish, temp_path
+from common.atomic import publish, temp_path
 
-SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("epoch", pa.int32()),
-        ("step", pa.int64()),
-        ("label_id", pa.int32()),
-        ("pred_id", pa.int32()),
-        ("loss", pa.float32()),
-        ("margin", pa.float32()),
-    ]
-)
+if TYPE_CHECKING:
+    from train.checkpoint import TrainProgress
+
+_SCALARS = [
+    ("sample_id", pa.string()),
+    ("epoch", pa.int32()),
+    ("step", pa.int64()),
+    ("label_id", pa.int32()),
+    ("pred_id", pa.int32()),
+    ("loss", pa.float32()),
+    ("margin", pa.float32()),
+]
+
+
+def schema(num_classes: int) -> pa.Schema:
+    """The Arrow schema of a dynamics file for a model with ``num_classes`` outputs."""
+    return pa.schema(_SCALARS + [("probs", pa.list_(pa.float16(), num_classes)), ("finite", pa.bool_())])
 
 
 _PART = re.compile(r"^epoch_(\d+)\.b(\d+)-(\d+)(?:\.rank(\d+))?\.parquet$")
@@ -51,55 +65,107 @@ def part_path(folder: str | Path, epoch: int, start: int, stop: int, *, rank: in
     return Path(folder) / f"epoch_{epoch:04d}.b{start:07d}-{stop:07d}{suffix}.parquet"
 
 
+@dataclass
+class _Rows:
+    """One queued micro-batch; ``skipped_before`` is ``progress.nonfinite_total`` when it was added."""
+
+    sample_ids: list[str]
+    step: int
+    tensors: tuple[torch.Tensor, ...]  # labels, preds, loss, margin, probs (still on the device)
+    skipped_before: int | None
+
+
 class DynamicsWriter:
     """Collects rows into one Parquet file; ``close()`` publishes it atomically, ``abort()`` drops it."""
 
-    def __init__(self, path: str | Path, *, epoch: int, rows_per_group: int = 65_536) -> None:
+    def __init__(self, path: str | Path, *, epoch: int, rows_per_group: int = 65_536, num_classes: int | None = None) -> None:
         self.path = Path(path)
         self.epoch = epoch
         self.rows_per_group = rows_per_group
+        self.num_classes = num_classes  # None: taken from the first batch's probabilities
         self.rows = 0
-        self._buffer: list[tuple[list[str], int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._buffer: list[_Rows] = []
         self._buffered = 0
+        self._progress: TrainProgress | None = None
         self._tmp = temp_path(self.path)
-        self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
+        self._writer: pq.ParquetWriter | None = None  # opened at the first write, once the class count is known
 
     def add(
-        self, sample_ids: list[str], *, step: int, labels: torch.Tensor, preds: torch.Tensor, loss: torch.Tensor, margin: torch.Tensor
-    ) -> None:
-        """Queue one batch (tensors may be on the GPU; they are copied to the host at flush time in one go)."""
-        self._buffer.append((sample_ids, step, labels.detach(), preds.detach(), loss.detach(), margin.detach()))
+        self, sample_ids: list[str], *, step: int, labels: torch.Tensor, preds: torch.Tensor, loss: torch.Tensor,
+        margin: torch.Tensor, probs: torch.Tensor, progress: TrainProgress | None = None,
+    ) -> None:  # fmt: skip
+        """Queue one micro-batch (tensors may be on the GPU; they are copied to the host at flush time in one go).
+
+        ``progress``: the trainer's live progress, from which the update's skip decision is read
+        once the step is done; without it a row counts as finite when its loss and margin are.
+        """
+        if self.num_classes is None:
+            self.num_classes = int(probs.shape[1])
+        tensors = (labels.detach(), preds.detach(), loss.detach(), margin.detach(), probs.detach().to(torch.float16))
+        self._progress = progress
+        self._buffer.append(_Rows(list(sample_ids), step, tensors, None if progress is None else progress.nonfinite_total))
         self._buffered += len(sample_ids)
         if self._buffered >= self.rows_per_group:
             self.flush()
 
+    def _decided(self) -> list[bool | None]:
+        """Per queued micro-batch: its update was finite (True), skipped (False), or not decided yet (None)."""
+        out: list[bool | None] = []
+        for i, rows in enumerate(self._buffer):
+            if rows.skipped_before is None:
+                out.append(True)
+                continue
+            later = next((r.skipped_before for r in self._buffer[i + 1 :] if r.step > rows.step), None)
+            if later is None and self._progress is not None and self._progress.step > rows.step:
+                later = self._progress.nonfinite_total
+            out.append(None if later is None else later == rows.skipped_before)
+        return out
+
     def flush(self) -> None:
-        if not self._buffer:
+        """Write the queued rows whose update is decided as one row group; the rest stay queued."""
+        decided = self._decided()
+        ready = [(rows, ok) for rows, ok in zip(self._buffer, decided, strict=True) if ok is not None]
+        if not ready:
             return
-        ids = [s for part in self._buffer for s in part[0]]
-        steps = np.concatenate([np.full(len(part[0]), part[1], dtype=np.int64) for part in self._buffer])
-        cols = [torch.cat([part[i].reshape(-1) for part in self._buffer]).cpu() for i in range(2, 6)]
+        self._buffer = [rows for rows, ok in zip(self._buffer, decided, strict=True) if ok is None]
+        self._buffered = sum(len(rows.sample_ids) for rows in self._buffer)
+        ids = [s for rows, _ in ready for s in rows.sample_ids]
+        steps = np.concatenate([np.full(len(rows.sample_ids), rows.step, dtype=np.int64) for rows, _ in ready])
+        labels, preds, loss, margin, probs = (torch.cat([rows.tensors[i] for rows, _ in ready]).cpu() for i in range(5))
+        loss, margin = loss.float().reshape(-1).numpy(), margin.float().reshape(-1).numpy()
+        finite = np.concatenate([np.full(len(rows.sample_ids), ok, dtype=bool) for rows, ok in ready])
+        finite &= np.array([rows.skipped_before is not None for rows, _ in ready for _ in rows.sample_ids]) | (
+            np.isfinite(loss) & np.isfinite(margin)
+        )
+        k = self.num_classes
         table = pa.table(
             {
                 "sample_id": pa.array(ids, pa.string()),
                 "epoch": pa.array(np.full(len(ids), self.epoch, dtype=np.int32)),
                 "step": pa.array(steps),
-                "label_id": pa.array(cols[0].to(torch.int32).numpy()),
-                "pred_id": pa.array(cols[1].to(torch.int32).numpy()),
-                "loss": pa.array(cols[2].float().numpy()),
-                "margin": pa.array(cols[3].float().numpy()),
+                "label_id": pa.array(labels.to(torch.int32).reshape(-1).numpy()),
+                "pred_id": pa.array(preds.to(torch.int32).reshape(-1).numpy()),
+                "loss": pa.array(loss),
+                "margin": pa.array(margin),
+                "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1).numpy()), k),
+                "finite": pa.array(finite),
             },
-            schema=SCHEMA,
+            schema=schema(k),
         )
-        self._writer.write_table(table, row_group_size=len(ids))
+        self._open().write_table(table, row_group_size=len(ids))
         self.rows += len(ids)
-        self._buffer.clear()
-        self._buffered = 0
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, schema(self.num_classes or 0), compression="zstd")
+        return self._writer
 
     def close(self, path: str | Path | None = None) -> Path:
-        """Publish the rows at ``path`` (default: the path given at construction)."""
+        """Publish the rows at ``path`` (default: the path given at construction); every queued step must be decided."""
         self.flush()
-        self._writer.close()
+        if self._buffer:
+            raise RuntimeError(f"{self.path}: step {self._buffer[0].step} is not decided yet; close after its update")
+        self._open().close()
         self.path = Path(path) if path is not None else self.path
         try:
             publish(self._tmp, self.path)
@@ -109,7 +175,8 @@ class DynamicsWriter:
 
     def abort(self) -> None:
         self._buffer.clear()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         self._tmp.unlink(missing_ok=True)
 
 
@@ -187,5 +254,5 @@ def read_dynamics(folder: str | Path, epoch: int | None = None) -> pl.DataFrame:
     """The rows of one epoch (or all), parts concatenated in batch order (ranks one after another)."""
     parts = [p for p in list_parts(folder) if epoch is None or p[0] == epoch]
     if not parts:
-        return pl.DataFrame(schema=pl.from_arrow(SCHEMA.empty_table()).schema)
+        return pl.DataFrame(schema=pl.from_arrow(schema(0).empty_table()).schema)
     return pl.concat([pl.read_parquet(p[4]) for p in parts])

@@ -17,11 +17,12 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ingest.atomic import write_parquet
+from common.atomic import write_parquet
 from train.batch import Batch, Loader
 from train.checkpoint import load_checkpoint
 from train.config import TrainConfig
-from train.data import open_loader, read_dataset_info
+from train.data import read_dataset_info
+from train.loader import open_loader
 from train.device import Precision, resolve_device, resolve_precision
 from train.loss import ClassWeightedCE
 from train.metrics import MetricAccumulator
@@ -136,6 +137,11 @@ def load_for_inference(
     checkpoint: str | Path, *, device: torch.device, weights: str = "auto"
 ) -> tuple[PawNet, TrainConfig, list[str]]:
     """The network of a checkpoint with its config and vocabulary; ``weights``: auto (EMA if saved) | ema | model."""
+    model, cfg, vocabulary, _ = _load(checkpoint, device=device, weights=weights)
+    return model, cfg, vocabulary
+
+
+def _load(checkpoint: str | Path, *, device: torch.device, weights: str) -> tuple[PawNet, TrainConfig, list[str], dict | None]:
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = TrainConfig.model_validate(state["config"])
     vocabulary = list(state["vocabulary"])
@@ -147,14 +153,14 @@ def load_for_inference(
     model = build_model(len(vocabulary), arch=cfg.model.arch, drop_rate=cfg.model.drop_rate)
     model.load_state_dict(state["ema"] if use_ema else state["model"])
     model.to(device).eval()
-    return model, cfg, vocabulary
+    return model, cfg, vocabulary, state.get("normalize")
 
 
 def _inference_setup(
     checkpoint: str | Path, data: str | Path, *, device: str, batch_size: int | None, weights: str, loader: Loader | None
 ) -> tuple[PawNet, TrainConfig, list[str], Loader, torch.device, Precision]:
     dev = resolve_device(device)
-    model, cfg, vocabulary = load_for_inference(checkpoint, device=dev, weights=weights)
+    model, cfg, vocabulary, normalize = _load(checkpoint, device=dev, weights=weights)
     if loader is None:
         info = read_dataset_info(data)
         if info.vocabulary != vocabulary:
@@ -164,6 +170,7 @@ def _inference_setup(
         loader = open_loader(
             data, train=False, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
             image_size=cfg.data.image_size, device=str(dev), seed=cfg.seed, backend=cfg.data.loader, workers=cfg.data.workers,
+            normalize=normalize,  # the pixel statistics the model was trained with, not the evaluated shards'
         )
     return model, cfg, vocabulary, loader, dev, resolve_precision(cfg.compute.amp, dev)
 

@@ -3,9 +3,9 @@ GPU (nvJPEG, ``decoders.*(device="mixed")``) when the loader's device is CUDA, o
 backend otherwise; the graph after the decoder is the same (``train.transforms.dali_transform``).
 
 One pipeline per epoch: its reader gets that epoch's shard order (``train.loader.EpochPlan``),
-``shard_id``/``num_shards`` from the rank, and seeds drawn from ``(seed, epoch)`` only, not from
-the rank, so that every rank's pipeline has the same random state and the checkpoint rank 0
-saves restores any rank. Training pipelines are built with ``enable_checkpointing=True``:
+``shard_id``/``num_shards`` from the rank, the reader's shuffle seeded from ``(seed, epoch)`` and
+the augmentation ops from ``(seed, epoch, rank)`` (ranks must not draw the same crops); every
+rank's checkpoint is its own (the trainer saves them all). Training pipelines are built with ``enable_checkpointing=True``:
 ``state_dict()`` holds ``Pipeline.checkpoint()`` (reader position, shuffle buffer RNG, crop and
 flip RNGs) after the batches consumed so far, and a new loader resumes from it exactly; every
 operator in the graph supports checkpointing (DALI 2.4), so no skip-ahead fallback is needed here.
@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from train.batch import Batch
-from train.loader import EpochPlan, ShardSet, check_state, loader_state
+from train.shardset import EpochPlan, ShardSet, check_state, loader_state
 from train.transforms import TransformSpec, dali_transform
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,14 @@ def decoder_placement(device: str, decode: str = "auto") -> Placement:
     return Placement("cpu" if decode == "cpu" else "mixed", index, torch.device("cuda", index))
 
 
-def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A 31-bit seed for one random stream of one epoch (0: reader shuffle, 1: augmentation ops)."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0] & 0x7FFFFFFF)
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """A 31-bit seed for one random stream of one epoch (0: reader shuffle, 1: augmentation ops).
+
+    The augmentation stream differs per rank (``rank`` > 0 joins the entropy; rank 0 keeps the
+    single-process seed), the shuffle stream is a function of ``(seed, epoch)`` alone.
+    """
+    entropy = [seed, epoch, stream] + ([rank] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 class DaliLoader:
@@ -107,7 +112,7 @@ class DaliLoader:
             self._release()
 
     def _settings(self) -> dict[str, Any]:
-        return {"seed": self.seed, "world_size": self.world_size, "batch_size": self.batch_size,
+        return {"seed": self.seed, "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
                 "samples": self.shards.total, "shuffle_buffer": self.shuffle_buffer}  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
@@ -118,7 +123,7 @@ class DaliLoader:
         if not self.position:
             checkpoint = None
         return loader_state("dali", spec=self.spec, epoch=self.epoch, position=self.position,
-                            settings=self._settings(), dali_checkpoint=checkpoint, rank=self.rank)  # fmt: skip
+                            settings=self._settings(), dali_checkpoint=checkpoint)  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         epoch, position = check_state(state, "dali", spec=self.spec, settings=self._settings())
@@ -141,7 +146,7 @@ class DaliLoader:
 
         @pipeline_def(
             batch_size=self.batch_size, num_threads=self.threads, device_id=self.placement.device_id,
-            seed=epoch_seed(self.seed, plan.epoch, 1), prefetch_queue_depth=PREFETCH, enable_checkpointing=train,
+            seed=epoch_seed(self.seed, plan.epoch, 1, self.rank), prefetch_queue_depth=PREFETCH, enable_checkpointing=train,
         )  # fmt: skip
         def pipeline():  # type: ignore[no-untyped-def]
             jpegs, labels = fn.readers.webdataset(

@@ -10,8 +10,8 @@ the workers' batches round-robin (a fixed order: an exhausted worker drops out o
 without reordering the others), and the main process cuts that stream into batches of exactly
 ``batch_size`` (training stops after ``len(self)`` of them; evaluation keeps the partial last one).
 
-Randomness comes from ``(seed, epoch, worker)`` (shuffle) and ``(seed, epoch, worker, batch)``
-(crops, flips, jitter), so an epoch is a pure function of the seed, the epoch, the rank,
+Randomness comes from ``(seed, epoch, worker)`` (shuffle) and ``(seed, epoch, worker, batch, rank)``
+(crops, flips, jitter: different on every rank, rank 0 as a single process), so an epoch is a pure function of the seed, the epoch, the rank,
 ``world_size`` and ``workers``. Resume is the documented fallback: replay the epoch with the same
 seeds, reading but not decoding the worker batches that the saved ``position`` already covered
 (the shuffle buffer still sees them, so the order is unchanged), and drop the rows of the one
@@ -32,7 +32,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from train.batch import Batch
-from train.loader import EpochPlan, Piece, ShardSet, check_state, loader_state
+from train.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys
 from train.transforms import PilTransform, TransformSpec
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,23 @@ def buffer_shuffle(samples: Iterable[Any], size: int, rng: np.random.Generator) 
 
 
 def read_pieces(pieces: list[Piece]) -> Iterator[tuple[str, str, bytes, bytes]]:
-    """(tar path, key, jpg bytes, cls bytes) of each sample of ``pieces``, streamed with webdataset."""
+    """(tar path, key, jpg bytes, cls bytes) of each sample of ``pieces``, streamed with webdataset.
+
+    The tar is read as a stream, so each key is checked against the index (checked at open
+    against the tar headers and ``samples.parquet``): a member the index does not list stops
+    the epoch instead of becoming a sample.
+    """
     for piece in pieces:
         url = str(piece.shard.path)
+        expected = read_index_keys(piece.shard)[piece.start : piece.stop]
         dataset = wds.WebDataset(
             [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
             select_files=lambda name: not name.endswith(".json"),
         )  # fmt: skip
-        for sample in itertools.islice(dataset, piece.start, piece.stop):
+        for want, sample in zip(expected, itertools.islice(dataset, piece.start, piece.stop)):
             key = sample["__key__"]
+            if key != want:
+                raise ValueError(f"{url}: member {key!r} where the index lists {want!r}; rebuild the shard with `shards build`")
             if "jpg" not in sample or "cls" not in sample:
                 missing = [ext for ext in ("jpg", "cls") if ext not in sample]
                 raise ValueError(f"{url}: key {key}: missing member(s) {', '.join('.' + m for m in missing)}")
@@ -104,10 +112,10 @@ class _ShardStream(IterableDataset):
     """One worker's part of the epoch: read, shuffle (train), decode + transform, batch."""
 
     def __init__(self, parts: list[list[Piece]], spec: TransformSpec, *, batch_size: int, seed: int, epoch: int,
-                 buffer: int, skip: list[int]) -> None:  # fmt: skip
+                 buffer: int, skip: list[int], rank: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.parts, self.spec, self.batch_size = parts, spec, batch_size
-        self.seed, self.epoch, self.buffer, self.skip = seed, epoch, buffer, skip
+        self.seed, self.epoch, self.buffer, self.skip, self.rank = seed, epoch, buffer, skip, rank
         self.transform = PilTransform(spec)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, list[str]]]:
@@ -125,7 +133,8 @@ class _ShardStream(IterableDataset):
             if index < self.skip[worker]:
                 yield None, labels, keys  # covered by the resumed position: read, never decoded
                 continue
-            rng = np.random.default_rng([self.seed, self.epoch, worker, 1, index]) if self.spec.train else None
+            entropy = [self.seed, self.epoch, worker, 1, index] + ([self.rank] if self.rank else [])
+            rng = np.random.default_rng(entropy) if self.spec.train else None
             images = torch.stack([self._decode(url, key, jpg, rng) for url, key, jpg, _ in chunk])
             yield images, labels, keys
 
@@ -178,7 +187,7 @@ class TorchLoader:
             self.epoch, self.position = epoch, 0
 
     def _settings(self) -> dict[str, Any]:
-        return {"seed": self.seed, "world_size": self.world_size, "batch_size": self.batch_size,
+        return {"seed": self.seed, "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
                 "samples": self.shards.total, "shuffle_buffer": self.shuffle_buffer, "workers": self.workers}  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
@@ -198,7 +207,7 @@ class TorchLoader:
         skip, drop = resume_plan([b - a for a, b in ranges], self.batch_size, self.position)
         dataset = _ShardStream(
             [plan.pieces(a, b) for a, b in ranges], self.spec, batch_size=self.batch_size, seed=self.seed,
-            epoch=self.epoch, buffer=max(1, self.shuffle_buffer // streams), skip=skip,
+            epoch=self.epoch, buffer=max(1, self.shuffle_buffer // streams), skip=skip, rank=self.rank,
         )  # fmt: skip
         loader = DataLoader(
             dataset, batch_size=None, num_workers=self.workers, pin_memory=self.device.type == "cuda",

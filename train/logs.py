@@ -12,11 +12,13 @@ torchrun only rank 0 logs below WARNING, and every line carries ``rank=``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 
@@ -73,3 +75,26 @@ def setup_logging(level: int = logging.INFO, *, stream: TextIO | None = None, st
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+
+
+@contextlib.contextmanager
+def run_log(path: str | os.PathLike[str], *, enabled: bool = True) -> Iterator[None]:
+    """Also write this process's log records (INFO and up, ``key=value``) to ``path`` for the
+    duration, appending: a run directory's ``train.log`` holds every start and resume of the run."""
+    if not enabled:
+        yield
+        return
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(KeyValueFormatter())
+    handler.setLevel(logging.INFO)
+    level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)  # a library caller that set up no logging still gets its train.log
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()

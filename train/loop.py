@@ -11,11 +11,19 @@ logged with the sample ids involved; ``max_nonfinite_in_a_row`` consecutive skip
 with ``NonFiniteLossError``. Skipped updates still advance ``progress.step`` so that the schedule
 and the epoch/step bookkeeping stay aligned. With fp16 the grad scaler's own overflow skips (inf
 gradients at a too-high scale) are normal and are not counted.
+
+On N ranks (DDP) an update is the one a single process makes on the global batch: the loss is
+normalised by the global weight total (``ClassWeightedCE(global_batch=True)``), BatchNorm can be
+synchronised (``sync_bn``: converted before wrapping), the finite/skip decision is taken once
+for all ranks (one all-reduce, so no rank steps or raises while another waits in a collective),
+and a change of the frozen groups re-wraps the model, because DDP only reduces the parameters
+that required gradients when it was wrapped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -28,10 +36,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from train.batch import Batch, Loader
 from train.checkpoint import TrainProgress
-from train.device import Precision, rank_and_world
+from train.device import Precision, any_rank, rank_and_world
 from train.dynamics import DynamicsWriter, EpochDynamics
 from train.loss import ClassWeightedCE, plain_ce_and_margin
-from train.model import PawNet
+from train.model import PawNet, place_model
 from train.schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
@@ -71,11 +79,15 @@ class Trainer:
         max_nonfinite_in_a_row: int = 20,
         freeze_groups: int = 0,
         freeze_steps: int = 0,
+        sync_bn: bool = False,
         progress: TrainProgress | None = None,
     ) -> None:
         self.device = device
         self.channels_last = channels_last
-        self.model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        _, world = rank_and_world()
+        if sync_bn and world > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same Parameter objects: the optimizer keeps them
+        self.model = place_model(model, device, channels_last=channels_last)
         self.loss_fn = loss_fn.to(device)
         self.optimizer = optimizer
         self.schedule = schedule
@@ -91,13 +103,23 @@ class Trainer:
             from timm.utils import ModelEmaV3
 
             self.ema = ModelEmaV3(self.model, decay=ema_decay)
-        forward: nn.Module = torch.compile(self.model) if compile else self.model
-        _, world = rank_and_world()
-        if world > 1:
-            index = (device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
-            forward = DistributedDataParallel(forward, device_ids=[index] if index is not None else None)
-        self.forward_model = forward
+        self._compiled: nn.Module = torch.compile(self.model) if compile else self.model
+        self.forward_model = self._wrap()
         self._reset_running()
+
+    def _wrap(self) -> nn.Module:
+        """The module the training step calls: the (compiled) model, in DDP on several ranks.
+
+        DDP reduces the parameters that require gradients when it is built; after the frozen groups
+        change it is built anew (on every rank at the same step, a pure function of the step).
+        """
+        if rank_and_world()[1] == 1:
+            return self._compiled
+        self.forward_model = None  # the old wrapper's reducer and its gradient hooks go first
+        gc.collect()
+        device = self.device
+        index = (device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
+        return DistributedDataParallel(self._compiled, device_ids=[index] if index is not None else None)
 
     # -- running statistics, kept on the device between log points ---------------------------------
     def reset_running(self) -> None:
@@ -139,6 +161,7 @@ class Trainer:
         frozen = self.freeze_groups if self.progress.step < self.freeze_steps else 0
         if frozen != self.model._frozen_groups:
             self.model.set_frozen_groups(frozen)
+            self.forward_model = self._wrap()
             log.info("step %d: %d leading backbone groups frozen", self.progress.step, frozen)
 
     def train_epoch(
@@ -192,7 +215,7 @@ class Trainer:
         with context:
             with self.precision.autocast(self.device):
                 logits = self.forward_model(images)
-            loss, _ = self.loss_fn(logits, labels)
+            loss, _ = self.loss_fn(logits, labels, global_batch=True)
             # Backward even when the loss is not finite: the update decides once per group (one sync),
             # and on several ranks every rank must join the gradient all-reduce.
             self.scaler.scale(loss / group_size).backward()
@@ -202,7 +225,8 @@ class Trainer:
             self._run_count += labels.numel()
             if dynamics is not None:
                 nll, margin = plain_ce_and_margin(logits, labels)
-                dynamics.add(batch.sample_ids, step=self.progress.step, labels=labels, preds=preds, loss=nll, margin=margin)
+                dynamics.add(batch.sample_ids, step=self.progress.step, labels=labels, preds=preds, loss=nll, margin=margin,
+                             probs=logits.float().softmax(dim=1), progress=self.progress)  # fmt: skip
         return loss / group_size
 
     def _update(self, group_loss: torch.Tensor, group_ids: list[str]) -> tuple[float, bool]:
@@ -215,7 +239,7 @@ class Trainer:
         finite = torch.isfinite(group_loss)
         if not self.scaler.is_enabled():
             finite = finite & torch.isfinite(grad_norm)
-        ok = bool(finite.item())
+        ok = not any_rank([not bool(finite.item())], device=self.device)[0]  # one decision for every rank
         if ok:
             self.scaler.step(self.optimizer)
             if self.ema is not None:

@@ -93,6 +93,12 @@ class PawNet(nn.Module):
         return self
 
 
+def place_model(model: nn.Module, device: torch.device | str, *, channels_last: bool = True) -> nn.Module:
+    """``model`` on ``device`` (channels-last when asked), in place; build the optimizer after this, so
+    that it sees the parameters where they train (AdamW picks its fused CUDA kernel from that)."""
+    return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def build_model(
     num_classes: int,
     *,

@@ -38,7 +38,7 @@ from torch import nn
 
 from train.config import OptimConfig
 from train.loss import ClassWeightedCE
-from train.model import build_model
+from train.model import build_model, place_model
 from train.optim import build_optimizer
 
 MiB = 1 << 20
@@ -300,7 +300,7 @@ def measure_on_cuda(planner: MemoryPlanner, *, batch_size: int, num_classes: int
         raise RuntimeError("train plan --measure: no CUDA device is visible to PyTorch")
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    model = build_model(num_classes).to(device, memory_format=torch.channels_last)
+    model = place_model(build_model(num_classes), device)
     opt = build_optimizer(model, OptimConfig(name=planner.optimizer_name))
     ema = None
     if planner.ema:

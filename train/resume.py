@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.atomic import write_text
+from common.atomic import write_text
 from train.checkpoint import latest_checkpoint, load_checkpoint
 from train.dynamics import prune_parts
 

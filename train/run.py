@@ -25,7 +25,7 @@ Stop and checkpoint decisions are all-reduced after every update, so all ranks s
 step and none is left waiting in a collective.
 
 ``train_from_config`` is what the CLI calls: it joins torchrun's process group when there is one,
-reads ``dataset.json`` and opens the real shard loaders through ``train.data.open_loader``.
+reads ``dataset.json`` and opens the real shard loaders through ``train.loader.open_loader``.
 """
 
 from __future__ import annotations
@@ -42,26 +42,40 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ingest.progress import progress as progress_bar
+from common.progress import progress as progress_bar
 from train.batch import Batch, Loader
-from train.checkpoint import LAST, PREVIOUS, TrainProgress, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from train.checkpoint import (
+    LAST,
+    PREVIOUS,
+    TrainProgress,
+    load_checkpoint,
+    rank_state,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from train.config import TrainConfig
-from train.data import DatasetInfo, open_loader, read_dataset_info
+from train.data import DatasetInfo, read_dataset_info
+from train.loader import open_loader
 from train.device import (
     any_rank,
     broadcast_object,
+    gather_objects,
     init_distributed,
     rank_and_world,
+    rank_seed,
     resolve_device,
     resolve_precision,
+    resolve_sync_bn,
     seed_everything,
 )
 from train.dynamics import EpochDynamics
 from train.evaluate import evaluate
 from train.lock import RunLock, RunLocked
+from train.logs import run_log
 from train.loop import Trainer, UpdateInfo
 from train.loss import ClassWeightedCE
-from train.model import build_model
+from train.model import build_model, place_model
 from train.optim import build_optimizer
 from train.resume import ResumePoint, clean_after, find_resume_point, move_aside
 from train.runrecord import RunRecord
@@ -148,12 +162,12 @@ def run_training(
     ``signals``: the process's installed ``RunSignals`` (the CLI installs them); None: nothing stops
     the run from outside.
     """
-    seed_everything(cfg.seed, deterministic=cfg.compute.deterministic)
+    rank, world = rank_and_world()
+    seed_everything(rank_seed(cfg.seed, rank), deterministic=cfg.compute.deterministic)
     device = resolve_device(cfg.compute.device)
     precision = resolve_precision(cfg.compute.amp, device)
     if device.type == "cpu" and cfg.compute.cpu_threads:
         torch.set_num_threads(cfg.compute.cpu_threads)
-    rank, world = rank_and_world()
     run_dir = Path(broadcast_object(str(run_dir if run_dir is not None else _new_run_dir(cfg))))
 
     lock, removed = None, {}
@@ -189,9 +203,10 @@ def _run_claimed(
         status.update(state="starting", run_dir=str(run_dir), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       epochs=cfg.schedule.epochs, world_size=world, error=None)  # fmt: skip
     try:
-        result = _train(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision, status=status,
-                        train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
-                        class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
+        with run_log(run_dir / "train.log", enabled=rank == 0):  # every start and resume of the run, appended
+            result = _train(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision, status=status,
+                            train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
+                            class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
     except BaseException as exc:
         if status is not None:
             status.update(state="failed", force=True, error=f"{type(exc).__name__}: {exc}")
@@ -217,6 +232,8 @@ def _train(
         pretrained=cfg.model.pretrained,
         freeze_bn=cfg.model.freeze_bn,
     )
+    model = place_model(model, device, channels_last=cfg.compute.channels_last)  # before the optimizer sees it
+    sync_bn = resolve_sync_bn(cfg.compute.sync_bn, device=device, world_size=world, batch_size=cfg.data.batch_size)
     steps_per_epoch = optimizer_steps_per_epoch(len(train_loader), cfg.optim.accumulate)
     schedule = WarmupCosine(
         lr=cfg.optim.lr,
@@ -239,14 +256,16 @@ def _train(
         max_nonfinite_in_a_row=cfg.record.max_nonfinite_in_a_row,
         freeze_groups=cfg.model.freeze_groups,
         freeze_steps=cfg.model.freeze_steps,
+        sync_bn=sync_bn,
         progress=TrainProgress(best_metric=cfg.eval.best_metric),
     )
     rng = None
     if point.checkpoint is not None:
         state = load_checkpoint(point.checkpoint, map_location="cpu")  # RNG states must stay CPU tensors
         trainer.load_state_dict(state)
-        train_loader.load_state_dict(state["loader"])
-        rng = state["rng"]
+        own = rank_state(state, rank, world)  # this rank's data position and random streams
+        train_loader.load_state_dict(own["loader"])
+        rng = own["rng"]
         if point.own and state.get("schedule") not in (None, asdict(schedule)):
             raise ValueError(f"{point.checkpoint}: learning-rate schedule {state['schedule']} differs from this run's "
                              f"{asdict(schedule)} (did the number of training samples change?); start over with --new")  # fmt: skip
@@ -263,7 +282,8 @@ def _train(
                 best={"metric": cfg.eval.best_metric, "value": p.best_value, "epoch": p.best_epoch, "step": p.best_step}
                 if p.best_step >= 0 else None)  # fmt: skip
 
-    record = RunRecord(run_dir, enabled=rank == 0, resume_step=point.step if point.own else None)
+    record = RunRecord(run_dir, enabled=rank == 0, resume_step=point.step if point.own else None,
+                       best_metric=cfg.eval.best_metric)
     n_params = sum(p.numel() for p in model.parameters())
     resumed = None
     if point.own:
@@ -276,6 +296,7 @@ def _train(
         extra={
             "precision": precision.name,
             "world_size": world,
+            "sync_bn": sync_bn,
             "parameters": n_params,
             "init": str(cfg.model.pretrained) if cfg.model.pretrained else "random",
             "vocabulary": vocabulary,
@@ -313,6 +334,20 @@ def _train(
         stopped_by=stopped_by,
         resumed_from=point.checkpoint,
     )
+
+
+def _normalize(loader: Loader) -> dict[str, list[float]] | None:
+    """The input normalisation the model trains with (0-255 scale): evaluation and prediction of its
+    checkpoints use these, whatever shards they read."""
+    spec = getattr(loader, "spec", None)
+    return {"mean": list(spec.mean), "std": list(spec.std)} if spec is not None else None
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "?"
+    hours, rest = divmod(int(round(value)), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def early_stopping_update(progress: TrainProgress, value: float, *, patience: int) -> bool:
@@ -359,6 +394,7 @@ class _Session:
         self.precision, self.device = precision, device
         self.signals, self.status = signals, status
         self.last_metrics: dict[str, Any] = {}
+        self.last_train: dict[str, Any] = {}  # the latest `train` log values (loss, lr): the progress line shows them
         self.rank, self.world = rank_and_world()
         self.dynamics: EpochDynamics | None = None
         self._saved_at = time.monotonic()
@@ -440,11 +476,13 @@ class _Session:
             last = info.batch_in_epoch == info.batches_per_epoch
             if info.step % cfg.record.log_every_steps == 0 or last:
                 per_batch = (time.perf_counter() - started) / max(info.batch_in_epoch - start_batch, 1)
+                self.last_train = {"lr": info.lr, **self.trainer.take_running()}
                 self.record.log(
-                    "train", step=info.step, epoch=epoch, batch=info.batch_in_epoch, lr=info.lr,
-                    **self.trainer.take_running(), nonfinite_total=p.nonfinite_total,
-                    eta_s=round(per_batch * (info.batches_per_epoch - info.batch_in_epoch), 1),
+                    "train", step=info.step, epoch=epoch, batch=info.batch_in_epoch, **self.last_train,
+                    nonfinite_total=p.nonfinite_total, eta_s=round(per_batch * (info.batches_per_epoch - info.batch_in_epoch), 1),
                 )  # fmt: skip
+                bar.set_postfix(loss=f"{self.last_train['train_loss']:.4f}", lr=f"{info.lr:.2e}",
+                                run_eta=_seconds(self._etas()[1]), refresh=False)  # fmt: skip
             self._status("training", force_log=last, lr=info.lr)
             if cfg.eval.every_steps and info.step % cfg.eval.every_steps == 0 and not last:
                 paused = time.perf_counter()
@@ -488,27 +526,40 @@ class _Session:
             self._rate = (p.samples_seen - mark_samples) * self.world / (now - mark_time)  # over the last interval
             if now - mark_time >= max(self.cfg.record.status_every_s, 1.0):
                 self._rate_mark = (now, p.samples_seen)
-        batches = len(self.train_loader)
-        left = (batches - p.batch_in_epoch) * self.train_loader.batch_size * self.world
+        epoch_eta, run_eta = self._etas()
         if self.status is not None:
             self.status.update(
-                state=state, epoch=p.epoch, batch=p.batch_in_epoch, batches=batches, step=p.step,
-                images_per_s=round(self._rate, 2), epoch_eta_s=round(left / self._rate, 1) if self._rate > 0 else None,
-                **fields,
+                state=state, epoch=p.epoch, batch=p.batch_in_epoch, batches=len(self.train_loader), step=p.step,
+                images_per_s=round(self._rate, 2), epoch_eta_s=epoch_eta, run_eta_s=run_eta, **fields,
             )  # fmt: skip
-        self._log_progress(force=force_log)
+        self._log_progress(epoch_eta, run_eta, force=force_log)
 
-    def _log_progress(self, *, force: bool = False) -> None:
-        """Off a terminal (journald, a log file), a plain progress line every ``record.progress_every_s``."""
+    def _etas(self) -> tuple[float | None, float | None]:
+        """Seconds of training left in this epoch and in the whole run (at the current rate; evaluations
+        excluded; early stopping may end the run sooner)."""
+        if self._rate <= 0:
+            return None, None
+        p, batches = self.progress, len(self.train_loader)
+        per_batch = self.train_loader.batch_size * self.world / self._rate
+        left_in_epoch = max(batches - p.batch_in_epoch, 0)
+        later = max(self.cfg.schedule.epochs - p.epoch - 1, 0) * batches
+        return round(left_in_epoch * per_batch, 1), round((left_in_epoch + later) * per_batch, 1)
+
+    def _log_progress(self, epoch_eta: float | None, run_eta: float | None, *, force: bool = False) -> None:
+        """Off a terminal (journald, a log file), a plain progress line every ``record.progress_every_s``;
+        on a terminal the bar shows the same (loss, lr, ETA) as its postfix."""
         now = time.monotonic()
         if self.rank != 0 or sys.stderr.isatty() or (not force and now - self._logged_at < self.cfg.record.progress_every_s):
             return
         self._logged_at = now
-        p, batches = self.progress, len(self.train_loader)
-        eta = (batches - p.batch_in_epoch) * self.train_loader.batch_size * self.world / self._rate if self._rate > 0 else None
-        log.info("epoch %d/%d batch %d/%d step %d: %.1f img/s, epoch ETA %s", p.epoch + 1, self.cfg.schedule.epochs,
-                 p.batch_in_epoch, batches, p.step, self._rate, f"{eta:.0f} s" if eta is not None else "?",
-                 extra={"kv": {"epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step, "img_per_s": round(self._rate, 1)}})  # fmt: skip
+        p, batches, last = self.progress, len(self.train_loader), self.last_train
+        loss, lr = last.get("train_loss"), last.get("lr")
+        log.info("epoch %d/%d batch %d/%d step %d: loss %s, lr %s, %.1f img/s, epoch ETA %s, run ETA %s",
+                 p.epoch + 1, self.cfg.schedule.epochs, p.batch_in_epoch, batches, p.step,
+                 f"{loss:.4f}" if loss is not None else "?", f"{lr:.3g}" if lr is not None else "?", self._rate,
+                 _seconds(epoch_eta), _seconds(run_eta),
+                 extra={"kv": {"epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step, "loss": loss, "lr": lr,
+                               "img_per_s": round(self._rate, 1), "epoch_eta_s": epoch_eta, "run_eta_s": run_eta}})  # fmt: skip
 
     # -- evaluation and checkpoints -----------------------------------------------------------------------
     def _evaluate(self, *, end_of_epoch: bool) -> dict[str, Any]:
@@ -568,13 +619,17 @@ class _Session:
                 "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step})  # fmt: skip
 
     def _save(self, name: str, *, keep_previous: str | None = None) -> None:
+        """Every rank calls this at the same step (it gathers the ranks' own states); rank 0 writes."""
+        ranks = gather_objects({"loader": self.train_loader.state_dict(), "rng": rng_state()})
         state = {
             **self.trainer.state_dict(),
             "config": self.cfg.model_dump(mode="json"),
             "vocabulary": self.vocabulary,
-            "loader": self.train_loader.state_dict(),
+            "loader": ranks[0]["loader"],
             "schedule": asdict(self.trainer.schedule),  # a pure function of the step: kept to check a resume
-            "rng": rng_state(),
+            "rng": ranks[0]["rng"],
+            "ranks": ranks if self.world > 1 else None,
+            "normalize": _normalize(self.train_loader),
             "metrics": _summary(self.last_metrics),
         }
         if self.rank == 0:
@@ -606,12 +661,17 @@ def train_from_config(
         val_loader = open_loader(
             cfg.data.shards / cfg.data.val_split, train=False, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, **common
         )
+        vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
+        if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
+            from train.audit.threshold import with_threshold_samples
+
+            train_loader, vocabulary, class_weights = with_threshold_samples(train_loader, vocabulary, class_weights, cfg.audit)
         return run_training(
             cfg,
             train_loader=train_loader,
             val_loader=val_loader,
-            vocabulary=info.vocabulary,
-            class_weights=info.weights(cfg.loss.class_weights),
+            vocabulary=vocabulary,
+            class_weights=class_weights,
             run_dir=run_dir,
             resume_from=resume_from,
             new=new,

@@ -3,8 +3,8 @@
     RUN/config.json      resolved TrainConfig (re-runnable: ``train run --config RUN/config.json``)
     RUN/run.json         seed, git revision (+ dirty flag), package versions, device, command line, dataset
     RUN/metrics.jsonl    one JSON object per line: {"event": "train"|"eval"|"epoch"|..., "step": ..., ...}
-    RUN/curves.svg       loss / accuracy / learning rate against the optimizer step (opens in any browser)
-    RUN/tb/              TensorBoard event files, when the ``tensorboard`` package is installed
+    RUN/curves.png|svg   loss / accuracy / learning rate against the optimizer step (train/curves.py)
+    RUN/tb/              TensorBoard event files (``tensorboard --logdir RUN/tb``)
     RUN/checkpoints/     last.pt, prev.pt, best.pt (train/checkpoint.py)
     RUN/dynamics/        epoch_NNNN.bSTART-STOP.parquet parts (train/dynamics.py)
     RUN/status.json      what the run is doing now (train/status.py)
@@ -27,7 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ingest.atomic import write_json, write_text
+from common.atomic import write_json
+from train.curves import write_curves
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,13 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
 
 
 class RunRecord:
-    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None) -> None:
-        """``resume_step``: the step a resumed run continues after (its earlier events are read back for the curves)."""
+    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None,
+                 best_metric: str = "accuracy") -> None:  # fmt: skip
+        """``resume_step``: the step a resumed run continues after (its earlier events are read back for the curves);
+        ``best_metric``: the evaluation metric whose best value the curves mark (``best.pt``)."""
         self.dir = Path(run_dir)
         self.enabled = enabled
+        self.best_metric = best_metric
         self.events: list[dict[str, Any]] = []
         self._tb = None
         if not enabled:
@@ -88,6 +92,7 @@ class RunRecord:
                 # purge_step: TensorBoard hides the events a killed run wrote past its checkpoint.
                 purge = resume_step + 1 if resume_step is not None else None
                 self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), purge_step=purge)
+                log.info("curves: tensorboard --logdir %s (and %s)", self.dir / "tb", self.dir / "curves.png")
 
     @property
     def checkpoints(self) -> Path:
@@ -142,7 +147,7 @@ class RunRecord:
 
     def write_curves(self) -> None:
         if self.enabled:
-            write_text(self.dir / "curves.svg", curves_svg(self.events))
+            write_curves(self.dir, self.events, best_metric=self.best_metric)
 
     def close(self) -> None:
         if not self.enabled:
@@ -151,76 +156,3 @@ class RunRecord:
         self._metrics.close()
         if self._tb is not None:
             self._tb.close()
-
-
-# -- the plot: three panels of polylines, no plotting library needed ----------------------------------
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
-
-
-def _series(events: list[dict[str, Any]], event: str, key: str) -> list[tuple[float, float]]:
-    return [
-        (float(e["step"]), float(e[key]))
-        for e in events
-        if e.get("event") == event and isinstance(e.get(key), (int, float)) and math.isfinite(e[key]) and "step" in e
-    ]
-
-
-def svg_panel(x0: float, title: str, lines: list[tuple[str, list[tuple[float, float]]]], *, w: int, h: int) -> str:
-    parts = [f'<g transform="translate({x0},0)"><text x="{w / 2}" y="16" text-anchor="middle" font-weight="bold">{title}</text>']
-    left, top, right, bottom = 56, 28, w - 10, h - 44
-    parts.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="none" stroke="#999"/>')
-    points = [p for _, series in lines for p in series]
-    if points:
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        xmin, xmax = min(xs), max(max(xs), min(xs) + 1)
-        ymin, ymax = min(ys), max(ys)
-        if ymax <= ymin:  # a flat line: give it a band to sit in
-            ymin, ymax = ymin - max(abs(ymin) * 0.1, 1e-12), ymax + max(abs(ymax) * 0.1, 1e-12)
-        sx = lambda v: left + (v - xmin) / (xmax - xmin) * (right - left)  # noqa: E731
-        sy = lambda v: bottom - (v - ymin) / (ymax - ymin) * (bottom - top)  # noqa: E731
-        for frac in (0.0, 0.5, 1.0):
-            yv = ymin + frac * (ymax - ymin)
-            parts.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.3g}</text>')
-            xv = xmin + frac * (xmax - xmin)
-            parts.append(f'<text x="{sx(xv):.1f}" y="{bottom + 14}" text-anchor="middle" font-size="10">{xv:.0f}</text>')
-        for i, (label, series) in enumerate(lines):
-            colour = _COLOURS[i % len(_COLOURS)]
-            if len(series) == 1:
-                x, y = series[0]
-                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
-            elif series:
-                path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in series)
-                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
-            x_legend = left + sum(7 * len(name) + 14 for name, _ in lines[:i])
-            parts.append(f'<text x="{x_legend}" y="{h - 3}" font-size="11" fill="{colour}">&#9632; {label}</text>')
-    else:
-        parts.append(f'<text x="{w / 2}" y="{h / 2}" text-anchor="middle" fill="#999">no data yet</text>')
-    parts.append(f'<text x="{(left + right) / 2}" y="{bottom + 26}" text-anchor="middle" font-size="10">optimizer step</text></g>')
-    return "".join(parts)
-
-
-def svg_chart(panels: list[tuple[str, list[tuple[str, list[tuple[float, float]]]]]], *, w: int = 380, h: int = 280) -> str:
-    """Side-by-side panels, each ``(title, [(legend, [(step, value), ...]), ...])``, as one SVG document."""
-    body = "".join(svg_panel(i * w, title, lines, w=w, h=h) for i, (title, lines) in enumerate(panels))
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * len(panels)}" height="{h}" '
-        f'font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>{body}</svg>\n'
-    )
-
-
-def curves_svg(events: list[dict[str, Any]]) -> str:
-    """Loss (train, val), accuracy (train, val, val macro-F1) and learning rate against the step."""
-    return svg_chart(
-        [
-            ("loss", [("train", _series(events, "train", "train_loss")), ("val", _series(events, "eval", "loss"))]),
-            (
-                "accuracy",
-                [
-                    ("train", _series(events, "train", "train_accuracy")),
-                    ("val", _series(events, "eval", "accuracy")),
-                    ("val macro-F1", _series(events, "eval", "macro_f1")),
-                ],
-            ),
-            ("learning rate", [("lr", _series(events, "train", "lr"))]),
-        ]
-    )

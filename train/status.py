@@ -9,8 +9,10 @@
 finished, the number of epochs done; ``epochs_done`` is ``epoch + batch / batches``. States: starting, training, evaluating, and at the
 end stopped (a signal; resumable), failed (``error`` says why) or finished.
 
-``train status RUN_DIR`` prints it for people (``--json`` as is); a status older than its
-writer's pid (the process is gone) is shown as such, since a killed run cannot say so itself.
+``train status RUN_DIR`` prints it for people (``--json`` as is). A killed run cannot say so
+itself: when the status says a run is active but nobody holds the run's lock (or, without a
+lock file, its pid is gone), the state read back is ``died`` (``state_written`` keeps the last
+one written).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest.atomic import write_json
+from common.atomic import write_json
 
 STATUS_FILE = "status.json"
 STATES = ("starting", "training", "evaluating", "stopped", "failed", "finished")
@@ -61,12 +63,27 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{run_dir}: no {STATUS_FILE} (not a run directory, or the run never started)") from None
+        from common.folders import describe, what_is
+
+        found = what_is(run_dir)
+        what = f"this is {describe(found)}, not a run directory" if found not in (None, "", "train run") else (
+            "not a run directory, or the run never started")
+        raise ValueError(f"{run_dir}: no {STATUS_FILE} ({what})") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from None
-    if doc.get("state") in ("starting", "training", "evaluating") and not _alive(doc.get("pid")):
-        doc["state_note"] = f"process {doc.get('pid')} is gone (killed?); the run resumes from its last checkpoint"
+    if doc.get("state") in ("starting", "training", "evaluating") and not _running(Path(run_dir), doc.get("pid")):
+        doc["state_written"], doc["state"] = doc["state"], "died"
+        doc["state_note"] = f"process {doc.get('pid')} is gone (killed?); rerun the same command to resume from the last checkpoint"
     return doc
+
+
+def _running(run_dir: Path, pid: object) -> bool:
+    """Whether the run's trainer lives: the kernel's lock says so exactly (a reused pid does not fool it)."""
+    from train.lock import LOCK_FILE, RunLock
+
+    if (run_dir / LOCK_FILE).exists():
+        return RunLock(run_dir).holder() is not None
+    return _alive(pid)
 
 
 def _alive(pid: object) -> bool:

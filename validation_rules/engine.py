@@ -24,16 +24,19 @@ class RuleOutcome:
 
 def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     """Evaluate ``ruleset`` on ``frame``; every input row is in exactly one of the two outputs."""
+    if "parse_rule" not in frame.columns:  # set by the label-file gate; frames built elsewhere lack it
+        frame = frame.with_columns(parse_rule=pl.lit(None, dtype=pl.String))
     parsed = pl.col("parse_error").is_null() if "parse_error" in frame.columns else pl.lit(True)
     lf = frame.lazy().with_columns(_ok=pl.lit(True))
     repairs, warnings = [], []
     for i, active in enumerate(ruleset.rules):
         rule, params = active.rule, active.params
         violation = rule.check(params).fill_null(False)
-        if rule.id != "annotation.malformed":
+        if not rule.on_unparsed:
             violation = violation & parsed
         if rule.prepare is not None:
-            lf = rule.prepare(lf.collect(engine="in-memory")).lazy()
+            collected = lf.collect(engine="in-memory")
+            lf = (rule.prepare(collected, params) if rule.prepare_takes_params else rule.prepare(collected)).lazy()
         lf = lf.with_columns(violation.alias(f"_viol{i}"))
         if active.action is Action.CLIP:
             repair = rule.repair(params)
@@ -56,7 +59,8 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     # Filter only the columns each side still needs: the frame carries a few scratch columns per rule.
     clean_needs = {"_ok"} | {c for c in scratch if c.startswith(("_fix", "_before"))}
     clean_needs |= {f"_viol{i}" for i, a in enumerate(ruleset.rules) if a.action is Action.WARN}
-    rejected_needs = {"_ok", "_dup_keeper"} | {c for c in scratch if c.startswith("_rej")}
+    # The rejected side keeps the flags and what the rules' `prepare` added (their messages read it).
+    rejected_needs = {c for c in scratch if not c.startswith(("_viol", "_fix", "_before"))}
     clean = frame.drop([c for c in scratch if c not in clean_needs]).filter(pl.col("_ok"))
     clean = clean.with_columns(_list([_note(i, r, clean) for i, r in repairs]).alias("repairs"), _list(warnings).alias("warnings"))
     rejected = frame.drop([c for c in scratch if c not in rejected_needs]).filter(~pl.col("_ok"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+from pydantic import Field
 
 from validation_rules.registry import RuleParams, register_rule
 
@@ -25,6 +26,25 @@ def missing(p: RuleParams) -> pl.Expr:
 )
 def unreadable(p: RuleParams) -> pl.Expr:
     return pl.col("status") == "unreadable"
+
+
+class PixelParams(RuleParams):
+    # The users' frames are 1920x1080 (2.1 Mpx); 4096x4096 admits 4K frames with room to spare
+    # and refuses a 13000x13000 PNG of a few hundred KB before it is decoded (0.8 GB of pixels).
+    max_pixels: int = Field(4096 * 4096, ge=1)
+
+
+@register_rule(
+    "image.too_large",
+    "the image has more pixels than max_pixels (read from the header; never decoded)",
+    action="drop",
+    params=PixelParams,
+    detail=lambda p: pl.format(
+        "image '{}': expected at most {} pixels, got {}x{}", pl.col("image_path"), pl.lit(p.max_pixels), pl.col("width"), pl.col("height")
+    ),
+)
+def too_large(p: PixelParams) -> pl.Expr:
+    return pl.col("status") == "too_large"
 
 
 def _meta_disagrees() -> pl.Expr:

@@ -13,6 +13,11 @@ class VocabularyParams(RuleParams):
     vocabulary: tuple[str, ...] | None = None
 
 
+def _short(text: pl.Expr, limit: int = 200) -> pl.Expr:
+    """At most ``limit`` characters of a value for a message (a hostile label can be megabytes)."""
+    return pl.when(text.str.len_chars() > limit).then(pl.format("{}... ({} characters)", text.str.slice(0, limit), text.str.len_chars())).otherwise(text)
+
+
 def _label_missing() -> pl.Expr:
     return pl.col("label").is_null() | (pl.col("label").str.strip_chars() == "")
 
@@ -33,7 +38,7 @@ def missing(p: RuleParams) -> pl.Expr:
     action="drop",
     params=VocabularyParams,
     detail=lambda p: pl.format(
-        "field 'label': expected one of [{}], got '{}'", pl.lit(", ".join(p.vocabulary or ())), pl.col("label")
+        "field 'label': expected one of [{}], got '{}'", pl.lit(", ".join(p.vocabulary or ())), _short(pl.col("label"))
     ),
 )
 def unknown(p: VocabularyParams) -> pl.Expr:

@@ -12,6 +12,7 @@ rules that can repair, the repaired columns.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -52,7 +53,13 @@ class Rule:
     repair: Callable[[RuleParams], Repair] | None = None
     # For rules across records: adds helper columns (prefixed "_") to the frame as it stands
     # before the rule, e.g. which group keeps a duplicated image. Pure: frame in, frame out.
-    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    prepare: Callable[..., pl.DataFrame] | None = None
+    # Rules that judge records which did not parse (a label file refused unopened, broken JSON);
+    # every other rule sees parsed records only. Such a rule's action is always drop.
+    on_unparsed: bool = False
+    # When true, ``prepare`` is called as ``prepare(frame, params)``: the helper columns depend on
+    # a parameter (the near-duplicate distance decides which frames are kept).
+    prepare_takes_params: bool = False
 
 
 _REGISTRY: dict[str, Rule] = {}
@@ -66,7 +73,9 @@ def register_rule(
     params: type[RuleParams] = RuleParams,
     detail: Callable[[RuleParams], pl.Expr],
     repair: Callable[[RuleParams], Repair] | None = None,
-    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    prepare: Callable[..., pl.DataFrame] | None = None,
+    on_unparsed: bool = False,
+    prepare_takes_params: bool = False,
 ) -> Callable[[Callable[[RuleParams], pl.Expr]], Callable[[RuleParams], pl.Expr]]:
     """Register ``check`` under ``rule_id``; registering an id twice raises."""
 
@@ -75,7 +84,9 @@ def register_rule(
             raise ValueError(f"rule id {rule_id!r} is already registered")
         if Action(action) is Action.CLIP and repair is None:
             raise ValueError(f"rule {rule_id!r}: a clip rule needs a repair")
-        _REGISTRY[rule_id] = Rule(rule_id, description, Action(action), params, check, detail, repair, prepare)
+        _REGISTRY[rule_id] = Rule(
+            rule_id, description, Action(action), params, check, detail, repair, prepare, on_unparsed, prepare_takes_params
+        )
         return check
 
     return wrap
@@ -91,18 +102,24 @@ def get_rule(rule_id: str) -> Rule:
 
 
 def list_rules() -> list[str]:
-    """All registered rule ids in evaluation order (the order their modules register them)."""
+    """All registered rule ids in evaluation order: by module, in ``_BUILTIN_MODULES`` order, then as registered.
+
+    The order never depends on which module some other code imported first (the ingest step
+    imports ``validation_rules.suspect`` for its helpers long before the rules are listed).
+    """
     _load_builtin_rules()
-    return list(_REGISTRY)
+    rank = {f"validation_rules.{name}": i for i, name in enumerate(_BUILTIN_MODULES)}
+    return sorted(_REGISTRY, key=lambda rule_id: rank.get(_REGISTRY[rule_id].check.__module__, len(rank)))
+
+
+# The evaluation order: file-level failures, then image, label and box checks (boxes are clipped
+# in sequence), then exact duplicates among the records still clean, near-duplicates among those
+# (it compares the frames still kept), and last the audit's suspects (it judges what every other
+# rule kept).
+_BUILTIN_MODULES = ("annotation", "path", "image", "label", "bbox", "duplicate", "near_duplicate", "suspect")
 
 
 def _load_builtin_rules() -> None:
-    # Importing the rule modules registers them, and the order of these lines is the
-    # evaluation order: file-level failures, then image, label and box checks (boxes are
-    # clipped in sequence), then duplicates among the records still clean.
-    import validation_rules.annotation  # noqa: F401
-    import validation_rules.path  # noqa: F401
-    import validation_rules.image  # noqa: F401
-    import validation_rules.label  # noqa: F401
-    import validation_rules.bbox  # noqa: F401
-    import validation_rules.duplicate  # noqa: F401
+    # Importing the rule modules registers them.
+    for name in _BUILTIN_MODULES:
+        importlib.import_module(f"validation_rules.{name}")

@@ -1,11 +1,14 @@
 """A rule set: which rules run, with which action and parameters, loaded from TOML.
 
     [rules."bbox.out_of_bounds"]
-    action = "clip"
-    max_clip_px = 16
+    max_clip_px = 4          # merged over the default: the action stays "clip"
 
-Rules not named in the file do not run, except the ones without which a record could
-reach the manifest unreadable (``REQUIRED``): they always run and always drop.
+    [rules."image.duplicate"]
+    enabled = false          # or: action = "off"
+
+A user's file is merged over ``default.toml`` rule by rule, so naming one rule changes that
+rule only. The ones without which a record could reach the manifest unreadable
+(``REQUIRED``) always run and always drop.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from validation_rules.registry import Action, Rule, RuleParams, get_rule, list_r
 DEFAULT_RULES = Path(__file__).with_name("default.toml")
 REQUIRED = (
     "annotation.malformed", "path.outside_root", "image.missing", "image.unreadable",
-    "bbox.invalid", "label.missing", "label.unknown",
+    "bbox.invalid", "label.missing", "label.unknown", "path.not_regular", "path.bad_name",
 )  # fmt: skip
+OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -40,26 +44,49 @@ class RuleSet:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RuleSet:
-        """Load a rule set TOML (``validation_rules/default.toml`` when ``path`` is None)."""
-        path = Path(path) if path is not None else DEFAULT_RULES
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"rule set {path}: {exc}") from None
-        return cls.from_dict(doc.get("rules", {}), source=str(path))
+        """``validation_rules/default.toml``, with the rule set TOML at ``path`` (if any) merged over it."""
+        table = _read(DEFAULT_RULES)
+        if path is None:
+            return cls.from_dict(table, source=str(DEFAULT_RULES))
+        for rule_id, options in _read(Path(path)).items():
+            if not isinstance(options, dict):
+                raise ValueError(f"rule set {path}: [rules.\"{rule_id}\"]: expected a table, got {options!r}")
+            try:
+                get_rule(rule_id)
+            except KeyError as exc:
+                raise ValueError(f"rule set {path}: {exc.args[0]}") from None
+            options = dict(options)
+            enabled = options.pop("enabled", True)
+            if enabled is False or options.get("action") == OFF:
+                if rule_id in REQUIRED:
+                    raise ValueError(f"rule set {path}: rule {rule_id!r} always runs (a record failing it is unusable)")
+                table.pop(rule_id, None)
+            elif enabled is not True:
+                raise ValueError(f"rule set {path}: [rules.\"{rule_id}\"] field enabled: expected true or false, got {enabled!r}")
+            else:
+                table[rule_id] = {**table.get(rule_id, {}), **options}
+        return cls.from_dict(table, source=f"{DEFAULT_RULES} + {path}")
 
     @classmethod
     def from_dict(cls, table: dict[str, dict[str, Any]], *, source: str = "<dict>") -> RuleSet:
         for rule_id in table:
-            get_rule(rule_id)  # unknown ids raise, listing the valid ones
+            try:
+                get_rule(rule_id)  # unknown ids raise, listing the valid ones
+            except KeyError as exc:
+                raise ValueError(f"rule set {source}: {exc.args[0]}") from None
         active = []
         for rule_id in list_rules():
             if rule_id not in table and rule_id not in REQUIRED:
                 continue
             rule = get_rule(rule_id)
             options = dict(table.get(rule_id, {}))
-            action = Action(options.pop("action", rule.default_action.value))
-            if rule_id in REQUIRED and action is not Action.DROP:
+            try:
+                action = Action(options.pop("action", rule.default_action.value))
+            except ValueError:
+                raise ValueError(
+                    f"rule set {source}: [rules.\"{rule_id}\"] field action: expected one of drop, clip, warn, off"
+                ) from None
+            if (rule_id in REQUIRED or rule.on_unparsed) and action is not Action.DROP:
                 raise ValueError(f"rule set {source}: rule {rule_id!r} always drops, got action {action.value!r}")
             if action is Action.CLIP and rule.repair is None:
                 raise ValueError(f"rule set {source}: rule {rule_id!r} cannot clip")
@@ -81,9 +108,31 @@ class RuleSet:
         )
         return RuleSet(rules, self.source)
 
+    def ids(self) -> list[str]:
+        """The active rule ids, in evaluation order."""
+        return [a.rule.id for a in self.rules]
+
+    def param(self, rule_id: str, name: str) -> Any:
+        """A parameter of an active rule, or None when the rule is not active."""
+        for a in self.rules:
+            if a.rule.id == rule_id:
+                return getattr(a.params, name)
+        return None
+
     def describe(self) -> list[dict[str, Any]]:
         """The resolved rule set as data, for run records and reports."""
         return [
             {"id": a.rule.id, "action": a.action.value, "description": a.rule.description, **a.params.model_dump(mode="json")}
             for a in self.rules
         ]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"rule set {path}: {exc}") from None
+    rules = doc.get("rules", {})
+    if not isinstance(rules, dict):
+        raise ValueError(f"rule set {path}: expected [rules.\"<id>\"] tables, got rules = {rules!r}")
+    return rules

@@ -20,6 +20,8 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from common.schema import RECORDS, polars_schema
+
 FORMATS = ("aihub", "coco", "voc", "yolo", "table")
 
 
@@ -32,6 +34,7 @@ class SourceOptions(BaseModel):
     annotations: str | None = None  # coco/table: the annotation file, relative to root; found when None
     workers: int | None = None  # parallel parsing where a source supports it
     quiet: bool = False  # no progress bars
+    max_file_bytes: int | None = None  # a larger label file is refused unopened (rule annotation.too_large)
 
 
 @dataclass
@@ -41,6 +44,11 @@ class Parsed:
     vocabulary: tuple[str, ...] | None = None  # the source's own class list, in id order, if it has one
     orphans: pl.DataFrame | None = None  # ORPHANS: images on disk that no annotation names
     notes: dict = field(default_factory=dict)  # source-specific statistics for the report
+
+
+# The columns of a source's record rows, in order (sources that build rows as tuples use it):
+# RECORDS but ``parse_rule``, which only the file gate (``files.with_refused``) sets.
+ROW_SCHEMA = {name: dtype for name, dtype in polars_schema(RECORDS).items() if name != "parse_rule"}
 
 
 def source_module(name: str):

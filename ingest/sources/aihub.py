@@ -21,8 +21,9 @@ import msgspec
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from ingest.schema import ORPHANS, RECORDS, conform, empty, polars_schema
+from common.schema import ORPHANS, RECORDS, conform, empty, polars_schema
 from ingest.sources import Parsed, SourceOptions
+from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, shown, with_refused
 
 NAME = "aihub"
 LABELS_DIR, FRAMES_DIR = "라벨링데이터", "원천데이터"
@@ -66,7 +67,7 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse every label file under ``root`` into records (one per annotated frame) and orphans."""
     if options.label not in LABEL_FIELDS:
         raise ValueError(f"--label for aihub: expected one of {', '.join(LABEL_FIELDS)}, got {options.label!r}")
-    files = label_files(root)
+    files, refused = admit(root, label_files(root), max_bytes=options.max_file_bytes)
     workers = worker_count(options.workers)
     jobs = [(str(root), options.label, part) for part in chunked(files, workers=workers)]
     frames, orphan_paths, seen_dirs = [], [], set()
@@ -76,7 +77,10 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
         orphan_paths += orphans
         seen_dirs.update(dirs)
     orphan_paths += _unlabelled_frames(root, seen_dirs)
-    records = pl.concat(frames) if frames else empty(RECORDS)
+    orphan_paths = [shown(p) for p in orphan_paths]
+    records = with_refused(pl.concat(frames) if frames else empty(RECORDS).with_columns(
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in EXTRA_COLUMNS.items()
+    ), refused)
     orphans = pl.DataFrame(
         {"image_path": orphan_paths, "group_id": [p.rsplit("/", 2)[-2] for p in orphan_paths]},
         schema={"image_path": pl.String, "group_id": pl.String},
@@ -86,7 +90,7 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
         extra_columns=list(EXTRA_COLUMNS),
         vocabulary=VOCABULARIES[options.label],
         orphans=conform(orphans, ORPHANS),
-        notes={"label_files": len(files)},
+        notes={"label_files": len(files) + len(refused)},
     )
 
 
@@ -99,6 +103,9 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
     orphans: list[str] = []
     dirs: list[str] = []
     for rel in files:
+        if len(rel.split("/")) < 5:
+            _append_failure(cols, rel, None, f"{rel}: expected a label file at {{split}}/{LABELS_DIR}/{{species}}/{{action}}/<video>.json")
+            continue
         frame_dir = _frame_dir(rel)
         dirs.append(frame_dir)
         on_disk = _list_frames(os.path.join(root, frame_dir))
@@ -110,9 +117,15 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
             except msgspec.MsgspecError:
                 # Anything off the well-formed shape (a null box, a string width, NaN, a missing
                 # frame number, broken JSON) takes the lenient path, which says exactly what.
-                referenced = _parse_doc(json.loads(data), rel, frame_dir, label_field, on_disk, cols)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                referenced = _parse_doc(loads_json(data), rel, frame_dir, label_field, on_disk, cols)
+        except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode) as exc:
             _append_failure(cols, rel, None, f"{rel}: JSON does not parse: {exc}")
+            referenced = set()
+        except RecursionError:
+            _append_failure(cols, rel, None, f"{rel}: JSON does not parse: nested too deeply")
+            referenced = set()
+        except OverflowError as exc:  # an integer no float can hold, where a number is expected
+            _append_failure(cols, rel, None, f"{rel}: a number out of range: {exc}")
             referenced = set()
         except _Malformed as exc:
             _append_failure(cols, rel, None, f"{rel}: {exc}")
@@ -165,8 +178,8 @@ def _video(meta: dict, rel: str, label_field: str) -> dict:
     video = {
         "group_id": name[: -len(".json")],
         "split": SPLIT_DIRS.get(split_dir),
-        "meta_width": _int_or_none(meta.get("width")),
-        "meta_height": _int_or_none(meta.get("height")),
+        "meta_width": _size(meta.get("width"), "metadata.width"),
+        "meta_height": _size(meta.get("height"), "metadata.height"),
         "species": _text(meta.get("species")) or species_dir,
         "action": action_dir,
         "action_text": _text(meta.get("action")),
@@ -220,6 +233,8 @@ def _parse_typed(doc: _Document, rel, frame_dir, label_field, on_disk, cols) -> 
     video = _video(doc.metadata, rel, label_field)
     rows = []
     for ann in doc.annotations:
+        if not _INT64[0] <= ann.frame_number <= _INT64[1]:
+            raise msgspec.ValidationError("frame_number beyond int64")  # the lenient path says which record
         box = ann.bounding_box
         x, y, w, h = box.x, box.y, box.width, box.height
         if not (x - x == 0.0 and y - y == 0.0 and w - w == 0.0 and h - h == 0.0):  # 1e999 decodes to inf
@@ -243,14 +258,14 @@ def _parse_doc(doc, rel, frame_dir, label_field, on_disk, cols) -> set[int]:
     rows = []
     for index, ann in enumerate(annotations):
         frame = ann.get("frame_number") if isinstance(ann, dict) else None
-        if type(frame) is not int:
-            got = "not an object" if not isinstance(ann, dict) else repr(frame)
+        if type(frame) is not int or not _INT64[0] <= frame <= _INT64[1]:
+            got = "not an object" if not isinstance(ann, dict) else clip(frame)
             _append_failure(cols, rel, str(index), f"{rel}: annotations[{index}]: expected field 'frame_number' (integer), got {got}", video)
             continue
         stamp = ann.get("timestamp")
         points = ann.get("keypoints")
         visible = len(points) - list(points.values()).count(None) if type(points) is dict else None
-        rows.append((frame, float(stamp) if _is_number(stamp) else None, *_box(ann.get("bounding_box")), visible))
+        rows.append((frame, _float_or_none(stamp), *_box(ann.get("bounding_box")), visible))
     return _append_records(cols, rel, frame_dir, on_disk, video, rows)
 
 
@@ -260,32 +275,42 @@ def _append_records(cols, rel, frame_dir, on_disk, video, rows) -> set[int]:
     source, record, image_path = cols["source_file"], cols["record"], cols["image_path"]
     bx, by, bw, bh, raw = cols["bbox_x"], cols["bbox_y"], cols["bbox_w"], cols["bbox_h"], cols["bbox_raw"]
     frame_col, stamp_col, points_col, error_col = cols["frame_number"], cols["timestamp_ms"], cols["keypoints_visible"], cols["parse_error"]
+    rule_col = cols["parse_rule"]
+    kept = 0
     for frame, stamp, x, y, w, h, r, visible in rows:
         referenced.add(frame)
         name_on_disk = on_disk.get(frame) or f"frame_{frame}_timestamp_{_stamp_text(stamp)}.jpg"
+        why = bad_name(name_on_disk)
+        if why:
+            shown_path = shown(f"{frame_dir}/{name_on_disk}")
+            message = f"{rel}: frame {frame}: image '{shown_path}': the file name {why}; rename it"
+            _append_failure(cols, rel, str(frame), message, video, rule="path.bad_name", image_path=shown_path)
+            continue
+        kept += 1
         source.append(rel)
         record.append(str(frame))
         image_path.append(f"{frame_dir}/{name_on_disk}")
         bx.append(x), by.append(y), bw.append(w), bh.append(h), raw.append(r)
         error_col.append(None)
+        rule_col.append(None)
         frame_col.append(frame)
         stamp_col.append(stamp)
         points_col.append(visible)
     # Video-level values are the same for every row of this file, so appending them in bulk
     # keeps the columns aligned even when record-level failures were appended in between.
     for key in _VIDEO_COLUMNS:
-        cols[key].extend([video.get(key)] * len(rows))
+        cols[key].extend([video.get(key)] * kept)
     return referenced
 
 
 _VIDEO_COLUMNS = [c for c in _COLUMNS if c not in (
     "source_file", "record", "image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "bbox_raw", "parse_error",
-    "frame_number", "timestamp_ms", "keypoints_visible",
+    "frame_number", "timestamp_ms", "keypoints_visible", "parse_rule",
 )]  # fmt: skip
 
 
-def _append_failure(cols, rel, record, message, video=None) -> None:
-    row = {**(video or {}), "source_file": rel, "record": record, "parse_error": message}
+def _append_failure(cols, rel, record, message, video=None, *, rule=None, image_path=None) -> None:
+    row = {**(video or {}), "source_file": rel, "record": record, "parse_error": message, "parse_rule": rule, "image_path": image_path}
     for key in _COLUMNS:
         cols[key].append(row.get(key))
 
@@ -310,8 +335,23 @@ def _box(box: object) -> tuple[float | None, float | None, float | None, float |
     return None, None, None, None, json.dumps(box, ensure_ascii=False)
 
 
-def _int_or_none(v: object) -> int | None:
-    return int(v) if _is_number(v) and math.isfinite(v) else None
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _size(v: object, where: str) -> int | None:
+    """A size the metadata claims: an integer, null when absent; one beyond int64 is a malformed file."""
+    if not _is_number(v) or not math.isfinite(v):
+        return None
+    if not _INT64[0] <= v <= _INT64[1]:
+        raise _Malformed(f"expected field '{where}' (an integer size), got {clip(v)}")
+    return int(v)
+
+
+def _float_or_none(v: object) -> float | None:
+    try:
+        return float(v) if _is_number(v) else None
+    except OverflowError:  # an integer beyond a double
+        return None
 
 
 def _stamp_text(stamp: object) -> str:

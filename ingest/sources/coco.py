@@ -35,14 +35,15 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import Parsed, SourceOptions
+from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources.files import NotUnicode, admit, loads_json, with_refused
 
 NAME = "coco"
 EXTRA_COLUMNS = {"iscrowd": pl.Int64}
 _PEEK_BYTES = 1 << 20
 _COCO_KEY = re.compile(rb'"(?:images|annotations|categories)"\s*:')
-_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+_SCHEMA = {**ROW_SCHEMA, **EXTRA_COLUMNS}
 
 
 def detect(root: Path) -> bool:
@@ -58,10 +59,12 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     orphans: list[str] = []
     names: dict[int | str, str] = {}
     for rel in files:
-        if not (root / rel).is_file():
+        if not (root / rel).exists():
             raise ValueError(f"{root / rel}: expected a COCO JSON file, got nothing")
+    admitted, refused = admit(root, files, max_bytes=options.max_file_bytes)
+    for rel in admitted:
         orphans += _parse_file(root, rel, rows, names)
-    records = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
+    records = with_refused(pl.DataFrame(rows, schema=_SCHEMA, orient="row"), refused)
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
         extra_columns=list(EXTRA_COLUMNS),
@@ -121,9 +124,12 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
     Rows are tuples in ``_SCHEMA`` order: a million annotations are a million tuples, not dicts.
     """
     try:
-        doc = json.loads((root / rel).read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = loads_json((root / rel).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode) as exc:
         rows.append(_failure(rel, None, None, f"{rel}: JSON does not parse: {exc}"))
+        return []
+    except RecursionError:
+        rows.append(_failure(rel, None, None, f"{rel}: JSON does not parse: nested too deeply"))
         return []
     except OSError as exc:
         rows.append(_failure(rel, None, None, f"{rel}: cannot read: {exc.strerror or exc}"))
@@ -182,7 +188,7 @@ def _failure(rel: str, record: str | None, split: str | None, message: str) -> t
 
 
 def _is_int(v: object) -> bool:
-    return type(v) is int
+    return type(v) is int and -(2**63) <= v < 2**63
 
 
 def _is_id(v: object) -> bool:
@@ -200,7 +206,17 @@ def _is_number(v: object) -> bool:
 
 def _size(v: object) -> int | None:
     """A positive integral image size, else null (a 0 or missing size claims nothing)."""
-    return int(v) if _is_number(v) and math.isfinite(v) and v > 0 and float(v).is_integer() else None
+    return int(v) if _is_number(v) and math.isfinite(v) and 0 < v < 2**63 and v == int(v) else None
+
+
+def _float(v: object) -> float | None:
+    """A JSON number as a float; an integer beyond a double's range is not a usable coordinate (None)."""
+    if type(v) not in (int, float):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
 
 
 def _label(category_id: object, categories: dict[int, str]) -> str | None:
@@ -217,7 +233,7 @@ def _box(ann: dict) -> tuple[float | None, float | None, float | None, float | N
         return None, None, None, None, None
     box = ann["bbox"]
     if type(box) is list and len(box) == 4:
-        x, y, w, h = (float(v) if type(v) in (int, float) else None for v in box)
+        x, y, w, h = (_float(v) for v in box)
         if None not in (x, y, w, h) and math.isfinite(x + y + w + h):
             return x, y, w, h, None
         return x, y, w, h, json.dumps(box, ensure_ascii=False)

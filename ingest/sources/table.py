@@ -25,8 +25,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, SPLIT_ALIASES, conform
+from common.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, SPLIT_ALIASES, conform
 from ingest.sources import Parsed, SourceOptions
+from ingest.sources.files import check_file, shown
 
 NAME = "table"
 SUFFIXES = (".csv", ".parquet")
@@ -60,6 +61,11 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse the table named by ``options.annotations`` (or the only one at the root) into records."""
     path = _table_file(root, options.annotations)
     rel = options.annotations.replace("\\", "/") if options.annotations else path.name
+    refused = check_file(str(root), rel, max_bytes=options.max_file_bytes)
+    if refused is not None:  # outside the root, not a regular file, too large: one row, never read
+        rule, message = refused
+        failure = pl.DataFrame({"source_file": [shown(rel)], "parse_error": [message], "parse_rule": [rule]})
+        return Parsed(records=conform(failure, RECORDS), notes={"table": shown(rel)})
     try:
         table = _read(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -82,7 +88,7 @@ def _candidates(root: Path) -> list[Path]:
 def _table_file(root: Path, named: str | None) -> Path:
     if named is not None:
         path = root / named
-        if not path.is_file():
+        if not path.exists() or path.is_dir():
             raise ValueError(f"{path}: expected a CSV or Parquet table, got {'a folder' if path.exists() else 'nothing'}")
         return path
     found = _candidates(root)

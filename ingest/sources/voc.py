@@ -29,13 +29,14 @@ from pathlib import Path
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import Parsed, SourceOptions
+from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources.files import admit, with_refused
 
 NAME = "voc"
 EXTRA_COLUMNS = {"difficult": pl.Int64, "truncated": pl.Int64}
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
-_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+_SCHEMA = {**ROW_SCHEMA, **EXTRA_COLUMNS}
 _POOL_MIN_FILES = 512  # below this a process pool costs more to start than it saves
 _PEEK_BYTES = 4096
 
@@ -55,6 +56,7 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     jobs = annotation_jobs(root)
     if not jobs:
         raise ValueError(f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none")
+    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, rel=lambda job: job[0])
     workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
     chunks = [(str(root), part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], []
@@ -62,12 +64,12 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     for rows, found in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse VOC XML", unit="file", quiet=options.quiet):
         frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
         orphans += found
-    records = pl.concat(frames)
+    records = with_refused(pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA), refused)
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
         extra_columns=list(EXTRA_COLUMNS),
         orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
-        notes={"annotation_files": len(jobs)},
+        notes={"annotation_files": len(jobs) + len(refused)},
     )
 
 
@@ -139,6 +141,8 @@ def _parse_chunk(job: tuple[str, list[Job]]) -> tuple[list[tuple], list[str]]:
         try:
             tree = ET.parse(os.path.join(root, rel))
             orphans += _parse_tree(tree.getroot(), rel, images, split, rows)
+        except RecursionError:
+            rows.append(_failure(rel, split, f"{rel}: XML does not parse: nested too deeply"))
         except ET.ParseError as exc:
             rows.append(_failure(rel, split, f"{rel}: XML does not parse: {exc}"))
         except _Malformed as exc:

@@ -34,15 +34,16 @@ from pathlib import Path
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from ingest.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import Parsed, SourceOptions
+from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources.files import admit, shown, with_refused
 
 NAME = "yolo"
 EXTRA_COLUMNS = {"norm_cx": pl.Float64, "norm_cy": pl.Float64, "norm_w": pl.Float64, "norm_h": pl.Float64}
 # Ultralytics' IMG_FORMATS.
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 NAMES_TXT = ("classes.txt", "obj.names", "labels/classes.txt")
-_SCHEMA = {**polars_schema(RECORDS), **EXTRA_COLUMNS}
+_SCHEMA = {**ROW_SCHEMA, **EXTRA_COLUMNS}
 _POOL_MIN_FILES = 512  # below this a process pool costs more to start than it saves
 _FIELDS = "'class x_center y_center width height'"
 
@@ -60,6 +61,7 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     jobs, unlabelled = label_jobs(root)
     if not jobs:
         raise ValueError(f"{root}: expected YOLO label files (labels/**/*.txt or */labels/**/*.txt), got none")
+    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, rel=lambda job: job[0])
     named = class_names(root)
     names, names_file = named if named else ({}, None)
     workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
@@ -69,14 +71,14 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     for rows, empty_files in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse YOLO labels", unit="file", quiet=options.quiet):
         frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
         orphans += empty_files
-    records = pl.concat(frames)
+    records = with_refused(pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA), refused)
     orphans.sort()
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
         extra_columns=list(EXTRA_COLUMNS),
         vocabulary=tuple(dict.fromkeys(names[k] for k in sorted(names))) if names else None,
         orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
-        notes={"normalised_boxes": True, "label_files": len(jobs), "names_file": names_file},
+        notes={"normalised_boxes": True, "label_files": len(jobs) + len(refused), "names_file": names_file},
     )
 
 
@@ -102,7 +104,8 @@ def label_jobs(root: Path) -> tuple[list[Job], list[str]]:
     unlabelled: list[str] = []
     for labels in _label_dirs(root):
         images = posixpath.join(posixpath.dirname(labels), "images")
-        on_disk = _list_files(root, images, IMAGE_SUFFIXES)
+        # Image names Arrow can hold (undecodable bytes escaped); label files go to the gate as they are.
+        on_disk = {key: shown(path) for key, path in _list_files(root, images, IMAGE_SUFFIXES).items()}
         label_files = _list_files(root, labels, {".txt"})
         label_files.pop("classes", None)  # LabelImg writes the names beside the labels
         for key, rel in label_files.items():

@@ -13,7 +13,7 @@ import pytest
 from ingest.clean import CleanAborted, clean
 from ingest.config import CleanConfig
 from ingest.demo_check import check
-from ingest.schema import MANIFEST, QUARANTINE
+from common.schema import MANIFEST, QUARANTINE
 
 OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html")
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest.probe import open_oriented, probe_images, probe_one, resolve_under
+from common.images import open_oriented, resolve_under
+from ingest.probe import probe_images, probe_one
 
 
 @pytest.fixture()

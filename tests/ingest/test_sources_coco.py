@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _fixtures_formats import COCO_CATEGORIES, LAYOUTS, coco_doc, make_coco, write_json
 
-from ingest.schema import RECORDS
+from common.schema import RECORDS
 from ingest.sources import SourceOptions, coco
 
 OPTS = SourceOptions(workers=1)

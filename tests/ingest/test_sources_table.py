@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, make_table
 
-from ingest.schema import RECORDS, split_alias
+from common.schema import RECORDS, split_alias
 from ingest.sources import SourceOptions, table
 
 OPTS = SourceOptions(workers=1)
@@ -18,8 +18,8 @@ def test_parses_a_csv_into_exact_records(tmp_path: Path) -> None:
     parsed = table.parse(make_table(tmp_path), OPTS)
     assert parsed.records.columns == RECORDS.names
     assert parsed.records.rows() == [
-        ("boxes.csv", "1", "images/a.jpg", "images/a.jpg", None, "cat", 1.0, 3.0, 10.0, 15.0, None, None, None, None),
-        ("boxes.csv", "2", "images/b.jpg", "images/b.jpg", None, "dog", 2.0, 4.0, 20.0, 16.0, None, None, None, None),
+        ("boxes.csv", "1", "images/a.jpg", "images/a.jpg", None, "cat", 1.0, 3.0, 10.0, 15.0, None, None, None, None, None),
+        ("boxes.csv", "2", "images/b.jpg", "images/b.jpg", None, "dog", 2.0, 4.0, 20.0, 16.0, None, None, None, None, None),
     ]
     assert parsed.vocabulary is None and parsed.orphans is None and parsed.extra_columns == []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _fixtures_formats import LAYOUTS, make_voc, voc_object, voc_xml, write_jpeg
 
-from ingest.schema import RECORDS
+from common.schema import RECORDS
 from ingest.sources import SourceOptions, voc
 
 OPTS = SourceOptions(workers=1)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, make_yolo, write_jpeg
 
-from ingest.schema import RECORDS
+from common.schema import RECORDS
 from ingest.sources import SourceOptions, yolo
 
 OPTS = SourceOptions(workers=1)

@@ -16,9 +16,9 @@ import polars as pl
 import skimage.data
 from PIL import Image
 
-from ingest.labels import build_labels
+from common.labels import build_labels
 from ingest.probe import probe_one
-from ingest.schema import MANIFEST, conform
+from common.schema import MANIFEST, conform
 
 VOCABULARY = ("happy", "sad", "angry")
 SMALL = {"size": 96, "max_samples": 5, "workers": 1, "quiet": True}  # fast options for tests
@@ -95,5 +95,5 @@ def make_dataset(base: Path, *, copies: int = 1) -> Path:
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` by relative path: the unit of byte-identity comparisons."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under ``folder`` by relative path (lock files aside): the unit of byte-identity comparisons."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}

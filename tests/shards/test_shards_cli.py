@@ -31,4 +31,4 @@ def test_bad_options_exit_2(small_dataset: Path, tmp_path: Path, capsys):
     assert main(["build", str(small_dataset), "--out", str(tmp_path / "o"), "--num-partitions", "2", "--partition", "2"]) == 2
     assert "partition 2 is not below num_partitions 2" in capsys.readouterr().err
     assert main(["build", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(tmp_path)]) == 2
-    assert "manifest.parquet: cannot read the clean manifest" in capsys.readouterr().err
+    assert "nowhere: expected an `ingest clean` output folder, got nothing" in capsys.readouterr().err

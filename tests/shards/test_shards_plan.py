@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ingest.schema import MANIFEST, conform
+from common.schema import MANIFEST, conform
 from shards.plan import plan_shards, read_manifest, sample_key, shuffled_splits
 
 

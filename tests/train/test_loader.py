@@ -157,16 +157,21 @@ def test_resume_from_a_saved_state_continues_exactly(loader_shards: Path, backen
     assert len(epoch(resumed)) == 7
 
 
-def test_dali_state_saved_on_rank_0_resumes_rank_1(loader_shards: Path) -> None:
+def test_each_rank_resumes_from_its_own_dali_state_and_draws_its_own_crops(loader_shards: Path) -> None:
+    """Augmentation seeds include the rank: each rank's checkpoint is its own, another rank's is refused."""
     split = loader_shards / "train"
     loaders = [make(split, "dali", train=True, batch_size=2, rank=r, world_size=2) for r in (0, 1)]
     heads = [epoch(loader, 2) for loader in loaders]
     states = [loader.state_dict() for loader in loaders]
-    assert states[0]["dali_checkpoint"] == states[1]["dali_checkpoint"]  # seeds do not depend on the rank
-    resumed = make(split, "dali", train=True, batch_size=2, rank=1, world_size=2)
-    resumed.load_state_dict(states[0])
-    full = epoch(make(split, "dali", train=True, batch_size=2, rank=1, world_size=2))
-    assert ids(heads[1] + epoch(resumed)) == ids(full)
+    assert states[0]["dali_checkpoint"] != states[1]["dali_checkpoint"]
+    for rank in (0, 1):
+        resumed = make(split, "dali", train=True, batch_size=2, rank=rank, world_size=2)
+        resumed.load_state_dict(states[rank])
+        full = epoch(make(split, "dali", train=True, batch_size=2, rank=rank, world_size=2))
+        got = heads[rank] + epoch(resumed)
+        assert ids(got) == ids(full) and all(torch.equal(a.images, b.images) for a, b in zip(got, full))
+    with pytest.raises(ValueError, match="saved with rank=0, this loader has rank=1"):
+        make(split, "dali", train=True, batch_size=2, rank=1, world_size=2).load_state_dict(states[0])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ingest.labels import class_weights
+from common.labels import class_weights
 from train.data import read_dataset_info
 from train.loop import Trainer
 from train.loss import ClassWeightedCE, plain_ce_and_margin

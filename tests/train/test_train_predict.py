@@ -54,3 +54,38 @@ def test_predict_and_eval_from_a_checkpoint(tmp_path: Path):
     assert metrics["count"] == 6
     preds = written.column("pred_id").to_pylist()
     assert metrics["accuracy"] == pytest.approx(sum(p == y for p, y in zip(preds, written.column("label_id").to_pylist())) / 6)
+
+
+def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_reads(demo_clean: Path, tmp_path: Path):
+    """A checkpoint carries the pixel mean/std it trained with; shards with other statistics in
+    their dataset.json (a rebuilt or audited set) must not change what the model sees."""
+    import json
+    import shutil
+
+    from shards.build import build
+    from shards.config import ShardConfig
+    from train.data import read_dataset_info
+    from train.loader import open_loader
+
+    shards = tmp_path / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=64, max_samples=16, workers=1, quiet=True))
+    other = tmp_path / "other"
+    shutil.copytree(shards, other)
+    doc = json.loads((other / "dataset.json").read_text())
+    doc["pixel_stats"] = {"mean": [10.0, 20.0, 30.0], "std": [90.0, 80.0, 70.0]}
+    (other / "dataset.json").write_text(json.dumps(doc))
+
+    vocabulary = read_dataset_info(shards).vocabulary
+    torch.manual_seed(0)
+    model = build_model(len(vocabulary))
+    cfg = TrainConfig.model_validate({"compute": {"device": "cpu"}, "data": {"image_size": 32, "loader": "dali", "workers": 1}})
+    trained_with = read_dataset_info(shards)
+    normalize = {"mean": list(trained_with.mean), "std": list(trained_with.std)}
+    ckpt = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "ema": None, "config": cfg.model_dump(mode="json"),
+                                                  "vocabulary": vocabulary, "normalize": normalize})  # fmt: skip
+    same, moved = (eval_checkpoint(ckpt, s / "val", device="cpu") for s in (shards, other))
+    assert same.pop("data") != moved.pop("data") and same == moved  # loss, accuracy, confusion: all equal
+    # the mechanism that would otherwise change it: the other set's own statistics give other inputs
+    first = lambda split: next(iter(open_loader(split, train=False, batch_size=4, image_size=32, device="cpu", seed=0,
+                                                 backend="dali", workers=1))).images  # noqa: E731
+    assert not torch.equal(first(shards / "val"), first(other / "val"))

@@ -5,8 +5,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from train.checkpoint import FORMAT, TrainProgress, load_checkpoint
+from train.curves import draw
 from train.dynamics import read_dynamics
 from train.evaluate import eval_checkpoint
 from train.run import early_stopping_update, run_training
@@ -38,7 +40,23 @@ def test_tiny_run_writes_the_run_record(tiny_cfg, loaders, tmp_path: Path):
     assert all(e["count"] == 10 and len(e["confusion"]) == 4 and set(e["per_class"]) == set(VOCAB) for e in evals)
 
     svg = ET.fromstring((run / "curves.svg").read_text())
-    assert svg.tag.endswith("svg") and len(svg.findall(".//{http://www.w3.org/2000/svg}polyline")) >= 3
+    assert svg.tag.endswith("svg") and (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss_ax, acc_ax, lr_ax = draw(events).axes
+    assert loss_ax.get_yscale() == "log" and [a.get_title() for a in (loss_ax, acc_ax, lr_ax)] == ["loss", "accuracy", "learning rate"]
+    epoch_lines = [line for line in loss_ax.lines if line.get_linestyle() == ":"]
+    assert sorted(line.get_xdata()[0] for line in epoch_lines) == [4, 8]  # the two epoch ends
+    star = [line for line in acc_ax.lines if line.get_marker() == "*"]
+    best_eval = max(evals, key=lambda e: e["accuracy"])
+    assert len(star) == 1 and list(star[0].get_xdata()) == [best_eval["step"]] and list(star[0].get_ydata()) == [best_eval["accuracy"]]
+    scalars = EventAccumulator(str(run / "tb")).Reload()
+    assert [e.step for e in scalars.Scalars("train/train_loss")] == list(range(1, 9))
+    assert [e.value for e in scalars.Scalars("eval/accuracy")] == pytest.approx([e["accuracy"] for e in evals])
+
+    log = (run / "train.log").read_text()  # the run's own log, key=value lines
+    assert "msg=\"eval at step 8:" in log and "ts=" in log
+    progress = [line for line in log.splitlines() if "run ETA" in line]
+    assert progress and all(" loss=" in line and " lr=" in line and " run_eta_s=" in line for line in progress)
+    assert "epoch 2/2 batch 4/4 step 8: loss " in progress[-1] and "run_eta_s=0.0" in progress[-1]
 
     best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
     assert best["format"] == last["format"] == FORMAT

@@ -14,13 +14,18 @@ from validation_rules.ruleset import RuleSet
 GOOD = {
     "source_file": "a.json", "record": "1", "image_path": "img/1.jpg", "group_id": "g1", "split": "train",
     "label": "cat", "bbox_x": 10.0, "bbox_y": 10.0, "bbox_w": 50.0, "bbox_h": 40.0, "bbox_raw": None,
-    "meta_width": 100, "meta_height": 80, "parse_error": None, "status": "ok", "error": None,
+    "meta_width": 100, "meta_height": 80, "parse_error": None, "parse_rule": None, "status": "ok", "error": None,
     "width": 100, "height": 80, "content_hash": "h1",
 }  # fmt: skip
 
 # rule id -> (overrides that make GOOD fail it, expected quarantine?)
 FAILING = {
     "annotation.malformed": {"parse_error": "a.json: JSON does not parse: Expecting value: line 1 column 1"},
+    "annotation.too_large": {"parse_error": "a.json: expected a label file of at most 100 bytes, got 101", "parse_rule": "annotation.too_large"},
+    "annotation.field_too_long": {"group_id": "g" * 5000},
+    "path.not_regular": {"status": "not_regular", "error": "a FIFO"},
+    "path.bad_name": {"parse_error": "a\\xff.json: the file name is not valid UTF-8; rename it", "parse_rule": "path.bad_name"},
+    "image.too_large": {"status": "too_large", "error": "5000x5000 pixels", "width": 5000, "height": 5000},
     "path.outside_root": {"status": "outside_root", "error": "a path that leaves the root"},
     "image.missing": {"status": "missing", "error": "no such file"},
     "image.unreadable": {"status": "unreadable", "error": "OSError: image file is truncated"},
@@ -31,17 +36,18 @@ FAILING = {
     "bbox.negative": {"bbox_x": -50.0},
     "bbox.out_of_bounds": {"bbox_w": 200.0},
     "bbox.empty": {"bbox_h": 0.0},
+    "label.suspect": {"suspect_verdict": "label_issue", "suspect_score": 0.9, "suspect_label": "dog", "suspect_reason": "AUM -2"},
 }
 ALL_RULES = RuleSet.from_dict({rule: {} for rule in list_rules()}).with_params("label.unknown", vocabulary=("cat", "dog"))
 
 
 def frame(*rows: dict) -> pl.DataFrame:
-    text = {c: pl.String for c in ("bbox_raw", "parse_error", "error", "label")}
+    text = {c: pl.String for c in ("bbox_raw", "parse_error", "parse_rule", "error", "label")}
     return pl.DataFrame(list(rows), schema_overrides={**text, **{c: pl.Float64 for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")}})
 
 
 def test_every_registered_rule_has_a_case() -> None:
-    assert set(list_rules()) == set(FAILING) | {"image.duplicate"}
+    assert set(list_rules()) == set(FAILING) | {"image.duplicate", "annotation.duplicate", "image.near_duplicate"}  # across records: own tests
 
 
 @pytest.mark.parametrize("rule_id", list_rules())
@@ -65,11 +71,19 @@ def test_rule_fails_bad_record(rule_id: str) -> None:
 
 def test_duplicate_keeps_training_copy() -> None:
     val = {**GOOD, "record": "2", "image_path": "img/2.jpg", "group_id": "g0", "split": "val"}
-    same_group = {**GOOD, "record": "3"}  # same image, same group: two boxes, not a duplicate
+    same_group = {**GOOD, "record": "3", "bbox_x": 20.0}  # same image, same group: two boxes, not a duplicate
     out = apply_rules(frame(GOOD, val, same_group), ALL_RULES)
     assert out.rejected.get_column("record").to_list() == ["2"]
     assert out.rejected.get_column("rule").to_list() == [["image.duplicate"]]
     assert "group 'g1'" in out.rejected.get_column("detail")[0]
+
+
+def test_exact_repeat_of_a_record_in_one_file_is_a_duplicate() -> None:
+    other_file = {**GOOD, "source_file": "b.json"}
+    other_box = {**GOOD, "record": "3", "bbox_x": 20.0}
+    out = apply_rules(frame(GOOD, {**GOOD, "record": "2"}, other_file, other_box), ALL_RULES)
+    assert out.rejected.select("record", "rule").rows() == [("2", ["annotation.duplicate"])]
+    assert "got a repeat of record '1'" in out.rejected.get_column("detail")[0]
 
 
 def test_clip_repairs_within_tolerance_and_records_it() -> None:

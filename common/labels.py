@@ -4,19 +4,34 @@
      "vocabulary": ["행복/즐거움", ...],            # position = label_id
      "counts": {"train": {name: n}, "val": {...}, "all": {...}},
      "class_weights": {"balanced": [...], "effective_number": [...],
-                       "effective_number_beta": 0.999, "computed_on": "train"}}
+                       "effective_number_beta": 0.99999, "computed_on": "train"}}
+
+The effective-number beta defaults to ``1 - 1/n_max`` (n_max: the largest training class). A fixed
+0.999 makes every class above a few thousand samples "effectively" 1,000 samples, so at the users'
+scale (50k+ frames per class) the weights collapse to uniform without a word; Cui et al. found the
+best beta near ``1 - 1/N`` with N about the size of the largest classes (0.9999 on long-tailed
+CIFAR with 5,000 per class, 0.999 on iNaturalist/ImageNet with ~1,000), which this follows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import SPLITS
+from common.schema import SPLITS
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
+
+log = logging.getLogger(__name__)
+
+
+def effective_number_beta(counts: list[int]) -> float:
+    """``1 - 1/n_max`` over the classes present (0.9 for an empty or one-sample split)."""
+    largest = max(counts, default=0)
+    return 1.0 - 1.0 / largest if largest > 10 else 0.9
 
 
 def class_weights(counts: list[int], scheme: str = "balanced", *, beta: float = 0.999) -> list[float]:
@@ -40,21 +55,29 @@ def class_weights(counts: list[int], scheme: str = "balanced", *, beta: float = 
     return [r / mean for r in raw]
 
 
-def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_field: str, beta: float = 0.999) -> dict:
-    """The ``labels.json`` document for a clean manifest (weights computed on the train split)."""
+def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_field: str, beta: float | None = None) -> dict:
+    """The ``labels.json`` document for a clean manifest (weights computed on the train split;
+    ``beta`` None: from the data, module docstring)."""
     counts: dict[str, dict[str, int]] = {}
     for split in (*SPLITS, "all"):
         part = manifest if split == "all" else manifest.filter(pl.col("split") == split)
         found = dict(part.group_by("label").len().iter_rows())
         counts[split] = {name: int(found.get(name, 0)) for name in vocabulary}
     train = [counts["train"][name] for name in vocabulary]
+    beta = effective_number_beta(train) if beta is None else beta
+    effective = class_weights(train, "effective_number", beta=beta)
+    present = [c for c in train if c > 0]
+    if len(present) > 1 and max(present) >= 2 * min(present) and max(effective) < 1.05 * min(w for w in effective if w > 0):
+        log.warning("effective_number class weights are nearly uniform (beta %g, classes of %d to %d samples): "
+                    "raise effective_number_beta towards 1 - 1/%d or use balanced weights", beta, min(present),
+                    max(present), max(present))  # fmt: skip
     return {
         "label_field": label_field,
         "vocabulary": list(vocabulary),
         "counts": counts,
         "class_weights": {
             "balanced": class_weights(train, "balanced"),
-            "effective_number": class_weights(train, "effective_number", beta=beta),
+            "effective_number": effective,
             "effective_number_beta": beta,
             "computed_on": "train",
         },

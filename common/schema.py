@@ -39,13 +39,14 @@ RECORDS = pa.schema(
         ("meta_width", pa.int64()),  # size the annotation claims, or null
         ("meta_height", pa.int64()),
         ("parse_error", pa.string()),  # set when the file or record does not parse (annotation.malformed)
+        ("parse_rule", pa.string()),  # the rule of a parse_error other than annotation.malformed (path.not_regular...)
     ]
 )
 
 PROBES = pa.schema(
     [
         ("image_path", pa.string()),
-        ("status", pa.string()),  # ok | missing | unreadable | outside_root
+        ("status", pa.string()),  # ok | missing | unreadable | outside_root | not_regular | too_large | bad_name
         ("error", pa.string()),  # one line, or null when ok
         ("width", pa.int64()),  # after EXIF orientation
         ("height", pa.int64()),
@@ -54,6 +55,7 @@ PROBES = pa.schema(
         ("orientation", pa.int64()),  # EXIF orientation tag, 1 when absent
         ("file_bytes", pa.int64()),
         ("content_hash", pa.string()),  # sha256 hex of the file bytes
+        ("dhash", pa.uint64()),  # 64-bit perceptual difference hash (ingest.probe.dhash), null when not decoded
     ]
 )
 
@@ -76,6 +78,7 @@ MANIFEST = pa.schema(
         ("orientation", pa.int64()),
         ("file_bytes", pa.int64()),
         ("content_hash", pa.string()),
+        ("dhash", pa.uint64()),  # perceptual hash, for near-duplicate frames (image.near_duplicate)
         ("source_file", pa.string()),
         ("record", pa.string()),
         ("meta_width", pa.int64()),

@@ -1,0 +1,137 @@
+"""The gate every label file passes before a source opens it, and names that survive Arrow.
+
+A hostile dataset can hold a FIFO (opening it blocks forever), a symlink to a file outside
+the root, a name that is not UTF-8 or ends in a newline, or a label file of gigabytes. The
+gate looks at each file with ``lstat`` (never ``open``) and turns each of these into one
+failure record under its rule id, so the source parses only the files it admits.
+
+Names: ``os.walk`` on a ``str`` path returns undecodable bytes as lone surrogates
+(``surrogateescape``); Arrow strings must be UTF-8, so such a name is shown with its bytes
+escaped (``bad\\xff.json``) and never opened under that spelling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+
+import polars as pl
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder",
+}  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_SHOWN = 200  # characters of a hostile value a message quotes
+
+
+def shown(name: str) -> str:
+    """``name`` as one line of valid UTF-8: undecodable bytes and control characters escaped.
+
+    >>> shown("bad\\udcff.json\\n")
+    'bad\\\\xff.json\\\\n'
+    """
+    if bad_name(name) is None:
+        return name
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def bad_name(name: str) -> str | None:
+    """Why a file name cannot be used as is (not UTF-8, a control character such as a newline), or None."""
+    if name.isprintable():
+        return None
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return "holds a control character" if _CONTROL.search(name) else None
+
+
+class NotUnicode(ValueError):
+    """A JSON string escape that decodes to no character (a lone surrogate, ``"\\ud800"``)."""
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def loads_json(data: bytes) -> object:
+    """``json.loads``, refusing text Arrow cannot hold: a lone surrogate escape would stop the run later.
+
+    The check walks the document only when the bytes hold a surrogate escape at all.
+    """
+    doc = json.loads(data)
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise NotUnicode(f"text that is not valid Unicode ({exc.object[exc.start]!r}: a lone surrogate escape)") from None
+    return doc
+
+
+def clip(value: object) -> str:
+    """A value for a one-line message: its repr, cut to a bounded length."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
+
+
+def file_kind(st_mode: int) -> str:
+    """What a file that is not a regular one is, in words ("a FIFO")."""
+    return _KINDS.get(stat.S_IFMT(st_mode), "not a regular file")
+
+
+def check_file(root: str, rel: str, *, max_bytes: int | None) -> tuple[str, str] | None:
+    """Why the label file ``rel`` under ``root`` must not be opened, as (rule id, message), or None.
+
+    Looks only at names and ``lstat``/``stat``; a symlink is followed only to see whether it
+    stays under the root.
+    """
+    why = bad_name(rel)
+    if why:
+        return "path.bad_name", f"{shown(rel)}: the file name {why}; rename it"
+    full = os.path.join(root, rel)
+    try:
+        info = os.lstat(full)
+        if stat.S_ISLNK(info.st_mode):
+            real = os.path.realpath(full)
+            if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
+                return "path.outside_root", f"{rel}: expected a file under the dataset root, got a symlink that leaves it"
+            info = os.stat(real)
+    except OSError as exc:
+        return "annotation.malformed", f"{rel}: cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "path.not_regular", f"{rel}: expected a regular file, got {file_kind(info.st_mode)}; never opened"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return "annotation.too_large", f"{rel}: expected a label file of at most {max_bytes} bytes, got {info.st_size}"
+    return None
+
+
+def admit(root: str | os.PathLike[str], items: list, *, max_bytes: int | None, rel=None) -> tuple[list, list[dict]]:
+    """The items a source may open, and one failure record (a dict of RECORDS columns) per refused file.
+
+    ``items`` are label file paths, or jobs from which ``rel(item)`` gives the path.
+    """
+    root = os.fspath(root)
+    admitted, refused = [], []
+    for item in items:
+        path = item if rel is None else rel(item)
+        verdict = check_file(root, path, max_bytes=max_bytes)
+        if verdict is None:
+            admitted.append(item)
+        else:
+            rule, message = verdict
+            refused.append({"source_file": shown(path), "parse_error": message, "parse_rule": rule})
+    return admitted, refused
+
+
+def with_refused(records: pl.DataFrame, refused: list[dict], **columns: object) -> pl.DataFrame:
+    """``records`` with one failure row per refused file appended (other columns null, or as given)."""
+    if not refused:
+        return records
+    rows = pl.DataFrame(
+        [{**columns, **row} for row in refused],
+        schema={name: records.schema.get(name, pl.String) for name in [*columns, "source_file", "parse_error", "parse_rule"]},
+    )
+    return pl.concat([records, rows], how="diagonal_relaxed")

@@ -1,0 +1,28 @@
+"""``ingest demo-data --label-noise``: planted label flips, recorded beside the data, nothing else changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ingest.demo_data import LOOK_ALIKE, generate
+from ingest.sources.aihub import EMOTIONS
+
+
+def test_flips_are_planted_in_training_frames_only_and_recorded(demo_raw: Path, tmp_path: Path):
+    noisy = tmp_path / "noisy"
+    generate(noisy, videos=12, frames=6, seed=0, label_noise=0.3)
+    flips = pl.read_csv(noisy / "planted_flips.csv")
+    assert flips.height > 0 and flips.get_column("image_path").str.starts_with("Training/").all()
+    assert (flips.get_column("given_label") != flips.get_column("true_label")).all()
+    look = flips.filter(pl.col("kind") == "lookalike")
+    assert all(EMOTIONS[LOOK_ALIKE[EMOTIONS.index(g)]] == t for g, t in look.select("given_label", "true_label").iter_rows())
+    assert set(flips.get_column("kind")) <= {"lookalike", "symmetric"}
+    flipped = set(flips.get_column("image_path"))
+    files = sorted(p.relative_to(demo_raw).as_posix() for p in demo_raw.rglob("*") if p.is_file() and not p.is_symlink())
+    assert sorted(p.relative_to(noisy).as_posix() for p in noisy.rglob("*") if p.is_file() and not p.is_symlink()) == sorted(
+        files + ["planted_flips.csv"])
+    for rel in files:  # the same dataset but the flipped frames (the flips draw from their own generator)
+        same = (noisy / rel).read_bytes() == (demo_raw / rel).read_bytes()
+        assert same != (rel in flipped), rel

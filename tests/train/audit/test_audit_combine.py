@@ -1,0 +1,37 @@
+import polars as pl
+
+from train.audit.combine import combine
+
+
+def test_verdicts_reasons_and_rank():
+    signals = pl.DataFrame({
+        "sample_id": ["both", "aum_only", "ok", "disagree"],
+        "label": ["a", "a", "b", "b"],
+        "model_label": ["b", "a", "b", "b"],
+        "suggested_label": ["b", "b", "a", "a"],
+        "other_label": [None, None, None, "a"],
+        "aum": [-2.0, -1.0, 3.0, 2.0],
+        "aum_cutoff": [-0.5] * 4,
+        "cl_issue": [True, False, False, False],
+        "self_confidence": [0.1, 0.4, 0.9, 0.8],
+        "forgetting_score": [3.0, 1.0, 0.0, 0.0],
+        "never_learned": [False, False, False, False],
+        "annotators_disagree": [None, None, False, True],
+    })  # fmt: skip
+    got = combine(signals)
+    assert got.select("sample_id", "rank", "verdict").rows() == [
+        ("both", 1, "label_issue"), ("aum_only", 2, "label_issue"), ("disagree", 3, "ambiguous"), ("ok", 4, "ok")]
+    reasons = dict(got.select("sample_id", "reason").rows())
+    assert reasons["both"] == "AUM -2.0 at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
+    assert reasons["aum_only"] == "AUM -1.0 at or below the cut-off -0.5"
+    assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
+
+
+def test_the_model_doubting_alone_is_ambiguous():
+    signals = pl.DataFrame({
+        "sample_id": ["x"], "label": ["a"], "model_label": ["b"], "suggested_label": ["b"], "other_label": [None],
+        "aum": [0.5], "aum_cutoff": [-0.5], "cl_issue": [False], "self_confidence": [0.4], "forgetting_score": [1.0],
+        "never_learned": [False], "annotators_disagree": [None],
+    }, schema_overrides={"other_label": pl.String, "annotators_disagree": pl.Boolean})  # fmt: skip
+    got = combine(signals).row(0, named=True)
+    assert (got["verdict"], got["reason"]) == ("ambiguous", "the model's most probable class is b")

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from shards.build import build
+from shards.config import ShardConfig
+from train.audit.crossval import assign_folds
+from train.cli import main
+
+
+def test_folds_keep_groups_whole_and_balance_samples():
+    # largest first, each to the lighter fold: a(5) -> 0; b(3) -> 1; c(3) -> 1 (3 < 5); d(2) -> 0 (5 < 6); e(1) -> 1 (6 < 7)
+    sizes = {"a": 5, "b": 3, "c": 3, "d": 2, "e": 1}
+    frame = pl.DataFrame({"sample_id": [f"{g}{i}" for g, n in sizes.items() for i in range(n)],
+                          "group_id": [g for g, n in sizes.items() for _ in range(n)]})  # fmt: skip
+    folds = assign_folds(frame, folds=2, seed=0)
+    per_group = frame.join(folds, on="sample_id").group_by("group_id").agg(pl.col("fold").unique())
+    assert all(len(f) == 1 for f in per_group.get_column("fold").to_list())  # a group never straddles folds
+    of = {g: f[0] for g, f in per_group.iter_rows()}
+    assert of["a"] == 0 and of["b"] == 1 and of["d"] == 0 and of["e"] == 1
+    assert of["c"] == 1  # after a (5) and b (3), fold 1 is lighter
+    assert folds.group_by("fold").len().sort("fold").get_column("len").to_list() == [7, 7]
+    with pytest.raises(ValueError, match="only 5 groups"):
+        assign_folds(frame, folds=6)
+
+
+@pytest.mark.slow
+def test_crossval_writes_out_of_fold_probabilities(demo_clean: Path, tmp_path: Path):
+    shards = tmp_path / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=40, max_samples=8, workers=1, quiet=True))
+    out = tmp_path / "cv"
+    argv = ["crossval", "--folds", "2", "--data", str(shards), "--out", str(out), "--set", "data.image_size=32",
+            "--set", "data.batch_size=4", "--set", "schedule.epochs=1", "--set", "compute.device=cpu",
+            "--set", "record.progress=false", "--set", "data.workers=1", "--set", "compute.cpu_threads=1"]  # fmt: skip
+    assert main(argv) == 0
+    oof = pl.read_parquet(out / "oof.parquet")
+    train = pl.read_parquet(demo_clean / "manifest.parquet").filter(pl.col("split") == "train")
+    assert sorted(oof.get_column("sample_id").to_list()) == sorted(train.get_column("sample_id").to_list())  # each once
+    assert oof.get_column("probs").list.len().unique().to_list() == [6]
+    assert ((oof.get_column("probs").list.sum() - 1.0).abs() < 1e-4).all()
+    groups = train.join(oof, on="sample_id").group_by("group_id").agg(pl.col("fold").n_unique())
+    assert groups.get_column("fold").to_list() == [1] * groups.height
+    for k in (0, 1):  # each fold's model never trained on its held-out samples
+        trained = set(pl.read_parquet(out / f"fold_{k}" / "shards" / "train" / "samples.parquet").get_column("sample_id"))
+        assert trained.isdisjoint(oof.filter(pl.col("fold") == k).get_column("sample_id").to_list())

@@ -1,0 +1,82 @@
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from train.audit.audit import SUSPECTS, AuditJob, review, run_audit
+from train.audit.aum import aum, threshold_cutoff, threshold_fraction
+from train.audit.threshold import ThresholdLoader
+from train.cli import main
+from train.dynamics import read_dynamics
+from train.synthetic import TensorLoader, synthetic_images
+
+
+def test_threshold_loader_moves_exactly_the_hashed_subset():
+    x, y, ids = synthetic_images(40, num_classes=4, image_size=8, seed=3)
+    loader = ThresholdLoader(TensorLoader(x, y, ids, batch_size=8, train=False), extra_class=4, subset=1, seed=0)
+    batches = list(loader)
+    got = dict(zip([s for b in batches for s in b.sample_ids], torch.cat([b.labels for b in batches]).tolist(), strict=True))
+    moved = dict(zip(ids, threshold_fraction(pl.Series(ids), num_classes=4, subset=1, seed=0).to_list(), strict=True))
+    assert 0 < sum(moved.values()) < 40
+    assert got == {s: 4 if moved[s] else int(label) for s, label in zip(ids, y.tolist(), strict=True)}
+
+
+def test_audit_of_an_ordinary_and_a_threshold_run(audited_runs, tmp_path: Path):
+    plain, threshold = audited_runs["runs"]
+    dyn = read_dynamics(threshold / "dynamics")
+    in_extra = set(dyn.filter(pl.col("label_id") == 4).get_column("sample_id").to_list())
+    expected = threshold_fraction(pl.Series(audited_runs["ids"]), num_classes=4, subset=0, seed=0)
+    assert in_extra == {s for s, m in zip(audited_runs["ids"], expected.to_list(), strict=True) if m}
+
+    out = tmp_path / "audit"
+    suspects = run_audit(AuditJob(runs=[plain, threshold], manifest=audited_runs["clean"], out=out))
+    assert suspects.columns == list(SUSPECTS) and suspects.height == 32
+    assert suspects.get_column("rank").to_list() == list(range(1, 33))
+    assert set(suspects.get_column("verdict")) <= {"label_issue", "ambiguous", "ok"}
+    assert suspects.filter(pl.col("verdict") == "ok").select((pl.col("label") == pl.col("suggested_label")).all()).item()
+    assert pl.read_parquet(out / "suspects.parquet").equals(suspects)
+    summary = json.loads((out / "audit.json").read_text())
+    assert summary["threshold_runs"] == [str(threshold)]
+    assert summary["aum_cutoff"] == pytest.approx(threshold_cutoff(aum(dyn), extra_class=4))
+    assert len(summary["confident_learning"]["noise_matrix"]) == 4
+    page = (out / "audit.html").read_text()
+    for png in ("noise_matrix.png", "noise_rates.png", "signals.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in page
+    assert "no image" in page or suspects.filter(pl.col("verdict") != "ok").is_empty()  # no shards: cards without images
+
+
+def test_review_records_decisions(audited_runs, tmp_path: Path):
+    out = tmp_path / "audit"
+    assert main(["audit", str(audited_runs["runs"][0]), "--manifest", str(audited_runs["clean"]), "--out", str(out)]) == 0
+    a, b, c = audited_runs["ids"][:3]
+    assert main(["audit", "--review", str(out), "--accept", a, b, "--reject", c]) == 0
+    review(out, reject=[b])  # a later decision replaces the earlier one
+    got = pl.read_parquet(out / "decisions.parquet")
+    assert got.select("sample_id", "decision").rows() == sorted([(a, "accept"), (b, "reject"), (c, "reject")])
+    with pytest.raises(ValueError, match="no sample ids"):
+        review(out, accept=["nope"])
+    assert main(["audit", "--review", str(out), "--accept", "nope"]) == 2
+
+
+def test_score_against_planted_flips(tmp_path: Path, capsys):
+    from train.audit.score import score_audit
+
+    suspects = pl.DataFrame({
+        "image_path": ["a", "b", "c", "d", "e"],
+        "verdict": ["label_issue", "label_issue", "ambiguous", "ok", "ok"],
+        "aum": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_cutoff": [0.0] * 5,
+        "cl_issue": [True, False, False, False, None], "never_learned": [False] * 5, "annotators_disagree": [None] * 5,
+    }, schema_overrides={"annotators_disagree": pl.Boolean})  # fmt: skip
+    planted = pl.DataFrame({"image_path": ["a", "c", "e"]})
+    got = {r["signal"]: (r["flagged"], r["true_positives"], r["precision"], r["recall"]) for r in score_audit(suspects, planted).iter_rows(named=True)}
+    assert got["label_issue (the verdict)"] == (2, 1, 0.5, pytest.approx(1 / 3))
+    assert got["label_issue or ambiguous"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert got["AUM at or below the cut-off"] == (2, 2, 1.0, pytest.approx(2 / 3))
+    assert got["annotators disagree"] == (0, 0, 0.0, 0.0)
+    (tmp_path / "audit").mkdir()
+    suspects.write_parquet(tmp_path / "audit" / "suspects.parquet")
+    planted.write_csv(tmp_path / "planted.csv")
+    assert main(["audit", "--score", str(tmp_path / "audit"), "--planted", str(tmp_path / "planted.csv")]) == 0
+    assert "(3 planted flips)" in capsys.readouterr().out

@@ -1,0 +1,234 @@
+"""``train audit``: the signals of one or more training runs (and cross-fitted probabilities) -> one verdict per sample.
+
+    suspects = run_audit(AuditJob(runs=[RUN], manifest=CLEAN, out=AUDIT))
+
+Reads each run's ``dynamics/`` (margins, predictions, probabilities per epoch), ``config.json``
+(threshold-sample runs) and ``run.json`` (vocabulary); the clean manifest (given labels, image
+paths, the second annotator's label); optionally ``oof.parquet`` (``train crossval``: sample_id and
+out-of-fold ``probs``). Writes into ``AUDIT/``:
+
+* ``suspects.parquet``: one row per training sample, most suspect first (``SUSPECTS`` columns);
+* ``audit.json``: the cut-offs, the confident joint, the estimated noise matrix and noise rates;
+* ``audit.html`` and its PNGs (``train.audit.report``).
+
+Confident learning needs out-of-sample probabilities; without ``--oof`` it uses the mean of the
+probabilities each sample got while it was trained on (early epochs fit the clean majority
+before memorising the noise, so the mean is a fair stand-in, and costs nothing extra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from common.atomic import write_json, write_parquet
+from train.audit.aum import score_runs
+from train.audit.combine import combine
+from train.audit.confident import ConfidentResult, find_label_issues
+from train.audit.disagreement import disagreement
+from train.audit.forgetting import forgetting
+from train.dynamics import read_dynamics
+
+log = logging.getLogger(__name__)
+
+SUSPECTS = (
+    "rank", "sample_id", "image_path", "group_id", "label", "label_id", "suggested_label", "model_label", "verdict", "reason",
+    "suspect_score", "aum", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
+    "annotators_disagree", "other_label", "seen",
+)  # fmt: skip
+
+
+class AuditJob(BaseModel):
+    """What ``train audit`` was asked to do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs: list[Path]
+    manifest: Path  # the clean folder (manifest.parquet inside) or the manifest file
+    out: Path
+    oof: Path | None = None
+    shards: Path | None = None  # for the gallery; default: the first run's data.shards
+    gallery: int = 48  # top suspects shown as images
+
+
+@dataclass(frozen=True)
+class RunDynamics:
+    """What the audit reads from one run directory."""
+
+    path: Path
+    vocabulary: list[str]  # the base classes (without the threshold class)
+    extra_class: int | None  # the threshold class id of a threshold-sample run
+    train_split: str
+    shards: Path | None
+    dynamics: pl.DataFrame
+
+
+def load_run(run_dir: str | Path) -> RunDynamics:
+    """A run directory's dynamics and what the audit needs from its record."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{run_dir}: expected a run directory with config.json and run.json: {exc}") from None
+    vocabulary = list(info["vocabulary"])
+    threshold = bool(config.get("audit", {}).get("threshold_samples"))
+    dynamics = read_dynamics(run_dir / "dynamics")
+    if dynamics.is_empty():
+        raise ValueError(f"{run_dir / 'dynamics'}: no training dynamics (was record.dynamics off?)")
+    if "probs" not in dynamics.columns or "finite" not in dynamics.columns:
+        raise ValueError(f"{run_dir / 'dynamics'}: expected the columns probs and finite (dynamics of an older version)")
+    shards = config.get("data", {}).get("shards")
+    return RunDynamics(
+        path=run_dir, vocabulary=vocabulary[:-1] if threshold else vocabulary,
+        extra_class=len(vocabulary) - 1 if threshold else None, train_split=config.get("data", {}).get("train_split", "train"),
+        shards=Path(shards) if shards else None, dynamics=dynamics,
+    )  # fmt: skip
+
+
+def read_manifest(path: str | Path) -> pl.DataFrame:
+    path = Path(path)
+    file = path / "manifest.parquet" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: expected a clean manifest (manifest.parquet), got nothing")
+    return pl.read_parquet(file)
+
+
+def mean_probs(runs: list[RunDynamics], num_classes: int) -> pl.DataFrame:
+    """Per sample, the mean over finite rows of every run of its class probabilities (threshold
+    runs: their own threshold samples left out, the extra class dropped and the rest renormalised)."""
+    frames = []
+    for run in runs:
+        rows = run.dynamics.filter(pl.col("finite"))
+        if run.extra_class is not None:
+            rows = rows.filter(pl.col("label_id") != run.extra_class)
+        probs = rows.get_column("probs").to_numpy().astype(np.float64)[:, :num_classes]
+        probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+        frames.append(pl.DataFrame({"sample_id": rows.get_column("sample_id"), "p": probs}))
+    rows = pl.concat(frames)
+    ids, codes = np.unique(rows.get_column("sample_id").to_numpy(), return_inverse=True)
+    sums = np.zeros((ids.size, num_classes))
+    np.add.at(sums, codes, rows.get_column("p").to_numpy())
+    counts = np.bincount(codes, minlength=ids.size)[:, None]
+    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / counts})
+
+
+def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
+    """``oof.parquet`` (sample_id, probs): out-of-fold probabilities from ``train crossval``."""
+    frame = pl.read_parquet(path).select("sample_id", "probs")
+    probs = np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise ValueError(f"{path}: probs: expected {num_classes} probabilities per sample, got shape {probs.shape}")
+    return pl.DataFrame({"sample_id": frame.get_column("sample_id"), "probs": probs})
+
+
+def run_audit(job: AuditJob) -> pl.DataFrame:
+    """Every signal, the verdicts, ``suspects.parquet``, ``audit.json`` and the HTML report under ``job.out``."""
+    from train.audit.report import write_report
+
+    runs = [load_run(r) for r in job.runs]
+    vocabulary = runs[0].vocabulary
+    for run in runs[1:]:
+        if run.vocabulary != vocabulary:
+            raise ValueError(f"{run.path}: vocabulary {run.vocabulary} differs from {runs[0].path}'s {vocabulary}")
+    k = len(vocabulary)
+    manifest = read_manifest(job.manifest)
+    train = manifest.filter(pl.col("split") == runs[0].train_split)
+    if train.is_empty():
+        raise ValueError(f"{job.manifest}: no rows of split {runs[0].train_split!r}")
+    train = train.with_columns(label_id=pl.col("label").replace_strict({n: i for i, n in enumerate(vocabulary)}, default=None,
+                                                                        return_dtype=pl.Int64))  # fmt: skip
+
+    aum_scores, cutoff, cutoff_how = score_runs([(r.dynamics, r.extra_class) for r in runs])
+    per_run = [forgetting(r.dynamics if r.extra_class is None else r.dynamics.filter(pl.col("label_id") != r.extra_class))
+               for r in runs]  # fmt: skip
+    forgot = pl.concat(per_run).group_by("sample_id").agg(
+        pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
+    )
+    probs = read_oof(job.oof, k) if job.oof is not None else mean_probs(runs, k)
+    probs_source = f"out-of-fold probabilities ({job.oof})" if job.oof is not None else "mean training-time probabilities"
+
+    scored = train.select("sample_id", "label_id").join(probs, on="sample_id", how="inner").filter(pl.col("label_id").is_not_null())
+    cl = find_label_issues(scored.get_column("probs").to_numpy(), scored.get_column("label_id").to_numpy())
+    cl_frame = pl.DataFrame({
+        "sample_id": scored.get_column("sample_id"), "cl_issue": cl.issues, "self_confidence": cl.self_confidence,
+        "cl_suggested": [vocabulary[i] for i in cl.suggested],
+        "model_label": [vocabulary[i] for i in scored.get_column("probs").to_numpy().argmax(axis=1)],
+    })  # fmt: skip
+
+    signals = (
+        train.select("sample_id", "image_path", "group_id", "label", "label_id")
+        .join(aum_scores, on="sample_id", how="left")
+        .join(cl_frame, on="sample_id", how="left")
+        .join(forgot.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id", how="left")
+        .join(disagreement(train), on="sample_id", how="left")
+        .with_columns(aum_cutoff=pl.lit(cutoff), seen=pl.col("aum").is_not_null(), suggested_label=pl.col("cl_suggested"))
+    )
+    combined = combine(signals).with_columns(
+        suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
+    )
+    suspects = combined.select(SUSPECTS)
+    job.out.mkdir(parents=True, exist_ok=True)
+    write_parquet(job.out / "suspects.parquet", suspects)
+    summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects)
+    write_json(job.out / "audit.json", summary)
+    write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
+    return suspects
+
+
+def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
+             probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
+    counts = dict(suspects.group_by("verdict").len().iter_rows())
+    return {
+        "runs": [str(r.path) for r in runs],
+        "threshold_runs": [str(r.path) for r in runs if r.extra_class is not None],
+        "manifest": str(job.manifest),
+        "oof": str(job.oof) if job.oof else None,
+        "vocabulary": vocabulary,
+        "samples": suspects.height,
+        "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")},
+        "aum_cutoff": cutoff,
+        "aum_cutoff_from": cutoff_how,
+        "confident_learning": {
+            "probabilities": probs_source,
+            "thresholds": [float(t) for t in cl.thresholds],
+            "confident_joint": cl.confident_joint.tolist(),
+            "joint": cl.joint.tolist(),
+            "noise_matrix": cl.noise_matrix.tolist(),
+            "noise_rate": [float(r) for r in cl.noise_rate],
+            "issues": int(cl.issues.sum()),
+        },
+    }
+
+
+DECISIONS = {"sample_id": pl.String, "decision": pl.String, "label": pl.String, "suggested_label": pl.String}
+
+
+def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] = ()) -> pl.DataFrame:
+    """Record a person's decisions in ``AUDIT/decisions.parquet``: ``accept`` (the label is wrong: act
+    on it) or ``reject`` (the label is right: keep it). A later decision on the same sample replaces
+    the earlier one; rows stay sorted by sample_id, so the same decisions give the same file."""
+    audit_dir = Path(audit_dir)
+    suspects = pl.read_parquet(audit_dir / "suspects.parquet", columns=["sample_id", "label", "suggested_label"])
+    both = set(accept) & set(reject)
+    if both:
+        raise ValueError(f"--accept and --reject name the same samples: {sorted(both)[:5]}")
+    asked = pl.DataFrame(
+        {"sample_id": [*accept, *reject], "decision": ["accept"] * len(accept) + ["reject"] * len(reject)},
+        schema={"sample_id": pl.String, "decision": pl.String},
+    )
+    unknown = asked.join(suspects, on="sample_id", how="anti").get_column("sample_id").to_list()
+    if unknown:
+        raise ValueError(f"{audit_dir / 'suspects.parquet'}: no sample ids {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+    new = asked.join(suspects, on="sample_id", how="left").select(list(DECISIONS))
+    path = audit_dir / "decisions.parquet"
+    old = pl.read_parquet(path) if path.is_file() else pl.DataFrame(schema=DECISIONS)
+    merged = pl.concat([old.join(new, on="sample_id", how="anti"), new]).unique("sample_id", keep="last").sort("sample_id")
+    write_parquet(path, merged)
+    return merged

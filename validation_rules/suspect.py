@@ -1,0 +1,108 @@
+"""``label.suspect``: a label that ``train audit`` found wrong (and a person did not clear).
+
+The audit folder (``suspects.parquet``, and ``decisions.parquet`` once someone reviewed it) is
+joined onto the records by ``sample_id`` before the rules run (``join_suspects``: the one place
+that reads it, so the rule itself stays pure). A record is suspect when a reviewer accepted it,
+or when nobody rejected it and its verdict is ``label_issue`` (the audit's learned cut-off) or its
+``suspect_score`` reaches ``min_score``. Actions:
+
+* ``drop``: quarantined, with the verdict, scores and reason in ``detail``;
+* ``clip`` (relabel): kept with the suggested label; the old one goes to ``label_original`` and a
+  ``repairs`` entry says what changed;
+* ``warn``: kept, listed in ``warnings``.
+
+    [rules."label.suspect"]
+    action = "clip"      # relabel
+    min_score = 0.9      # optional: also act on high combined scores the verdict left ambiguous
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from validation_rules.registry import Action, Repair, RuleParams, get_rule, register_rule
+from validation_rules.ruleset import ActiveRule, RuleSet
+
+RULE_ID = "label.suspect"
+COLUMNS = ("suspect_verdict", "suspect_score", "suspect_label", "suspect_reason", "suspect_decision", "label_original")
+
+
+class SuspectParams(RuleParams):
+    min_score: float | None = None  # also flag samples whose combined suspect_score is at least this
+    verdicts: tuple[str, ...] = ("label_issue",)
+
+
+def read_suspects(audit: str | Path) -> pl.DataFrame:
+    """The audit's verdicts (and reviewers' decisions) per sample, as the columns the rule reads."""
+    audit = Path(audit)
+    path = audit / "suspects.parquet"
+    try:
+        suspects = pl.read_parquet(path, columns=["sample_id", "verdict", "suspect_score", "suggested_label", "reason"])
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ValueError(f"{path}: expected a train audit's suspects.parquet: {exc}") from None
+    suspects = suspects.rename({"verdict": "suspect_verdict", "suggested_label": "suspect_label", "reason": "suspect_reason"})
+    decisions = audit / "decisions.parquet"
+    if decisions.is_file():
+        chosen = pl.read_parquet(decisions, columns=["sample_id", "decision"]).rename({"decision": "suspect_decision"})
+        return suspects.join(chosen, on="sample_id", how="left")
+    return suspects.with_columns(suspect_decision=pl.lit(None, pl.String))
+
+
+def join_suspects(frame: pl.DataFrame, audit: str | Path) -> pl.DataFrame:
+    """``frame`` with the suspect columns (null for samples the audit did not see) and ``label_original``."""
+    return frame.join(read_suspects(audit), on="sample_id", how="left", maintain_order="left").with_columns(
+        label_original=pl.lit(None, pl.String)
+    )
+
+
+def suspect_rules(ruleset: RuleSet, audit: str | Path | None) -> RuleSet:
+    """With an audit: ``ruleset`` plus ``label.suspect`` (drop, default parameters) unless it names
+    the rule already. Without one: ``ruleset`` less the rule, so a rerun gives the manifest as before."""
+    named = any(a.rule.id == RULE_ID for a in ruleset.rules)
+    if audit is None:
+        return RuleSet(tuple(a for a in ruleset.rules if a.rule.id != RULE_ID), ruleset.source) if named else ruleset
+    if named:
+        return ruleset
+    return RuleSet((*ruleset.rules, ActiveRule(get_rule(RULE_ID), Action.DROP, SuspectParams())), ruleset.source)
+
+
+def _columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Null suspect columns where the records were not joined with an audit (nothing is suspect then)."""
+    types = {"suspect_score": pl.Float64}
+    return frame.with_columns(pl.lit(None, types.get(c, pl.String)).alias(c) for c in COLUMNS if c not in frame.columns)
+
+
+def _detail(p: SuspectParams) -> pl.Expr:
+    return pl.format(
+        "field 'label': expected a label the audit does not doubt, got '{}' ({}{}, score {}, suggested '{}'): {}",
+        pl.col("label"), pl.col("suspect_verdict"),
+        pl.when(pl.col("suspect_decision") == "accept").then(pl.lit(", accepted by a reviewer")).otherwise(pl.lit("")),
+        pl.col("suspect_score").round(3), pl.col("suspect_label"), pl.col("suspect_reason"),
+    )  # fmt: skip
+
+
+def _relabel(p: SuspectParams) -> Repair:
+    return Repair(
+        fixable=pl.col("suspect_label").is_not_null() & (pl.col("suspect_label") != pl.col("label")),
+        columns={"label": pl.col("suspect_label"), "label_original": pl.col("label")},
+        note=pl.format("label.suspect: label '{}' -> '{}' ({})", pl.col("label"), pl.col("suspect_label"), pl.col("suspect_reason")),
+    )
+
+
+@register_rule(
+    RULE_ID,
+    "train audit found the label wrong (and no reviewer cleared it)",
+    action="drop",
+    params=SuspectParams,
+    detail=_detail,
+    repair=_relabel,
+    prepare=_columns,
+)
+def suspect(p: SuspectParams) -> pl.Expr:
+    flagged = pl.col("suspect_verdict").is_in(list(p.verdicts))
+    if p.min_score is not None:
+        flagged = flagged | (pl.col("suspect_score") >= p.min_score)
+    decision = pl.col("suspect_decision")
+    return (decision == "accept") | (decision.is_null() & flagged)
