@@ -20,7 +20,6 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from common.schema import RECORDS, polars_schema
 
 FORMATS = ("aihub", "coco", "voc", "yolo", "table")
 
@@ -45,10 +44,6 @@ class Parsed:
     orphans: pl.DataFrame | None = None  # ORPHANS: images on disk that no annotation names
     notes: dict = field(default_factory=dict)  # source-specific statistics for the report
 
-
-# The columns of a source's record rows, in order (sources that build rows as tuples use it):
-# RECORDS but ``parse_rule``, which only the file gate (``files.with_refused``) sets.
-ROW_SCHEMA = {name: dtype for name, dtype in polars_schema(RECORDS).items() if name != "parse_rule"}
 
 
 def source_module(name: str):

@@ -23,6 +23,7 @@ import polars as pl
 from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import ORPHANS, RECORDS, conform, empty, polars_schema
 from ingest.sources import Parsed, SourceOptions
+from ingest.sources._common import INT64, Malformed, all_finite, cannot_read, does_not_parse, failure, is_int64, is_number, json_float
 from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, shown, with_refused
 
 NAME = "aihub"
@@ -118,27 +119,20 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
                 # Anything off the well-formed shape (a null box, a string width, NaN, a missing
                 # frame number, broken JSON) takes the lenient path, which says exactly what.
                 referenced = _parse_doc(loads_json(data), rel, frame_dir, label_field, on_disk, cols)
-        except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode) as exc:
-            _append_failure(cols, rel, None, f"{rel}: JSON does not parse: {exc}")
-            referenced = set()
-        except RecursionError:
-            _append_failure(cols, rel, None, f"{rel}: JSON does not parse: nested too deeply")
+        except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode, RecursionError) as exc:
+            _append_failure(cols, rel, None, does_not_parse(rel, "JSON", exc))
             referenced = set()
         except OverflowError as exc:  # an integer no float can hold, where a number is expected
             _append_failure(cols, rel, None, f"{rel}: a number out of range: {exc}")
             referenced = set()
-        except _Malformed as exc:
+        except Malformed as exc:
             _append_failure(cols, rel, None, f"{rel}: {exc}")
             referenced = set()
         except OSError as exc:
-            _append_failure(cols, rel, None, f"{rel}: cannot read: {exc.strerror or exc}")
+            _append_failure(cols, rel, None, cannot_read(rel, exc))
             referenced = set()
         orphans += [f"{frame_dir}/{name}" for n, name in sorted(on_disk.items()) if n not in referenced]
     return cols, orphans, dirs
-
-
-class _Malformed(ValueError):
-    pass
 
 
 def _frame_dir(label_rel: str) -> str:
@@ -161,7 +155,7 @@ def _list_frames(folder: str) -> dict[int, str]:
 
 def _get(obj: object, key: str, where: str) -> object:
     if not isinstance(obj, dict):
-        raise _Malformed(f"expected field '{where}' to be an object, got {type(obj).__name__}")
+        raise Malformed(f"expected field '{where}' to be an object, got {type(obj).__name__}")
     return obj.get(key)
 
 
@@ -233,11 +227,12 @@ def _parse_typed(doc: _Document, rel, frame_dir, label_field, on_disk, cols) -> 
     video = _video(doc.metadata, rel, label_field)
     rows = []
     for ann in doc.annotations:
-        if not _INT64[0] <= ann.frame_number <= _INT64[1]:
+        if not INT64[0] <= ann.frame_number <= INT64[1]:  # is_int64, inlined: once per frame
             raise msgspec.ValidationError("frame_number beyond int64")  # the lenient path says which record
         box = ann.bounding_box
         x, y, w, h = box.x, box.y, box.width, box.height
-        if not (x - x == 0.0 and y - y == 0.0 and w - w == 0.0 and h - h == 0.0):  # 1e999 decodes to inf
+        # all_finite, inlined: this runs once per frame (x - x is nan for inf and nan); 1e999 decodes to inf.
+        if not (x - x == 0.0 and y - y == 0.0 and w - w == 0.0 and h - h == 0.0):
             x, y, w, h, raw = _box(msgspec.to_builtins(box))
         else:
             raw = None
@@ -251,21 +246,21 @@ def _parse_doc(doc, rel, frame_dir, label_field, on_disk, cols) -> set[int]:
     meta = _get(doc, "metadata", "metadata")
     annotations = _get(doc, "annotations", "annotations")
     if not isinstance(meta, dict):
-        raise _Malformed(f"expected field 'metadata' (object), got {type(meta).__name__}")
+        raise Malformed(f"expected field 'metadata' (object), got {type(meta).__name__}")
     if not isinstance(annotations, list):
-        raise _Malformed(f"expected field 'annotations' (list), got {type(annotations).__name__}")
+        raise Malformed(f"expected field 'annotations' (list), got {type(annotations).__name__}")
     video = _video(meta, rel, label_field)
     rows = []
     for index, ann in enumerate(annotations):
         frame = ann.get("frame_number") if isinstance(ann, dict) else None
-        if type(frame) is not int or not _INT64[0] <= frame <= _INT64[1]:
+        if not is_int64(frame):
             got = "not an object" if not isinstance(ann, dict) else clip(frame)
             _append_failure(cols, rel, str(index), f"{rel}: annotations[{index}]: expected field 'frame_number' (integer), got {got}", video)
             continue
         stamp = ann.get("timestamp")
         points = ann.get("keypoints")
         visible = len(points) - list(points.values()).count(None) if type(points) is dict else None
-        rows.append((frame, _float_or_none(stamp), *_box(ann.get("bounding_box")), visible))
+        rows.append((frame, json_float(stamp), *_box(ann.get("bounding_box")), visible))
     return _append_records(cols, rel, frame_dir, on_disk, video, rows)
 
 
@@ -310,52 +305,34 @@ _VIDEO_COLUMNS = [c for c in _COLUMNS if c not in (
 
 
 def _append_failure(cols, rel, record, message, video=None, *, rule=None, image_path=None) -> None:
-    row = {**(video or {}), "source_file": rel, "record": record, "parse_error": message, "parse_rule": rule, "image_path": image_path}
+    row = {**(video or {}), **failure(rel, message, record=record, image_path=image_path, rule=rule)}
     for key in _COLUMNS:
         cols[key].append(row.get(key))
 
 
-def _is_number(v: object) -> bool:
-    return type(v) in (int, float)
-
-
-_NUMBER = (int, float)  # exact types: bool and numeric strings are not numbers here
-
-
 def _box(box: object) -> tuple[float | None, float | None, float | None, float | None, str | None]:
-    """The four box numbers; anything not a finite number becomes null and the raw box is kept."""
-    if type(box) is dict:
-        x, y, w, h = box.get("x"), box.get("y"), box.get("width"), box.get("height")
-        if type(x) in _NUMBER and type(y) in _NUMBER and type(w) in _NUMBER and type(h) in _NUMBER:
-            x, y, w, h = float(x), float(y), float(w), float(h)
-            if x - x == 0.0 and y - y == 0.0 and w - w == 0.0 and h - h == 0.0:  # finite: inf - inf is nan
-                return x, y, w, h, None
-        nums = [float(v) if type(v) in _NUMBER and math.isfinite(v) else None for v in (x, y, w, h)]
-        return nums[0], nums[1], nums[2], nums[3], json.dumps(box, ensure_ascii=False)
-    return None, None, None, None, json.dumps(box, ensure_ascii=False)
+    """The four box numbers; anything not a finite number becomes null and the raw box is kept.
 
-
-_INT64 = (-(2**63), 2**63 - 1)
+    An integer beyond a double's range raises ``OverflowError``: the file is reported as malformed.
+    """
+    if type(box) is not dict:
+        return None, None, None, None, json.dumps(box, ensure_ascii=False)
+    values = (box.get("x"), box.get("y"), box.get("width"), box.get("height"))
+    x, y, w, h = (float(v) if is_number(v) and math.isfinite(v) else None for v in values)
+    return x, y, w, h, None if all_finite(x, y, w, h) else json.dumps(box, ensure_ascii=False)
 
 
 def _size(v: object, where: str) -> int | None:
     """A size the metadata claims: an integer, null when absent; one beyond int64 is a malformed file."""
-    if not _is_number(v) or not math.isfinite(v):
+    if not is_number(v) or not math.isfinite(v):
         return None
-    if not _INT64[0] <= v <= _INT64[1]:
-        raise _Malformed(f"expected field '{where}' (an integer size), got {clip(v)}")
+    if not INT64[0] <= v <= INT64[1]:
+        raise Malformed(f"expected field '{where}' (an integer size), got {clip(v)}")
     return int(v)
 
 
-def _float_or_none(v: object) -> float | None:
-    try:
-        return float(v) if _is_number(v) else None
-    except OverflowError:  # an integer beyond a double
-        return None
-
-
 def _stamp_text(stamp: object) -> str:
-    if _is_number(stamp) and float(stamp).is_integer():
+    if is_number(stamp) and float(stamp).is_integer():
         return str(int(stamp))
     return str(stamp)
 

@@ -28,7 +28,6 @@ names (COCO's background images); image files that no ``images[]`` entry lists a
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import re
 from pathlib import Path
@@ -36,7 +35,8 @@ from pathlib import Path
 import polars as pl
 
 from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, does_not_parse, failure_row, is_int64, json_float, positive_size
 from ingest.sources.files import NotUnicode, admit, loads_json, with_refused
 
 NAME = "coco"
@@ -125,20 +125,17 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
     """
     try:
         doc = loads_json((root / rel).read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode) as exc:
-        rows.append(_failure(rel, None, None, f"{rel}: JSON does not parse: {exc}"))
-        return []
-    except RecursionError:
-        rows.append(_failure(rel, None, None, f"{rel}: JSON does not parse: nested too deeply"))
+    except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode, RecursionError) as exc:
+        rows.append(failure_row(_SCHEMA, rel, does_not_parse(rel, "JSON", exc)))
         return []
     except OSError as exc:
-        rows.append(_failure(rel, None, None, f"{rel}: cannot read: {exc.strerror or exc}"))
+        rows.append(failure_row(_SCHEMA, rel, cannot_read(rel, exc)))
         return []
     got = {key: doc.get(key) if isinstance(doc, dict) else None for key in ("images", "annotations", "categories")}
     bad = [key for key, value in got.items() if not isinstance(value, list)]
     if bad:
         found = f"keys {sorted(doc)}" if isinstance(doc, dict) else type(doc).__name__
-        rows.append(_failure(rel, None, None, f"{rel}: expected top-level lists {', '.join(bad)}, got {found}"))
+        rows.append(failure_row(_SCHEMA, rel, f"{rel}: expected top-level lists {', '.join(bad)}, got {found}"))
         return []
 
     categories = {
@@ -153,13 +150,13 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
     for img in got["images"]:
         if isinstance(img, dict) and _is_id(img.get("id")) and isinstance(img.get("file_name"), str):
             path = posixpath.join(folder, img["file_name"].replace("\\", "/"))
-            images[img["id"]] = (path, _size(img.get("width")), _size(img.get("height")))
+            images[img["id"]] = (path, positive_size(img.get("width")), positive_size(img.get("height")))
 
     used: set[int | str] = set()
     for index, ann in enumerate(got["annotations"]):
         if not isinstance(ann, dict):
             where = f"annotations[{index}]"
-            rows.append(_failure(rel, where, split, f"{rel}: {where}: expected an object, got {type(ann).__name__}"))
+            rows.append(failure_row(_SCHEMA, rel, f"{rel}: {where}: expected an object, got {type(ann).__name__}", record=where, split=split))
             continue
         ann_id = ann.get("id")
         record = str(ann_id) if _is_id(ann_id) else f"annotations[{index}]"
@@ -177,18 +174,9 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         iscrowd = ann.get("iscrowd")
         rows.append((
             rel, record, path, path, split, _label(ann.get("category_id"), categories), *_box(ann),
-            width, height, error, iscrowd if _is_int(iscrowd) else None,
+            width, height, error, iscrowd if is_int64(iscrowd) else None,
         ))  # fmt: skip
     return [path for image_id, (path, _, _) in images.items() if image_id not in used]
-
-
-def _failure(rel: str, record: str | None, split: str | None, message: str) -> tuple:
-    """A row for a file or annotation that does not parse: where it is and why, nothing else."""
-    return (rel, record, None, None, split, *[None] * 8, message, None)
-
-
-def _is_int(v: object) -> bool:
-    return type(v) is int and -(2**63) <= v < 2**63
 
 
 def _is_id(v: object) -> bool:
@@ -198,25 +186,6 @@ def _is_id(v: object) -> bool:
 
 def _id_order(v: int | str) -> tuple[bool, int | str]:
     return isinstance(v, str), v
-
-
-def _is_number(v: object) -> bool:
-    return type(v) in (int, float)
-
-
-def _size(v: object) -> int | None:
-    """A positive integral image size, else null (a 0 or missing size claims nothing)."""
-    return int(v) if _is_number(v) and math.isfinite(v) and 0 < v < 2**63 and v == int(v) else None
-
-
-def _float(v: object) -> float | None:
-    """A JSON number as a float; an integer beyond a double's range is not a usable coordinate (None)."""
-    if type(v) not in (int, float):
-        return None
-    try:
-        return float(v)
-    except OverflowError:
-        return None
 
 
 def _label(category_id: object, categories: dict[int, str]) -> str | None:
@@ -233,9 +202,7 @@ def _box(ann: dict) -> tuple[float | None, float | None, float | None, float | N
         return None, None, None, None, None
     box = ann["bbox"]
     if type(box) is list and len(box) == 4:
-        x, y, w, h = (_float(v) for v in box)
-        if None not in (x, y, w, h) and math.isfinite(x + y + w + h):
-            return x, y, w, h, None
-        return x, y, w, h, json.dumps(box, ensure_ascii=False)
+        x, y, w, h = (json_float(v) for v in box)
+        return x, y, w, h, None if all_finite(x, y, w, h) else json.dumps(box, ensure_ascii=False)
     return None, None, None, None, json.dumps(box, ensure_ascii=False)
 

@@ -19,6 +19,8 @@ import stat
 
 import polars as pl
 
+from ingest.sources._common import cannot_read
+
 _KINDS = {
     stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder",
@@ -100,7 +102,7 @@ def check_file(root: str, rel: str, *, max_bytes: int | None) -> tuple[str, str]
                 return "path.outside_root", f"{rel}: expected a file under the dataset root, got a symlink that leaves it"
             info = os.stat(real)
     except OSError as exc:
-        return "annotation.malformed", f"{rel}: cannot read: {exc.strerror or exc}"
+        return "annotation.malformed", cannot_read(rel, exc)
     if not stat.S_ISREG(info.st_mode):
         return "path.not_regular", f"{rel}: expected a regular file, got {file_kind(info.st_mode)}; never opened"
     if max_bytes is not None and info.st_size > max_bytes:

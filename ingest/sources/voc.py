@@ -20,7 +20,6 @@ orphan (its image has no box). XML files are parsed in a process pool.
 
 from __future__ import annotations
 
-import math
 import os
 import posixpath
 import xml.etree.ElementTree as ET
@@ -30,7 +29,8 @@ import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_read, does_not_parse, failure_row, positive_size, text_float
 from ingest.sources.files import admit, with_refused
 
 NAME = "voc"
@@ -141,32 +141,26 @@ def _parse_chunk(job: tuple[str, list[Job]]) -> tuple[list[tuple], list[str]]:
         try:
             tree = ET.parse(os.path.join(root, rel))
             orphans += _parse_tree(tree.getroot(), rel, images, split, rows)
-        except RecursionError:
-            rows.append(_failure(rel, split, f"{rel}: XML does not parse: nested too deeply"))
-        except ET.ParseError as exc:
-            rows.append(_failure(rel, split, f"{rel}: XML does not parse: {exc}"))
-        except _Malformed as exc:
-            rows.append(_failure(rel, split, f"{rel}: {exc}"))
+        except (ET.ParseError, RecursionError) as exc:
+            rows.append(failure_row(_SCHEMA, rel, does_not_parse(rel, "XML", exc), split=split))
+        except Malformed as exc:
+            rows.append(failure_row(_SCHEMA, rel, f"{rel}: {exc}", split=split))
         except OSError as exc:
-            rows.append(_failure(rel, split, f"{rel}: cannot read: {exc.strerror or exc}"))
+            rows.append(failure_row(_SCHEMA, rel, cannot_read(rel, exc), split=split))
     return rows, orphans
-
-
-class _Malformed(ValueError):
-    pass
 
 
 def _parse_tree(doc: ET.Element, rel: str, images: str | None, split: str | None, rows: list[tuple]) -> list[str]:
     """Append one record per ``<object>``; returns the image as an orphan when there is none."""
     if doc.tag != "annotation":
-        raise _Malformed(f"expected root element <annotation>, got <{doc.tag}>")
+        raise Malformed(f"expected root element <annotation>, got <{doc.tag}>")
     filename = _text(doc.find("filename"))
     if not filename:
-        raise _Malformed("expected field 'filename' (the image file name), got nothing")
+        raise Malformed("expected field 'filename' (the image file name), got nothing")
     path = posixpath.join(images if images is not None else posixpath.dirname(rel), filename.replace("\\", "/"))
     size = doc.find("size")
-    width = _size(_text(size.find("width"))) if size is not None else None
-    height = _size(_text(size.find("height"))) if size is not None else None
+    width = positive_size(text_float(_text(size.find("width")))) if size is not None else None
+    height = positive_size(text_float(_text(size.find("height")))) if size is not None else None
     objects = doc.findall("object")
     for index, obj in enumerate(objects, start=1):
         rows.append((
@@ -176,23 +170,11 @@ def _parse_tree(doc: ET.Element, rel: str, images: str | None, split: str | None
     return [] if objects else [path]
 
 
-def _failure(rel: str, split: str | None, message: str) -> tuple:
-    """The one row for a file that does not parse: ``record`` null, where and why."""
-    return (rel, None, None, None, split, *[None] * 8, message, None, None)
-
-
 def _text(element: ET.Element | None) -> str | None:
     """An element's stripped text; None when the element is absent, "" when it is empty."""
     if element is None:
         return None
     return (element.text or "").strip()
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None
 
 
 def _int(text: str | None) -> int | None:
@@ -202,20 +184,14 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def _size(text: str | None) -> int | None:
-    """A positive integral size; 0, missing or non-numeric claims nothing (null)."""
-    value = _float(text)
-    return int(value) if value is not None and math.isfinite(value) and value > 0 and value.is_integer() else None
-
-
 def _box(bndbox: ET.Element | None) -> tuple[float | None, float | None, float | None, float | None, str | None]:
     """0-based x, y, w, h from 1-based inclusive corners; anything not a finite number is null and the XML kept."""
     if bndbox is None:
         return None, None, None, None, None
     texts = [_text(bndbox.find(k)) for k in CORNERS]
-    x0, y0, x1, y1 = (_float(t) for t in texts)
+    x0, y0, x1, y1 = (text_float(t) for t in texts)
     raw = None
-    if not all(v is not None and math.isfinite(v) for v in (x0, y0, x1, y1)):
+    if not all_finite(x0, y0, x1, y1):
         raw = "<bndbox>" + "".join(f"<{k}>{t}</{k}>" for k, t in zip(CORNERS, texts) if t is not None) + "</bndbox>"
     return (
         x0 - 1 if x0 is not None else None,

@@ -35,7 +35,8 @@ import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import ROW_SCHEMA, Parsed, SourceOptions
+from ingest.sources import Parsed, SourceOptions
+from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
 from ingest.sources.files import admit, shown, with_refused
 
 NAME = "yolo"
@@ -252,7 +253,7 @@ def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple
             rows.append(_row(rel, None, image, split, None, None, f"{rel}: expected UTF-8 text, got {exc.reason} at byte {exc.start}"))
             continue
         except OSError as exc:
-            rows.append(_row(rel, None, image, split, None, None, f"{rel}: cannot read: {exc.strerror or exc}"))
+            rows.append(_row(rel, None, image, split, None, None, cannot_read(rel, exc)))
             continue
         boxes = 0
         for number, line in enumerate(lines, start=1):
@@ -265,8 +266,8 @@ def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple
                 error = f"{rel}: line {number}: expected 5 fields {_FIELDS}, got {len(fields)}"
                 rows.append(_row(rel, str(number), image, split, label, None, error))
                 continue
-            values = [_float(v) for v in fields[1:]]
-            raw = None if all(v is not None and math.isfinite(v) for v in values) else " ".join(fields[1:])
+            values = [text_float(v) for v in fields[1:]]
+            raw = None if all_finite(*values) else " ".join(fields[1:])
             rows.append(_row(rel, str(number), image, split, label, raw, None, *values))
         if not boxes:
             empty_files.append(image)
@@ -280,16 +281,9 @@ def _row(rel: str, record: str | None, image: str, split: str | None, label: str
     return (rel, record, image, image, split, label, None, None, None, None, raw, None, None, error, cx, cy, w, h)
 
 
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def _label(token: str, names: dict[int, str]) -> str:
     """The class name for a class id token; the token itself when it names no class."""
-    value = _float(token)
+    value = text_float(token)
     if value is not None and math.isfinite(value) and value.is_integer() and int(value) in names:
         return names[int(value)]
     return token
