@@ -27,7 +27,7 @@ from common.labels import build_labels
 from ingest.probe import probe_images
 from ingest.report_page import write_html
 from common.schema import MANIFEST, ORPHANS, QUARANTINE, conform, empty
-from ingest.sources import SourceOptions
+from ingest.sources import AUTO, SourceOptions, get_source
 from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
 from validation_rules import RuleSet, apply_rules, join_suspects, suspect_rules
@@ -71,11 +71,7 @@ def _clean(config: CleanConfig) -> CleanResult:
     paths = records.get_column("image_path").drop_nulls().unique(maintain_order=True).to_list()
     max_pixels = rules.param("image.too_large", "max_pixels")
     probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels)
-    frame = records.join(probes, on="image_path", how="left", maintain_order="left")
-    if parsed.notes.get("normalised_boxes"):
-        from ingest.sources.yolo import to_pixels
-
-        frame = to_pixels(frame)
+    frame = get_source(fmt).post_probe(records.join(probes, on="image_path", how="left", maintain_order="left"))
 
     vocabulary = config.labels or parsed.vocabulary or _infer_vocabulary(frame)
     ruleset = rules.with_params("label.unknown", vocabulary=tuple(vocabulary))
@@ -135,7 +131,7 @@ def _check_same_config(config: CleanConfig, root: Path) -> None:
     except (OSError, ValueError):
         return  # no earlier output to protect (or one a person made)
     now = {**config.model_dump(mode="json"), "root": str(root)}
-    skip = _HOW_IT_RUNS | {"labels"} | ({"format"} if config.format == "auto" else set())  # recorded: the resolved ones
+    skip = _HOW_IT_RUNS | {"labels"} | ({"format"} if config.format == AUTO else set())  # recorded: the resolved ones
     changed = sorted(k for k in now if k not in skip and k in recorded and recorded[k] != now[k])
     if config.labels is not None and recorded.get("labels") != list(config.labels):
         changed.append("labels")

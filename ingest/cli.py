@@ -10,6 +10,7 @@ from common import cli
 from common.executor import add_executor_arguments
 from common.config import load_config
 from ingest.config import CleanConfig
+from ingest.sources import FORMAT_CHOICES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("root", type=Path, help="dataset root (raw folders)")
     c.add_argument("--out", type=Path, required=True, help="output folder")
     c.add_argument("--config", type=Path, help="TOML with CleanConfig fields; flags override it")
-    c.add_argument("--format", choices=["auto", "aihub", "coco", "voc", "yolo", "table"])
+    c.add_argument("--format", choices=FORMAT_CHOICES)
     c.add_argument("--label", help="aihub: inspect.emotion (default) | owner.emotion | action | species")
     c.add_argument("--annotations", help="coco/table: the annotation file under the root")
     c.add_argument("--labels", help="the vocabulary, comma-separated, in label-id order")

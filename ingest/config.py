@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from common.executor import ExecutorOptions
+from ingest.sources import AUTO, FORMAT_CHOICES
 
 
 class CleanConfig(ExecutorOptions):
@@ -15,7 +16,7 @@ class CleanConfig(ExecutorOptions):
 
     root: Path
     out: Path
-    format: Literal["auto", "aihub", "coco", "voc", "yolo", "table"] = "auto"
+    format: Literal[FORMAT_CHOICES] = AUTO  # a registered source (ingest.sources.FORMATS), or detect it
     label: str = "inspect.emotion"  # aihub: which field is the class
     annotations: str | None = None  # coco/table: the annotation file under root
     labels: tuple[str, ...] | None = None  # the vocabulary; default: the source's own, else inferred

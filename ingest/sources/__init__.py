@@ -1,10 +1,15 @@
 """Annotation sources: one module per input format, all emitting the same ``RECORDS`` frame.
 
-A source module provides:
+``FORMATS`` is the registry: the one list of formats, in the order ``--format auto`` tries
+them; the config's and the command line's choices are derived from it. A source module provides:
 
 * ``NAME``: the ``--format`` value;
 * ``detect(root) -> bool``: whether ``root`` looks like this format (for ``--format auto``);
-* ``parse(root, options) -> Parsed``.
+* ``parse(root, options) -> Parsed``;
+* optionally ``post_probe(frame) -> frame``: what the records need once the probe has decoded the
+  images (YOLO turns its normalised boxes into pixels); ``ingest clean`` calls it through
+  ``get_source(name).post_probe`` for every format without naming any, and it is the identity
+  for a module that does not define one.
 
 A source never opens images (the probe does) and never raises on a bad annotation file:
 a file that does not parse becomes one record with ``parse_error`` set, and the other
@@ -14,14 +19,20 @@ files go on.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+if TYPE_CHECKING:  # polars for annotations only: the command line imports FORMATS from here and stays light
+    import polars as pl
 
 FORMATS = ("aihub", "coco", "voc", "yolo", "table")
+AUTO = "auto"  # detect the format: the first of FORMATS whose ``detect`` accepts the root
+FORMAT_CHOICES = (AUTO, *FORMATS)  # what --format and CleanConfig.format accept
 
 
 class SourceOptions(BaseModel):
@@ -46,16 +57,37 @@ class Parsed:
 
 
 
+@dataclass(frozen=True)
+class Source:
+    """A registered format, as ``ingest clean`` uses it."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    parse: Callable[[Path, SourceOptions], Parsed]
+    post_probe: Callable[[pl.DataFrame], pl.DataFrame]  # records joined with the probe -> records
+
+
+def _unchanged(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame
+
+
 def source_module(name: str):
     if name not in FORMATS:
-        raise ValueError(f"unknown format {name!r}; valid: auto, {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {name!r}; valid: {', '.join(FORMAT_CHOICES)}")
     return importlib.import_module(f"ingest.sources.{name}")
+
+
+@cache
+def get_source(name: str) -> Source:
+    """The registry entry of format ``name`` (its module is imported on first use); an unknown name raises."""
+    module = source_module(name)
+    return Source(name, module.detect, module.parse, getattr(module, "post_probe", _unchanged))
 
 
 def detect_format(root: Path) -> str:
     """The first format whose ``detect`` accepts ``root``; raises naming what was looked for."""
     for name in FORMATS:
-        if source_module(name).detect(root):
+        if get_source(name).detect(root):
             return name
     raise ValueError(
         f"{root}: cannot tell the annotation format (looked for AI Hub 라벨링데이터 folders, a COCO "
@@ -65,5 +97,5 @@ def detect_format(root: Path) -> str:
 
 def parse(root: Path, fmt: str, options: SourceOptions) -> tuple[str, Parsed]:
     """Parse ``root`` in format ``fmt`` (``auto`` detects it); returns the format used and the records."""
-    name = detect_format(root) if fmt == "auto" else fmt
-    return name, source_module(name).parse(root, options)
+    name = detect_format(root) if fmt == AUTO else fmt
+    return name, get_source(name).parse(root, options)

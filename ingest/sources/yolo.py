@@ -15,9 +15,9 @@ root, ``labels/classes.txt`` (LabelImg). A class id missing from the names keeps
 the label, so ``label.unknown`` quarantines it.
 
 Boxes: the parser cannot know the pixel size without opening the image, so ``bbox_*`` stay
-null, the normalised values go to ``norm_cx, norm_cy, norm_w, norm_h`` and
-``notes["normalised_boxes"]`` is set; ``ingest clean`` calls ``to_pixels`` once the probe has
-the decoded size. A line with other than 5 fields is ``annotation.malformed``; a
+null and the normalised values go to ``norm_cx, norm_cy, norm_w, norm_h`` (the report says so:
+``notes["normalised_boxes"]``); ``ingest clean`` calls this source's ``post_probe`` hook,
+``to_pixels``, once the probe has the decoded size. A line with other than 5 fields is ``annotation.malformed``; a
 non-numeric or non-finite value is a null coordinate with ``bbox_raw`` kept (``bbox.invalid``).
 Split: a folder name on the way to the label file (``train``, ``val2017``, ``valid``), else null.
 """
@@ -97,6 +97,9 @@ def to_pixels(frame: pl.DataFrame) -> pl.DataFrame:
         bbox_w=pl.col("norm_w") * width,
         bbox_h=pl.col("norm_h") * height,
     )
+
+
+post_probe = to_pixels  # the hook ``ingest clean`` calls once the probe has the sizes (see ``ingest.sources``)
 
 
 def label_jobs(root: Path) -> tuple[list[Job], list[str]]:
