@@ -16,6 +16,7 @@ _GATE = pl.col("parse_rule")  # the rule id the label-file gate refused a file u
     action="drop",
     detail=lambda p: pl.col("parse_error"),
     on_unparsed=True,
+    required=True,
 )
 def malformed(p: RuleParams) -> pl.Expr:
     return pl.col("parse_error").is_not_null() & (_GATE.is_null() | (_GATE == "annotation.malformed"))

@@ -36,6 +36,7 @@ _VALID = _finite(X) & _finite(Y) & _finite(W) & _finite(H)
     detail=lambda p: pl.format(
         "field 'bounding_box': expected 4 finite numbers x, y, width, height, got {}", pl.col("bbox_raw").fill_null("nothing")
     ),
+    required=True,
 )
 def invalid(p: RuleParams) -> pl.Expr:
     return ~_VALID

@@ -13,6 +13,7 @@ from validation_rules.registry import RuleParams, register_rule
     "the annotation names an image that does not exist",
     action="drop",
     detail=lambda p: pl.format("image '{}': expected a file, got none", pl.col("image_path")),
+    required=True,
 )
 def missing(p: RuleParams) -> pl.Expr:
     return pl.col("status") == "missing"
@@ -23,6 +24,7 @@ def missing(p: RuleParams) -> pl.Expr:
     "zero bytes, not an image, truncated or corrupt (the whole file is decoded at reduced scale)",
     action="drop",
     detail=lambda p: pl.format("image '{}': expected a decodable image, got {}", pl.col("image_path"), pl.col("error")),
+    required=True,
 )
 def unreadable(p: RuleParams) -> pl.Expr:
     return pl.col("status") == "unreadable"

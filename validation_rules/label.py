@@ -27,6 +27,7 @@ def _label_missing() -> pl.Expr:
     "the record has no label (null or empty)",
     action="drop",
     detail=lambda p: pl.lit("field 'label': expected a class name, got null or empty"),
+    required=True,
 )
 def missing(p: RuleParams) -> pl.Expr:
     return _label_missing()
@@ -40,6 +41,7 @@ def missing(p: RuleParams) -> pl.Expr:
     detail=lambda p: pl.format(
         "field 'label': expected one of [{}], got '{}'", pl.lit(", ".join(p.vocabulary or ())), _short(pl.col("label"))
     ),
+    required=True,
 )
 def unknown(p: VocabularyParams) -> pl.Expr:
     if p.vocabulary is None:

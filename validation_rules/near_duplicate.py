@@ -1,6 +1,7 @@
 """Rule ``image.near_duplicate``: within one video and one label, a frame within ``max_distance`` bits
 (64-bit perceptual hash) of a frame kept before it. The comparison is ``validation_rules.perceptual``;
-exact byte copies are ``image.duplicate``.
+exact byte copies are ``image.duplicate``. By default it warns; with ``action = "drop"`` the repeats
+are quarantined, the kept frame and the distance in ``detail``.
 """
 
 from __future__ import annotations

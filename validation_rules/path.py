@@ -23,6 +23,7 @@ def _gate_or(rule_id: str, image: pl.Expr) -> pl.Expr:
         pl.format("image path '{}': expected a file under the dataset root, got {}", pl.col("image_path"), pl.col("error")),
     ),
     on_unparsed=True,
+    required=True,
 )
 def outside_root(p: RuleParams) -> pl.Expr:
     return (pl.col("status") == "outside_root") | (_GATE == "path.outside_root")
@@ -37,6 +38,7 @@ def outside_root(p: RuleParams) -> pl.Expr:
         pl.format("image '{}': expected a regular file, got {}; never opened", pl.col("image_path"), pl.col("error")),
     ),
     on_unparsed=True,
+    required=True,
 )
 def not_regular(p: RuleParams) -> pl.Expr:
     return (pl.col("status") == "not_regular") | (_GATE == "path.not_regular")
@@ -51,6 +53,7 @@ def not_regular(p: RuleParams) -> pl.Expr:
                   .str.replace_all("\r", "\\r", literal=True).str.replace_all("\t", "\\t", literal=True), pl.col("error"))
     ),
     on_unparsed=True,
+    required=True,
 )
 def bad_name(p: RuleParams) -> pl.Expr:
     return (_GATE == "path.bad_name") | (pl.col("status") == "bad_name")

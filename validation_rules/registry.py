@@ -3,7 +3,9 @@
 A rule is a pure function from its parameters to a polars boolean expression that is
 true where a record violates it, plus metadata: a one-line description, a default
 action, a pydantic parameter model, an expression that explains a violation, and for
-rules that can repair, the repaired columns.
+rules that can repair, the repaired columns. ``register_rule`` is the one place a rule's
+defaults are set (its action, its parameters' defaults in the model, whether it is
+required); ``default.toml`` only names the rules the default set runs.
 
     @register_rule("bbox.negative", "box starts left of or above the image", action="clip",
                    params=NegativeParams, detail=..., repair=...)
@@ -60,6 +62,9 @@ class Rule:
     # When true, ``prepare`` is called as ``prepare(frame, params)``: the helper columns depend on
     # a parameter (the near-duplicate distance decides which frames are kept).
     prepare_takes_params: bool = False
+    # Rules without which a record could reach the manifest unusable (unreadable, unparsed, no
+    # box, no known label): they run in every rule set and always drop.
+    required: bool = False
 
 
 _REGISTRY: dict[str, Rule] = {}
@@ -76,6 +81,7 @@ def register_rule(
     prepare: Callable[..., pl.DataFrame] | None = None,
     on_unparsed: bool = False,
     prepare_takes_params: bool = False,
+    required: bool = False,
 ) -> Callable[[Callable[[RuleParams], pl.Expr]], Callable[[RuleParams], pl.Expr]]:
     """Register ``check`` under ``rule_id``; registering an id twice raises."""
 
@@ -84,9 +90,12 @@ def register_rule(
             raise ValueError(f"rule id {rule_id!r} is already registered")
         if Action(action) is Action.CLIP and repair is None:
             raise ValueError(f"rule {rule_id!r}: a clip rule needs a repair")
+        if (required or on_unparsed) and Action(action) is not Action.DROP:
+            raise ValueError(f"rule {rule_id!r}: a required rule, or one on unparsed records, drops; got action {action!r}")
         _REGISTRY[rule_id] = Rule(
-            rule_id, description, Action(action), params, check, detail, repair, prepare, on_unparsed, prepare_takes_params
-        )
+            rule_id, description, Action(action), params, check, detail, repair, prepare, on_unparsed, prepare_takes_params,
+            required,
+        )  # fmt: skip
         return check
 
     return wrap

@@ -6,9 +6,10 @@
     [rules."image.duplicate"]
     enabled = false          # or: action = "off"
 
-A user's file is merged over ``default.toml`` rule by rule, so naming one rule changes that
-rule only. The ones without which a record could reach the manifest unreadable
-(``REQUIRED``) always run and always drop.
+``default.toml`` names the rules the default set runs; their actions and parameters are the
+registry's defaults (``register_rule``). A user's file is merged over it rule by rule, so naming
+one rule changes that rule only. The rules registered ``required`` (without them a record could
+reach the manifest unusable) always run and always drop.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ from pydantic import ValidationError
 from validation_rules.registry import Action, Rule, RuleParams, get_rule, list_rules
 
 DEFAULT_RULES = Path(__file__).with_name("default.toml")
-REQUIRED = (
-    "annotation.malformed", "path.outside_root", "image.missing", "image.unreadable",
-    "bbox.invalid", "label.missing", "label.unknown", "path.not_regular", "path.bad_name",
-)  # fmt: skip
 OFF = "off"
 
 
@@ -52,13 +49,13 @@ class RuleSet:
             if not isinstance(options, dict):
                 raise ValueError(f"rule set {path}: [rules.\"{rule_id}\"]: expected a table, got {options!r}")
             try:
-                get_rule(rule_id)
+                rule = get_rule(rule_id)
             except KeyError as exc:
                 raise ValueError(f"rule set {path}: {exc.args[0]}") from None
             options = dict(options)
             enabled = options.pop("enabled", True)
             if enabled is False or options.get("action") == OFF:
-                if rule_id in REQUIRED:
+                if rule.required:
                     raise ValueError(f"rule set {path}: rule {rule_id!r} always runs (a record failing it is unusable)")
                 table.pop(rule_id, None)
             elif enabled is not True:
@@ -76,9 +73,9 @@ class RuleSet:
                 raise ValueError(f"rule set {source}: {exc.args[0]}") from None
         active = []
         for rule_id in list_rules():
-            if rule_id not in table and rule_id not in REQUIRED:
-                continue
             rule = get_rule(rule_id)
+            if rule_id not in table and not rule.required:
+                continue
             options = dict(table.get(rule_id, {}))
             try:
                 action = Action(options.pop("action", rule.default_action.value))
@@ -86,7 +83,7 @@ class RuleSet:
                 raise ValueError(
                     f"rule set {source}: [rules.\"{rule_id}\"] field action: expected one of drop, clip, warn, off"
                 ) from None
-            if (rule_id in REQUIRED or rule.on_unparsed) and action is not Action.DROP:
+            if (rule.required or rule.on_unparsed) and action is not Action.DROP:
                 raise ValueError(f"rule set {source}: rule {rule_id!r} always drops, got action {action.value!r}")
             if action is Action.CLIP and rule.repair is None:
                 raise ValueError(f"rule set {source}: rule {rule_id!r} cannot clip")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from validation_rules.registry import Action, Repair, RuleParams, get_rule, register_rule
+from validation_rules.registry import Repair, RuleParams, get_rule, register_rule
 from validation_rules.ruleset import ActiveRule, RuleSet
 
 RULE_ID = "label.suspect"
@@ -58,14 +58,15 @@ def join_suspects(frame: pl.DataFrame, audit: str | Path) -> pl.DataFrame:
 
 
 def suspect_rules(ruleset: RuleSet, audit: str | Path | None) -> RuleSet:
-    """With an audit: ``ruleset`` plus ``label.suspect`` (drop, default parameters) unless it names
+    """With an audit: ``ruleset`` plus ``label.suspect`` (its registered defaults) unless it names
     the rule already. Without one: ``ruleset`` less the rule, so a rerun gives the manifest as before."""
     named = any(a.rule.id == RULE_ID for a in ruleset.rules)
     if audit is None:
         return RuleSet(tuple(a for a in ruleset.rules if a.rule.id != RULE_ID), ruleset.source) if named else ruleset
     if named:
         return ruleset
-    return RuleSet((*ruleset.rules, ActiveRule(get_rule(RULE_ID), Action.DROP, SuspectParams())), ruleset.source)
+    rule = get_rule(RULE_ID)
+    return RuleSet((*ruleset.rules, ActiveRule(rule, rule.default_action, rule.params())), ruleset.source)
 
 
 def _columns(frame: pl.DataFrame) -> pl.DataFrame:
