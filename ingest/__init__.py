@@ -1,1 +1,22 @@
-"""pawpipe ingest package."""
+"""``ingest``: raw annotations in any registered format -> a clean manifest, a quarantine, labels and
+a report (``ingest clean``). Public surface (what tests, benchmarks and the command line may import;
+the rest are this stage's insides):
+
+* ``ingest.clean``: ``clean(CleanConfig) -> CleanResult`` (manifest, quarantine, report; the files
+  written under ``config.out``), ``CleanAborted`` (the quarantined share passed the threshold);
+* ``ingest.config``: ``CleanConfig``, every option, from TOML and the command line;
+* ``ingest.sources``: the format registry: ``FORMATS``, ``FORMAT_CHOICES``, ``get_source(name)``
+  (``detect``, ``parse``, ``post_probe``), ``detect_format``, ``parse``, ``SourceOptions``,
+  ``Parsed``; each format's module (``ingest.sources.aihub``...) for its ``parse``, ``detect`` and
+  layout constants (``aihub.EMOTIONS``, ``LABELS_DIR``, ``FRAMES_DIR``);
+* ``ingest.probe``: ``probe_images``, ``probe_one``: what each image file is, without trusting it;
+* ``ingest.split``: ``assign_splits``, ``groups_in_both_splits``;
+* ``ingest.demo_data``: ``generate`` (the demo dataset), ``draw_frame``, ``LOOK_ALIKE``;
+  ``ingest.demo_check``: ``check``, ``format_table``;
+* ``ingest.cli``: ``main``, the ``ingest`` command.
+
+Other stages import nothing from here: ``shards`` reads the output files through the contracts in
+``common`` (``common.schema``, ``common.labels``), and the rules live in ``validation_rules``.
+Nothing is re-exported at the package level, so ``ingest --help`` does not load polars and the
+rule engine.
+"""
