@@ -4,6 +4,7 @@
 them; the config's and the command line's choices are derived from it. A source module provides:
 
 * ``NAME``: the ``--format`` value;
+* ``LOOKS_FOR``: what ``detect`` looks for, in words (said when no format is detected);
 * ``detect(root) -> bool``: whether ``root`` looks like this format (for ``--format auto``);
 * ``parse(root, options) -> Parsed``;
 * optionally ``post_probe(frame) -> frame``: what the records need once the probe has decoded the
@@ -62,6 +63,7 @@ class Source:
     """A registered format, as ``ingest clean`` uses it."""
 
     name: str
+    looks_for: str
     detect: Callable[[Path], bool]
     parse: Callable[[Path, SourceOptions], Parsed]
     post_probe: Callable[[pl.DataFrame], pl.DataFrame]  # records joined with the probe -> records
@@ -81,7 +83,7 @@ def source_module(name: str):
 def get_source(name: str) -> Source:
     """The registry entry of format ``name`` (its module is imported on first use); an unknown name raises."""
     module = source_module(name)
-    return Source(name, module.detect, module.parse, getattr(module, "post_probe", _unchanged))
+    return Source(name, module.LOOKS_FOR, module.detect, module.parse, getattr(module, "post_probe", _unchanged))
 
 
 def detect_format(root: Path) -> str:
@@ -89,10 +91,8 @@ def detect_format(root: Path) -> str:
     for name in FORMATS:
         if get_source(name).detect(root):
             return name
-    raise ValueError(
-        f"{root}: cannot tell the annotation format (looked for AI Hub 라벨링데이터 folders, a COCO "
-        "instances JSON, VOC XML, YOLO txt + class names, a CSV/Parquet table); pass --format"
-    )
+    looked_for = ", ".join(get_source(name).looks_for for name in FORMATS)
+    raise ValueError(f"{root}: cannot tell the annotation format (looked for {looked_for}); pass --format")
 
 
 def parse(root: Path, fmt: str, options: SourceOptions) -> tuple[str, Parsed]:

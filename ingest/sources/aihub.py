@@ -27,6 +27,7 @@ from ingest.sources._common import INT64, Malformed, all_finite, cannot_read, do
 from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, shown, with_refused
 
 NAME = "aihub"
+LOOKS_FOR = "AI Hub 라벨링데이터 folders"
 LABELS_DIR, FRAMES_DIR = "라벨링데이터", "원천데이터"
 SPLIT_DIRS = {"Training": "train", "Validation": "val"}
 EMOTIONS = ("행복/즐거움", "편안/안정", "불안/슬픔", "화남/불쾌", "공포", "공격성")

@@ -40,6 +40,7 @@ from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, does_not
 from ingest.sources.files import NotUnicode, admit, loads_json, with_refused
 
 NAME = "coco"
+LOOKS_FOR = "a COCO instances JSON"
 EXTRA_COLUMNS = {"iscrowd": pl.Int64}
 _PEEK_BYTES = 1 << 20
 _COCO_KEY = re.compile(rb'"(?:images|annotations|categories)"\s*:')

@@ -30,6 +30,7 @@ from ingest.sources import Parsed, SourceOptions
 from ingest.sources.files import check_file, shown
 
 NAME = "table"
+LOOKS_FOR = "a CSV/Parquet table"
 SUFFIXES = (".csv", ".parquet")
 IMAGE_NAMES = ("image_path", "path", "file", "filename", "file_name", "image", "img")
 LABEL_NAMES = ("label", "class", "category", "class_name", "label_name")

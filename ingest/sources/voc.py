@@ -34,6 +34,7 @@ from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_rea
 from ingest.sources.files import admit, with_refused
 
 NAME = "voc"
+LOOKS_FOR = "VOC XML"
 EXTRA_COLUMNS = {"difficult": pl.Int64, "truncated": pl.Int64}
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 _SCHEMA = {**ROW_SCHEMA, **EXTRA_COLUMNS}

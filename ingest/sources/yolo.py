@@ -40,6 +40,7 @@ from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_flo
 from ingest.sources.files import admit, shown, with_refused
 
 NAME = "yolo"
+LOOKS_FOR = "YOLO txt + class names"
 EXTRA_COLUMNS = {"norm_cx": pl.Float64, "norm_cy": pl.Float64, "norm_w": pl.Float64, "norm_h": pl.Float64}
 # Ultralytics' IMG_FORMATS.
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}

@@ -26,7 +26,7 @@ def test_every_registered_format_is_a_module_with_its_hooks(name: str) -> None:
     module = importlib.import_module(f"ingest.sources.{name}")
     source = get_source(name)
     assert (module.NAME, source.name) == (name, name)
-    assert (source.detect, source.parse) == (module.detect, module.parse)
+    assert (source.looks_for, source.detect, source.parse) == (module.LOOKS_FOR, module.detect, module.parse)
     assert get_source(name) is source
 
 
@@ -42,6 +42,16 @@ def test_post_probe_is_the_identity_unless_the_source_defines_one(name: str) -> 
 def test_unknown_format_lists_the_registered_ones() -> None:
     with pytest.raises(ValueError, match=r"^unknown format 'pascal'; valid: auto, aihub, coco, voc, yolo, table$"):
         get_source("pascal")
+
+
+def test_an_undetected_root_says_what_each_format_looks_for(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing to see")
+    with pytest.raises(ValueError) as error:
+        detect_format(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path}: cannot tell the annotation format (looked for AI Hub 라벨링데이터 folders, a COCO instances JSON, "
+        "VOC XML, YOLO txt + class names, a CSV/Parquet table); pass --format"
+    )
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
