@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed of the generator (0)")
     d.add_argument("--label-noise", type=float, default=0.0,
                    help="share of training frames whose shape shows another class than the label (planted_flips.csv)")
+    d.add_argument("--val-videos", type=int, default=6, help="the last videos that form the validation split (6)")
 
     k = sub.add_parser("demo-check", help="compare a cleaning run with the faults the demo injected")
     k.add_argument("root", type=Path, help="the demo dataset (demo-data's folder)")
@@ -84,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo-data":
         from ingest.demo_data import generate
 
-        expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise)
+        expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise,
+                            val_videos=args.val_videos)
         print(f"demo dataset: {args.out} ({expected['counts']['videos']} videos, "
               f"{len(expected['quarantined'])} injected faults, {len(expected['kept_oddities'])} valid oddities)")  # fmt: skip
         return 0

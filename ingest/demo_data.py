@@ -159,11 +159,19 @@ def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
     }.get(fault, {"x": x, "y": y, "width": w, "height": h})
 
 
-def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0) -> dict:
-    """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record."""
+def generate(
+    out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0, val_videos: int = len(EMOTIONS)
+) -> dict:
+    """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record.
+
+    The last ``val_videos`` videos are the validation split (video ``v`` shows class ``v % 6``, so
+    a multiple of six keeps it balanced); the others, at least one per class, are training videos.
+    """
     out = Path(out)
     if videos < 12:
         raise ValueError(f"--videos: expected at least 12 (two per class), got {videos}")
+    if not 1 <= val_videos <= videos - len(EMOTIONS):
+        raise ValueError(f"--val-videos: expected 1..{videos - len(EMOTIONS)} (one training video per class left), got {val_videos}")
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"--label-noise: expected a share in [0, 1), got {label_noise}")
     rng = np.random.default_rng(seed)
@@ -176,7 +184,7 @@ def generate(out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 
         cls = v % len(EMOTIONS)
         species = "CAT" if (v // len(EMOTIONS)) % 2 == 0 else "DOG"
         actions = CAT_ACTIONS if species == "CAT" else DOG_ACTIONS
-        split = "Validation" if v >= videos - len(EMOTIONS) else "Training"
+        split = "Validation" if v >= videos - val_videos else "Training"
         plans.append({"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split})
     # Video-level faults on extra videos, so the clean videos keep every class learnable.
     extra = [("label_unknown", "label.unknown"), ("label_missing", "label.missing"), ("malformed_json", "annotation.malformed")]

@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--oof", type=Path, help="out-of-fold probabilities (train crossval's oof.parquet)")
     audit.add_argument("--shards", type=Path, help="shards for the gallery (default: the first run's data.shards)")
     audit.add_argument("--gallery", type=int, default=48, help="top suspects shown as images (default 48)")
+    audit.add_argument("--no-predict", dest="predict", action="store_false",
+                       help="skip the eval-mode pass of the last checkpoint over the training split (use the training-time probabilities)")
+    audit.add_argument("--device", default="auto", help="device of the eval-mode pass (default auto)")
     audit.add_argument("--review", type=Path, metavar="AUDIT", help="record decisions on an audit's suspects")
     audit.add_argument("--accept", nargs="+", default=[], metavar="ID", help="sample ids whose label is wrong")
     audit.add_argument("--reject", nargs="+", default=[], metavar="ID", help="sample ids whose label is right")
@@ -434,7 +437,8 @@ def _audit(args: argparse.Namespace) -> int:
         return 0
     if not args.runs or args.manifest is None or args.out is None:
         raise ConfigError("expected RUN_DIR [RUN_DIR ...] --manifest CLEAN --out AUDIT (or --review AUDIT)")
-    job = AuditJob(runs=args.runs, manifest=args.manifest, out=args.out, oof=args.oof, shards=args.shards, gallery=args.gallery)
+    job = AuditJob(runs=args.runs, manifest=args.manifest, out=args.out, oof=args.oof, shards=args.shards, gallery=args.gallery,
+                   predict=args.predict, device=args.device)  # fmt: skip
     suspects = run_audit(job)
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     print(f"{args.out}: {suspects.height} samples: {counts.get('label_issue', 0)} label issues, "

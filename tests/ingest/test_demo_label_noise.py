@@ -26,3 +26,16 @@ def test_flips_are_planted_in_training_frames_only_and_recorded(demo_raw: Path, 
     for rel in files:  # the same dataset but the flipped frames (the flips draw from their own generator)
         same = (noisy / rel).read_bytes() == (demo_raw / rel).read_bytes()
         assert same != (rel in flipped), rel
+
+
+def test_val_videos_sets_the_size_of_the_validation_split(tmp_path: Path):
+    generate(tmp_path / "raw", videos=18, frames=3, seed=0, val_videos=9)
+    labels = lambda split: sorted(p.name for p in (tmp_path / "raw" / split).rglob("*.json"))  # noqa: E731
+    assert len(labels("Validation")) == 9
+    assert sorted(int(n.split("-")[-1].split(".")[0]) for n in labels("Validation")) == list(range(9, 18))
+    try:
+        generate(tmp_path / "bad", videos=12, frames=3, val_videos=7)
+    except ValueError as exc:
+        assert str(exc) == "--val-videos: expected 1..6 (one training video per class left), got 7"
+    else:
+        raise AssertionError("val_videos=7 of 12 accepted")

@@ -11,9 +11,16 @@ out-of-fold ``probs``). Writes into ``AUDIT/``:
 * ``audit.json``: the cut-offs, the confident joint, the estimated noise matrix and noise rates;
 * ``audit.html`` and its PNGs (``train.audit.report``).
 
-Confident learning needs out-of-sample probabilities; without ``--oof`` it uses the mean of the
-probabilities each sample got while it was trained on (early epochs fit the clean majority
-before memorising the noise, so the mean is a fair stand-in, and costs nothing extra).
+The model's view of each training image comes from the best probabilities at hand, in this order:
+
+1. ``--oof``: out-of-fold probabilities (``train crossval``), never fitted to the sample's label;
+2. the run's **last checkpoint in eval mode** over its training split (no augmentation, no dropout,
+   BatchNorm running statistics): one inference pass (``AUDIT/train_predictions/``), on by default
+   (``predict=False`` / ``--no-predict`` skips it). A model that generalises predicts the true
+   class of a mislabelled image unless it memorised the wrong label; the training-time
+   probabilities understate that (augmented images, dropout, and the early epochs when every
+   sample is wrong), which is why the pass pays on planted noise (docs/audit.md);
+3. the mean of the probabilities each sample got while it was trained on (free, weakest).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class AuditJob(BaseModel):
     oof: Path | None = None
     shards: Path | None = None  # for the gallery; default: the first run's data.shards
     gallery: int = 48  # top suspects shown as images
+    predict: bool = True  # eval-mode pass of each ordinary run's last checkpoint over its training split
+    device: str = "auto"  # for that pass
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,35 @@ def mean_probs(runs: list[RunDynamics], num_classes: int) -> pl.DataFrame:
     return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / counts})
 
 
+def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.DataFrame | None:
+    """Per sample, the mean over the ordinary runs of the probabilities their last checkpoint gives
+    the training images in eval mode; None when no run has a last checkpoint and reachable shards.
+    Threshold-sample runs take no part (their model has one class more than the shards)."""
+    from train.checkpoint import LAST
+    from train.evaluate import predict_checkpoint
+
+    frames = []
+    for i, run in enumerate(runs):
+        checkpoint, shards = run.path / "checkpoints" / LAST, job.shards or run.shards
+        if run.extra_class is not None:
+            continue
+        if not checkpoint.is_file() or shards is None or not (shards / run.train_split).is_dir():
+            log.warning("%s: no eval-mode pass (needs %s and the shards' %s split)", run.path, checkpoint, run.train_split)
+            continue
+        table = predict_checkpoint(checkpoint, shards / run.train_split, out=job.out / "train_predictions" / f"run{i}.parquet",
+                                   device=job.device)  # fmt: skip
+        frame = pl.from_arrow(table).select("sample_id", "probs")
+        frames.append(pl.DataFrame({"sample_id": frame.get_column("sample_id"),
+                                    "p": np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)[:, :num_classes]}))  # fmt: skip
+    if not frames:
+        return None
+    rows = pl.concat(frames)
+    ids, codes = np.unique(rows.get_column("sample_id").to_numpy(), return_inverse=True)
+    sums = np.zeros((ids.size, num_classes))
+    np.add.at(sums, codes, rows.get_column("p").to_numpy())
+    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / np.bincount(codes, minlength=ids.size)[:, None]})
+
+
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
     """``oof.parquet`` (sample_id, probs): out-of-fold probabilities from ``train crossval``."""
     frame = pl.read_parquet(path).select("sample_id", "probs")
@@ -151,8 +189,8 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     forgot = pl.concat(per_run).group_by("sample_id").agg(
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
     )
-    probs = read_oof(job.oof, k) if job.oof is not None else mean_probs(runs, k)
-    probs_source = f"out-of-fold probabilities ({job.oof})" if job.oof is not None else "mean training-time probabilities"
+    job.out.mkdir(parents=True, exist_ok=True)
+    probs, probs_source = _probabilities(runs, job, k)
 
     scored = train.select("sample_id", "label_id").join(probs, on="sample_id", how="inner").filter(pl.col("label_id").is_not_null())
     cl = find_label_issues(scored.get_column("probs").to_numpy(), scored.get_column("label_id").to_numpy())
@@ -174,12 +212,22 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
     )
     suspects = combined.select(SUSPECTS)
-    job.out.mkdir(parents=True, exist_ok=True)
     write_parquet(job.out / "suspects.parquet", suspects)
     summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
     return suspects
+
+
+def _probabilities(runs: list[RunDynamics], job: AuditJob, k: int) -> tuple[pl.DataFrame, str]:
+    """The best probabilities at hand (see the module docstring) and where they came from (words)."""
+    if job.oof is not None:
+        return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})"
+    if job.predict:
+        probs = eval_probs(runs, job, k)
+        if probs is not None:
+            return probs, "eval-mode predictions of the last checkpoint over the training split"
+    return mean_probs(runs, k), "mean training-time probabilities"
 
 
 def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,

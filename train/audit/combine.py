@@ -1,15 +1,21 @@
 """One verdict per training sample from the signals: a combined rank, ``label_issue | ambiguous | ok``, and why.
 
-The two signals that carry a cut-off learned from the data decide: the AUM at or below its
-cut-off (threshold samples or the mixture, ``train.audit.aum``) or a confident-learning label
-issue (per-class thresholds and the estimated joint, ``train.audit.confident``) -> ``label_issue``.
-A sample neither calls but that the other evidence doubts (annotators disagree, never learned,
-or the model's own most probable class is another one) -> ``ambiguous``; else ``ok``. The union
-rather than the intersection: on planted noise (bench/noise_bench.py) the AUM cut-off alone
-recovers most flips, and confident learning on in-sample probabilities is precise but finds few,
-so requiring both halves the recall for a small gain in precision. The combined rank orders
-every sample by the mean of its per-signal ranks (most suspect first), so a reviewer who works
-down the list meets the strongest evidence first.
+Two views of each sample decide together: the trained model's (its most probable class, from
+out-of-fold or eval-mode probabilities, ``train.audit.audit``) and the training dynamics' (the AUM
+at or below its cut-off, learned from threshold samples or the data, ``train.audit.aum``).
+
+* ``label_issue``: both doubt the label (the model prefers another class *and* the given label
+  was hard to learn), or confident learning calls it an issue (per-class thresholds and the
+  estimated joint, ``train.audit.confident``: precise on its own);
+* ``ambiguous``: one view alone doubts it, or the annotators disagree, or it was never learned;
+* ``ok``: nothing doubts it.
+
+Why both views rather than either: on planted noise (bench/noise_bench.py) a weak model's AUMs
+have a long low tail of clean samples, so an AUM cut-off alone flags too many, while the model's
+eval-mode view alone keeps most flips apart from the clean samples; a clean sample the model gets
+wrong but whose label was learned easily (high AUM) is spared. The combined rank orders every
+sample by the mean of its per-signal ranks (most suspect first), so a reviewer who works down the
+list meets the strongest evidence first.
 """
 
 from __future__ import annotations
@@ -49,9 +55,9 @@ def combine(signals: pl.DataFrame) -> pl.DataFrame:
     reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     out = signals.with_columns(
         suspect_score=score,
-        verdict=pl.when(aum_flag | cl_flag)
+        verdict=pl.when((aum_flag & model_doubts) | cl_flag)
         .then(pl.lit("label_issue"))
-        .when(disagree | never | model_doubts)
+        .when(aum_flag | model_doubts | disagree | never)
         .then(pl.lit("ambiguous"))
         .otherwise(pl.lit("ok")),
         reason=pl.when(reason == "").then(pl.lit("no signal flags it")).otherwise(reason),

@@ -4,25 +4,28 @@ from train.audit.combine import combine
 
 
 def test_verdicts_reasons_and_rank():
+    """label_issue: confident learning, or the AUM and the model both doubting; one view alone: ambiguous."""
     signals = pl.DataFrame({
-        "sample_id": ["both", "aum_only", "ok", "disagree"],
-        "label": ["a", "a", "b", "b"],
-        "model_label": ["b", "a", "b", "b"],
-        "suggested_label": ["b", "b", "a", "a"],
-        "other_label": [None, None, None, "a"],
-        "aum": [-2.0, -1.0, 3.0, 2.0],
-        "aum_cutoff": [-0.5] * 4,
-        "cl_issue": [True, False, False, False],
-        "self_confidence": [0.1, 0.4, 0.9, 0.8],
-        "forgetting_score": [3.0, 1.0, 0.0, 0.0],
-        "never_learned": [False, False, False, False],
-        "annotators_disagree": [None, None, False, True],
+        "sample_id": ["both", "aum_only", "ok", "disagree", "two_views"],
+        "label": ["a", "a", "b", "b", "a"],
+        "model_label": ["b", "a", "b", "b", "c"],
+        "suggested_label": ["b", "b", "a", "a", "c"],
+        "other_label": [None, None, None, "a", None],
+        "aum": [-2.0, -1.0, 3.0, 2.0, -0.6],
+        "aum_cutoff": [-0.5] * 5,
+        "cl_issue": [True, False, False, False, False],
+        "self_confidence": [0.1, 0.4, 0.9, 0.8, 0.3],
+        "forgetting_score": [3.0, 1.0, 0.0, 0.0, 1.0],
+        "never_learned": [False, False, False, False, False],
+        "annotators_disagree": [None, None, False, True, None],
     })  # fmt: skip
     got = combine(signals)
     assert got.select("sample_id", "rank", "verdict").rows() == [
-        ("both", 1, "label_issue"), ("aum_only", 2, "label_issue"), ("disagree", 3, "ambiguous"), ("ok", 4, "ok")]
+        ("both", 1, "label_issue"), ("two_views", 2, "label_issue"), ("aum_only", 3, "ambiguous"), ("disagree", 4, "ambiguous"),
+        ("ok", 5, "ok")]  # fmt: skip
     reasons = dict(got.select("sample_id", "reason").rows())
     assert reasons["both"] == "AUM -2.0 at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
+    assert reasons["two_views"] == "AUM -0.6 at or below the cut-off -0.5; the model's most probable class is c"
     assert reasons["aum_only"] == "AUM -1.0 at or below the cut-off -0.5"
     assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
 

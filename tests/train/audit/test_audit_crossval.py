@@ -44,3 +44,39 @@ def test_crossval_writes_out_of_fold_probabilities(demo_clean: Path, tmp_path: P
     for k in (0, 1):  # each fold's model never trained on its held-out samples
         trained = set(pl.read_parquet(out / f"fold_{k}" / "shards" / "train" / "samples.parquet").get_column("sample_id"))
         assert trained.isdisjoint(oof.filter(pl.col("fold") == k).get_column("sample_id").to_list())
+
+
+@pytest.mark.slow
+def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path: Path):
+    """Without --oof the audit predicts the training split with the run's last checkpoint: the very
+    probabilities `train predict` gives, and confident learning's self-confidence read from them."""
+    import json
+
+    import numpy as np
+
+    shards = tmp_path / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=40, max_samples=8, workers=1, quiet=True))
+    run = tmp_path / "run"
+    argv = ["run", "--data", str(shards), "--out", str(run), "--set", "data.image_size=32", "--set", "data.batch_size=8",
+            "--set", "schedule.epochs=1", "--set", "compute.device=cpu", "--set", "record.progress=false",
+            "--set", "data.workers=1", "--set", "compute.cpu_threads=1"]  # fmt: skip
+    assert main(argv) == 0
+    audit = tmp_path / "audit"
+    assert main(["audit", str(run), "--manifest", str(demo_clean), "--out", str(audit), "--gallery", "0"]) == 0
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
+                 "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
+    predicted = pl.read_parquet(tmp_path / "pred.parquet")
+    assert pl.read_parquet(audit / "train_predictions" / "run0.parquet").equals(predicted)
+    summary = json.loads((audit / "audit.json").read_text())
+    assert summary["confident_learning"]["probabilities"] == "eval-mode predictions of the last checkpoint over the training split"
+    suspects = pl.read_parquet(audit / "suspects.parquet").join(predicted.select("sample_id", "probs"), on="sample_id")
+    probs = np.asarray(suspects.get_column("probs").to_list(), dtype=np.float64)
+    own = probs[np.arange(len(probs)), suspects.get_column("label_id").to_numpy()]
+    assert np.array_equal(suspects.get_column("self_confidence").to_numpy(), own)
+    model = np.asarray(summary["vocabulary"])[probs.argmax(axis=1)]
+    assert suspects.get_column("model_label").to_list() == model.tolist()
+
+    again = tmp_path / "audit_no_predict"
+    assert main(["audit", str(run), "--manifest", str(demo_clean), "--out", str(again), "--gallery", "0", "--no-predict"]) == 0
+    assert json.loads((again / "audit.json").read_text())["confident_learning"]["probabilities"] == "mean training-time probabilities"
+    assert not (again / "train_predictions").exists()

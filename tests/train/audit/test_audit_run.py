@@ -68,6 +68,7 @@ def test_score_against_planted_flips(tmp_path: Path, capsys):
         "verdict": ["label_issue", "label_issue", "ambiguous", "ok", "ok"],
         "aum": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_cutoff": [0.0] * 5,
         "cl_issue": [True, False, False, False, None], "never_learned": [False] * 5, "annotators_disagree": [None] * 5,
+        "label": ["x"] * 5, "model_label": ["y", "x", "y", "y", "x"],
     }, schema_overrides={"annotators_disagree": pl.Boolean})  # fmt: skip
     planted = pl.DataFrame({"image_path": ["a", "c", "e"]})
     got = {r["signal"]: (r["flagged"], r["true_positives"], r["precision"], r["recall"]) for r in score_audit(suspects, planted).iter_rows(named=True)}
@@ -75,6 +76,7 @@ def test_score_against_planted_flips(tmp_path: Path, capsys):
     assert got["label_issue or ambiguous"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
     assert got["AUM at or below the cut-off"] == (2, 2, 1.0, pytest.approx(2 / 3))
     assert got["annotators disagree"] == (0, 0, 0.0, 0.0)
+    assert got["the model prefers another class"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
     (tmp_path / "audit").mkdir()
     suspects.write_parquet(tmp_path / "audit" / "suspects.parquet")
     planted.write_csv(tmp_path / "planted.csv")
