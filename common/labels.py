@@ -20,12 +20,28 @@ import logging
 from pathlib import Path
 
 import polars as pl
+from pydantic import ConfigDict
 
+from common.contracts.json_file import Section
 from common.schema import SPLITS
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
 
 log = logging.getLogger(__name__)
+
+
+class ClassWeights(Section):
+    """``class_weights`` of labels.json, which ``shards build`` copies into dataset.json as is.
+
+    Every field is set in the files the pipeline writes; a hand-made dataset.json may give a few.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    balanced: list[float] | None = None  # position = label_id
+    effective_number: list[float] | None = None
+    effective_number_beta: float | None = None
+    computed_on: str | None = None  # the split the counts came from: "train"
 
 
 def effective_number_beta(counts: list[int]) -> float:
@@ -75,12 +91,9 @@ def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_f
         "label_field": label_field,
         "vocabulary": list(vocabulary),
         "counts": counts,
-        "class_weights": {
-            "balanced": class_weights(train, "balanced"),
-            "effective_number": effective,
-            "effective_number_beta": beta,
-            "computed_on": "train",
-        },
+        "class_weights": ClassWeights(
+            balanced=class_weights(train, "balanced"), effective_number=effective, effective_number_beta=beta, computed_on="train"
+        ).model_dump(),
     }
 
 

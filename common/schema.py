@@ -118,6 +118,19 @@ def split_alias(token: str) -> str | None:
     return SPLIT_ALIASES.get(re.sub(r"\d+$", "", token.strip().lower()))
 
 
+def columns(schema: pa.Schema, *names: str) -> tuple[str, ...]:
+    """``names`` in the schema's column order; a name the schema lacks raises, so a stage's column
+    list fails on import, not mid-run, when a column is renamed.
+
+    >>> columns(ORPHANS, "group_id", "image_path")
+    ('image_path', 'group_id')
+    """
+    missing = [name for name in names if name not in schema.names]
+    if missing:
+        raise KeyError(f"columns {missing}: expected names of the schema's columns {schema.names}")
+    return tuple(name for name in schema.names if name in names)
+
+
 def polars_schema(schema: pa.Schema) -> dict[str, pl.DataType]:
     """The polars dtypes for an Arrow schema, for building empty or typed frames."""
     return dict(pl.from_arrow(schema.empty_table()).schema)
