@@ -26,26 +26,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 from common.executor import Executor, LocalExecutor, open_executor
 from common.folders import check_target
 from common.lock import FolderLock
-from common.atomic import check_outputs, sweep_temps, write_json, write_parquet
+from common.atomic import check_outputs, sweep_temps, write_parquet
+from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
+from common.contracts.shard_tables import FAILED, FAILED_FILE, NOT_SELECTED, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
 from common.labels import load_labels
 from common.progress import progress
-from common.schema import SPLITS
+from common.schema import SPLITS, polars_schema
 from shards import journal
 from shards.config import ShardConfig
-from shards.plan import PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
-from shards.select import NOT_SELECTED, Selection, select_train
-from shards.worker import ROW_COLUMNS, ShardTask, build_shard
+from shards.plan import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
+from shards.select import Selection, select_train
+from shards.worker import ShardTask, build_shard
 
 MIN_SAMPLES_FOR_ABORT = 1000
 
-FAILED_SCHEMA = {
-    "split": pl.String, "sample_id": pl.String, "image_path": pl.String, "planned_shard": pl.String,
-    "reason": pl.String, "detail": pl.String,
-}  # fmt: skip
+SHARDS_DTYPES, SAMPLES_DTYPES, FAILED_DTYPES = polars_schema(SHARDS), polars_schema(SAMPLES), polars_schema(FAILED)
+# A journal entry's samples (shards.worker): samples.parquet's columns but the reason, decode_path named "path".
+_ENTRY_SAMPLES = {"path" if name == "decode_path" else name: dtype for name, dtype in SAMPLES_DTYPES.items() if name != "reason"}
 
 
 class BuildAborted(RuntimeError):
@@ -65,7 +67,7 @@ class BuildSummary:
     seconds: float = 0.0
     paths: Counter = field(default_factory=Counter)  # decode path -> samples
     reasons: Counter = field(default_factory=Counter)  # failure reason -> samples
-    finalized: dict | None = None  # dataset.json, when this run finalized
+    finalized: DatasetFile | None = None  # dataset.json, when this run finalized
 
     @property
     def rate(self) -> float:
@@ -222,14 +224,14 @@ def _sweep_partials(out: Path, planned: set[tuple[str, str]] | None) -> None:
 
 def _sweep_finalize_temps(out: Path) -> None:
     """Remove what a killed finalize left: only finalize writes these files, and it runs alone."""
-    for name in ("dataset.json", "failed.parquet"):
+    for name in (DATASET_FILE, FAILED_FILE):
         sweep_temps(out / name)
     for split in SPLITS:
-        for name in ("shards.parquet", "samples.parquet"):
+        for name in (SHARDS_FILE, SAMPLES_FILE):
             sweep_temps(out / split / name)
 
 
-def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
+def finalize(config: ShardConfig, ctx: _Context | None = None) -> DatasetFile:
     """Write each split's shards.parquet and samples.parquet, failed.parquet and dataset.json,
     once every planned shard of every partition is finished; returns dataset.json."""
     ctx = ctx or _context(config)
@@ -258,19 +260,16 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
         shards = pl.DataFrame(
             [{"shard": part["shard"], "planned": e["planned"], "samples": part["samples"], "bytes": part["bytes"],
               "sha256": part["sha256"], "classes": part["classes"]} for e in mine for part in e["parts"]],
-            schema={"shard": pl.String, "planned": pl.String, "samples": pl.Int64, "bytes": pl.Int64,
-                    "sha256": pl.String, "classes": pl.List(pl.Int64)},
+            schema=SHARDS_DTYPES,
         )  # fmt: skip
         samples = pl.concat(
-            [pl.DataFrame(e["samples"], schema={"sample_id": pl.String, "key": pl.String, "shard": pl.String,
-                                                "label_id": pl.Int64, "path": pl.String}) for e in mine]
-            or [pl.DataFrame(schema={"sample_id": pl.String, "key": pl.String, "shard": pl.String, "label_id": pl.Int64, "path": pl.String})]
-        ).rename({"path": "decode_path"})  # fmt: skip
+            [pl.DataFrame(e["samples"], schema=_ENTRY_SAMPLES) for e in mine] or [pl.DataFrame(schema=_ENTRY_SAMPLES)]
+        ).rename({"path": "decode_path"})
         failed = pl.concat(
             [pl.DataFrame({**e["failed"], "split": [split] * len(e["failed"]["sample_id"]),
                            "planned_shard": [e["planned"]] * len(e["failed"]["sample_id"])},
-                          schema=FAILED_SCHEMA).select(list(FAILED_SCHEMA)) for e in mine]
-            or [pl.DataFrame(schema=FAILED_SCHEMA)]
+                          schema=FAILED_DTYPES).select(list(FAILED_DTYPES)) for e in mine]
+            or [pl.DataFrame(schema=FAILED_DTYPES)]
         )  # fmt: skip
         _check_accounting(split, ctx.splits[split], samples, failed)
         if split == "train":
@@ -278,66 +277,72 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> dict:
                 pixels["count"] += e["pixels"]["count"]
                 pixels["sum"] = [a + b for a, b in zip(pixels["sum"], e["pixels"]["sum"])]
                 pixels["sum_sq"] = [a + b for a, b in zip(pixels["sum_sq"], e["pixels"]["sum_sq"])]
-        write_parquet(out / split / "shards.parquet", shards)
-        samples = samples.with_columns(reason=pl.lit(None, dtype=pl.String))
+        _write_table(out / split / SHARDS_FILE, shards, SHARDS)
+        samples = samples.with_columns(reason=pl.lit(None, dtype=SAMPLES_DTYPES["reason"]))
         left_out = ctx.selection.not_selected() if ctx.selection is not None and split == "train" else samples.clear()
-        write_parquet(out / split / "samples.parquet", pl.concat([samples, _not_selected_rows(left_out)], how="diagonal_relaxed"))
+        _write_table(out / split / SAMPLES_FILE, pl.concat([samples, _not_selected_rows(left_out)], how="diagonal_relaxed"), SAMPLES)
         failed_frames.append(failed)
         per_class = [0] * len(vocabulary)
         for label_id, n in samples.group_by("label_id").len().iter_rows():
             per_class[label_id] = n
-        counts[split] = {
-            "manifest": ctx.splits[split].height + left_out.height,
-            "written": samples.height,
-            "failed": failed.height,
-            "shards": shards.height,
-            "bytes": int(shards["bytes"].sum() or 0),
-            "per_class": per_class,
-            **({"not_selected": left_out.height} if ctx.selection is not None else {}),
-        }
+        counts[split] = SplitCounts(
+            manifest=ctx.splits[split].height + left_out.height,
+            written=samples.height,
+            failed=failed.height,
+            shards=shards.height,
+            bytes=int(shards["bytes"].sum() or 0),
+            per_class=per_class,
+            not_selected=left_out.height if ctx.selection is not None else None,
+        )
         shard_lists[split] = shards["shard"].to_list()
-    write_parquet(out / "failed.parquet", pl.concat(failed_frames))
-    doc = {
-        "format": journal.FORMAT,
-        "label_field": ctx.labels.get("label_field"),
-        "labels": vocabulary,
-        "num_classes": len(vocabulary),
-        "class_weights": ctx.labels.get("class_weights"),
-        "counts": counts,
-        "image": {
-            "encoding": "JPEG, 8-bit RGB, baseline 4:2:0",
-            "size": config.size,
-            "size_is": "the shorter side; crops smaller than size * max_upscale keep their own size",
-            "max_upscale": config.max_upscale,
-            "crop": config.crop,
-            "margin": config.margin,
-            "quality": config.quality,
-        },
-        "pixel_stats": _pixel_stats(pixels),
-        "seed": config.seed,
-        "shards": shard_lists,
-        "fingerprint": ctx.fingerprint,
-    }
-    if ctx.selection is not None:
-        doc["selection"] = ctx.selection.describe(vocabulary)
-    write_json(out / "dataset.json", doc)
+    _write_table(out / FAILED_FILE, pl.concat(failed_frames), FAILED)
+    doc = DatasetFile(
+        format=journal.FORMAT,
+        label_field=ctx.labels.get("label_field"),
+        labels=vocabulary,
+        num_classes=len(vocabulary),
+        class_weights=ctx.labels.get("class_weights"),
+        counts=counts,
+        image=ImageSpec(
+            encoding="JPEG, 8-bit RGB, baseline 4:2:0",
+            size=config.size,
+            size_is="the shorter side; crops smaller than size * max_upscale keep their own size",
+            max_upscale=config.max_upscale,
+            crop=config.crop,
+            margin=config.margin,
+            quality=config.quality,
+        ),
+        pixel_stats=_pixel_stats(pixels),
+        seed=config.seed,
+        shards=shard_lists,
+        fingerprint=ctx.fingerprint,
+        selection=ctx.selection.describe(vocabulary) if ctx.selection is not None else None,
+    )
+    doc.write(out)
     return doc
+
+
+def _write_table(path: Path, frame: pl.DataFrame, schema: pa.Schema) -> None:
+    """Write one of the shard tables, refusing a frame whose columns are not its contract's."""
+    write_parquet(path, check_columns(path, frame, schema))
 
 
 def _not_selected_rows(left_out: pl.DataFrame) -> pl.DataFrame:
     """samples.parquet rows for training samples a data-diet build left out: no shard, reason not_selected."""
+    dtype = SAMPLES_DTYPES
     return left_out.select(
-        "sample_id", pl.lit(None, dtype=pl.String).alias("key"), pl.lit(None, dtype=pl.String).alias("shard"),
-        pl.col("label_id").cast(pl.Int64), pl.lit(None, dtype=pl.String).alias("decode_path"), pl.lit(NOT_SELECTED).alias("reason"),
+        "sample_id", pl.lit(None, dtype=dtype["key"]).alias("key"), pl.lit(None, dtype=dtype["shard"]).alias("shard"),
+        pl.col("label_id").cast(dtype["label_id"]), pl.lit(None, dtype=dtype["decode_path"]).alias("decode_path"),
+        pl.lit(NOT_SELECTED, dtype=dtype["reason"]).alias("reason"),
     )  # fmt: skip
 
 
-def _pixel_stats(pixels: dict) -> dict:
+def _pixel_stats(pixels: dict) -> PixelStats:
     n = pixels["count"]
     mean = [s / n for s in pixels["sum"]] if n else [0.0] * 3
     std = [math.sqrt(max(0.0, q / n - m * m)) for q, m in zip(pixels["sum_sq"], mean)] if n else [0.0] * 3
-    return {"computed_on": "train", "scale": "0-255 (uint8 RGB)", "pixels": n,
-            "mean": [round(v, 4) for v in mean], "std": [round(v, 4) for v in std]}  # fmt: skip
+    return PixelStats(computed_on="train", scale="0-255 (uint8 RGB)", pixels=n,
+                      mean=[round(v, 4) for v in mean], std=[round(v, 4) for v in std])  # fmt: skip
 
 
 def _check_accounting(split: str, planned: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame) -> None:

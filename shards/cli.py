@@ -90,6 +90,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_build(s) -> None:
+    from common.contracts.dataset_file import DATASET_FILE
+    from common.contracts.shard_tables import FAILED_FILE, NOT_SELECTED, SAMPLES_FILE, SHARDS_FILE
+
     if s.partition != "finalize":
         print(f"partition {s.partition}: {s.planned} planned shards, {s.built} built, {s.skipped} already finished")
         print(f"  {s.samples} samples written, {s.failed} failed, {s.bytes / 2**20:.1f} MiB, "
@@ -99,16 +102,16 @@ def _print_build(s) -> None:
         for reason, n in s.reasons.most_common():
             print(f"  failed {reason:<22} {n}")
     if s.finalized:
-        for split, c in s.finalized["counts"].items():
-            print(f"  {split}: {c['written']} of {c['manifest']} samples in {c['shards']} shards "
-                  f"({c['bytes'] / 2**20:.1f} MiB), {c['failed']} in failed.parquet")  # fmt: skip
-        if s.finalized.get("selection"):
-            sel = s.finalized["selection"]
-            print(f"  selection: {sel['selected']} of {sel['train']} training samples by {sel['method']} (keep {sel['keep']}), "
-                  f"{sel['not_selected']} in train/samples.parquet as not_selected")  # fmt: skip
-        stats = s.finalized["pixel_stats"]
-        print(f"  train mean {stats['mean']} std {stats['std']} (0-255)")
-        print(f"wrote {s.out}/dataset.json, failed.parquet, <split>/shards.parquet, <split>/samples.parquet")
+        for split, c in s.finalized.counts.items():
+            print(f"  {split}: {c.written} of {c.manifest} samples in {c.shards} shards "
+                  f"({c.bytes / 2**20:.1f} MiB), {c.failed} in {FAILED_FILE}")  # fmt: skip
+        if s.finalized.selection:
+            sel = s.finalized.selection
+            print(f"  selection: {sel.selected} of {sel.train} training samples by {sel.method} (keep {sel.keep}), "
+                  f"{sel.not_selected} in train/{SAMPLES_FILE} as {NOT_SELECTED}")  # fmt: skip
+        stats = s.finalized.pixel_stats
+        print(f"  train mean {stats.mean} std {stats.std} (0-255)")
+        print(f"wrote {s.out}/{DATASET_FILE}, {FAILED_FILE}, <split>/{SHARDS_FILE}, <split>/{SAMPLES_FILE}")
     elif s.partition != "finalize":
         print("not finalized: when every partition is done, run `shards build ... --finalize`")
 

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from common.atomic import write_json
-from shards.writer import index_path
+from common.contracts.tar_layout import index_path
 
 FORMAT = 1
 JOURNAL_DIR = "_journal"

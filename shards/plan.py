@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.schema import SPLITS
+from common.schema import BBOX_COLUMNS, MANIFEST, SPLITS, columns
 
-PLAN_COLUMNS = (
-    "sample_id", "image_path", "group_id", "split", "label", "label_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-    "width", "height", "image_format", "image_mode", "orientation", "content_hash",
-)  # fmt: skip
+# The manifest columns a shard depends on: identity, label, box, the image facts the crop plan
+# uses and the hash the file is checked against (not provenance, repairs or warnings).
+PLAN_COLUMNS = columns(MANIFEST, "sample_id", "image_path", "group_id", "split", "label", "label_id", *BBOX_COLUMNS,
+                       "width", "height", "image_format", "image_mode", "orientation", "content_hash")  # fmt: skip
+ROW_COLUMNS = ("key", *(name for name in PLAN_COLUMNS if name != "split"))  # a shard task's rows (its split is the task's)
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

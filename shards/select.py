@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from common.contracts.dataset_file import ClassSelection, SelectionSummary
+
 METHODS = ("el2n", "forgetting", "random")
 _PRIORITY = {"el2n": ["el2n"], "forgetting": ["forgetting_score", "el2n"], "random": []}
-NOT_SELECTED = "not_selected"
 NEAR_DUPLICATE = "image.near_duplicate"  # the warning ingest clean gives a near-copy of a kept frame
 
 
@@ -64,24 +65,25 @@ class Selection:
         """The training rows left out (sample_id, label_id), by sample_id."""
         return self.table.filter(~pl.col("selected")).select("sample_id", "label_id").sort("sample_id")
 
-    def describe(self, vocabulary: list[str]) -> dict:
+    def describe(self, vocabulary: list[str]) -> SelectionSummary:
         """The selection for dataset.json: method, keep, and per class the train, selected and unscored counts."""
         per = self.table.group_by("label_id").agg(
             train=pl.len(), selected=pl.col("selected").sum(), unscored=(~pl.col("scored")).sum()
         )
         rows = {r["label_id"]: r for r in per.iter_rows(named=True)}
         per_class = {
-            name: {k: int(rows.get(i, {}).get(k) or 0) for k in ("train", "selected", "unscored")} for i, name in enumerate(vocabulary)
+            name: ClassSelection(**{k: int(rows.get(i, {}).get(k) or 0) for k in ("train", "selected", "unscored")})
+            for i, name in enumerate(vocabulary)
         }
-        return {
-            "method": self.method, "keep": self.keep, "keep_per_class_min": self.keep_per_class_min,
-            "near_duplicates_last": self.near_duplicates_last,
-            "near_duplicates": int(self.table.get_column("near_duplicate").sum()),
-            "near_duplicates_selected": int((self.table.get_column("near_duplicate") & self.table.get_column("selected")).sum()),
-            "scores": str(self.scores) if self.scores else None, "scores_sha256": self.scores_sha256,
-            "train": self.table.height, "selected": int(self.table.get_column("selected").sum()),
-            "not_selected": int((~self.table.get_column("selected")).sum()), "per_class": per_class,
-        }  # fmt: skip
+        return SelectionSummary(
+            method=self.method, keep=self.keep, keep_per_class_min=self.keep_per_class_min,
+            near_duplicates_last=self.near_duplicates_last,
+            near_duplicates=int(self.table.get_column("near_duplicate").sum()),
+            near_duplicates_selected=int((self.table.get_column("near_duplicate") & self.table.get_column("selected")).sum()),
+            scores=str(self.scores) if self.scores else None, scores_sha256=self.scores_sha256,
+            train=self.table.height, selected=int(self.table.get_column("selected").sum()),
+            not_selected=int((~self.table.get_column("selected")).sum()), per_class=per_class,
+        )  # fmt: skip
 
 
 def read_scores(path: str | Path, method: str) -> pl.DataFrame:

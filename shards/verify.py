@@ -19,15 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from common.contracts.dataset_file import DATASET_FILE, DatasetFile
+from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
+from common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
 from common.progress import progress
 from common.schema import SPLITS
 from shards.journal import read_build
 from shards.plan import manifest_sha256, read_manifest
 from shards.roi import error_line
-from shards.writer import MEMBER_ORDER, Member, expected_index, index_path, scan_tar
+from shards.writer import Member, expected_index, scan_tar
 
 DALI_BATCH = 32
+_CLS, _JPG, _JSON = (MEMBERS.index(ext) for ext in (CLS, JPG, JSON))  # positions in a sample's members
 
 
 @dataclass
@@ -54,11 +59,14 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
         report.errors.append(f"{manifest_dir}/manifest.parquet: differs from the one the shards were built from")
     manifest = read_manifest(manifest_dir)
     try:
-        dataset = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
-        failed = pl.read_parquet(out / "failed.parquet")
-        tables = {s: (pl.read_parquet(out / s / "shards.parquet"), pl.read_parquet(out / s / "samples.parquet")) for s in SPLITS}
-    except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as exc:
+        dataset = DatasetFile.read(out / DATASET_FILE)
+        failed = _read_table(out / FAILED_FILE, FAILED)
+        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES)) for s in SPLITS}
+    except (OSError, pl.exceptions.PolarsError) as exc:
         report.errors.append(f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`")
+        return report
+    except ValueError as exc:  # a file that breaks its contract (common.contracts)
+        report.errors.append(str(exc))
         return report
     report.failed = failed.height
     bar = progress(sum(t[1].height for t in tables.values()), desc="shards verify", unit="img", disable=quiet)
@@ -84,6 +92,10 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
         report.errors += _check_coverage(split, truth, samples, failed.filter(pl.col("split") == split), dataset, left_out)
     bar.close()
     return report
+
+
+def _read_table(path: Path, schema: pa.Schema) -> pl.DataFrame:
+    return check_columns(path, pl.read_parquet(path), schema)
 
 
 def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, decoder, report: VerifyReport) -> list[str]:
@@ -132,14 +144,14 @@ def _check_sample(handle, where: str, key: str, group: list[Member], want_key: s
     if key != want_key:
         return [f"{where}: expected key {want_key} (sample {sample_id}) at this position, per samples.parquet"]
     exts = tuple(m.name[len(key) + 1 :] for m in group)
-    if exts != MEMBER_ORDER:
-        return [f"{where}: members {exts}, expected {MEMBER_ORDER}"]
-    cls, meta = _read(handle, group[0]), _read(handle, group[2])
+    if exts != MEMBERS:
+        return [f"{where}: members {exts}, expected {MEMBERS}"]
+    cls, meta = _read(handle, group[_CLS]), _read(handle, group[_JSON])
     errors = []
     truth = labels.get(sample_id)
     if truth is None:
         errors.append(f"{where}: sample {sample_id} is not a manifest row of this split")
-    elif cls != str(truth).encode() or label_id != truth:
+    elif cls != encode_label(truth) or label_id != truth:
         errors.append(f"{where}: .cls {cls!r}, samples.parquet {label_id}, expected the manifest's label_id {truth}")
     try:
         doc = json.loads(meta)
@@ -162,7 +174,7 @@ class _DaliChecker:
 
         @pipeline_def(batch_size=batch, num_threads=1, device_id=None, prefetch_queue_depth=1, exec_dynamic=True)
         def pipeline():
-            jpg, cls = fn.readers.webdataset(paths=[str(tar)], index_paths=[str(idx)], ext=["jpg", "cls"],
+            jpg, cls = fn.readers.webdataset(paths=[str(tar)], index_paths=[str(idx)], ext=[JPG, CLS],
                                              missing_component_behavior="error")  # fmt: skip
             return fn.decoders.image(jpg, device="cpu", output_type=types.RGB), cls
 
@@ -183,7 +195,7 @@ class _DaliChecker:
                 cls = bytes(np.asarray(classes[i]))
                 if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
                     errors.append(f"{where}: key {key}: DALI decoded shape {shape}, expected H x W x 3")
-                if cls != str(label_ids[start + i]).encode():
+                if cls != encode_label(label_ids[start + i]):
                     errors.append(f"{where}: key {key}: DALI read .cls {cls!r}, expected {label_ids[start + i]}")
                 report.decoded += 1
         return errors
@@ -201,16 +213,16 @@ class _DaliChecker:
         errors = []
         with open(tar, "rb") as handle:
             for key, group in groups:
-                pipe.feed_input("jpg", [np.frombuffer(_read(handle, group[1]), np.uint8)])
+                pipe.feed_input("jpg", [np.frombuffer(_read(handle, group[_JPG]), np.uint8)])
                 try:
                     pipe.run()
                 except RuntimeError as exc:
-                    errors.append(f"{where}: key {key}: DALI cannot decode {group[1].name}: {error_line(exc)}")
+                    errors.append(f"{where}: key {key}: DALI cannot decode {group[_JPG].name}: {error_line(exc)}")
         return errors or [f"{where}: DALI failed on a batch from key {groups[0][0]}, but each image decodes alone"]
 
 
 def _check_coverage(
-    split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: dict, left_out: pl.DataFrame
+    split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: DatasetFile, left_out: pl.DataFrame
 ) -> list[str]:
     errors = []
     placed = pl.concat([samples.select("sample_id", where=pl.col("shard")),
@@ -222,7 +234,8 @@ def _check_coverage(
         errors.append(f"{split}: manifest sample {sample_id} ({path}) is in no shard and not in failed.parquet")
     for sample_id, where in placed.join(truth, on="sample_id", how="anti").head(20).iter_rows():
         errors.append(f"{split}: {where}: sample {sample_id} is not a manifest row of this split")
-    counts = dataset.get("counts", {}).get(split, {})
+    recorded = dataset.counts.get(split)
+    counts = recorded.model_dump() if recorded is not None else {}
     got = {"manifest": truth.height, "written": samples.height, "failed": failed.height}
     if left_out.height or "not_selected" in counts:
         got["not_selected"] = left_out.height

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common.contracts.tar_layout import CLS, JPG, JSON, encode_label
 from common.images import resolve_under
 from shards import journal
 from shards.crop import CropError, CropPlan, encode, from_roi, plan_crop, render
@@ -22,10 +23,6 @@ from shards.roi import BATCH, RoiDecoder
 from shards.writer import ShardWriter
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # Pillow's decode failures
-ROW_COLUMNS = (
-    "sample_id", "key", "image_path", "group_id", "label", "label_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-    "width", "height", "image_format", "image_mode", "orientation", "content_hash",
-)  # fmt: skip
 
 _decoder: RoiDecoder | None = None  # one DALI pipeline per process, built on first use
 
@@ -88,9 +85,9 @@ def build_shard(task: ShardTask) -> dict:
                     continue
                 histogram += np.asarray(img.histogram(), dtype=np.int64)
                 shard = writer.add(row["key"], {
-                    "cls": str(row["label_id"]).encode("ascii"),
-                    "jpg": encode(img, quality=opts["quality"]),
-                    "json": _sample_json(row, plan),
+                    CLS: encode_label(row["label_id"]),
+                    JPG: encode(img, quality=opts["quality"]),
+                    JSON: _sample_json(row, plan),
                 })  # fmt: skip
                 for name, value in (("sample_id", row["sample_id"]), ("key", row["key"]), ("shard", shard),
                                     ("label_id", row["label_id"]), ("path", path)):  # fmt: skip

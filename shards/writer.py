@@ -1,13 +1,9 @@
 """Reproducible WebDataset tars with their DALI index, written atomically.
 
-Every member has fixed metadata (mtime 0, uid/gid 0, no user names, mode 0444) and a USTAR
-header, so the same samples always give the same bytes. A sample is ``<key>.cls``,
-``<key>.jpg``, ``<key>.json``, in that order.
-
-Next to each ``NAME.tar`` goes ``NAME.idx`` in the format of DALI's ``wds2idx`` tool
-(version ``v1.2``): a first line ``v1.2 <samples>``, then one line per sample listing, for
-each member, ``<ext> <data offset> <size> <member name>``. DALI's
-``fn.readers.webdataset(index_paths=...)`` then never scans the tar at start-up.
+The members and the index are the tar layout contract (``common.contracts.tar_layout``). Every
+member has fixed metadata (mtime 0, uid/gid 0, no user names, mode 0444) and a USTAR header, so
+the same samples always give the same bytes. The index lets DALI's
+``fn.readers.webdataset(index_paths=...)`` start without scanning the tar.
 
 A planned shard is written as one tar, or, when the next sample would push the tar past
 ``max_bytes``, as several parts: ``shard-000007.tar``, ``shard-000007_1.tar``, ... A part
@@ -24,19 +20,14 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-INDEX_VERSION = "v1.2"
-MEMBER_ORDER = ("cls", "jpg", "json")
+from common.contracts.tar_layout import INDEX_VERSION, MEMBERS, TAR_SUFFIX, index_entry, index_path, member_key, member_name
+
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 
 
 def part_name(planned: str, part: int) -> str:
-    return f"{planned}.tar" if part == 0 else f"{planned}_{part}.tar"
-
-
-def index_path(tar_path: str | Path) -> Path:
-    tar_path = Path(tar_path)
-    return tar_path.with_name(tar_path.name[: -len(".tar")] + ".idx")
+    return f"{planned}{TAR_SUFFIX}" if part == 0 else f"{planned}_{part}{TAR_SUFFIX}"
 
 
 @dataclass
@@ -102,18 +93,18 @@ class ShardWriter:
 
     def add(self, key: str, members: dict[str, bytes]) -> str:
         """Append one sample; returns the tar name it went to."""
-        size = sum(_BLOCK + _padded(len(members[ext])) for ext in MEMBER_ORDER)
+        size = sum(_BLOCK + _padded(len(members[ext])) for ext in MEMBERS)
         if self._tar is not None and self._keys and self._final_size(self._tar.offset + size) > self.max_bytes:
             self._close_part()
         if self._tar is None:
             self._open_part()
         entries = []
-        for ext in MEMBER_ORDER:
+        for ext in MEMBERS:
             data = members[ext]
-            name = f"{key}.{ext}"
+            name = member_name(key, ext)
             header = self._tar.offset
             self._tar.addfile(_member(name, len(data)), io.BytesIO(data))
-            entries.append(f"{ext} {header + _BLOCK} {len(data)} {name}")
+            entries.append(index_entry(ext, header + _BLOCK, len(data), name))
         self._index.append(" ".join(entries))
         self._keys.append(key)
         return part_name(self.planned, len(self.parts))
@@ -149,7 +140,7 @@ class ShardWriter:
         size, digest = self._file.finish()
         name = part_name(self.planned, len(self.parts))
         final = self.folder / name
-        idx_tmp = self.folder / f".{name[:-4]}.idx.{os.getpid()}.partial"
+        idx_tmp = self.folder / f".{index_path(name).name}.{os.getpid()}.partial"
         with open(idx_tmp, "w", encoding="ascii", newline="\n") as handle:
             handle.write(index_text(self._index))
             handle.flush()
@@ -186,12 +177,11 @@ def expected_index(members: list[Member]) -> tuple[str, list[tuple[str, list[Mem
     """The wds2idx text for a tar's members, and the members grouped by sample key."""
     samples: list[tuple[str, list[Member]]] = []
     for member in members:
-        base = member.name.rsplit("/", 1)[-1]
-        key = member.name[: len(member.name) - len(base)] + base.split(".", 1)[0]
+        key = member_key(member.name)
         if not samples or samples[-1][0] != key:
             samples.append((key, []))
         samples[-1][1].append(member)
     lines = [
-        " ".join(f"{m.name[len(key) + 1:]} {m.offset} {m.size} {m.name}" for m in group) for key, group in samples
+        " ".join(index_entry(m.name[len(key) + 1 :], m.offset, m.size, m.name) for m in group) for key, group in samples
     ]
     return index_text(lines), samples

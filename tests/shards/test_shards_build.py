@@ -10,6 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from common.contracts.dataset_file import DATASET_FILE, DatasetFile
+from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
+from common.schema import polars_schema
 from shards import build as build_mod
 from shards.build import BuildAborted, build
 from shards.config import ShardConfig
@@ -49,6 +52,15 @@ def test_every_manifest_row_is_in_one_shard_or_in_failed(small_dataset: Path, sm
     assert dataset["labels"] == ["happy", "sad", "angry"] and dataset["class_weights"]["computed_on"] == "train"
     report = verify(small_build, quiet=True)
     assert report.errors == [] and report.decoded == report.samples == sum(c["written"] for c in dataset["counts"].values())
+
+
+def test_tables_and_dataset_json_follow_their_contracts(small_build: Path, tmp_path: Path):
+    tables = [(small_build / FAILED_FILE, FAILED)]
+    tables += [(small_build / split / name, schema) for split in ("train", "val") for name, schema in ((SHARDS_FILE, SHARDS), (SAMPLES_FILE, SAMPLES))]
+    for path, schema in tables:
+        assert list(pl.read_parquet_schema(path).items()) == list(polars_schema(schema).items()), path
+    dataset = small_build / DATASET_FILE
+    assert DatasetFile.read(dataset).write(tmp_path).read_bytes() == dataset.read_bytes()  # every field is in the contract
 
 
 def test_shuffle_mixes_shards(small_build: Path, small_dataset: Path):
@@ -107,3 +119,4 @@ def test_too_many_failures_abort(small_dataset: Path, tmp_path: Path, monkeypatc
     with pytest.raises(BuildAborted, match=r"above max_failed_fraction 5%.*image\."):
         build(_config(small_dataset, tmp_path / "x", max_failed_fraction=0.05))
     assert not (tmp_path / "x" / "dataset.json").exists()
+

@@ -103,7 +103,8 @@ def test_build_with_selection_accounts_for_every_sample(small_dataset: Path, sco
     counts = dataset["counts"]["train"]
     assert counts["manifest"] == train.height and counts["not_selected"] == len(dropped)
     assert counts["written"] + counts["failed"] + counts["not_selected"] == train.height
-    assert summary.finalized["selection"] == sel
+    assert summary.finalized.selection.model_dump() == sel
+    assert summary.finalized.write(tmp_path / "again").read_bytes() == (out / "dataset.json").read_bytes()
     assert (sel["near_duplicates_last"], sel["near_duplicates"]) == (True, 0)  # the fixture's manifest has no warnings
     assert verify(out, decode=False).errors == []
 

@@ -70,3 +70,16 @@ def test_lost_and_duplicated_samples_are_named(damaged: Path):
     assert any(f"manifest sample {lost} " in e and "in no shard and not in failed.parquet" in e for e in errors)
     assert any(f"sample {twice} is in more than one place" in e for e in errors)
     assert "train/shard-000000.tar: 5 samples in the tar, expected 5 (shards.parquet) and 4 (samples.parquet)" in errors
+
+
+def test_a_file_that_breaks_its_contract_is_one_line(damaged: Path):
+    """A table without a contract column, or a dataset.json with a bad field, is named in one line
+    (common.contracts), not read as far as it goes."""
+    samples = damaged / "train" / "samples.parquet"
+    pl.read_parquet(samples).drop("decode_path").write_parquet(samples)
+    (error,) = verify(damaged, quiet=True, decode=False).errors
+    assert error.startswith(f"{samples}: columns {{'sample_id': String, 'key': String, 'shard': String, 'label_id': Int64, "
+                            "'reason': String}, expected ")  # fmt: skip
+    dataset = damaged / "dataset.json"
+    dataset.write_text(dataset.read_text().replace('"num_classes": 3', '"num_classes": "three"'))
+    assert verify(damaged, quiet=True, decode=False).errors == [f"{dataset}: num_classes: expected a valid integer, got 'three'"]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shards.writer import ShardWriter, expected_index, index_path, scan_tar
+from common.contracts.tar_layout import INDEX_VERSION, MEMBERS, index_entry, index_path, member_key, member_name
+from shards.writer import ShardWriter, expected_index, scan_tar
 
 
 def _samples(n: int) -> list[tuple[str, dict[str, bytes]]]:
@@ -45,6 +46,17 @@ def test_same_samples_same_bytes_and_fixed_metadata(tmp_path: Path):
     assert [i.name for i in infos[:3]] == ["k000.cls", "k000.jpg", "k000.json"]
     assert {(i.mtime, i.uid, i.gid, i.uname, i.gname, i.mode) for i in infos} == {(0, 0, 0, "", "", 0o444)}
     assert not list((tmp_path / "a").glob(".*"))  # no temporary files left
+
+
+def test_tar_and_index_follow_the_layout_contract(tmp_path: Path):
+    samples = _samples(3)
+    (part,) = _write(tmp_path, samples)
+    members = scan_tar(tmp_path / part.shard)
+    assert [m.name for m in members] == [member_name(key, ext) for key, _ in samples for ext in MEMBERS]
+    assert [member_key(m.name) for m in members[::3]] == part.keys
+    lines = index_path(tmp_path / part.shard).read_text(encoding="ascii").splitlines()
+    assert lines[0] == f"{INDEX_VERSION} 3"
+    assert len(lines) == 4 and lines[1] == " ".join(index_entry(ext, m.offset, m.size, m.name) for ext, m in zip(MEMBERS, members))
 
 
 def test_index_is_what_wds2idx_writes(tmp_path: Path):
