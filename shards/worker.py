@@ -127,7 +127,7 @@ def _read_checked(root: str, row: dict) -> bytes:
     rel = row["image_path"]
     real = resolve_under(root, rel) if rel else None
     if real is None:
-        raise CropError("image.outside_root", f"{rel}: expected a path under the root {root}")
+        raise CropError("path.outside_root", f"{rel}: expected a path under the root {root}")
     try:
         with open(real, "rb") as handle:
             data = handle.read()

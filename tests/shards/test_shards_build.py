@@ -120,3 +120,18 @@ def test_too_many_failures_abort(small_dataset: Path, tmp_path: Path, monkeypatc
         build(_config(small_dataset, tmp_path / "x", max_failed_fraction=0.05))
     assert not (tmp_path / "x" / "dataset.json").exists()
 
+
+def test_a_path_outside_the_root_fails_with_the_rule_id_ingest_uses(small_dataset: Path, tmp_path: Path):
+    """A manifest row whose image lies outside the root is failed as ``path.outside_root`` (the registered
+    rule id ingest quarantines such paths with), never opened."""
+    clean = tmp_path / "clean"
+    shutil.copytree(small_dataset, clean)
+    manifest = pl.read_parquet(clean / "manifest.parquet")
+    escaping = manifest.filter(pl.col("split") == "train")["sample_id"][0]
+    manifest.with_columns(
+        image_path=pl.when(pl.col("sample_id") == escaping).then(pl.lit("../outside.jpg")).otherwise(pl.col("image_path"))
+    ).write_parquet(clean / "manifest.parquet")
+    build(_config(clean, tmp_path / "out"))
+    failed = pl.read_parquet(tmp_path / "out" / "failed.parquet").filter(pl.col("sample_id") == escaping)
+    assert failed.select("reason", "image_path").rows() == [("path.outside_root", "../outside.jpg")]
+    assert failed["detail"][0].startswith("../outside.jpg: expected a path under the root ")
