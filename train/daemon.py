@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
+from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
 from train.config import ConfigError, load_config
 from train.lock import RunLock
 from train.signals import RunSignals
-from train.status import STATUS_FILE, epochs_done
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,14 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _read_status(run_dir: Path) -> dict[str, Any]:
+    """A run's ``status.json`` as written, or {} when it has none yet or it breaks its contract."""
+    try:
+        return read_status_file(run_dir / STATUS_FILE)
+    except (OSError, ValueError):
+        return {}
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the daemon dies (Linux prctl PR_SET_PDEATHSIG)."""
     try:
@@ -108,7 +116,7 @@ def _die_with_parent() -> None:
 
 def record_result(queue: Queue, name: str, config: Path, state: str, **fields: Any) -> Path:
     """Write ``done/NAME.json`` (first) then move the config to ``done/NAME.toml`` (a restart finishes the move)."""
-    status = _read_json(queue.runs / name / STATUS_FILE)
+    status = _read_status(queue.runs / name)
     result = {
         "name": name,
         "state": state,
@@ -226,7 +234,7 @@ class Daemon:
                     cancelled = True
         relay.join(timeout=5)
         self.child = None
-        state = _read_json(run_dir / STATUS_FILE).get("state")
+        state = _read_status(run_dir).get("state")
         last_lines = "\n".join(tail)
         if (q.cancel / name).exists():
             record_result(q, name, config, "cancelled", exit_code=code)
@@ -235,7 +243,7 @@ class Daemon:
         elif code == 0:  # stopped by a signal: resumed by the next start (or the next pick)
             log.info("queue: %s stopped at its checkpoint; it resumes first on the next start", name)
         elif code in (1, 2):
-            error = _read_json(run_dir / STATUS_FILE).get("error") if state == "failed" else None
+            error = _read_status(run_dir).get("error") if state == "failed" else None
             record_result(q, name, config, "failed", exit_code=code, error=error or last_lines or f"exit status {code}")
         else:
             self.crashes[name] += 1
@@ -289,7 +297,7 @@ def queue_rows(queue: str | Path) -> list[dict[str, Any]]:
                      "accuracy": (doc.get("final_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
                      "when": doc.get("ended"), "note": (doc.get("error") or "").splitlines()[-1:] or None})  # fmt: skip
     for path in sorted(q.running.glob("*.toml")):
-        doc = _read_json(q.runs / path.stem / STATUS_FILE)
+        doc = _read_status(q.runs / path.stem)
         note = doc.get("state")
         if (q.cancel / path.stem).exists():
             note = f"{note}, cancel requested"

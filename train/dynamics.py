@@ -10,12 +10,9 @@ that ends it, so after a crash ``prune_parts`` removes exactly the parts past th
 run resumes from and the epoch's rows are neither lost nor written twice. ``read_dynamics``
 concatenates the parts (``pl.read_parquet("dynamics/*.parquet")`` works too).
 
-Columns: ``sample_id`` (string), ``epoch``, ``step`` (global optimizer step of the update the
-sample took part in), ``label_id``, ``pred_id``, ``loss`` (plain ``-log p(label)``: no class
-weights, no smoothing), ``margin`` (``z_label - max_{c != label} z_c``; negative = misclassified),
-``probs`` (the softmax vector, float16, a fixed-size list of the run's class count: 2M samples x
-6 classes is 24 MB an epoch) and ``finite`` (false for the samples of an update the trainer
-skipped as non-finite; their values must not enter means such as the AUM).
+The columns are the contract ``common.contracts.dynamics_table`` (``schema`` here):
+``sample_id``, ``epoch``, ``step``, ``label_id``, ``pred_id``, ``loss``, ``margin``, ``probs``
+(float16: 2M samples x 6 classes is 24 MB an epoch) and ``finite``.
 
 The skip decision is taken once per update, after its last micro-batch was added; the writer
 reads it from the trainer's live ``TrainProgress`` (``nonfinite_total`` before and after the
@@ -36,25 +33,10 @@ import pyarrow.parquet as pq
 import torch
 
 from common.atomic import publish, temp_path
+from common.contracts.dynamics_table import dynamics_schema as schema
 
 if TYPE_CHECKING:
     from train.checkpoint import TrainProgress
-
-_SCALARS = [
-    ("sample_id", pa.string()),
-    ("epoch", pa.int32()),
-    ("step", pa.int64()),
-    ("label_id", pa.int32()),
-    ("pred_id", pa.int32()),
-    ("loss", pa.float32()),
-    ("margin", pa.float32()),
-]
-
-
-def schema(num_classes: int) -> pa.Schema:
-    """The Arrow schema of a dynamics file for a model with ``num_classes`` outputs."""
-    return pa.schema(_SCALARS + [("probs", pa.list_(pa.float16(), num_classes)), ("finite", pa.bool_())])
-
 
 _PART = re.compile(r"^epoch_(\d+)\.b(\d+)-(\d+)(?:\.rank(\d+))?\.parquet$")
 

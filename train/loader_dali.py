@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.contracts.tar_layout import CLS, JPG, member_key
 from train.batch import Batch
 from train.shardset import EpochPlan, ShardSet, check_state, loader_state
 from train.transforms import TransformSpec, dali_transform
@@ -151,7 +152,7 @@ class DaliLoader:
         def pipeline():  # type: ignore[no-untyped-def]
             jpegs, labels = fn.readers.webdataset(
                 paths=[str(s.path) for s in plan.shards], index_paths=[str(s.index) for s in plan.shards],
-                ext=["jpg", "cls"], missing_component_behavior="error", name=READER,
+                ext=[JPG, CLS], missing_component_behavior="error", name=READER,
                 shard_id=self.rank, num_shards=self.world_size, random_shuffle=train,
                 initial_fill=self._fill(plan.samples), seed=epoch_seed(self.seed, plan.epoch, 0),
                 pad_last_batch=False, stick_to_shard=False,
@@ -196,8 +197,7 @@ class DaliLoader:
         rows = np.asarray(sources.as_tensor())[:keep]
         keys = []
         for row in rows:  # "<tar path>:<offset>:<key>.jpg"
-            member = row.tobytes().rstrip(b"\0").rpartition(b":")[2]
-            keys.append(member.split(b".", 1)[0].decode())
+            keys.append(member_key(row.tobytes().rstrip(b"\0").rpartition(b":")[2].decode()))
         values = _label_ids(np.asarray(labels.as_tensor())[:keep], keys, rows)
         images_out = tensor[:keep] if keep < tensor.shape[0] else tensor
         if images_out.device != self.placement.torch_device:
@@ -251,15 +251,15 @@ def _diagnose(shards: ShardSet, plan: EpochPlan, window: int, exc: RuntimeError)
             for line in lines[piece.start : piece.stop]:
                 fields = line.split()
                 members = {fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3]) for i in range(0, len(fields), 4)}
-                if "jpg" not in members:
-                    return ValueError(f"{piece.shard.path}: sample {line[:60]!r} has no .jpg member")
-                offset, size, name = members["jpg"]
+                if JPG not in members:
+                    return ValueError(f"{piece.shard.path}: sample {line[:60]!r} has no .{JPG} member")
+                offset, size, name = members[JPG]
                 tar.seek(offset)
                 try:
                     with Image.open(io.BytesIO(tar.read(size))) as image:
                         image.load()
                 except (OSError, SyntaxError, ValueError) as bad:
-                    key = name.split(".", 1)[0]
+                    key = member_key(name)
                     return ValueError(
                         f"{piece.shard.path}: key {key} (sample_id {shards.sample_id(key)}): cannot decode {name}: {bad} "
                         f"(DALI: {_first_line(exc)}); the shard changed or is corrupt: rebuild it with `shards build`"

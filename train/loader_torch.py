@@ -31,6 +31,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from common.contracts.tar_layout import CLS, JPG, JSON
 from train.batch import Batch
 from train.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys
 from train.transforms import PilTransform, TransformSpec
@@ -96,16 +97,16 @@ def read_pieces(pieces: list[Piece]) -> Iterator[tuple[str, str, bytes, bytes]]:
         expected = read_index_keys(piece.shard)[piece.start : piece.stop]
         dataset = wds.WebDataset(
             [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
-            select_files=lambda name: not name.endswith(".json"),
+            select_files=lambda name: not name.endswith(f".{JSON}"),
         )  # fmt: skip
         for want, sample in zip(expected, itertools.islice(dataset, piece.start, piece.stop)):
             key = sample["__key__"]
             if key != want:
                 raise ValueError(f"{url}: member {key!r} where the index lists {want!r}; rebuild the shard with `shards build`")
-            if "jpg" not in sample or "cls" not in sample:
-                missing = [ext for ext in ("jpg", "cls") if ext not in sample]
+            missing = [ext for ext in (JPG, CLS) if ext not in sample]
+            if missing:
                 raise ValueError(f"{url}: key {key}: missing member(s) {', '.join('.' + m for m in missing)}")
-            yield url, key, sample["jpg"], sample["cls"]
+            yield url, key, sample[JPG], sample[CLS]
 
 
 class _ShardStream(IterableDataset):

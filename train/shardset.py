@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
+from common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
 from train.transforms import TransformSpec
 
 STATE_FORMAT = 1
@@ -84,8 +86,8 @@ class ShardSet:
         split_dir = Path(split_dir)
         if not split_dir.is_dir():
             raise FileNotFoundError(f"{split_dir}: no such split folder; expected SHARDS/<split> written by `shards build`")
-        table_path = split_dir / "shards.parquet"
-        samples_path = split_dir / "samples.parquet"
+        table_path = split_dir / SHARDS_FILE
+        samples_path = split_dir / SAMPLES_FILE
         for path in (table_path, samples_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; expected a complete `shards build` output in {split_dir}")
@@ -96,7 +98,7 @@ class ShardSet:
         shards = []
         for name, count, size in table.iter_rows():
             tar = split_dir / name
-            shard = ShardFile(name=name, path=tar, index=tar.with_name(name[: -len(".tar")] + ".idx"), samples=count, bytes=size)
+            shard = ShardFile(name=name, path=tar, index=index_path(tar), samples=count, bytes=size)
             if per_shard.get(name, 0) != count:
                 raise ValueError(
                     f"{samples_path}: {per_shard.get(name, 0)} samples in {name}, but shards.parquet says {count}"
@@ -159,8 +161,8 @@ def check_shard(shard: ShardFile, keys: list[str] | None = None) -> None:
         count_ok = int(count) == shard.samples == len(lines) - 1
     except (ValueError, IndexError):
         version, count_ok = "", False
-    if version != "v1.2" or not count_ok:
-        problem = f"header {lines[0] if lines else ''!r} and {len(lines) - 1} sample lines, expected 'v1.2 {shard.samples}'"
+    if version != INDEX_VERSION or not count_ok:
+        problem = f"header {lines[0] if lines else ''!r} and {len(lines) - 1} sample lines, expected '{INDEX_VERSION} {shard.samples}'"
     else:
         problem = _entries_mismatch(shard.path, lines[1:], size, keys)
     if problem:
@@ -203,8 +205,8 @@ def _entries_mismatch(tar_path: Path, lines: list[str], size: int, keys: list[st
         if not _KEY.fullmatch(key):
             return f"member {name[:80]}: expected a sample key (letters, digits, '_', '-', '.') then '.{ext}'"
         for i in range(4, len(fields), 4):
-            if fields[i + 3] != f"{key}.{fields[i]}":
-                return f"member {fields[i + 3][:80]}: expected {key}.{fields[i]}, the sample's other members' key"
+            if fields[i + 3] != member_name(key, fields[i]):
+                return f"member {fields[i + 3][:80]}: expected {member_name(key, fields[i])}, the sample's other members' key"
         found.append(key)
         firsts.append((len(offsets), name))
         offsets += fields[1::4]

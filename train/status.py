@@ -1,13 +1,5 @@
-"""``RUN_DIR/status.json``: what a run is doing, rewritten atomically every few seconds.
-
-    {"state": "training", "pid": 4242, "epoch": 3, "epochs": 30, "batch": 9000, "batches": 31250,
-     "step": 102750, "images_per_s": 612.0, "epoch_eta_s": 2330, "lr": 2.1e-4,
-     "last_metrics": {"loss": ..., "accuracy": ...}, "best": {"metric", "value", "epoch", "step"},
-     "last_checkpoint": {"path", "time", "epoch", "batch", "step"}, "run_dir": ..., "updated": "..."}
-
-``epoch`` is 0-based: the epoch in progress (``batch`` of ``batches`` done), or, once the run has
-finished, the number of epochs done; ``epochs_done`` is ``epoch + batch / batches``. States: starting, training, evaluating, and at the
-end stopped (a signal; resumable), failed (``error`` says why) or finished.
+"""``RUN_DIR/status.json``: what a run is doing, rewritten atomically every few seconds. Its fields
+and states are the contract ``common.contracts.status_file``.
 
 ``train status RUN_DIR`` prints it for people (``--json`` as is). A killed run cannot say so
 itself: when the status says a run is active but nobody holds the run's lock (or, without a
@@ -17,16 +9,12 @@ one written).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_json
-
-STATUS_FILE = "status.json"
-STATES = ("starting", "training", "evaluating", "stopped", "failed", "finished")
+from common.contracts.status_file import ACTIVE_STATES, STATES, STATUS_FILE, check_fields, read_status_file, write_status_file
 
 
 class StatusWriter:
@@ -37,7 +25,11 @@ class StatusWriter:
         self._written = 0.0
 
     def update(self, *, force: bool = False, **fields: Any) -> None:
-        """Merge ``fields``; write when forced, when the state changes, or every ``every_s`` seconds."""
+        """Merge ``fields``; write when forced, when the state changes, or every ``every_s`` seconds.
+
+        Fields are those of ``RunStatus``; their values are checked against it when written.
+        """
+        check_fields(fields)
         state = fields.get("state")
         if state is not None and state not in STATES:
             raise ValueError(f"status: expected a state in {STATES}, got {state!r}")
@@ -46,22 +38,15 @@ class StatusWriter:
         now = time.monotonic()
         if force or changed or now - self._written >= self.every_s:
             self._doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            write_json(self.path, self._doc)
+            write_status_file(self.path, self._doc)
             self._written = now
 
 
-def epochs_done(doc: dict[str, Any]) -> float | None:
-    """Progress in epochs (2.25: a quarter into the third epoch) from a status document."""
-    epoch, batch, batches = doc.get("epoch"), doc.get("batch") or 0, doc.get("batches")
-    if not isinstance(epoch, int):
-        return None
-    return epoch + (batch / batches if batches else 0.0)
-
-
 def read_status(run_dir: str | Path) -> dict[str, Any]:
+    """The run's status document, checked against its contract; an active state whose process is gone reads ``died``."""
     path = Path(run_dir) / STATUS_FILE
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_status_file(path)
     except FileNotFoundError:
         from common.folders import describe, what_is
 
@@ -69,9 +54,9 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
         what = f"this is {describe(found)}, not a run directory" if found not in (None, "", "train run") else (
             "not a run directory, or the run never started")
         raise ValueError(f"{run_dir}: no {STATUS_FILE} ({what})") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from None
-    if doc.get("state") in ("starting", "training", "evaluating") and not _running(Path(run_dir), doc.get("pid")):
+    if doc.get("state") in ACTIVE_STATES and not _running(Path(run_dir), doc.get("pid")):
         doc["state_written"], doc["state"] = doc["state"], "died"
         doc["state_note"] = f"process {doc.get('pid')} is gone (killed?); rerun the same command to resume from the last checkpoint"
     return doc

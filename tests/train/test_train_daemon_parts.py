@@ -116,6 +116,19 @@ def test_status_is_written_atomically_and_reads_back(tmp_path: Path) -> None:
         status.update(state="sleeping")
 
 
+def test_status_fields_are_the_contracts(tmp_path: Path) -> None:
+    """A field the contract (common.contracts.status_file) lacks is refused where it is set; a bad
+    value read back is one line naming the file and the field."""
+    status = StatusWriter(tmp_path, every_s=3600)
+    with pytest.raises(ValueError, match=r"status.json: unknown field\(s\) \['loss_now'\]"):
+        status.update(state="training", loss_now=1.0)
+    assert not (tmp_path / "status.json").exists()
+    (tmp_path / "status.json").write_text(json.dumps({"state": "finished", "epoch": "three"}))
+    with pytest.raises(ValueError) as caught:
+        read_status(tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'status.json'}: epoch: expected a valid integer, got 'three'"
+
+
 def test_status_of_a_dead_process_says_so(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

@@ -69,3 +69,12 @@ def test_abort_leaves_nothing(tmp_path: Path):
 
 def test_read_dynamics_of_an_empty_folder_has_the_columns(tmp_path: Path):
     assert read_dynamics(tmp_path).columns == schema(0).names
+
+
+def test_the_writer_follows_the_contract_the_audit_reads_by():
+    """``train.dynamics.schema`` is the contract's; the audit reads these columns by name."""
+    from common.contracts.dynamics_table import dynamics_schema
+
+    assert schema is dynamics_schema
+    assert dynamics_schema(4).names == ["sample_id", "epoch", "step", "label_id", "pred_id", "loss", "margin", "probs", "finite"]
+    assert str(dynamics_schema(4).field("probs").type) == "fixed_size_list<item: halffloat>[4]"

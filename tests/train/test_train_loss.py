@@ -67,6 +67,13 @@ def test_dataset_info_weights(tmp_path: Path):
     assert info.weights("none") is None
 
 
+def test_dataset_info_of_a_bad_file_is_one_line(tmp_path: Path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": ["a", "b"], "class_weights": {"balanced": "high"}}))
+    with pytest.raises(ValueError) as caught:
+        read_dataset_info(tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'dataset.json'}: class_weights.balanced: expected a valid list, got 'high'"
+
+
 def test_weights_and_smoothing_reach_the_training_loss():
     torch.manual_seed(0)
     model = build_model(3, drop_rate=0.0)
