@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=0.2, help="share of training frames with a flipped label")
     parser.add_argument("--videos", type=int)
     parser.add_argument("--frames", type=int)
+    parser.add_argument("--val-videos", type=int, help="videos in the (clean) validation split")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--device", default="auto")
@@ -103,6 +104,7 @@ def main() -> int:
     args = parser.parse_args()
     args.videos = args.videos or (30 if args.quick else 96)
     args.frames = args.frames or (12 if args.quick else 16)
+    args.val_videos = args.val_videos or (6 if args.quick else 12)
     args.epochs = args.epochs or (12 if args.quick else 16)
     args.image_size = args.image_size or (32 if args.quick else 48)
     torch.set_num_threads(1)
@@ -118,7 +120,7 @@ def main() -> int:
 def run(work: Path, args: argparse.Namespace) -> int:
     size = int(round(args.image_size * 256 / 224))
     if not (work / "raw" / "planted_flips.csv").is_file():  # --keep: a rerun continues (runs resume, shards too)
-        generate(work / "raw", videos=args.videos, frames=args.frames, seed=0, label_noise=args.noise)
+        generate(work / "raw", videos=args.videos, frames=args.frames, seed=0, label_noise=args.noise, val_videos=args.val_videos)
     if not (work / "clean" / "manifest.parquet").is_file():
         clean(CleanConfig(root=work / "raw", out=work / "clean", workers=2, quiet=True))
     manifest = pl.read_parquet(work / "clean" / "manifest.parquet")
@@ -144,7 +146,8 @@ def run(work: Path, args: argparse.Namespace) -> int:
         print(format_scores(score_audit(sharpened, pl.read_csv(work / "raw" / "planted_flips.csv")), planted=len(truth)))
 
     scores = score_audit(suspects, pl.read_csv(work / "raw" / "planted_flips.csv"))
-    print(f"\naudit of the noisy run ({audit_s:.1f} s; AUM cut-off {suspects.get_column('aum_cutoff')[0]:.3f}):")
+    used = json.loads((work / "audit" / "audit.json").read_text(encoding="utf-8"))["confident_learning"]["probabilities"]
+    print(f"\naudit of the noisy run ({audit_s:.1f} s; AUM cut-off {suspects.get_column('aum_cutoff')[0]:.3f}; the model's view: {used}):")
     print(format_scores(scores, planted=len(truth)))
     verdict = scores.row(0, named=True)
 
