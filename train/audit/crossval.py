@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from common.atomic import write_json, write_parquet
+from common.contracts.dataset_file import DATASET_FILE
 from common.labels import build_labels
 from train.config import TrainConfig
 
@@ -80,7 +81,7 @@ def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
             write_json(clean / "labels.json", build_labels(fold_manifest, tuple(labels["vocabulary"]), label_field=labels["label_field"]))
             shutil.copy(manifest_dir / "clean_config.json", clean / "clean_config.json")
             write_parquet(clean / "manifest.parquet", fold_manifest)
-        if not (fold / "shards" / "dataset.json").is_file():
+        if not (fold / "shards" / DATASET_FILE).is_file():
             build(ShardConfig(manifest_dir=clean, out=fold / "shards", root=Path(built["root"]), quiet=True, **built["options"]))
         fold_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"shards": fold / "shards", "train_split": "train",
                                                                             "val_split": "val"})})  # fmt: skip

@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 
 from common.atomic import write_bytes, write_text
+from common.contracts.shard_tables import SAMPLES_FILE
+from common.contracts.tar_layout import JPG, member_name
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +82,16 @@ def signal_agreement(suspects: pl.DataFrame) -> list[tuple[str, int]]:
 
 def cut_gallery(out: Path, ids: list[str], *, shards: Path | None, split: str) -> dict[str, str]:
     """The shard JPEGs of ``ids`` copied to ``out/gallery/``; sample_id -> relative path (missing ones left out)."""
-    if shards is None or not (shards / split / "samples.parquet").is_file():
+    if shards is None or not (shards / split / SAMPLES_FILE).is_file():
         log.warning("no shards at %s: the gallery is left out", shards)
         return {}
-    where = pl.read_parquet(shards / split / "samples.parquet").filter(pl.col("sample_id").is_in(ids))
+    where = pl.read_parquet(shards / split / SAMPLES_FILE).filter(pl.col("sample_id").is_in(ids))
     found: dict[str, str] = {}
     for shard, rows in where.group_by("shard"):
         try:
             with tarfile.open(shards / split / str(shard[0])) as tar:
                 for sample_id, key in rows.select("sample_id", "key").iter_rows():
-                    member = tar.extractfile(f"{key}.jpg")
+                    member = tar.extractfile(member_name(key, JPG))
                     if member is not None:
                         write_bytes(out / "gallery" / f"{sample_id}.jpg", member.read())
                         found[sample_id] = f"gallery/{sample_id}.jpg"
