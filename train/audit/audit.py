@@ -9,7 +9,10 @@ out-of-fold ``probs``). Writes into ``AUDIT/``:
 
 * ``suspects.parquet``: one row per training sample, most suspect first (``SUSPECTS`` columns);
 * ``audit.json``: the cut-offs, the confident joint, the estimated noise matrix and noise rates;
-* ``audit.html`` and its PNGs (``train.audit.report``).
+* ``audit.html`` and its PNGs (``train.audit.report``);
+* ``review.csv``: the ``label_issue`` and ``ambiguous`` rows, most suspect first, with an empty
+  ``decision`` column for a person to fill in a spreadsheet (``accept``, ``reject`` or blank) and
+  hand back with ``train audit --review AUDIT --decisions review.csv``.
 
 The model's view of each training image comes from the best probabilities at hand, in this order:
 
@@ -34,7 +37,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from common.atomic import write_json, write_parquet
+from common.atomic import write_json, write_parquet, write_text
 from train.audit.aum import score_runs
 from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
@@ -213,6 +216,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     )
     suspects = combined.select(SUSPECTS)
     write_parquet(job.out / "suspects.parquet", suspects)
+    write_review_sheet(job.out / REVIEW_SHEET, suspects)
     summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
@@ -256,6 +260,30 @@ def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: 
 
 
 DECISIONS = {"sample_id": pl.String, "decision": pl.String, "label": pl.String, "suggested_label": pl.String}
+REVIEW_SHEET = "review.csv"
+SHEET = ("rank", "sample_id", "verdict", "label", "suggested_label", "image_path", "reason", "decision")
+
+
+def write_review_sheet(path: Path, suspects: pl.DataFrame) -> None:
+    """The rows a person should look at, as a CSV with an empty ``decision`` column."""
+    rows = suspects.filter(pl.col("verdict") != "ok").with_columns(decision=pl.lit(None, pl.String)).select(SHEET)
+    write_text(path, rows.write_csv())
+
+
+def read_review_sheet(path: str | Path) -> tuple[list[str], list[str]]:
+    """(accepted ids, rejected ids) from a filled-in review sheet; blank decisions are skipped."""
+    path = Path(path)
+    try:
+        sheet = pl.read_csv(path, schema_overrides={"sample_id": pl.String, "decision": pl.String}, columns=["sample_id", "decision"])
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ValueError(f"{path}: expected a review sheet with the columns sample_id and decision: {exc}".splitlines()[0]) from None
+    decision = sheet.get_column("decision").fill_null("").str.strip_chars().str.to_lowercase()
+    bad = sheet.with_row_index("line", offset=2).filter(~decision.is_in(["accept", "reject", ""]))
+    if bad.height:
+        line, sample, value = bad.row(0)
+        raise ValueError(f"{path}: line {line}: decision: expected accept, reject or blank, got {value!r} (sample {sample})")
+    ids = sheet.get_column("sample_id")
+    return ids.filter(decision == "accept").to_list(), ids.filter(decision == "reject").to_list()
 
 
 def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] = ()) -> pl.DataFrame:

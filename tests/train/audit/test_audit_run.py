@@ -60,6 +60,27 @@ def test_review_records_decisions(audited_runs, tmp_path: Path):
     assert main(["audit", "--review", str(out), "--accept", "nope"]) == 2
 
 
+def test_review_sheet_round_trip(audited_runs, tmp_path: Path):
+    from train.audit.audit import SHEET, read_review_sheet
+
+    out = tmp_path / "audit"
+    suspects = run_audit(AuditJob(runs=[audited_runs["runs"][0]], manifest=audited_runs["clean"], out=out))
+    sheet = pl.read_csv(out / "review.csv", schema_overrides={"sample_id": pl.String, "decision": pl.String})
+    assert tuple(sheet.columns) == SHEET
+    doubted = suspects.filter(pl.col("verdict") != "ok")
+    assert sheet.get_column("sample_id").to_list() == doubted.get_column("sample_id").to_list()  # most suspect first
+    assert sheet.get_column("decision").is_null().all()
+    ids = sheet.get_column("sample_id").to_list()
+    assert len(ids) >= 3, "the fixture's flips must leave at least three doubted samples"
+    filled = sheet.with_columns(decision=pl.Series([" Accept", "reject", None] + [None] * (len(ids) - 3), dtype=pl.String))
+    filled.write_csv(tmp_path / "filled.csv")
+    assert read_review_sheet(tmp_path / "filled.csv") == ([ids[0]], [ids[1]])
+    filled.with_columns(decision=pl.Series(["accept", "maybe"] + [None] * (len(ids) - 2), dtype=pl.String)).write_csv(tmp_path / "bad.csv")
+    with pytest.raises(ValueError) as err:
+        read_review_sheet(tmp_path / "bad.csv")
+    assert str(err.value) == f"{tmp_path / 'bad.csv'}: line 3: decision: expected accept, reject or blank, got 'maybe' (sample {ids[1]})"
+
+
 def test_score_against_planted_flips(tmp_path: Path, capsys):
     from train.audit.score import score_audit
 
