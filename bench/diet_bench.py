@@ -56,7 +56,7 @@ from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.importance import write_scores  # noqa: E402
 from train.config import load_config  # noqa: E402
-from train.run import train_from_config  # noqa: E402
+from train.fit.run import train_from_config  # noqa: E402
 
 
 CLASSES = ("happy", "calm", "sad", "angry", "afraid", "aggressive")  # one per demo shape, same order

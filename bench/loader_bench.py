@@ -106,7 +106,7 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
     """Run one loader (in this process): warm-up epoch, then ``epochs`` timed epochs."""
     import torch
 
-    from train.loader import build_loader
+    from train.data.loader import build_loader
 
     torch.set_num_threads(1)
     if backend == "dali":  # the backend's own libraries are loaded before the baseline is taken

@@ -34,16 +34,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.batch import Batch, Loader  # noqa: E402
+from train.data.batch import Batch, Loader  # noqa: E402
 from train.config import OptimConfig  # noqa: E402
-from train.device import resolve_device, resolve_precision  # noqa: E402
-from train.dynamics import DynamicsWriter  # noqa: E402
-from train.loop import Trainer  # noqa: E402
-from train.loss import ClassWeightedCE  # noqa: E402
-from train.model import build_model  # noqa: E402
-from train.optim import build_optimizer  # noqa: E402
-from train.schedule import WarmupCosine  # noqa: E402
-from train.synthetic import TensorLoader, synthetic_images  # noqa: E402
+from train.fit.device import resolve_device, resolve_precision  # noqa: E402
+from train.fit.dynamics import DynamicsWriter  # noqa: E402
+from train.fit.loop import Trainer  # noqa: E402
+from train.fit.loss import ClassWeightedCE  # noqa: E402
+from train.fit.model import build_model  # noqa: E402
+from train.fit.optim import build_optimizer  # noqa: E402
+from train.fit.schedule import WarmupCosine  # noqa: E402
+from train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
 
 
 class Take:
@@ -154,12 +154,12 @@ def main() -> None:
 
         e2e = None
         try:
-            import train.loader  # noqa: F401
+            import train.data.loader  # noqa: F401
         except ImportError as exc:
             print(f"end-to-end: skipped, train.loader is not available yet ({exc})")
         else:
-            from train.data import read_dataset_info
-            from train.loader import open_loader
+            from train.data.dataset import read_dataset_info
+            from train.data.loader import open_loader
 
             started = time.perf_counter()
             # stored at the users' 256:224 ratio to the training size, as `shards build` would for them

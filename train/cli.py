@@ -28,7 +28,7 @@ from pathlib import Path
 from common import cli
 from common.atomic import write_json, write_text
 from train.config import ConfigError, TrainConfig, load_config
-from train.logs import setup_logging
+from train.fit.logs import setup_logging
 
 log = logging.getLogger("train")
 
@@ -174,8 +174,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from train.run import train_from_config
-    from train.signals import RunSignals
+    from train.fit.run import train_from_config
+    from train.daemon.signals import RunSignals
 
     config = args.config
     if config is None and args.out is not None and (args.out / "config.json").is_file():
@@ -228,12 +228,12 @@ def _status(args: argparse.Namespace) -> int:
     if (args.run_dir is None) == (args.queue is None):
         raise ConfigError("expected a run directory or --queue QUEUE (one of them)")
     if args.queue is not None:
-        from train.daemon import format_queue, queue_rows
+        from train.daemon.daemon import format_queue, queue_rows
 
         rows = queue_rows(_queue_folder(args.queue))
         print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
         return 0
-    from train.status import format_status, read_status
+    from train.daemon.status import format_status, read_status
 
     if not (args.run_dir / "status.json").exists() and (args.run_dir / "pending").is_dir():
         raise ConfigError(f"{args.run_dir}: a queue folder, not a run directory; use train status --queue {args.run_dir}")
@@ -248,7 +248,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     """Queue a copy of a checked config: the daemon takes ``pending/*.toml`` in name order."""
-    from train.daemon import Queue
+    from train.daemon.daemon import Queue
 
     if args.config.suffix != ".toml":
         raise ConfigError(f"{args.config}: expected a run config .toml (the daemon runs `train run --config NAME.toml`)")
@@ -278,7 +278,7 @@ def _not_another_tools_output(out: Path) -> None:
 
 def _already_finished(run_dir: Path) -> str | None:
     """What to say when ``run_dir`` finished (its epochs, or early stopping): nothing is left to resume."""
-    from train.status import STATUS_FILE, read_status
+    from train.daemon.status import STATUS_FILE, read_status
 
     if not (run_dir / STATUS_FILE).is_file():
         return None
@@ -297,13 +297,13 @@ def _queue_folder(queue: Path) -> Path:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from train.daemon import Daemon
+    from train.daemon.daemon import Daemon
 
     return Daemon(_queue_folder(args.queue), once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from train.daemon import cancel
+    from train.daemon.daemon import cancel
 
     print(cancel(_queue_folder(args.queue), args.name))
     return 0
@@ -323,7 +323,7 @@ def format_metrics(metrics: dict) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from train.evaluate import eval_checkpoint
+    from train.fit.evaluate import eval_checkpoint
 
     metrics = eval_checkpoint(args.checkpoint, split_folder(args.data), device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(format_metrics(metrics))
@@ -333,7 +333,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from train.evaluate import predict_checkpoint
+    from train.fit.evaluate import predict_checkpoint
 
     table = predict_checkpoint(args.checkpoint, split_folder(args.data), out=args.out, device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(f"{args.out}: {table.num_rows} predictions, one row per sample, sorted by sample_id")
@@ -347,7 +347,7 @@ def _plan(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else print  # --json: the JSON alone on stdout
     info = None
     if cfg.data.shards is not None:
-        from train.data import read_dataset_info
+        from train.data.dataset import read_dataset_info
 
         try:
             info = read_dataset_info(cfg.data.shards)
@@ -379,7 +379,7 @@ def _plan(args: argparse.Namespace) -> int:
             output["measured"] = checked
     steps = args.steps_per_epoch
     if steps is None and info is not None and info.split_counts(cfg.data.train_split):
-        from train.schedule import optimizer_steps_per_epoch
+        from train.fit.schedule import optimizer_steps_per_epoch
 
         samples = sum(info.split_counts(cfg.data.train_split))
         steps = optimizer_steps_per_epoch(samples // cfg.data.batch_size, cfg.optim.accumulate)
@@ -397,8 +397,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say=print) -> dict:
-    from train.curves import write_lr_curve
-    from train.schedule import WarmupCosine
+    from train.fit.curves import write_lr_curve
+    from train.fit.schedule import WarmupCosine
 
     total = cfg.schedule.epochs * steps_per_epoch
     schedule = WarmupCosine(cfg.optim.lr, cfg.schedule.min_lr, min(cfg.schedule.warmup_for(steps_per_epoch), total), total)

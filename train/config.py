@@ -35,7 +35,7 @@ class DataConfig(_Section):
     image_size: int = Field(224, ge=16)
     batch_size: int = Field(64, ge=1)  # per optimizer micro-step, per rank
     eval_batch_size: int = Field(0, ge=0)  # 0: same as batch_size
-    loader: str = "auto"  # backend name passed to train.loader.build_loader ("auto", "dali", "torch")
+    loader: str = "auto"  # backend name passed to train.data.loader.build_loader ("auto", "dali", "torch")
     workers: int = Field(4, ge=0)
 
 

@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from train.config import OptimConfig
-from train.loss import ClassWeightedCE
-from train.model import build_model, place_model
-from train.optim import build_optimizer
+from train.fit.loss import ClassWeightedCE
+from train.fit.model import build_model, place_model
+from train.fit.optim import build_optimizer
 
 MiB = 1 << 20
 GiB = 1 << 30

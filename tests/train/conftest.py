@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train.config import TrainConfig, load_config
-from train.synthetic import TensorLoader, synthetic_images
+from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 

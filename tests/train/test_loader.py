@@ -11,8 +11,8 @@ import pytest
 import torch
 from _loader_fixtures import IMAGE, build_shards, copy_split, samples
 
-from train.batch import Batch
-from train.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, resolve_backend
+from train.data.batch import Batch
+from train.data.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, resolve_backend
 
 BACKENDS = ["dali", "torch"]
 WORKERS = {"dali": 1, "torch": 0}  # DALI CPU threads / DataLoader worker processes: fast on 2 cores

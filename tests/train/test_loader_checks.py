@@ -11,7 +11,7 @@ import pytest
 from _loader_fixtures import IMAGE, build_shards, copy_split
 
 from shards.writer import ShardWriter
-from train.loader import ShardSet, build_loader
+from train.data.loader import ShardSet, build_loader
 
 SHARD = "shard-000000"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from train.cli import main
-from train.run import run_training
+from train.fit.run import run_training
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from test_train_status_dead import TRAINER
 
 from train.cli import main
-from train.daemon import queue_rows
+from train.daemon.daemon import queue_rows
 
 
 def test_submit_checks_the_config_and_queues_it(tmp_path: Path, capsys) -> None:

@@ -24,13 +24,13 @@ import torch
 
 from shards.build import build
 from shards.config import ShardConfig
-from train.checkpoint import LAST, latest_checkpoint, load_checkpoint
+from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.cli import main
 from train.config import load_config
-from train.dynamics import read_dynamics
-from train.evaluate import eval_checkpoint
-from train.run import train_from_config
-from train.schedule import WarmupCosine
+from train.fit.dynamics import read_dynamics
+from train.fit.evaluate import eval_checkpoint
+from train.fit.run import train_from_config
+from train.fit.schedule import WarmupCosine
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = 11  # 22 training samples, batch 2
@@ -123,7 +123,7 @@ def reference_run(config: Path, out: Path, **overrides) -> Path:
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from train.lock import RunLock
+    from train.daemon.lock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from train.lock import RunLock, RunLocked
-from train.status import StatusWriter, format_status, read_status
+from train.daemon.lock import RunLock, RunLocked
+from train.daemon.status import StatusWriter, format_status, read_status
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from train.lock import RunLock
+    from train.daemon.lock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -62,7 +62,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 SIGNALLED = textwrap.dedent(
     """
     import time
-    from train.signals import RunSignals
+    from train.daemon.signals import RunSignals
     s = RunSignals().install()
     print("ready", flush=True)
     checkpoints = 0

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from train.model import PawNet, build_model, load_pretrained
+from train.fit.model import PawNet, build_model, load_pretrained
 
 
 def test_head_is_gap_bn_dropout_linear():

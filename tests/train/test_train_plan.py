@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.model import build_model
+from train.fit.model import build_model
 from train.plan import GiB, MiB, build_planner, parse_size, recommend
 
 

@@ -4,11 +4,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from train.checkpoint import save_checkpoint
+from train.fit.checkpoint import save_checkpoint
 from train.config import TrainConfig
-from train.evaluate import eval_checkpoint, predict, predict_checkpoint
-from train.model import build_model
-from train.synthetic import TensorLoader, synthetic_images
+from train.fit.evaluate import eval_checkpoint, predict, predict_checkpoint
+from train.fit.model import build_model
+from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["a", "b", "c"]
 
@@ -64,8 +64,8 @@ def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_read
 
     from shards.build import build
     from shards.config import ShardConfig
-    from train.data import read_dataset_info
-    from train.loader import open_loader
+    from train.data.dataset import read_dataset_info
+    from train.data.loader import open_loader
 
     shards = tmp_path / "shards"
     build(ShardConfig(manifest_dir=demo_clean, out=shards, size=64, max_samples=16, workers=1, quiet=True))

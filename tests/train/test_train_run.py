@@ -7,11 +7,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from train.checkpoint import FORMAT, TrainProgress, load_checkpoint
-from train.curves import draw
-from train.dynamics import read_dynamics
-from train.evaluate import eval_checkpoint
-from train.run import early_stopping_update, run_training
+from train.fit.checkpoint import FORMAT, TrainProgress, load_checkpoint
+from train.fit.curves import draw
+from train.fit.dynamics import read_dynamics
+from train.fit.evaluate import eval_checkpoint
+from train.fit.run import early_stopping_update, run_training
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

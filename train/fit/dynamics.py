@@ -36,7 +36,7 @@ from common.atomic import publish, temp_path
 from common.contracts.dynamics_table import dynamics_schema as schema
 
 if TYPE_CHECKING:
-    from train.checkpoint import TrainProgress
+    from train.fit.checkpoint import TrainProgress
 
 _PART = re.compile(r"^epoch_(\d+)\.b(\d+)-(\d+)(?:\.rank(\d+))?\.parquet$")
 

@@ -18,15 +18,15 @@ import torch
 from torch import nn
 
 from common.atomic import write_parquet
-from train.batch import Batch, Loader
-from train.checkpoint import load_checkpoint
+from train.data.batch import Batch, Loader
+from train.fit.checkpoint import load_checkpoint
 from train.config import TrainConfig
-from train.data import read_dataset_info
-from train.loader import open_loader
-from train.device import Precision, resolve_device, resolve_precision
-from train.loss import ClassWeightedCE
-from train.metrics import MetricAccumulator
-from train.model import PawNet, build_model
+from train.data.dataset import read_dataset_info
+from train.data.loader import open_loader
+from train.fit.device import Precision, resolve_device, resolve_precision
+from train.fit.loss import ClassWeightedCE
+from train.fit.metrics import MetricAccumulator
+from train.fit.model import PawNet, build_model
 
 PREDICTION_SCHEMA = pa.schema(
     [

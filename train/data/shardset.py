@@ -1,4 +1,4 @@
-"""The shard plan both training loaders follow, and the state they save (see ``train.loader``).
+"""The shard plan both training loaders follow, and the state they save (see ``train.data.loader``).
 
 * ``ShardSet``: a split's tars and DALI index files, checked when opened, and the key -> sample_id map;
 * ``EpochPlan``: which samples rank r reads in epoch e (``rank_range``: DALI's partition);
@@ -18,7 +18,7 @@ import polars as pl
 
 from common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
 from common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
-from train.transforms import TransformSpec
+from train.data.transforms import TransformSpec
 
 STATE_FORMAT = 1
 _TAR_HEADER = 512

@@ -34,13 +34,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from train.batch import Batch, Loader
-from train.checkpoint import TrainProgress
-from train.device import Precision, any_rank, rank_and_world
-from train.dynamics import DynamicsWriter, EpochDynamics
-from train.loss import ClassWeightedCE, plain_ce_and_margin
-from train.model import PawNet, place_model
-from train.schedule import WarmupCosine
+from train.data.batch import Batch, Loader
+from train.fit.checkpoint import TrainProgress
+from train.fit.device import Precision, any_rank, rank_and_world
+from train.fit.dynamics import DynamicsWriter, EpochDynamics
+from train.fit.loss import ClassWeightedCE, plain_ce_and_margin
+from train.fit.model import PawNet, place_model
+from train.fit.schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
 

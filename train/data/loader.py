@@ -1,8 +1,8 @@
 """The training loader's front door, and the shard plan both loaders follow.
 
 ``build_loader`` opens a ``SHARDS/<split>`` folder and returns the DALI loader
-(``train.loader_dali``) or its plain-PyTorch twin (``train.loader_torch``); both implement
-``train.batch.Loader`` with the same transforms (``train.transforms``) and the same plan:
+(``train.data.loader_dali``) or its plain-PyTorch twin (``train.data.loader_torch``); both implement
+``train.data.batch.Loader`` with the same transforms (``train.data.transforms``) and the same plan:
 
 * ``ShardSet``: the split's tars and DALI index files, checked when opened (missing files, a tar
   or index that no longer matches ``shards.parquet``, a stale index), and the key -> sample_id map.
@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from train.batch import Loader
-from train.data import read_dataset_info
-from train.shardset import (  # noqa: F401  (the plan's names, for the loaders' users)
+from train.data.batch import Loader
+from train.data.dataset import read_dataset_info
+from train.data.shardset import (  # noqa: F401  (the plan's names, for the loaders' users)
     EpochPlan,
     Piece,
     ShardFile,
@@ -42,7 +42,7 @@ from train.shardset import (  # noqa: F401  (the plan's names, for the loaders' 
     rank_range,
     read_index_keys,
 )
-from train.transforms import transform_spec
+from train.data.transforms import transform_spec
 
 BACKENDS = ("auto", "dali", "torch")
 DEFAULT_SHUFFLE_BUFFER = 4096  # encoded samples per pipeline; x ~35 kB at 256 px q90 = ~140 MB
@@ -131,10 +131,10 @@ def build_loader(
         "device": device, "shuffle_buffer": shuffle_buffer,
     }  # fmt: skip
     if backend == "dali":
-        from train.loader_dali import DaliLoader
+        from train.data.loader_dali import DaliLoader
 
         return DaliLoader(shards, spec, decode=decode, **common)
-    from train.loader_torch import TorchLoader
+    from train.data.loader_torch import TorchLoader
 
     return TorchLoader(shards, spec, **common)
 

@@ -1,6 +1,6 @@
 """An in-memory ``Loader`` over tensors, and a learnable synthetic image set.
 
-``TensorLoader`` implements the ``train.batch.Loader`` protocol with no decoding at all: it is the
+``TensorLoader`` implements the ``train.data.batch.Loader`` protocol with no decoding at all: it is the
 "model alone" side of ``bench/train_bench.py`` (what the GPU does when data is free) and the data
 source of the trainer's tests. Same rules as the real loaders: training shuffles per epoch from
 the seed and drops the last partial batch; evaluation yields every sample once, in order.
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from train.batch import Batch
+from train.data.batch import Batch
 
 
 class TensorLoader:

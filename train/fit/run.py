@@ -4,13 +4,13 @@ The run directory is the unit of work. ``run_training``:
 
 1. takes the directory's lock (``train.lock``: a second trainer is refused, a dead one's lock is
    taken over);
-2. resumes from the directory's own ``checkpoints/last.pt`` when there is one (``train.resume``:
+2. resumes from the directory's own ``checkpoints/last.pt`` when there is one (``train.fit.resume``:
    the same config, or a one-line refusal; what was written after that checkpoint is removed
    first), else from ``resume_from`` (another run's checkpoint), else starts from scratch;
    ``new=True`` first moves an existing directory aside;
 3. trains; after every optimizer update it may write ``last.pt`` mid-epoch (every
    ``checkpoint.every_minutes`` / ``every_steps``, on SIGUSR1, on a stop), stops cleanly on
-   SIGTERM/SIGINT (``train.signals``), and keeps ``status.json`` current (``train.status``).
+   SIGTERM/SIGINT (``train.daemon.signals``), and keeps ``status.json`` current (``train.daemon.status``).
 
 A mid-epoch checkpoint holds ``progress.batch_in_epoch`` and the loader's ``state_dict()`` (for
 DALI, the pipeline's own checkpoint: reader position, shuffle buffer, augmentation RNGs), so a
@@ -25,7 +25,7 @@ Stop and checkpoint decisions are all-reduced after every update, so all ranks s
 step and none is left waiting in a collective.
 
 ``train_from_config`` is what the CLI calls: it joins torchrun's process group when there is one,
-reads ``dataset.json`` and opens the real shard loaders through ``train.loader.open_loader``.
+reads ``dataset.json`` and opens the real shard loaders through ``train.data.loader.open_loader``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ import torch
 import torch.distributed as dist
 
 from common.progress import progress as progress_bar
-from train.batch import Batch, Loader
-from train.checkpoint import (
+from train.data.batch import Batch, Loader
+from train.fit.checkpoint import (
     LAST,
     PREVIOUS,
     TrainProgress,
@@ -55,9 +55,9 @@ from train.checkpoint import (
     save_checkpoint,
 )
 from train.config import TrainConfig
-from train.data import DatasetInfo, read_dataset_info
-from train.loader import open_loader
-from train.device import (
+from train.data.dataset import DatasetInfo, read_dataset_info
+from train.data.loader import open_loader
+from train.fit.device import (
     any_rank,
     broadcast_object,
     gather_objects,
@@ -69,19 +69,19 @@ from train.device import (
     resolve_sync_bn,
     seed_everything,
 )
-from train.dynamics import EpochDynamics
-from train.evaluate import evaluate
-from train.lock import RunLock, RunLocked
-from train.logs import run_log
-from train.loop import Trainer, UpdateInfo
-from train.loss import ClassWeightedCE
-from train.model import build_model, place_model
-from train.optim import build_optimizer
-from train.resume import ResumePoint, clean_after, find_resume_point, move_aside
-from train.runrecord import RunRecord
-from train.schedule import WarmupCosine, optimizer_steps_per_epoch
-from train.signals import RunSignals
-from train.status import StatusWriter
+from train.fit.dynamics import EpochDynamics
+from train.fit.evaluate import evaluate
+from train.daemon.lock import RunLock, RunLocked
+from train.fit.logs import run_log
+from train.fit.loop import Trainer, UpdateInfo
+from train.fit.loss import ClassWeightedCE
+from train.fit.model import build_model, place_model
+from train.fit.optim import build_optimizer
+from train.fit.resume import ResumePoint, clean_after, find_resume_point, move_aside
+from train.fit.runrecord import RunRecord
+from train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
+from train.daemon.signals import RunSignals
+from train.daemon.status import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -607,7 +607,7 @@ class _Session:
         return early_stopping_update(self.progress, metrics[self.cfg.eval.monitor], patience=self.cfg.eval.patience)
 
     def _save_last(self) -> None:
-        """``last.pt`` at this step; the dynamics part up to here is published first (see train.dynamics)."""
+        """``last.pt`` at this step; the dynamics part up to here is published first (see train.fit.dynamics)."""
         p = self.progress
         if self.dynamics is not None and 0 < p.batch_in_epoch:
             self.dynamics.cut(p.batch_in_epoch)

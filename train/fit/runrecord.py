@@ -3,14 +3,14 @@
     RUN/config.json      resolved TrainConfig (re-runnable: ``train run --config RUN/config.json``)
     RUN/run.json         seed, git revision (+ dirty flag), package versions, device, command line, dataset
     RUN/metrics.jsonl    one JSON object per line: {"event": "train"|"eval"|"epoch"|..., "step": ..., ...}
-    RUN/curves.png|svg   loss / accuracy / learning rate against the optimizer step (train/curves.py)
+    RUN/curves.png|svg   loss / accuracy / learning rate against the optimizer step (train/fit/curves.py)
     RUN/tb/              TensorBoard event files (``tensorboard --logdir RUN/tb``)
-    RUN/checkpoints/     last.pt, prev.pt, best.pt (train/checkpoint.py)
-    RUN/dynamics/        epoch_NNNN.bSTART-STOP.parquet parts (train/dynamics.py)
-    RUN/status.json      what the run is doing now (train/status.py)
+    RUN/checkpoints/     last.pt, prev.pt, best.pt (train/fit/checkpoint.py)
+    RUN/dynamics/        epoch_NNNN.bSTART-STOP.parquet parts (train/fit/dynamics.py)
+    RUN/status.json      what the run is doing now (train/daemon/status.py)
 
 Only the main rank writes; other ranks get a record whose methods do nothing. A resumed run
-appends to ``metrics.jsonl`` (after ``train.resume.clean_after`` removed the lines past its
+appends to ``metrics.jsonl`` (after ``train.fit.resume.clean_after`` removed the lines past its
 checkpoint) and adds an entry to ``run.json``'s ``resumes``.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_json
-from train.curves import write_curves
+from train.fit.curves import write_curves
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class RunRecord:
                 try:
                     self.events.append(json.loads(line))
                 except json.JSONDecodeError:
-                    continue  # a line cut short by a kill; train.resume.clean_after drops it from the file
+                    continue  # a line cut short by a kill; train.fit.resume.clean_after drops it from the file
         self._metrics = open(metrics, "a", encoding="utf-8")
         if tensorboard:
             try:

@@ -43,8 +43,8 @@ from typing import Any
 from common.atomic import write_json
 from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
 from train.config import ConfigError, load_config
-from train.lock import RunLock
-from train.signals import RunSignals
+from train.daemon.lock import RunLock
+from train.daemon.signals import RunSignals
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The DALI loader: ``fn.readers.webdataset`` over the split's tars and index files, decoded on the
 GPU (nvJPEG, ``decoders.*(device="mixed")``) when the loader's device is CUDA, on DALI's CPU
-backend otherwise; the graph after the decoder is the same (``train.transforms.dali_transform``).
+backend otherwise; the graph after the decoder is the same (``train.data.transforms.dali_transform``).
 
-One pipeline per epoch: its reader gets that epoch's shard order (``train.loader.EpochPlan``),
+One pipeline per epoch: its reader gets that epoch's shard order (``train.data.loader.EpochPlan``),
 ``shard_id``/``num_shards`` from the rank, the reader's shuffle seeded from ``(seed, epoch)`` and
 the augmentation ops from ``(seed, epoch, rank)`` (ranks must not draw the same crops); every
 rank's checkpoint is its own (the trainer saves them all). Training pipelines are built with ``enable_checkpointing=True``:
@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 
 from common.contracts.tar_layout import CLS, JPG, member_key
-from train.batch import Batch
-from train.shardset import EpochPlan, ShardSet, check_state, loader_state
-from train.transforms import TransformSpec, dali_transform
+from train.data.batch import Batch
+from train.data.shardset import EpochPlan, ShardSet, check_state, loader_state
+from train.data.transforms import TransformSpec, dali_transform
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
 
 
 class DaliLoader:
-    """``train.batch.Loader`` over a ``ShardSet`` with a DALI pipeline per epoch."""
+    """``train.data.batch.Loader`` over a ``ShardSet`` with a DALI pipeline per epoch."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ moves the old run aside and starts over.
 
 Before training goes on, everything written after the checkpoint is removed, so that the resumed
 run writes each step once: ``metrics.jsonl`` lines past the checkpoint's step, per-sample
-dynamics parts past its batch (``train.dynamics.prune_parts``), and temporary files of writes that
+dynamics parts past its batch (``train.fit.dynamics.prune_parts``), and temporary files of writes that
 were cut short (``.*.tmp``).
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_text
-from train.checkpoint import latest_checkpoint, load_checkpoint
-from train.dynamics import prune_parts
+from train.fit.checkpoint import latest_checkpoint, load_checkpoint
+from train.fit.dynamics import prune_parts
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """What the trainer takes from ``SHARDS/dataset.json`` (the file's contract is
-``common.contracts.dataset_file``); the loader factory is ``train.loader.open_loader``."""
+``common.contracts.dataset_file``); the loader factory is ``train.data.loader.open_loader``."""
 
 from __future__ import annotations
 

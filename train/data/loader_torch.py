@@ -1,8 +1,8 @@
 """The plain-PyTorch twin of the DALI loader: ``webdataset`` reads the tars, PIL decodes,
-``train.transforms.PilTransform`` applies the same spec, ``torch.utils.data.DataLoader`` worker
+``train.data.transforms.PilTransform`` applies the same spec, ``torch.utils.data.DataLoader`` worker
 processes run it. For hosts without DALI, and the baseline of ``bench/loader_bench.py``.
 
-Same plan as DALI (``train.loader.EpochPlan``: shard order per epoch, the rank's contiguous range,
+Same plan as DALI (``train.data.loader.EpochPlan``: shard order per epoch, the rank's contiguous range,
 batches per epoch). The rank's range is cut into one contiguous part per worker; each worker
 streams its part, shuffles it in a buffer of ``shuffle_buffer // workers`` encoded samples (so all
 workers together hold what one DALI pipeline holds), decodes and batches it. The DataLoader takes
@@ -32,9 +32,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from common.contracts.tar_layout import CLS, JPG, JSON
-from train.batch import Batch
-from train.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys
-from train.transforms import PilTransform, TransformSpec
+from train.data.batch import Batch
+from train.data.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys
+from train.data.transforms import PilTransform, TransformSpec
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def _label(url: str, key: str, cls: bytes) -> int:
 
 
 class TorchLoader:
-    """``train.batch.Loader`` over a ``ShardSet`` with webdataset + PIL + a DataLoader."""
+    """``train.data.batch.Loader`` over a ``ShardSet`` with webdataset + PIL + a DataLoader."""
 
     def __init__(
         self,
