@@ -43,7 +43,7 @@ from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
 from train.audit.forgetting import forgetting
-from train.dynamics import read_dynamics
+from train.fit.dynamics import read_dynamics
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
     """Per sample, the mean over the ordinary runs of the probabilities their last checkpoint gives
     the training images in eval mode; None when no run has a last checkpoint and reachable shards.
     Threshold-sample runs take no part (their model has one class more than the shards)."""
-    from train.checkpoint import LAST
-    from train.evaluate import predict_checkpoint
+    from train.fit.checkpoint import LAST
+    from train.fit.evaluate import predict_checkpoint
 
     frames = []
     for i, run in enumerate(runs):

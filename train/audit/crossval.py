@@ -56,8 +56,8 @@ def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
     """Train the K folds and write ``out/oof.parquet``; returns its path."""
     from shards import ShardConfig, read_build
     from shards import build_shards as build
-    from train.evaluate import predict_checkpoint
-    from train.run import train_from_config
+    from train.fit.evaluate import predict_checkpoint
+    from train.fit.run import train_from_config
 
     out = Path(out)
     if cfg.data.shards is None:

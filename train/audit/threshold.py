@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from train.audit.aum import threshold_fraction
-from train.batch import Batch, Loader
+from train.data.batch import Batch, Loader
 from train.config import AuditConfig
 
 THRESHOLD_CLASS = "(threshold samples)"

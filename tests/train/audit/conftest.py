@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from train.audit.threshold import with_threshold_samples
-from train.run import run_training
-from train.synthetic import TensorLoader, synthetic_images
+from train.fit.run import run_training
+from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class

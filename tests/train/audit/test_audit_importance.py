@@ -13,7 +13,7 @@ import pytest
 
 from train.audit.importance import SCORES, default_el2n_epoch, importance_scores
 from train.cli import main
-from train.dynamics import part_path, schema
+from train.fit.dynamics import part_path, schema
 
 # (sample, epoch, label, pred, margin, probs, finite)
 ROWS = [

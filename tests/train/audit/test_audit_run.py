@@ -9,8 +9,8 @@ from train.audit.audit import SUSPECTS, AuditJob, review, run_audit
 from train.audit.aum import aum, threshold_cutoff, threshold_fraction
 from train.audit.threshold import ThresholdLoader
 from train.cli import main
-from train.dynamics import read_dynamics
-from train.synthetic import TensorLoader, synthetic_images
+from train.fit.dynamics import read_dynamics
+from train.data.synthetic import TensorLoader, synthetic_images
 
 
 def test_threshold_loader_moves_exactly_the_hashed_subset():
