@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from common.atomic import write_json, write_parquet, write_text
@@ -42,8 +43,8 @@ from train.audit.aum import score_runs
 from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
-from train.audit.forgetting import forgetting
-from train.fit.dynamics import read_dynamics
+from train.audit.summary import RunSummary, summarise
+from train.fit.dynamics import list_parts
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class RunDynamics:
     extra_class: int | None  # the threshold class id of a threshold-sample run
     train_split: str
     shards: Path | None
-    dynamics: pl.DataFrame
+    summary: RunSummary  # per-sample AUM, forgetting and mean probabilities, read one epoch at a time
 
 
 def load_run(run_dir: str | Path) -> RunDynamics:
@@ -91,16 +92,20 @@ def load_run(run_dir: str | Path) -> RunDynamics:
         raise ValueError(f"{run_dir}: expected a run directory with config.json and run.json: {exc}") from None
     vocabulary = list(info["vocabulary"])
     threshold = bool(config.get("audit", {}).get("threshold_samples"))
-    dynamics = read_dynamics(run_dir / "dynamics")
-    if dynamics.is_empty():
-        raise ValueError(f"{run_dir / 'dynamics'}: no training dynamics (was record.dynamics off?)")
-    if "probs" not in dynamics.columns or "finite" not in dynamics.columns:
-        raise ValueError(f"{run_dir / 'dynamics'}: expected the columns probs and finite (dynamics of an older version)")
+    folder = run_dir / "dynamics"
+    parts = list_parts(folder)
+    if not parts:
+        raise ValueError(f"{folder}: no training dynamics (was record.dynamics off?)")
+    columns = pq.read_schema(parts[0][4]).names
+    if "probs" not in columns or "finite" not in columns:
+        raise ValueError(f"{folder}: expected the columns probs and finite (dynamics of an older version)")
+    k = len(vocabulary)
+    summary = summarise(folder, num_classes=k - 1 if threshold else k, extra_class=k - 1 if threshold else None)
     shards = config.get("data", {}).get("shards")
     return RunDynamics(
         path=run_dir, vocabulary=vocabulary[:-1] if threshold else vocabulary,
         extra_class=len(vocabulary) - 1 if threshold else None, train_split=config.get("data", {}).get("train_split", "train"),
-        shards=Path(shards) if shards else None, dynamics=dynamics,
+        shards=Path(shards) if shards else None, summary=summary,
     )  # fmt: skip
 
 
@@ -115,20 +120,12 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
 def mean_probs(runs: list[RunDynamics], num_classes: int) -> pl.DataFrame:
     """Per sample, the mean over finite rows of every run of its class probabilities (threshold
     runs: their own threshold samples left out, the extra class dropped and the rest renormalised)."""
-    frames = []
-    for run in runs:
-        rows = run.dynamics.filter(pl.col("finite"))
-        if run.extra_class is not None:
-            rows = rows.filter(pl.col("label_id") != run.extra_class)
-        probs = rows.get_column("probs").to_numpy().astype(np.float64)[:, :num_classes]
-        probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
-        frames.append(pl.DataFrame({"sample_id": rows.get_column("sample_id"), "p": probs}))
-    rows = pl.concat(frames)
+    rows = pl.concat([r.summary.probs for r in runs])
     ids, codes = np.unique(rows.get_column("sample_id").to_numpy(), return_inverse=True)
+    n = rows.get_column("n").to_numpy()
     sums = np.zeros((ids.size, num_classes))
-    np.add.at(sums, codes, rows.get_column("p").to_numpy())
-    counts = np.bincount(codes, minlength=ids.size)[:, None]
-    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / counts})
+    np.add.at(sums, codes, np.stack(rows.get_column("probs").to_numpy())[:, :num_classes] * n[:, None])
+    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / np.bincount(codes, weights=n, minlength=ids.size)[:, None]})
 
 
 def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.DataFrame | None:
@@ -186,10 +183,8 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     train = train.with_columns(label_id=pl.col("label").replace_strict({n: i for i, n in enumerate(vocabulary)}, default=None,
                                                                         return_dtype=pl.Int64))  # fmt: skip
 
-    aum_scores, cutoff, cutoff_how = score_runs([(r.dynamics, r.extra_class) for r in runs])
-    per_run = [forgetting(r.dynamics if r.extra_class is None else r.dynamics.filter(pl.col("label_id") != r.extra_class))
-               for r in runs]  # fmt: skip
-    forgot = pl.concat(per_run).group_by("sample_id").agg(
+    aum_scores, cutoff, cutoff_how = score_runs([(r.summary.aum, r.extra_class) for r in runs])
+    forgot = pl.concat([r.summary.forgetting for r in runs]).group_by("sample_id").agg(
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
     )
     job.out.mkdir(parents=True, exist_ok=True)

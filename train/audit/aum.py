@@ -98,14 +98,14 @@ def mixture_cutoff(values: np.ndarray, *, iterations: int = 200, seed: int = 0) 
 def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> tuple[pl.DataFrame, float, str]:
     """AUM per sample over several runs and its cut-off.
 
-    ``runs``: (dynamics, extra class id or None for an ordinary run). A sample's AUM is the mean
+    ``runs``: (per-sample AUMs of a run as ``aum`` gives them, with ``label_id``; the extra class
+    id or None for an ordinary run). A sample's AUM is the mean
     over the runs where it kept its own label; the cut-off is the mean of the threshold runs'
     cut-offs, or the mixture cut-off when no run had threshold samples. Returns
     (``sample_id``, ``aum``), the cut-off and how it was found (words).
     """
     per_run, cutoffs = [], []
-    for dyn, extra in runs:
-        scores = aum(dyn)
+    for scores, extra in runs:
         if extra is not None:
             cutoffs.append(threshold_cutoff(scores, extra_class=extra))
             scores = scores.filter(pl.col("label_id") != extra)

@@ -27,6 +27,7 @@ from common.atomic import write_parquet
 from train.audit.audit import RunDynamics, load_run
 from train.audit.aum import aum
 from train.audit.forgetting import forgetting
+from train.fit.dynamics import read_dynamics
 
 SCORES = (
     "sample_id", "label_id", "el2n", "el2n_epoch", "forgetting_events", "never_learned", "forgetting_score", "aum", "epochs",
@@ -62,7 +63,8 @@ def el2n(dynamics: pl.DataFrame, *, epoch: int, num_classes: int) -> pl.DataFram
 
 
 def _run_scores(run: RunDynamics, epoch: int | None) -> pl.DataFrame:
-    dyn = run.dynamics if run.extra_class is None else run.dynamics.filter(pl.col("label_id") != run.extra_class)
+    dyn = read_dynamics(run.path / "dynamics")
+    dyn = dyn if run.extra_class is None else dyn.filter(pl.col("label_id") != run.extra_class)
     at = default_el2n_epoch(dyn.get_column("epoch").to_list()) if epoch is None else epoch
     labels = dyn.group_by("sample_id").agg(pl.col("label_id").first().cast(pl.Int64))
     return (

@@ -43,6 +43,6 @@ def test_threshold_subsets_partition_the_samples():
 def test_score_runs_takes_each_sample_from_the_runs_where_it_kept_its_label():
     run0 = _dyn([("a", 0, 2, -2.0, True), ("b", 0, 0, 1.0, True), ("c", 0, 1, 4.0, True)])  # a: threshold sample
     run1 = _dyn([("a", 0, 0, 3.0, True), ("b", 0, 2, -1.0, True), ("c", 0, 1, 2.0, True)])  # b: threshold sample
-    scores, cutoff, how = score_runs([(run0, 2), (run1, 2)])
+    scores, cutoff, how = score_runs([(aum(run0), 2), (aum(run1), 2)])
     assert scores.rows() == [("a", 3.0), ("b", 1.0), ("c", 3.0)]
     assert cutoff == pytest.approx((-2.0 + -1.0) / 2) and "threshold samples" in how
