@@ -58,6 +58,7 @@ from train.config import TrainConfig
 from train.data.dataset import DatasetInfo, read_dataset_info
 from train.data.loader import open_loader
 from train.fit.device import (
+    Precision,
     any_rank,
     broadcast_object,
     gather_objects,
@@ -99,6 +100,27 @@ class RunResult:
     @property
     def finished(self) -> bool:
         return self.stopped_by in ("epochs", "early_stopping")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one ``run_training`` call trains with, decided once when the run directory is claimed and
+    handed down whole: the config, the directory and where it resumes, the data, the placement."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    point: ResumePoint  # where training (re)starts; decided by rank 0, the same on every rank
+    removed: dict[str, int]  # what the claim removed after that point (rank 0; empty elsewhere)
+    train_loader: Loader
+    val_loader: Loader
+    vocabulary: list[str]
+    class_weights: list[float] | None
+    device: torch.device
+    precision: Precision
+    signals: RunSignals | None  # the process's installed signals; None: nothing stops the run from outside
+    dataset: dict[str, Any] | None  # what run.json records about the shards
+    rank: int = 0
+    world: int = 1
 
 
 def _new_run_dir(cfg: TrainConfig) -> Path:
@@ -182,31 +204,25 @@ def run_training(
     claimed = broadcast_object(claimed)
     if isinstance(claimed, tuple):  # rank 0 refused: every rank says why and stops
         raise (RunLocked if claimed[0] == "RunLocked" else ValueError)(claimed[1])
-    point: ResumePoint = claimed
+    ctx = RunContext(cfg=cfg, run_dir=run_dir, point=claimed, removed=removed, train_loader=train_loader, val_loader=val_loader,
+                     vocabulary=vocabulary, class_weights=class_weights, device=device, precision=precision, signals=signals,
+                     dataset=dataset, rank=rank, world=world)  # fmt: skip
     try:
-        return _run_claimed(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision,
-                            train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
-                            class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
+        return _run_claimed(ctx)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_claimed(
-    cfg: TrainConfig, point: ResumePoint, *, run_dir: Path, removed: dict[str, int], device: torch.device, precision: Any,
-    train_loader: Loader, val_loader: Loader, vocabulary: list[str], class_weights: list[float] | None,
-    signals: RunSignals | None, dataset: dict[str, Any] | None,
-) -> RunResult:  # fmt: skip
-    rank, world = rank_and_world()
+def _run_claimed(ctx: RunContext) -> RunResult:
+    cfg, run_dir, rank, world = ctx.cfg, ctx.run_dir, ctx.rank, ctx.world
     status = StatusWriter(run_dir, every_s=cfg.record.status_every_s) if rank == 0 else None
     if status is not None:
         status.update(state="starting", run_dir=str(run_dir), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       epochs=cfg.schedule.epochs, world_size=world, error=None)  # fmt: skip
     try:
         with run_log(run_dir / "train.log", enabled=rank == 0):  # every start and resume of the run, appended
-            result = _train(cfg, point, run_dir=run_dir, removed=removed, device=device, precision=precision, status=status,
-                            train_loader=train_loader, val_loader=val_loader, vocabulary=vocabulary,
-                            class_weights=class_weights, signals=signals, dataset=dataset)  # fmt: skip
+            result = _train(ctx, status)
     except BaseException as exc:
         if status is not None:
             status.update(state="failed", force=True, error=f"{type(exc).__name__}: {exc}")
@@ -218,12 +234,10 @@ def _run_claimed(
     return result
 
 
-def _train(
-    cfg: TrainConfig, point: ResumePoint, *, run_dir: Path, removed: dict[str, int], device: torch.device, precision: Any,
-    status: StatusWriter | None, train_loader: Loader, val_loader: Loader, vocabulary: list[str],
-    class_weights: list[float] | None, signals: RunSignals | None, dataset: dict[str, Any] | None,
-) -> RunResult:  # fmt: skip
-    rank, world = rank_and_world()
+def _train(ctx: RunContext, status: StatusWriter | None) -> RunResult:
+    cfg, point, run_dir, rank, world = ctx.cfg, ctx.point, ctx.run_dir, ctx.rank, ctx.world
+    train_loader, vocabulary, class_weights, device, precision = (
+        ctx.train_loader, ctx.vocabulary, ctx.class_weights, ctx.device, ctx.precision)  # fmt: skip
     model = build_model(
         len(vocabulary),
         arch=cfg.model.arch,
@@ -274,8 +288,8 @@ def _train(
             "resuming from %s: epoch %d, batch %d of %d, step %d%s", point.checkpoint, p.epoch + 1, p.batch_in_epoch,
             len(train_loader), p.step, "" if point.own else " (another run's checkpoint; this run's config)",
         )  # fmt: skip
-        if any(removed.values()):
-            log.info("removed what the interrupted process wrote after that checkpoint: %s", removed)
+        if any(ctx.removed.values()):
+            log.info("removed what the interrupted process wrote after that checkpoint: %s", ctx.removed)
         if status is not None and point.own:
             status.update(last_metrics=state.get("metrics") or None, last_checkpoint={
                 "path": str(point.checkpoint), "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step},
@@ -288,7 +302,7 @@ def _train(
     resumed = None
     if point.own:
         resumed = {"from": str(point.checkpoint), "epoch": point.epoch, "batch": point.batch, "step": point.step}
-        record.log("resume", step=point.step, epoch=point.epoch, batch=point.batch, checkpoint=str(point.checkpoint), removed=removed)
+        record.log("resume", step=point.step, epoch=point.epoch, batch=point.batch, checkpoint=str(point.checkpoint), removed=ctx.removed)
     record.write_start(
         cfg.model_dump(mode="json"),
         seed=cfg.seed,
@@ -305,7 +319,7 @@ def _train(
             "steps_per_epoch": steps_per_epoch,
             "warmup_steps": schedule.warmup_steps,
             "total_steps": schedule.total_steps,
-            "dataset": dataset,
+            "dataset": ctx.dataset,
             "resume_from": str(point.checkpoint) if point.checkpoint is not None and not point.own else None,
         },
         resumed=resumed,
@@ -315,8 +329,7 @@ def _train(
         cfg.model.arch, n_params, "pretrained" if cfg.model.pretrained else "random", device, precision.name,
         cfg.schedule.epochs, steps_per_epoch, schedule.warmup_steps, run_dir,
     )  # fmt: skip
-    session = _Session(cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device,
-                       signals=signals, status=status)  # fmt: skip
+    session = _Session(ctx, trainer, record, status)
     if point.own:
         session.last_metrics = dict(state.get("metrics") or {})  # until the next evaluation
     if rng is not None:
@@ -384,18 +397,17 @@ class _StopAware:
 class _Session:
     """The epoch loop and what happens around each update: logs, status, checkpoints, stops."""
 
-    def __init__(self, cfg, trainer, record, train_loader, val_loader, vocabulary, precision, device, *,
-                 signals: RunSignals | None, status: StatusWriter | None) -> None:  # fmt: skip
-        self.cfg: TrainConfig = cfg
-        self.trainer: Trainer = trainer
-        self.record: RunRecord = record
-        self.train_loader, self.val_loader = train_loader, val_loader
-        self.vocabulary = vocabulary
-        self.precision, self.device = precision, device
-        self.signals, self.status = signals, status
+    def __init__(self, ctx: RunContext, trainer: Trainer, record: RunRecord, status: StatusWriter | None) -> None:
+        self.cfg = ctx.cfg
+        self.trainer = trainer
+        self.record = record
+        self.train_loader, self.val_loader = ctx.train_loader, ctx.val_loader
+        self.vocabulary = ctx.vocabulary
+        self.precision, self.device = ctx.precision, ctx.device
+        self.signals, self.status = ctx.signals, status
         self.last_metrics: dict[str, Any] = {}
         self.last_train: dict[str, Any] = {}  # the latest `train` log values (loss, lr): the progress line shows them
-        self.rank, self.world = rank_and_world()
+        self.rank, self.world = ctx.rank, ctx.world
         self.dynamics: EpochDynamics | None = None
         self._saved_at = time.monotonic()
         self._rate_mark = (time.monotonic(), self.progress.samples_seen)
