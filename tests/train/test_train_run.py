@@ -11,7 +11,8 @@ from train.fit.checkpoint import FORMAT, TrainProgress, load_checkpoint
 from train.fit.curves import draw
 from train.fit.dynamics import read_dynamics
 from train.fit.evaluate import eval_checkpoint
-from train.fit.run import early_stopping_update, run_training
+from train.fit.run import run_training
+from train.fit.session import early_stopping_update
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

@@ -1,7 +1,12 @@
 """``train.fit``: training a model into a run directory, and evaluating its checkpoints.
 
 * ``run``: ``train_from_config`` (what ``train run`` calls) and ``run_training`` (loaders given):
-  lock, resume, train, record; the epoch loop around each update;
+  claim the run directory, decide where to resume, set up, train, record; ``context``:
+  ``RunContext``, what one run works with, decided once;
+* ``session``: ``Session``, the epoch loop and its decisions (evaluate, stop, checkpoint, early
+  stopping); ``checkpoint_saver``: ``CheckpointSaver``, the run's ``last.pt``/``prev.pt``/``best.pt``;
+  ``pace``: images per second and the ETAs, measured once per update; ``report``: every
+  ``status.json`` update of a run, and the plain progress line;
 * ``loop``: ``Trainer``, the optimizer step (AMP, accumulation, EMA, clipping, non-finite guard);
   ``model``, ``loss``, ``optim``, ``schedule``, ``metrics``, ``device``: its parts;
 * ``evaluate``: ``evaluate``, and ``eval_checkpoint``/``predict_checkpoint`` (``train eval/predict``);

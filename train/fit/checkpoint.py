@@ -42,7 +42,7 @@ from common.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 FORMAT = "pawpipe.train.checkpoint/1"
-LAST, PREVIOUS = "last.pt", "prev.pt"
+LAST, PREVIOUS, BEST = "last.pt", "prev.pt", "best.pt"
 
 
 @dataclass

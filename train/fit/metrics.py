@@ -101,3 +101,9 @@ def metrics_from_confusion(
         },
         "confusion": confusion.to(torch.int64).tolist(),
     }
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an evaluation (no per-class table, no confusion matrix): what checkpoints,
+    ``status.json`` and the run's evaluation history keep."""
+    return {k: metrics[k] for k in ("count", "loss", "nll", "accuracy", "macro_f1", "macro_recall") if k in metrics}
