@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from train.config import OptimConfig
+from train.data.loader_dali import PREFETCH_DEPTH
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model, place_model
 from train.fit.optim import build_optimizer
@@ -47,7 +48,6 @@ CUDA_CONTEXT_MIB = 600
 WORKSPACE_MIB = 256
 FRAGMENTATION = 0.10  # of the batch-dependent (activation + transient) bytes
 DALI_FIXED_MIB = 256
-DALI_PREFETCH_DEPTH = 2
 CANDIDATE_BATCHES = (8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512)
 
 
@@ -165,7 +165,7 @@ class MemoryPlanner:
     cuda_context_mib: float = CUDA_CONTEXT_MIB
     workspace_mib: float = WORKSPACE_MIB
     dali_fixed_mib: float = DALI_FIXED_MIB
-    dali_prefetch_depth: int = DALI_PREFETCH_DEPTH
+    dali_prefetch_depth: int = PREFETCH_DEPTH  # the DALI loader's
 
     def estimate(self, batch_size: int) -> Estimate:
         act = self.activations.bytes(batch_size)

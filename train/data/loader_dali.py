@@ -35,7 +35,7 @@ from train.data.transforms import TransformSpec, dali_transform
 log = logging.getLogger(__name__)
 
 READER = "shards"
-PREFETCH = 2  # batches DALI prepares ahead (pipeline prefetch_queue_depth)
+PREFETCH_DEPTH = 2  # batches DALI prepares ahead (pipeline prefetch_queue_depth); train plan's memory estimate counts them
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class DaliLoader:
 
         @pipeline_def(
             batch_size=self.batch_size, num_threads=self.threads, device_id=self.placement.device_id,
-            seed=epoch_seed(self.seed, plan.epoch, 1, self.rank), prefetch_queue_depth=PREFETCH, enable_checkpointing=train,
+            seed=epoch_seed(self.seed, plan.epoch, 1, self.rank), prefetch_queue_depth=PREFETCH_DEPTH, enable_checkpointing=train,
         )  # fmt: skip
         def pipeline():  # type: ignore[no-untyped-def]
             jpegs, labels = fn.readers.webdataset(
@@ -184,7 +184,7 @@ class DaliLoader:
                 images, labels, sources = pipe.run()
             except RuntimeError as exc:
                 self._release()
-                raise _diagnose(self.shards, plan, index * self.batch_size + self._fill(plan.samples) + (PREFETCH + 1) * self.batch_size, exc) from exc
+                raise _diagnose(self.shards, plan, index * self.batch_size + self._fill(plan.samples) + (PREFETCH_DEPTH + 1) * self.batch_size, exc) from exc
             keep = min(self.batch_size, plan.samples - index * self.batch_size)
             batch = self._batch(images, labels, sources, keep)
             self.position, self._pipe_at = index + 1, (self.epoch, index + 1)
