@@ -55,7 +55,7 @@ from ingest.demo_data import draw_frame, generate  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.importance import write_scores  # noqa: E402
-from train.config import load_config  # noqa: E402
+from train.config import load_train_config as load_config  # noqa: E402
 from train.fit.run import train_from_config  # noqa: E402
 
 

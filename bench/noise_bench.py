@@ -51,7 +51,7 @@ from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.audit import AuditJob, run_audit  # noqa: E402
 from train.audit.score import format_scores, score_audit  # noqa: E402
-from train.config import load_config  # noqa: E402
+from train.config import load_train_config as load_config  # noqa: E402
 from train.fit.run import train_from_config  # noqa: E402
 
 

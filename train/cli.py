@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import cli
 from common.atomic import write_json, write_text
-from train.config import ConfigError, TrainConfig, load_config
+from train.config import ConfigError, TrainConfig, load_train_config
 from train.fit.logs import setup_logging
 
 log = logging.getLogger("train")
@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     if config is None and args.out is not None and (args.out / "config.json").is_file():
         config = args.out / "config.json"  # resuming a run directory needs nothing but its path
         log.info("config: %s", config)
-    cfg = load_config(
+    cfg = load_train_config(
         config,
         overrides=args.overrides,
         values={
@@ -252,7 +252,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     if args.config.suffix != ".toml":
         raise ConfigError(f"{args.config}: expected a run config .toml (the daemon runs `train run --config NAME.toml`)")
-    load_config(args.config, overrides=[])  # a config that does not validate is refused now, not hours later
+    load_train_config(args.config, overrides=[])  # a config that does not validate is refused now, not hours later
     q = Queue(_queue_folder(args.queue)).ensure()
     base = args.name or args.config.stem
     if not base or base.startswith(".") or "/" in base:
@@ -343,7 +343,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from train.plan import build_planner, format_plan, measure_on_cuda, parse_size, plan_as_dict, recommend
 
-    cfg: TrainConfig = load_config(args.config, overrides=args.overrides)
+    cfg: TrainConfig = load_train_config(args.config, overrides=args.overrides)
     say = (lambda *a: None) if args.json else print  # --json: the JSON alone on stdout
     info = None
     if cfg.data.shards is not None:
@@ -449,7 +449,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _crossval(args: argparse.Namespace) -> int:
     from train.audit.crossval import crossval
 
-    cfg = load_config(args.config, overrides=args.overrides, values={"data.shards": str(shards_root(args.data)) if args.data else None})
+    cfg = load_train_config(args.config, overrides=args.overrides, values={"data.shards": str(shards_root(args.data)) if args.data else None})
     path = crossval(cfg, folds=args.folds, out=args.out)
     print(f"{path}: out-of-fold probabilities of {args.folds} folds; `train audit RUN --oof {path} ...` uses them")
     return 0

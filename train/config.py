@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.labels import WEIGHT_SCHEMES
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -37,6 +39,9 @@ class DataConfig(_Section):
     eval_batch_size: int = Field(0, ge=0)  # 0: same as batch_size
     loader: str = "auto"  # backend name passed to train.data.loader.build_loader ("auto", "dali", "torch")
     workers: int = Field(4, ge=0)
+    # The train transform (train.data.transforms); resolved for the loaders by train.data.loader.resolve_data_config.
+    scale: tuple[float, float] = (0.25, 1.0)  # area fraction of the random resized crop (box crops: keep a quarter)
+    jitter: float = Field(0.0, ge=0.0, lt=1.0)  # colour jitter: brightness, contrast, saturation each in [1-j, 1+j]
 
 
 class ModelConfig(_Section):
@@ -50,7 +55,7 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    class_weights: Literal["balanced", "effective_number", "none"] = "balanced"
+    class_weights: Literal[WEIGHT_SCHEMES] = "balanced"  # common.labels.WEIGHT_SCHEMES
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
 
 
@@ -167,7 +172,7 @@ def _apply(doc: dict[str, Any], path: list[str], value: Any) -> None:
     doc[path[-1]] = value
 
 
-def load_config(
+def load_train_config(
     path: str | Path | None = None, *, overrides: list[str] = (), values: dict[str, Any] | None = None
 ) -> TrainConfig:
     """Read a TOML (or a run's resolved JSON) config, apply ``--set`` overrides then ``values``.

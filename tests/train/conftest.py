@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.config import TrainConfig, load_config
+from train.config import TrainConfig, load_train_config
 from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["happy", "calm", "angry", "scared"]
@@ -40,7 +40,7 @@ def tiny_cfg(tmp_path: Path):
             "record.progress": False,
         }
         base.update(values)
-        return load_config(values=base)
+        return load_train_config(values=base)
 
     return make
 

@@ -12,7 +12,9 @@ import torch
 from _loader_fixtures import IMAGE, build_shards, copy_split, samples
 
 from train.data.batch import Batch
-from train.data.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, resolve_backend
+from train.config import load_train_config
+from train.data.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, open_loader, resolve_backend, resolve_data_config
+from train.data.transforms import TransformSpec
 
 BACKENDS = ["dali", "torch"]
 WORKERS = {"dali": 1, "torch": 0}  # DALI CPU threads / DataLoader worker processes: fast on 2 cores
@@ -70,6 +72,19 @@ def test_validation_split_over_two_ranks_is_disjoint_and_complete(loader_shards:
     assert set(per_rank[0]).isdisjoint(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(expected)
     assert (len(per_rank[0]), len(per_rank[1])) == (17, 18)  # [N*r//W, N*(r+1)//W): no padding duplicates
+
+
+
+def test_the_data_config_is_resolved_in_one_place(loader_shards: Path) -> None:
+    data = load_train_config(values={"data.image_size": IMAGE, "data.batch_size": 4, "data.eval_batch_size": 5, "data.loader": "torch",
+                                     "data.workers": 0, "data.scale": [0.5, 1.0], "data.jitter": 0.1}).data
+    assert resolve_data_config(data, train=True) == {"train": True, "batch_size": 4, "image_size": IMAGE, "backend": "torch",
+                                                     "workers": 0, "scale": (0.5, 1.0), "jitter": 0.1}
+    assert resolve_data_config(data, train=False)["batch_size"] == 5 and resolve_data_config(data, train=False, batch_size=2)["batch_size"] == 2
+    loader = open_loader(loader_shards / "train", **resolve_data_config(data, train=True), device="cpu", seed=7)
+    assert (loader.spec.scale, loader.spec.jitter, loader.spec.size, loader.batch_size) == ((0.5, 1.0), 0.1, IMAGE, 4)
+    defaults = load_train_config().data  # the transform's defaults are the data config's, written once
+    assert (TransformSpec(train=True).scale, TransformSpec(train=True).jitter) == (defaults.scale, defaults.jitter) == ((0.25, 1.0), 0.0)
 
 
 def test_both_loaders_give_each_rank_the_same_samples(loader_shards: Path) -> None:

@@ -26,7 +26,7 @@ from shards.build import build
 from shards.config import ShardConfig
 from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.cli import main
-from train.config import load_config
+from train.config import load_train_config
 from train.fit.dynamics import read_dynamics
 from train.fit.evaluate import eval_checkpoint
 from train.fit.run import train_from_config
@@ -114,7 +114,7 @@ def assert_same_training(run: Path, ref: Path, epochs: int) -> None:
 
 
 def reference_run(config: Path, out: Path, **overrides) -> Path:
-    cfg = load_config(config, values=overrides)
+    cfg = load_train_config(config, values=overrides)
     result = train_from_config(cfg, run_dir=out)
     assert result.finished
     return out

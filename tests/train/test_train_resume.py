@@ -143,6 +143,15 @@ def test_config_differences_ignore_neutral_fields():
     assert config_differences(a, b) == [("data.batch_size", 4, 8)]
 
 
+def test_a_field_the_config_gained_since_the_checkpoint_compares_as_its_default():
+    defaults = {"seed": 0, "data": {"batch_size": 64, "jitter": 0.0, "scale": [0.25, 1.0]}}
+    saved = {"seed": 0, "data": {"batch_size": 4}}  # written before data.jitter and data.scale existed
+    assert config_differences(saved, {"seed": 0, "data": {"batch_size": 4, "jitter": 0.0, "scale": (0.25, 1.0)}}, defaults=defaults) == []
+    changed = {"seed": 0, "data": {"batch_size": 4, "jitter": 0.1, "scale": (0.25, 1.0)}}
+    assert config_differences(saved, changed, defaults=defaults) == [("data.jitter", 0.0, 0.1)]
+    assert config_differences(saved, changed) == [("data.jitter", None, 0.1), ("data.scale", None, (0.25, 1.0))]
+
+
 def test_latest_checkpoint_falls_back_to_the_previous_one(tiny_cfg, loaders, tmp_path: Path):
     train, val = loaders()
     cfg = tiny_cfg(**{"schedule.epochs": 2, "record.dynamics": False})

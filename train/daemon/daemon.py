@@ -42,7 +42,7 @@ from typing import Any
 
 from common.atomic import write_json
 from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
-from train.config import ConfigError, load_config
+from train.config import ConfigError, load_train_config
 from train.daemon.lock import RunLock
 from train.daemon.signals import RunSignals
 
@@ -203,7 +203,7 @@ class Daemon:
             record_result(q, name, config, "cancelled", exit_code=None)
             return
         try:
-            load_config(config)
+            load_train_config(config)
         except ConfigError as exc:
             record_result(q, name, config, "failed", exit_code=None, error=str(exc))
             return

@@ -42,7 +42,8 @@ from train.data.shardset import (  # noqa: F401  (the plan's names, for the load
     rank_range,
     read_index_keys,
 )
-from train.data.transforms import transform_spec
+from train.config import DataConfig
+from train.data.transforms import DATA_DEFAULTS, transform_spec
 
 BACKENDS = ("auto", "dali", "torch")
 DEFAULT_SHUFFLE_BUFFER = 4096  # encoded samples per pipeline; x ~35 kB at 256 px q90 = ~140 MB
@@ -91,8 +92,8 @@ def build_loader(
     workers: int = 4,
     rank: int | None = None,
     world_size: int | None = None,
-    scale: tuple[float, float] = (0.25, 1.0),
-    jitter: float = 0.0,
+    scale: tuple[float, float] = DATA_DEFAULTS.scale,
+    jitter: float = DATA_DEFAULTS.jitter,
     amp: bool = False,
     mean: Any = None,
     std: Any = None,
@@ -151,17 +152,33 @@ def open_loader(
     workers: int = 4,
     rank: int = 0,
     world_size: int = 1,
+    scale: tuple[float, float] = DATA_DEFAULTS.scale,
+    jitter: float = DATA_DEFAULTS.jitter,
     amp: bool = False,
     normalize: dict[str, list[float]] | None = None,
 ) -> Loader:
-    """The one place ``train run/eval/predict`` get a real loader (DALI or its PyTorch twin).
+    """The one place ``train run/eval/predict`` get a real loader (DALI or its PyTorch twin); they
+    take its data settings from ``resolve_data_config``.
 
     ``normalize``: ``{"mean", "std"}`` (0-255 scale) the model was trained with, from its
     checkpoint; None: the shards' own ``dataset.json`` pixel statistics (what training uses).
     """
     mean, std = (normalize["mean"], normalize["std"]) if normalize is not None else (None, None)
     return build_loader(Path(split_dir), train=train, batch_size=batch_size, image_size=image_size, device=device, seed=seed,
-                        backend=backend, workers=workers, rank=rank, world_size=world_size, amp=amp, mean=mean, std=std)  # fmt: skip
+                        backend=backend, workers=workers, rank=rank, world_size=world_size, scale=scale, jitter=jitter, amp=amp,
+                        mean=mean, std=std)  # fmt: skip
+
+
+def resolve_data_config(data: DataConfig, *, train: bool, batch_size: int | None = None) -> dict[str, Any]:
+    """What a ``DataConfig`` decides about a loader, resolved in one place (as timm's ``resolve_data_config``):
+    ``open_loader``'s keyword arguments for the training split (``train=True``) or an evaluated one.
+
+    ``batch_size``: an explicit one (``train eval --batch-size``), else ``data.batch_size`` for
+    training and ``data.eval_batch_size`` (0: ``data.batch_size``) for evaluation.
+    """
+    batch_size = batch_size or (data.batch_size if train else data.eval_batch_size or data.batch_size)
+    return {"train": train, "batch_size": batch_size, "image_size": data.image_size, "backend": data.loader,
+            "workers": data.workers, "scale": data.scale, "jitter": data.jitter}  # fmt: skip
 
 
 def _dataset_stats(split_dir: Path, mean: Any, std: Any) -> tuple[Any, Any]:

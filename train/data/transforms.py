@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from train.config import DataConfig
+
+DATA_DEFAULTS = DataConfig()  # the train transform's scale and jitter default to the data config's (train/config.py)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0.485, 0.456, 0.406 on the 0-255 scale
 IMAGENET_STD = (58.395, 57.12, 57.375)  # 0.229, 0.224, 0.225 on the 0-255 scale
 CONTRAST_CENTER = 128.0
@@ -39,10 +42,10 @@ class TransformSpec:
 
     train: bool
     size: int = 224
-    scale: tuple[float, float] = (0.25, 1.0)  # crops of animals: keep at least a quarter of the box
+    scale: tuple[float, float] = DATA_DEFAULTS.scale  # area fraction of the random resized crop
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: bool = True
-    jitter: float = 0.0  # 0.1 = light: brightness, contrast, saturation each in [0.9, 1.1]
+    jitter: float = DATA_DEFAULTS.jitter  # 0.1 = light: brightness, contrast, saturation each in [0.9, 1.1]
     crop_fraction: float = 0.875  # eval: shorter side resized to size / crop_fraction, then centre crop
     mean: tuple[float, float, float] = IMAGENET_MEAN  # 0-255 scale
     std: tuple[float, float, float] = IMAGENET_STD
@@ -82,8 +85,8 @@ def transform_spec(
     *,
     train: bool,
     image_size: int,
-    scale: tuple[float, float] = (0.25, 1.0),
-    jitter: float = 0.0,
+    scale: tuple[float, float] = DATA_DEFAULTS.scale,
+    jitter: float = DATA_DEFAULTS.jitter,
     mean: Any = None,
     std: Any = None,
     half: bool = False,

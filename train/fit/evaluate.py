@@ -22,7 +22,7 @@ from train.data.batch import Batch, Loader
 from train.fit.checkpoint import load_checkpoint
 from train.config import TrainConfig
 from train.data.dataset import read_dataset_info
-from train.data.loader import open_loader
+from train.data.loader import open_loader, resolve_data_config
 from train.fit.device import Precision, resolve_device, resolve_precision
 from train.fit.loss import ClassWeightedCE
 from train.fit.metrics import MetricAccumulator
@@ -168,8 +168,7 @@ def _inference_setup(
                 f"{data}: vocabulary {info.vocabulary} differs from the checkpoint's {vocabulary}; label ids would not match"
             )
         loader = open_loader(
-            data, train=False, batch_size=batch_size or cfg.data.eval_batch_size or cfg.data.batch_size,
-            image_size=cfg.data.image_size, device=str(dev), seed=cfg.seed, backend=cfg.data.loader, workers=cfg.data.workers,
+            data, **resolve_data_config(cfg.data, train=False, batch_size=batch_size), device=str(dev), seed=cfg.seed,
             normalize=normalize,  # the pixel statistics the model was trained with, not the evaluated shards'
         )
     return model, cfg, vocabulary, loader, dev, resolve_precision(cfg.compute.amp, dev)

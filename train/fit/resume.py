@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_text
+from train.config import TrainConfig
 from train.fit.checkpoint import latest_checkpoint, load_checkpoint
 from train.fit.dynamics import prune_parts
 
@@ -56,9 +57,15 @@ def _neutral(key: str) -> bool:
     return any(key == n or (n.endswith(".") and key.startswith(n)) for n in NEUTRAL)
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, saved value, current value)`` for every field that matters and differs (JSON-mode dumps)."""
-    a, b = _flatten(saved), _flatten(current)
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], *, defaults: dict[str, Any] | None = None
+) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, current value)`` for every field that matters and differs (JSON-mode dumps).
+
+    ``defaults``: the config's defaults; a field the saved config lacks (one the config gained after
+    that checkpoint was written, e.g. ``data.jitter``) compares as its default, what the run used.
+    """
+    a, b = {**_flatten(defaults or {}), **_flatten(saved)}, _flatten(current)
     missing = object()
     found = []
     for key in sorted(set(a) | set(b)):
@@ -96,7 +103,7 @@ def find_resume_point(
         return ResumePoint()
     path, state = found
     if own:
-        diffs = config_differences(state["config"], current_config)
+        diffs = config_differences(state["config"], current_config, defaults=TrainConfig().model_dump(mode="json"))
         if diffs:
             listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in diffs)
             raise ValueError(

@@ -47,7 +47,7 @@ from train.daemon.lock import LOCK_FILE, RunLock, RunLocked
 from train.daemon.signals import RunSignals
 from train.data.batch import Loader
 from train.data.dataset import DatasetInfo, read_dataset_info
-from train.data.loader import open_loader
+from train.data.loader import open_loader, resolve_data_config
 from train.fit.checkpoint import TrainProgress, load_checkpoint, rank_state, restore_rng
 from train.fit.checkpoint_saver import CheckpointSaver
 from train.fit.context import RunContext
@@ -322,12 +322,9 @@ def train_from_config(
         rank, world = rank_and_world()
         # Half-precision images only where the model runs under autocast on a GPU (halves the copy).
         amp = device.type == "cuda" and resolve_precision(cfg.compute.amp, device).dtype is not None
-        common = dict(image_size=cfg.data.image_size, device=str(device), seed=cfg.seed, backend=cfg.data.loader,
-                      workers=cfg.data.workers, rank=rank, world_size=world, amp=amp)  # fmt: skip
-        train_loader = open_loader(cfg.data.shards / cfg.data.train_split, train=True, batch_size=cfg.data.batch_size, **common)
-        val_loader = open_loader(
-            cfg.data.shards / cfg.data.val_split, train=False, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, **common
-        )
+        common = dict(device=str(device), seed=cfg.seed, rank=rank, world_size=world, amp=amp)
+        train_loader = open_loader(cfg.data.shards / cfg.data.train_split, **resolve_data_config(cfg.data, train=True), **common)
+        val_loader = open_loader(cfg.data.shards / cfg.data.val_split, **resolve_data_config(cfg.data, train=False), **common)
         vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
         if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
             from train.audit.threshold import with_threshold_samples
