@@ -19,7 +19,7 @@ FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class
 
 @pytest.fixture(scope="module")
 def audited_runs(tmp_path_factory: pytest.TempPathFactory):
-    from train.config import load_config
+    from train.config import load_train_config as load_config
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("audit_runs")
