@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from test_train_status_dead import TRAINER
@@ -29,15 +30,27 @@ def test_submit_checks_the_config_and_queues_it(tmp_path: Path, capsys) -> None:
 
 def test_status_watch_follows_a_run_until_it_ends(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", TRAINER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    err = tmp_path / "watch.err"
     try:
         assert proc.stdout.readline() == "training\n"
-        watch = subprocess.Popen([sys.executable, "-m", "train", "status", str(tmp_path), "--watch", "0.2"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        with open(err, "w") as stderr:
+            watch = subprocess.Popen([sys.executable, "-m", "train", "status", str(tmp_path), "--watch", "0.2"],
+                                     stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
         first = watch.stdout.readline()
         assert first.startswith("state      training"), first
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    out, err = watch.communicate(timeout=60)
-    assert watch.returncode == 0 and err == ""
-    assert out.rstrip().split("\n\n")[-1].startswith("state      died")
+    # The rest through the same reader, to EOF: the first readline may have buffered more than its line.
+    # A watch that never ends is killed after 60 s, and the test fails on its exit code.
+    deadline = threading.Timer(60, watch.kill)
+    deadline.start()
+    try:
+        out = first + watch.stdout.read()
+        watch.wait()
+    finally:
+        deadline.cancel()
+    assert watch.returncode == 0 and err.read_text() == ""
+    blocks = out.rstrip("\n").split("\n\n")  # one status print per block
+    assert len(blocks) >= 2 and blocks[-1].startswith("state      died"), out
+    assert all(block.startswith("state      training") for block in blocks[:-1]), out
