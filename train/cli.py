@@ -27,6 +27,8 @@ from pathlib import Path
 
 from common import cli
 from common.atomic import write_json, write_text
+from common.contracts.dataset_file import DATASET_FILE
+from common.contracts.status_file import STATUS_FILE
 from train.config import ConfigError, TrainConfig, load_train_config
 from train.fit.logs import setup_logging
 
@@ -41,7 +43,7 @@ def shards_root(data: Path | None) -> Path | None:
     if data is None:
         return None
     _not_another_tools(data)
-    if not (data / "dataset.json").is_file() and (data.parent / "dataset.json").is_file():
+    if not (data / DATASET_FILE).is_file() and (data.parent / DATASET_FILE).is_file():
         log.info("--data %s is a split folder: training on the shards folder %s", data, data.parent)
         return data.parent
     return data
@@ -50,7 +52,7 @@ def shards_root(data: Path | None) -> Path | None:
 def split_folder(data: Path, split: str = "val") -> Path:
     """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split``."""
     _not_another_tools(data)
-    if (data / "dataset.json").is_file() and (data / split).is_dir():
+    if (data / DATASET_FILE).is_file() and (data / split).is_dir():
         log.info("--data %s is the shards folder: using its %s split", data, split)
         return data / split
     return data
@@ -235,7 +237,7 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     from train.daemon.status import format_status, read_status
 
-    if not (args.run_dir / "status.json").exists() and (args.run_dir / "pending").is_dir():
+    if not (args.run_dir / STATUS_FILE).exists() and (args.run_dir / "pending").is_dir():
         raise ConfigError(f"{args.run_dir}: a queue folder, not a run directory; use train status --queue {args.run_dir}")
     doc = read_status(args.run_dir)
     print(json.dumps(doc, indent=2) if args.json else format_status(doc), flush=True)
@@ -278,7 +280,7 @@ def _not_another_tools_output(out: Path) -> None:
 
 def _already_finished(run_dir: Path) -> str | None:
     """What to say when ``run_dir`` finished (its epochs, or early stopping): nothing is left to resume."""
-    from train.daemon.status import STATUS_FILE, read_status
+    from train.daemon.status import read_status
 
     if not (run_dir / STATUS_FILE).is_file():
         return None
