@@ -176,8 +176,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from train.fit.run import train_from_config
     from train.daemon.signals import RunSignals
+    from train.fit.run import train_from_config
 
     config = args.config
     if config is None and args.out is not None and (args.out / "config.json").is_file():

@@ -21,15 +21,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from train.config import OptimConfig
 from train.data.batch import Batch
-from train.fit.checkpoint import TrainProgress
 from train.data.loader import open_loader
+from train.fit.checkpoint import TrainProgress
 from train.fit.device import Precision, rank_seed, seed_everything
 from train.fit.loop import Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer
-from train.config import OptimConfig
 from train.fit.schedule import WarmupCosine
 
 WEIGHTS = [0.5, 2.0, 1.0, 3.0, 1.0, 1.0]

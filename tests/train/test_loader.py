@@ -11,8 +11,8 @@ import pytest
 import torch
 from _loader_fixtures import IMAGE, build_shards, copy_split, samples
 
-from train.data.batch import Batch
 from train.config import load_train_config
+from train.data.batch import Batch
 from train.data.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, open_loader, resolve_backend, resolve_data_config
 from train.data.transforms import TransformSpec
 

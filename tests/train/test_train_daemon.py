@@ -24,9 +24,9 @@ import torch
 
 from shards.build import build
 from shards.config import ShardConfig
-from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.cli import main
 from train.config import load_train_config
+from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import read_dynamics
 from train.fit.evaluate import eval_checkpoint
 from train.fit.run import train_from_config

@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from train.config import OptimConfig
+from train.data.synthetic import TensorLoader, synthetic_images
 from train.fit.device import Precision
 from train.fit.loop import NonFiniteLossError, Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer, param_groups
 from train.fit.schedule import WarmupCosine
-from train.data.synthetic import TensorLoader, synthetic_images
 
 
 def _trainer(steps: int, **kwargs) -> Trainer:

@@ -4,11 +4,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from train.fit.checkpoint import save_checkpoint
 from train.config import TrainConfig
+from train.data.synthetic import TensorLoader, synthetic_images
+from train.fit.checkpoint import save_checkpoint
 from train.fit.evaluate import eval_checkpoint, predict, predict_checkpoint
 from train.fit.model import build_model
-from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["a", "b", "c"]
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from train.config import DataConfig
 from train.data.batch import Loader
 from train.data.dataset import read_dataset_info
 from train.data.shardset import (  # noqa: F401  (the plan's names, for the loaders' users)
@@ -42,7 +43,6 @@ from train.data.shardset import (  # noqa: F401  (the plan's names, for the load
     rank_range,
     read_index_keys,
 )
-from train.config import DataConfig
 from train.data.transforms import DATA_DEFAULTS, transform_spec
 
 BACKENDS = ("auto", "dali", "torch")

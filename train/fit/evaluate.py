@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from common.atomic import write_parquet
-from train.data.batch import Batch, Loader
-from train.fit.checkpoint import load_checkpoint
 from train.config import TrainConfig
+from train.data.batch import Batch, Loader
 from train.data.dataset import read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
+from train.fit.checkpoint import load_checkpoint
 from train.fit.device import Precision, resolve_device, resolve_precision
 from train.fit.loss import ClassWeightedCE
 from train.fit.metrics import MetricAccumulator
