@@ -11,6 +11,7 @@
     train plan --gpu-memory 12GiB --image-size 224 --amp [--effective-batch 64] [--lr-curve lr.svg]
     train audit RUN_DIR [RUN_DIR2 ...] [--oof DIR/oof.parquet] --manifest CLEAN --out AUDIT
     train audit --review AUDIT --accept ID ... --reject ID ...
+    train audit --review AUDIT --decisions AUDIT/review.csv        # the sheet, decision column filled in
     train audit --score AUDIT --planted RAW/planted_flips.csv      # data with known noise (demo, bench)
     train crossval --folds 4 --config train.toml --out DIR [--set data.image_size=112]   # DIR/oof.parquet
     train scores RUN_DIR [RUN_DIR2 ...] --out scores.parquet [--el2n-epoch 1]   # EL2N, forgetting, AUM per sample
@@ -159,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--review", type=Path, metavar="AUDIT", help="record decisions on an audit's suspects")
     audit.add_argument("--accept", nargs="+", default=[], metavar="ID", help="sample ids whose label is wrong")
     audit.add_argument("--reject", nargs="+", default=[], metavar="ID", help="sample ids whose label is right")
+    audit.add_argument("--decisions", type=Path, metavar="CSV",
+                       help="with --review: the audit's review.csv with its decision column filled in (accept, reject or blank)")
     audit.add_argument("--score", type=Path, metavar="AUDIT", help="precision/recall of an audit against known flips")
     audit.add_argument("--planted", type=Path, help="with --score: planted_flips.csv (ingest demo-data --label-noise)")
 
@@ -420,7 +423,7 @@ def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say=p
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from train.audit.audit import AuditJob, review, run_audit
+    from train.audit.audit import AuditJob, read_review_sheet, review, run_audit
 
     if args.score is not None:
         from train.audit.score import format_scores, score_files
@@ -431,9 +434,10 @@ def _audit(args: argparse.Namespace) -> int:
         print(format_scores(scores, planted=planted))
         return 0
     if args.review is not None:
-        if args.runs or not (args.accept or args.reject):
-            raise ConfigError("--review AUDIT: expected --accept ID ... and/or --reject ID ..., and no run directories")
-        decisions = review(args.review, accept=args.accept, reject=args.reject)
+        if args.runs or not (args.accept or args.reject or args.decisions):
+            raise ConfigError("--review AUDIT: expected --accept ID ..., --reject ID ... and/or --decisions CSV, and no run directories")
+        accept, reject = read_review_sheet(args.decisions) if args.decisions else ([], [])
+        decisions = review(args.review, accept=[*accept, *args.accept], reject=[*reject, *args.reject])
         print(f"{args.review / 'decisions.parquet'}: {decisions.height} decisions "
               f"({int((decisions['decision'] == 'accept').sum())} accepted)")  # fmt: skip
         return 0

@@ -75,10 +75,14 @@ def test_review_sheet_round_trip(audited_runs, tmp_path: Path):
     filled = sheet.with_columns(decision=pl.Series([" Accept", "reject", None] + [None] * (len(ids) - 3), dtype=pl.String))
     filled.write_csv(tmp_path / "filled.csv")
     assert read_review_sheet(tmp_path / "filled.csv") == ([ids[0]], [ids[1]])
+    assert main(["audit", "--review", str(out), "--decisions", str(tmp_path / "filled.csv")]) == 0
+    assert pl.read_parquet(out / "decisions.parquet").select("sample_id", "decision").rows() == sorted(
+        [(ids[0], "accept"), (ids[1], "reject")])  # fmt: skip
     filled.with_columns(decision=pl.Series(["accept", "maybe"] + [None] * (len(ids) - 2), dtype=pl.String)).write_csv(tmp_path / "bad.csv")
     with pytest.raises(ValueError) as err:
         read_review_sheet(tmp_path / "bad.csv")
     assert str(err.value) == f"{tmp_path / 'bad.csv'}: line 3: decision: expected accept, reject or blank, got 'maybe' (sample {ids[1]})"
+    assert main(["audit", "--review", str(out), "--decisions", str(tmp_path / "bad.csv")]) == 2
 
 
 def test_score_against_planted_flips(tmp_path: Path, capsys):
