@@ -20,8 +20,8 @@ after the last epoch.
     python bench/noise_bench.py [--quick] [--noise 0.2] [--epochs 16] [--image-size 48]
 
 ``--quick`` (30 videos x 12 frames, 32 px, 12 epochs) trains four small models from scratch on
-the CPU: about 15 minutes on a busy 2-core machine, not the one minute of the other benches; the
-loop has no cheaper honest proof than training.
+the CPU: about 4-5 minutes on a 2-core machine (each run ~45-60 s), more than the one minute of
+the other benches; the loop has no cheaper honest proof than training.
 
 The last lines are ``RATIO <name> <value>`` (higher is better).
 """
