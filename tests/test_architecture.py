@@ -125,7 +125,6 @@ TRAIN_ROOMS = {
 }
 # Module imports that cross the layering, each with its reason; one left here must still exist.
 TRAIN_ROOM_EXCEPTIONS = {
-    ("train.fit.run", "train.audit.threshold"): "threshold samples (cfg.audit) wrap the training loader; the wrapper lives in the audit",
 }
 
 

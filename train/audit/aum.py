@@ -18,28 +18,10 @@ Rows of skipped (non-finite) updates are left out of the means.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import polars as pl
 
 THRESHOLD_PERCENTILE = 99.0
-
-
-def threshold_fraction(sample_ids: pl.Series, *, num_classes: int, subset: int, seed: int) -> pl.Series:
-    """True for the samples a threshold-sample run moves to the extra class: a deterministic 1/(K+1).
-
-    A sample's position in [0, 1) is a hash of (seed, sample_id); subset ``s`` takes
-    ``[s / (K+1), (s+1) / (K+1))``, so subsets 0 and 1 are disjoint and stable across reruns.
-    """
-    width = 1.0 / (num_classes + 1)
-    lo, hi = subset * width, (subset + 1) * width
-    u = pl.Series([_unit(f"{seed}\0{s}") for s in sample_ids.to_list()], dtype=pl.Float64)
-    return ((u >= lo) & (u < hi)).alias("threshold_sample")
-
-
-def _unit(key: str) -> float:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
 
 def aum(dynamics: pl.DataFrame) -> pl.DataFrame:

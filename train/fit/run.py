@@ -327,7 +327,7 @@ def train_from_config(
         val_loader = open_loader(cfg.data.shards / cfg.data.val_split, **resolve_data_config(cfg.data, train=False), **common)
         vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
         if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
-            from train.audit.threshold import with_threshold_samples
+            from train.data.threshold import with_threshold_samples
 
             train_loader, vocabulary, class_weights = with_threshold_samples(train_loader, vocabulary, class_weights, cfg.audit)
         return run_training(

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from train.audit.threshold import with_threshold_samples
+from train.data.threshold import with_threshold_samples
 from train.fit.run import run_training
 from train.data.synthetic import TensorLoader, synthetic_images
 

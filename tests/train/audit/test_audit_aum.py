@@ -2,7 +2,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.aum import aum, mixture_cutoff, score_runs, threshold_cutoff, threshold_fraction
+from train.audit.aum import aum, mixture_cutoff, score_runs, threshold_cutoff
+from train.data.threshold import threshold_fraction
 
 
 def _dyn(rows: list[tuple[str, int, int, float, bool]]) -> pl.DataFrame:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from train.audit.audit import SUSPECTS, AuditJob, review, run_audit
-from train.audit.aum import aum, threshold_cutoff, threshold_fraction
-from train.audit.threshold import ThresholdLoader
+from train.audit.aum import aum, threshold_cutoff
+from train.data.threshold import ThresholdLoader, threshold_fraction
 from train.cli import main
 from train.fit.dynamics import read_dynamics
 from train.data.synthetic import TensorLoader, synthetic_images

@@ -2,24 +2,40 @@
 
 ``[audit] threshold_samples = true`` wraps the training loader (``with_threshold_samples``): the
 shards and the validation set stay as they are; only the labels the trainer sees change, keyed
-by a hash of the sample id (``train.audit.aum.threshold_fraction``), so a resumed run and a
+by a hash of the sample id (``threshold_fraction``), so a resumed run and a
 second process pick exactly the same samples. The model gets K+1 outputs and the vocabulary one
 more name; the dynamics record the extra label id, which is how the audit finds them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 import torch
 
-from train.audit.aum import threshold_fraction
-from train.data.batch import Batch, Loader
 from train.config import AuditConfig
+from train.data.batch import Batch, Loader
 
 THRESHOLD_CLASS = "(threshold samples)"
+
+
+def threshold_fraction(sample_ids: pl.Series, *, num_classes: int, subset: int, seed: int) -> pl.Series:
+    """True for the samples a threshold-sample run moves to the extra class: a deterministic 1/(K+1).
+
+    A sample's position in [0, 1) is a hash of (seed, sample_id); subset ``s`` takes
+    ``[s / (K+1), (s+1) / (K+1))``, so subsets 0 and 1 are disjoint and stable across reruns.
+    """
+    width = 1.0 / (num_classes + 1)
+    lo, hi = subset * width, (subset + 1) * width
+    u = pl.Series([_unit(f"{seed}\0{s}") for s in sample_ids.to_list()], dtype=pl.Float64)
+    return ((u >= lo) & (u < hi)).alias("threshold_sample")
+
+
+def _unit(key: str) -> float:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
 
 class ThresholdLoader:
