@@ -1,11 +1,11 @@
 """Benchmark of the training step: end-to-end from shards versus the model alone on in-memory tensors.
 
-Same device, batch size, image size and trainer code (``train.loop.Trainer``: AMP where the device
+Same device, batch size, image size and trainer code (``train.fit.loop.Trainer``: AMP where the device
 has it, channels_last, per-sample dynamics on) on both sides:
 
 * **model alone**: ``train.synthetic.TensorLoader`` over normalised tensors already on the device,
   i.e. what the step costs when data is free;
-* **end-to-end**: the project's loader (``train.loader.open_loader`` -> ``build_loader``)
+* **end-to-end**: the project's loader (``train.data.loader.open_loader`` -> ``build_loader``)
   reading WebDataset shards built by ``shards build`` from the embedded demo dataset
   (``ingest demo-data`` -> ``ingest clean`` -> ``shards build``), stored at the users' 256:224
   ratio to the training size, decoding and augmenting them.
@@ -156,7 +156,7 @@ def main() -> None:
         try:
             import train.data.loader  # noqa: F401
         except ImportError as exc:
-            print(f"end-to-end: skipped, train.loader is not available yet ({exc})")
+            print(f"end-to-end: skipped, train.data.loader is not available yet ({exc})")
         else:
             from train.data.dataset import read_dataset_info
             from train.data.loader import open_loader

@@ -1,5 +1,5 @@
 """``SHARDS/dataset.json``: what a ``shards build`` holds, written by its finalize, read by ``shards
-verify`` and the trainer (``train.data``).
+verify`` and the trainer (``train.data.dataset``).
 
     {"format": 1, "label_field": "inspect.emotion", "labels": [...names, index = label id...],
      "num_classes": K, "class_weights": {labels.json's, common.labels.ClassWeights},

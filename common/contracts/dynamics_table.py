@@ -1,4 +1,4 @@
-"""The per-sample training dynamics table: written by the trainer (``train.dynamics``), one row per
+"""The per-sample training dynamics table: written by the trainer (``train.fit.dynamics``), one row per
 training sample and epoch, read by the label audit and ``train scores``.
 
 Columns: ``sample_id``; ``epoch``; ``step`` (global optimizer step of the update the sample took

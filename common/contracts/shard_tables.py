@@ -1,5 +1,5 @@
 """The Parquet tables of a ``shards build``: written by its finalize, read by ``shards verify``, the
-loaders (``train.shardset``) and the label audit.
+loaders (``train.data.shardset``) and the label audit.
 
     SHARDS/<split>/shards.parquet    one row per tar
     SHARDS/<split>/samples.parquet   one row per sample, in tar order; then a data-diet build's
