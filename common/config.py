@@ -1,28 +1,101 @@
-"""Loading a stage's pydantic config: an optional TOML file, then the command line's values on top."""
+"""Loading a stage's pydantic config: read a file, put overrides on top, validate.
+
+The building blocks every stage's loader composes:
+
+* ``read_config_file(path)``: a TOML file (or JSON, by the ``.json`` suffix) as a dict;
+* ``apply_overrides(doc, overrides)``: dotted keys (``optim.lr``) into the nested sections;
+* ``validate(model, doc, source=...)``: the pydantic model, with every error listed, one a line.
+
+Each raises ``ConfigError``. ``load_config`` is the ingest and shards loader built from them.
+"""
 
 from __future__ import annotations
 
+import json
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
 
+class ConfigError(ValueError):
+    """A config file or override that does not parse or validate.
+
+    ``reason`` is a file's parse error without the file's name; ``details`` are pydantic's
+    validation errors (empty when the config did not get as far as validation).
+    """
+
+    def __init__(self, message: str, *, reason: str = "", details: Iterable[ErrorDetails] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.details = list(details)
+
+
+def read_config_file(path: str | Path, *, allow_json: bool = True) -> Any:
+    """The parsed document of a TOML file, or of a JSON one (a run's resolved ``config.json``).
+
+    JSON is read when ``allow_json`` and the name ends in ``.json``; anything else is TOML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if allow_json and path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}", reason=str(exc)) from None
+
+
+def apply_overrides(doc: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Set each dotted key of ``overrides`` in ``doc``, in place, making sections as needed.
+
+    Later keys win; ``None`` values are skipped (a CLI flag not given leaves the file's value).
+    Example: ``{"optim.lr": 1e-3}`` sets ``doc["optim"]["lr"]``.
+    """
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *sections, name = key.split(".")
+        node = doc
+        for part in sections:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node[name] = value
+
+
+def validate(model: type[M], doc: Any, *, source: str) -> M:
+    """``model`` from ``doc``; on failure a ``ConfigError`` listing every error, one line each.
+
+    A line reads ``SOURCE: FIELD: MESSAGE (got VALUE)``, FIELD dotted (``optim.lr``).
+    """
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in errors]
+        raise ConfigError("\n".join(lines), details=errors) from None
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any], model: type[M]) -> M:
-    """Build a config from an optional TOML file, then CLI values that were given (not None)."""
+    """Build a config from an optional TOML file, then CLI values that were given (not None).
+
+    Its errors keep the one-line form ingest and shards have always printed: a ``ValueError``
+    ``config PATH: ...`` naming the first invalid field only.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"config {path}: {exc}") from None
-    values.update({k: v for k, v in overrides.items() if v is not None})
+            values = read_config_file(path, allow_json=False)
+        except ConfigError as exc:
+            raise ValueError(f"config {path}: {exc.reason}") from None
+    apply_overrides(values, overrides)
     try:
-        return model(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
+        return validate(model, values, source=str(path))
+    except ConfigError as exc:
+        first = exc.details[0]
         where = ".".join(map(str, first["loc"])) or "(top level)"
         raise ValueError(f"config {path or '(command line)'}: field '{where}': {first['msg']}") from None

@@ -16,13 +16,13 @@ plus what they asked for next: warm-up then cosine decay, label smoothing 0.1.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.config import ConfigError, apply_overrides, read_config_file, validate
 from common.labels import WEIGHT_SCHEMES
 
 
@@ -148,10 +148,6 @@ class TrainConfig(_Section):
         return self
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not parse or validate."""
-
-
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001); the value is read as TOML, else kept as a string."""
     key, sep, raw = item.partition("=")
@@ -164,14 +160,6 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply(doc: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        doc = doc.setdefault(part, {})
-        if not isinstance(doc, dict):
-            raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a section")
-    doc[path[-1]] = value
-
-
 def load_train_config(
     path: str | Path | None = None, *, overrides: list[str] = (), values: dict[str, Any] | None = None
 ) -> TrainConfig:
@@ -180,22 +168,9 @@ def load_train_config(
     ``values`` maps dotted keys to already-typed values (the CLI's dedicated flags); ``None`` values
     are ignored so that an absent flag leaves the file's value in place.
     """
-    doc: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            doc = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    for item in overrides:
-        _apply(doc, *parse_override(item))
-    for key, value in (values or {}).items():
-        if value is not None:
-            _apply(doc, key.split("."), value)
-    try:
-        return TrainConfig.model_validate(doc)
-    except ValidationError as exc:
-        where = str(path) if path is not None else "config"
-        lines = [f"{where}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+    doc = read_config_file(path) if path is not None else {}
+    for item in overrides:  # one at a time: a bad item is reported after the ones before it apply
+        keys, value = parse_override(item)
+        apply_overrides(doc, {".".join(keys): value})
+    apply_overrides(doc, values or {})
+    return validate(TrainConfig, doc, source=str(Path(path)) if path is not None else "config")
