@@ -4,7 +4,7 @@ The building blocks every stage's loader composes:
 
 * ``read_config_file(path)``: a TOML file (or JSON, by the ``.json`` suffix) as a dict;
 * ``apply_overrides(doc, overrides)``: dotted keys (``optim.lr``) into the nested sections;
-* ``validate(model, doc, source=...)``: the pydantic model, with every error listed, one a line.
+* ``validate(model, doc, source=...)``: the pydantic model, with every error listed, one per line.
 
 Each raises ``ConfigError``. ``load_config`` is the ingest and shards loader built from them.
 """
