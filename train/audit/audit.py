@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from common.atomic import write_json, write_parquet, write_text
-from train.audit.aum import score_runs
+from train.audit.aum import calibrated_cutoff, score_runs
 from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
@@ -204,8 +204,12 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         .join(cl_frame, on="sample_id", how="left")
         .join(forgot.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id", how="left")
         .join(disagreement(train), on="sample_id", how="left")
-        .with_columns(aum_cutoff=pl.lit(cutoff), seen=pl.col("aum").is_not_null(), suggested_label=pl.col("cl_suggested"))
     )
+    if cutoff is None:  # no threshold-sample run: calibrate the AUM cut-off against the model's view
+        both = signals.filter(pl.col("aum").is_not_null() & pl.col("model_label").is_not_null())
+        cutoff = calibrated_cutoff(both.get_column("aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
+    signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
+                                   suggested_label=pl.col("cl_suggested"))  # fmt: skip
     combined = combine(signals).with_columns(
         suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
     )

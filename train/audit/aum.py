@@ -10,8 +10,12 @@ The cut-off comes from purposefully mislabelled **threshold samples**: a run wit
 non-existent class (``threshold_subset``); no image feature supports that class, so their AUMs are
 what a wrong label looks like, and the 99th percentile of them is the cut-off. Two runs with
 disjoint subsets score every sample (each sample's AUM is taken from the runs where it kept its own
-label). Without such a run the cut-off is where a two-component Gaussian mixture on the AUMs
-switches component (``mixture_cutoff``): learned from the data, never a count.
+label). Without such a run the cut-off is **calibrated against the model's view** (``calibrated_cutoff``):
+a logistic fit of "the trained model prefers another class than the given one" on the AUM, and
+the cut-off is the AUM where that becomes more likely than not. Learned from the data, never a
+count; it replaced a two-component Gaussian mixture on the AUMs, whose boundary moved from -0.41
+to +0.86 between two runs of the same data and flagged 74 % of a set with 21 % flips (a weak
+model's clean AUMs have a long low tail that no Gaussian fits).
 
 Rows of skipped (non-finite) updates are left out of the means.
 """
@@ -42,49 +46,46 @@ def threshold_cutoff(scores: pl.DataFrame, *, extra_class: int, percentile: floa
     return float(np.percentile(values, percentile))
 
 
-def mixture_cutoff(values: np.ndarray, *, iterations: int = 200, seed: int = 0) -> float:
-    """Where a two-component 1-D Gaussian mixture fitted by EM changes its most likely component.
+def calibrated_cutoff(values: np.ndarray, doubted: np.ndarray, *, ridge: float = 1e-3, iterations: int = 100) -> float:
+    """The AUM at which ``doubted`` (the model prefers another class) becomes more likely than not.
 
-    The low component is the mislabelled one. A few lines of EM rather than a machine-learning
-    dependency for one 1-D fit. Returns ``-inf`` (nothing flagged) when the data hold no second
-    component (the two means coincide).
+    A 1-D logistic regression of ``doubted`` on the standardised AUM, fitted by Newton's method
+    with a small ridge on the slope (so separable data give a finite cut-off between the groups);
+    the cut-off is where the fitted probability is one half. ``-inf`` (nothing flagged) when either
+    group has fewer than two samples, or when doubt does not fall as the AUM rises.
     """
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size < 4 or np.ptp(x) == 0:
+    z = np.asarray(doubted, dtype=bool)
+    keep = np.isfinite(x)
+    x, z = x[keep], z[keep].astype(np.float64)
+    if z.sum() < 2 or (1 - z).sum() < 2 or np.ptp(x) == 0:
         return float("-inf")
-    lo, hi = np.percentile(x, [10, 90])
-    mu = np.array([lo, hi])
-    var = np.full(2, x.var() / 4 + 1e-9)
-    w = np.array([0.5, 0.5])
+    mean, std = x.mean(), x.std()
+    design = np.stack([np.ones_like(x), (x - mean) / std], axis=1)
+    w = np.zeros(2)
+    penalty = np.diag([0.0, ridge * x.size])
     for _ in range(iterations):
-        dens = w / np.sqrt(2 * np.pi * var) * np.exp(-((x[:, None] - mu) ** 2) / (2 * var))
-        resp = dens / np.clip(dens.sum(axis=1, keepdims=True), 1e-300, None)
-        n = resp.sum(axis=0) + 1e-12
-        new_mu = (resp * x[:, None]).sum(axis=0) / n
-        var = np.maximum((resp * (x[:, None] - new_mu) ** 2).sum(axis=0) / n, 1e-6 * x.var() + 1e-12)
-        w = n / x.size
-        if np.allclose(new_mu, mu, rtol=0, atol=1e-10):
-            mu = new_mu
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -500, 500)))
+        grad = design.T @ (z - p) - penalty @ w
+        hess = (design * (p * (1 - p))[:, None]).T @ design + penalty + 1e-12 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w += step
+        if np.abs(step).max() < 1e-12:
             break
-        mu = new_mu
-    low, high = np.argsort(mu)
-    if np.isclose(mu[low], mu[high]):
+    if w[1] >= 0:
         return float("-inf")
-    grid = np.linspace(mu[low], mu[high], 2001)
-    log_p = lambda k: np.log(w[k]) - 0.5 * np.log(2 * np.pi * var[k]) - (grid - mu[k]) ** 2 / (2 * var[k])  # noqa: E731
-    high_wins = log_p(high) > log_p(low)
-    return float(grid[np.argmax(high_wins)]) if high_wins.any() else float(mu[high])
+    return float(mean - w[0] / w[1] * std)
 
 
-def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> tuple[pl.DataFrame, float, str]:
+def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> tuple[pl.DataFrame, float | None, str]:
     """AUM per sample over several runs and its cut-off.
 
     ``runs``: (per-sample AUMs of a run as ``aum`` gives them, with ``label_id``; the extra class
     id or None for an ordinary run). A sample's AUM is the mean
     over the runs where it kept its own label; the cut-off is the mean of the threshold runs'
-    cut-offs, or the mixture cut-off when no run had threshold samples. Returns
-    (``sample_id``, ``aum``), the cut-off and how it was found (words).
+    cut-offs, or None when no run had threshold samples (the audit then calibrates one against the
+    model's view, ``calibrated_cutoff``). Returns (``sample_id``, ``aum``), the cut-off and how it
+    was found (words).
     """
     per_run, cutoffs = [], []
     for scores, extra in runs:
@@ -96,4 +97,4 @@ def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> tuple[pl.DataFram
     if cutoffs:
         how = f"{THRESHOLD_PERCENTILE:g}th percentile of the threshold samples' AUM ({len(cutoffs)} run(s))"
         return merged, float(np.mean(cutoffs)), how
-    return merged, mixture_cutoff(merged.get_column("aum").to_numpy()), "two-component Gaussian mixture on the AUMs"
+    return merged, None, "calibrated against the model's view (logistic fit of its doubt on the AUM)"

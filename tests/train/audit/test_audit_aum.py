@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.aum import aum, mixture_cutoff, score_runs, threshold_cutoff
+from train.audit.aum import aum, calibrated_cutoff, score_runs, threshold_cutoff
 from train.data.threshold import threshold_fraction
 
 
@@ -26,11 +26,17 @@ def test_threshold_cutoff_is_the_99th_percentile_of_the_extra_class():
         threshold_cutoff(aum(dyn), extra_class=7)
 
 
-def test_mixture_cutoff_separates_two_clusters():
-    low, high = [-3.1, -3.0, -2.9, -3.05], [2.9, 3.0, 3.1, 2.95, 3.05, 3.0]
-    cut = mixture_cutoff(np.array(low + high))
-    assert all(v <= cut for v in low) and all(v > cut for v in high)
-    assert mixture_cutoff(np.array([1.0, 1.0, 1.0, 1.0])) == float("-inf")  # one component: nothing flagged
+def test_calibrated_cutoff_is_where_doubt_becomes_more_likely():
+    # symmetric about 0.5: the fitted probability is one half exactly there
+    values = np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
+    doubted = np.array([True, True, False, True, False, False])
+    assert calibrated_cutoff(values, doubted) == pytest.approx(0.5, abs=1e-9)
+    # separable groups: a finite cut-off between them (the ridge keeps the slope finite), at their midpoint by symmetry
+    cut = calibrated_cutoff(np.array([-3.0, -2.0, 2.0, 3.0]), np.array([True, True, False, False]))
+    assert cut == pytest.approx(0.0, abs=1e-9)
+    # nothing to calibrate against, or doubt rising with the AUM: nothing flagged
+    assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0]), np.array([True, False, False])) == float("-inf")
+    assert calibrated_cutoff(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([False, False, True, True])) == float("-inf")
 
 
 def test_threshold_subsets_partition_the_samples():

@@ -4,7 +4,7 @@ from train.audit.combine import combine
 
 
 def test_verdicts_reasons_and_rank():
-    """label_issue: confident learning, or the AUM and the model both doubting; one view alone: ambiguous."""
+    """label_issue: any of confident learning, the AUM at or below its cut-off, the model doubting; weaker evidence: ambiguous."""
     signals = pl.DataFrame({
         "sample_id": ["both", "aum_only", "ok", "disagree", "two_views"],
         "label": ["a", "a", "b", "b", "a"],
@@ -21,7 +21,7 @@ def test_verdicts_reasons_and_rank():
     })  # fmt: skip
     got = combine(signals)
     assert got.select("sample_id", "rank", "verdict").rows() == [
-        ("both", 1, "label_issue"), ("two_views", 2, "label_issue"), ("aum_only", 3, "ambiguous"), ("disagree", 4, "ambiguous"),
+        ("both", 1, "label_issue"), ("aum_only", 2, "label_issue"), ("two_views", 3, "label_issue"), ("disagree", 4, "ambiguous"),
         ("ok", 5, "ok")]  # fmt: skip
     reasons = dict(got.select("sample_id", "reason").rows())
     assert reasons["both"] == "AUM -2.0 at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
@@ -30,11 +30,11 @@ def test_verdicts_reasons_and_rank():
     assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
 
 
-def test_the_model_doubting_alone_is_ambiguous():
+def test_the_model_doubting_alone_is_a_label_issue():
     signals = pl.DataFrame({
         "sample_id": ["x"], "label": ["a"], "model_label": ["b"], "suggested_label": ["b"], "other_label": [None],
         "aum": [0.5], "aum_cutoff": [-0.5], "cl_issue": [False], "self_confidence": [0.4], "forgetting_score": [1.0],
         "never_learned": [False], "annotators_disagree": [None],
     }, schema_overrides={"other_label": pl.String, "annotators_disagree": pl.Boolean})  # fmt: skip
     got = combine(signals).row(0, named=True)
-    assert (got["verdict"], got["reason"]) == ("ambiguous", "the model's most probable class is b")
+    assert (got["verdict"], got["reason"]) == ("label_issue", "the model's most probable class is b")
