@@ -1,5 +1,18 @@
 """Machinery that more than one stage needs. Public surface:
 
+* ``common.atomic``: writes that are all or nothing: ``write_bytes``, ``write_text``,
+  ``write_json``, ``write_parquet``, ``atomic_path``, a set of outputs published together
+  (``staged_folder``, ``publish``, ``read_outputs``, ``check_outputs``), ``sweep_temps``.
+* ``common.config``: configuration from TOML (or JSON) with overrides, validated by pydantic:
+  ``read_config_file``, ``apply_overrides``, ``validate``, ``load_config``, ``ConfigError``.
+* ``common.cli``: what every command line does alike (exit codes, one-line errors, Ctrl-C,
+  ``--version``): ``run``, ``finish_parser``, ``describe_os_error``, ``version``.
+* ``common.progress``: rate and ETA on long work: ``progress``.
+* ``common.folders``: what a folder is (which tool wrote it) before writing into it:
+  ``what_is``, ``describe``, ``check_target``.
+* ``common.images``: ``open_oriented`` (EXIF orientation applied), ``to_rgb8``, ``resolve_under``.
+* ``common.ray_local``: a throwaway local Ray cluster for tests and benches: ``local_cluster``.
+
 * ``common.executor``: where the batch jobs' units of work run (local processes or a Ray
   cluster): ``Executor``, ``LocalExecutor``, ``RayExecutor``, ``ExecutorOptions``,
   ``open_executor``, ``use_executor``, ``current_executor``, ``worker_count``.
