@@ -25,8 +25,6 @@ import polars as pl
 
 from common.atomic import write_parquet
 from train.audit.audit import RunDynamics, load_run
-from train.audit.aum import aum
-from train.audit.forgetting import forgetting
 from train.fit.dynamics import read_dynamics
 
 SCORES = (
@@ -63,15 +61,20 @@ def el2n(dynamics: pl.DataFrame, *, epoch: int, num_classes: int) -> pl.DataFram
 
 
 def _run_scores(run: RunDynamics, epoch: int | None) -> pl.DataFrame:
-    dyn = read_dynamics(run.path / "dynamics")
-    dyn = dyn if run.extra_class is None else dyn.filter(pl.col("label_id") != run.extra_class)
-    at = default_el2n_epoch(dyn.get_column("epoch").to_list()) if epoch is None else epoch
-    labels = dyn.group_by("sample_id").agg(pl.col("label_id").first().cast(pl.Int64))
+    """One run's scores, from its epoch-at-a-time summary and the one epoch EL2N reads."""
+    summary = run.summary
+    at = default_el2n_epoch(summary.epochs) if epoch is None else epoch
+    rows = read_dynamics(run.path / "dynamics", epoch=at) if at in summary.epochs else None
+    if rows is None or rows.filter(pl.col("finite")).is_empty():
+        raise ValueError(f"dynamics: no finite rows at epoch {at}; recorded epochs: {summary.epochs}")
+    rows = rows if run.extra_class is None else rows.filter(pl.col("label_id") != run.extra_class)
+    aum_rows = summary.aum if run.extra_class is None else summary.aum.filter(pl.col("label_id") != run.extra_class)
     return (
-        labels.join(el2n(dyn, epoch=at, num_classes=len(run.vocabulary)), on="sample_id", how="left")
+        summary.labels.join(el2n(rows, epoch=at, num_classes=len(run.vocabulary)), on="sample_id", how="left")
         .with_columns(el2n_epoch=pl.lit(at, dtype=pl.Int64))
-        .join(forgetting(dyn).select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id", how="left")
-        .join(aum(dyn).select("sample_id", "aum", pl.col("epochs").cast(pl.Int64)), on="sample_id", how="left")
+        .join(summary.forgetting.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id",
+              how="left")  # fmt: skip
+        .join(aum_rows.select("sample_id", "aum", pl.col("epochs").cast(pl.Int64)), on="sample_id", how="left")
     )
 
 

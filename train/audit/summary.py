@@ -28,12 +28,14 @@ class RunSummary:
     aum: pl.DataFrame  # sample_id, aum, epochs, label_id (as train.audit.aum.aum)
     forgetting: pl.DataFrame  # sample_id, forgetting_events, never_learned, epochs, forgetting_score
     probs: pl.DataFrame  # sample_id, probs (mean of the row-normalised first K probabilities), n (rows)
-    rows: int  # dynamics rows read
+    labels: pl.DataFrame  # sample_id, label_id: the first label of every sample with a row (finite or not; threshold rows left out)
+    epochs: list[int]  # the recorded epochs
+    rows: int  # finite dynamics rows read
 
 
 _EMPTY_STATE = {
     "sample_id": pl.String, "m_sum": pl.Float64, "m_n": pl.Int64, "aum_epochs": pl.Int64, "label_id": pl.Int64,
-    "prev": pl.Boolean, "events": pl.Int64, "ever": pl.Boolean, "f_epochs": pl.Int64, "p_n": pl.Int64,
+    "given": pl.Int64, "prev": pl.Boolean, "events": pl.Int64, "ever": pl.Boolean, "f_epochs": pl.Int64, "p_n": pl.Int64,
 }  # fmt: skip
 
 
@@ -43,10 +45,15 @@ def summarise(folder: str | Path, *, num_classes: int, extra_class: int | None =
     p_cols = [f"p{j}" for j in range(k)]
     state = pl.DataFrame(schema={**_EMPTY_STATE, **{c: pl.Float64 for c in p_cols}})
     rows_read = 0
-    for epoch in sorted({part[0] for part in list_parts(folder)}):
-        rows = read_dynamics(folder, epoch=epoch).filter(pl.col("finite"))
+    epochs = sorted({part[0] for part in list_parts(folder)})
+    for epoch in epochs:
+        every = read_dynamics(folder, epoch=epoch)
+        rows = every.filter(pl.col("finite"))
         rows_read += rows.height
-        state = _fold(state, _epoch_sums(rows, k, extra_class), p_cols)
+        own = every if extra_class is None else every.filter(pl.col("label_id") != extra_class)
+        given = own.group_by("sample_id", maintain_order=True).agg(e_given=pl.col("label_id").first().cast(pl.Int64))
+        sums = _epoch_sums(rows, k, extra_class).join(given, on="sample_id", how="full", coalesce=True)
+        state = _fold(state, sums, p_cols)
     aum = (
         state.filter(pl.col("m_n") > 0)
         .select("sample_id", aum=pl.col("m_sum") / pl.col("m_n"), epochs=pl.col("aum_epochs").cast(pl.UInt32), label_id="label_id")
@@ -65,7 +72,8 @@ def summarise(folder: str | Path, *, num_classes: int, extra_class: int | None =
     sums = seen.select(p_cols).to_numpy() if k else np.zeros((seen.height, 0))
     n = seen.get_column("p_n").to_numpy()
     probs = pl.DataFrame({"sample_id": seen.get_column("sample_id"), "probs": sums / n[:, None], "n": n})
-    return RunSummary(aum=aum, forgetting=forgetting, probs=probs, rows=rows_read)
+    labels = state.filter(pl.col("given").is_not_null()).select("sample_id", label_id="given").sort("sample_id")
+    return RunSummary(aum=aum, forgetting=forgetting, probs=probs, labels=labels, epochs=epochs, rows=rows_read)
 
 
 def _epoch_sums(rows: pl.DataFrame, k: int, extra_class: int | None) -> pl.DataFrame:
@@ -100,6 +108,7 @@ def _fold(state: pl.DataFrame, epoch: pl.DataFrame, p_cols: list[str]) -> pl.Dat
         m_n=zero("m_n") + zero("e_m_n"),
         aum_epochs=zero("aum_epochs") + (zero("e_m_n") > 0).cast(pl.Int64),
         label_id=pl.col("label_id").fill_null(pl.col("e_label")),
+        given=pl.col("given").fill_null(pl.col("e_given")),
         prev=pl.when(present).then(pl.col("e_correct")).otherwise(pl.col("prev")),
         events=zero("events") + (pl.col("prev") & ~pl.col("e_correct")).fill_null(False).cast(pl.Int64),
         ever=pl.col("ever").fill_null(False) | pl.col("e_correct").fill_null(False),

@@ -50,7 +50,9 @@ def test_summary_equals_the_whole_table_functions(tmp_path: Path, extra):
     _write(tmp_path, 2, [("a", 0, 0, 0.75, p, True), ("b", 1, 0, math.nan, [0.3, 0.3, 0.4], True), ("c", 2, 2, 1.0, p, True)])
     dyn = read_dynamics(tmp_path)
     got = summarise(tmp_path, num_classes=K, extra_class=extra)
-    assert got.rows == 9
+    assert got.rows == 9 and got.epochs == [0, 1, 2]
+    own_rows = dyn if extra is None else dyn.filter(pl.col("label_id") != extra)
+    assert got.labels.rows() == own_rows.group_by("sample_id", maintain_order=True).agg(pl.col("label_id").first()).sort("sample_id").rows()
     want_aum = aum(dyn)
     assert got.aum.select("sample_id", "epochs", "label_id").rows() == want_aum.select("sample_id", "epochs", "label_id").rows()
     assert got.aum.get_column("aum").to_list() == pytest.approx(want_aum.get_column("aum").to_list(), rel=1e-12)
