@@ -65,7 +65,7 @@ def make_shards(clean_dir: Path, out: Path, *, size: int) -> Path:
 
 def train(shards: Path, run_dir: Path, args: argparse.Namespace, **extra) -> dict:
     cfg = load_config(values={**extra, 
-        "seed": 0, "data.shards": str(shards), "data.image_size": args.image_size, "data.batch_size": 16,
+        "seed": args.seed, "data.shards": str(shards), "data.image_size": args.image_size, "data.batch_size": 16,
         "data.eval_batch_size": 32, "data.workers": 2, "compute.device": args.device, "compute.cpu_threads": 1,
         "optim.lr": 3e-3, "optim.weight_decay": 0.05, "schedule.epochs": args.epochs, "schedule.warmup_epochs": 1.0,
         "schedule.min_lr": 1e-5, "loss.label_smoothing": 0.1, "eval.patience": 0, "record.log_every_steps": 50,
@@ -98,6 +98,7 @@ def main() -> int:
     parser.add_argument("--videos", type=int)
     parser.add_argument("--frames", type=int)
     parser.add_argument("--val-videos", type=int, help="videos in the (clean) validation split")
+    parser.add_argument("--seed", type=int, default=0, help="data (frames and flips) and training seed")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--device", default="auto")
@@ -123,7 +124,7 @@ def main() -> int:
 def run(work: Path, args: argparse.Namespace) -> int:
     size = int(round(args.image_size * 256 / 224))
     if not (work / "raw" / "planted_flips.csv").is_file():  # --keep: a rerun continues (runs resume, shards too)
-        generate(work / "raw", videos=args.videos, frames=args.frames, seed=0, label_noise=args.noise, val_videos=args.val_videos)
+        generate(work / "raw", videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.noise, val_videos=args.val_videos)
     if not (work / "clean" / "manifest.parquet").is_file():
         clean(CleanConfig(root=work / "raw", out=work / "clean", workers=2, quiet=True))
     manifest = pl.read_parquet(work / "clean" / "manifest.parquet")
