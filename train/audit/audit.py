@@ -43,7 +43,7 @@ from train.audit.aum import calibrated_cutoff, score_runs
 from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
-from train.audit.summary import RunSummary, summarise
+from train.audit.summary import RunSummary, sum_by_sample, summarise
 from train.fit.dynamics import list_parts
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,9 @@ def mean_probs(runs: list[RunDynamics], num_classes: int) -> pl.DataFrame:
     """Per sample, the mean over finite rows of every run of its class probabilities (threshold
     runs: their own threshold samples left out, the extra class dropped and the rest renormalised)."""
     rows = pl.concat([r.summary.probs for r in runs])
-    ids, codes = np.unique(rows.get_column("sample_id").to_numpy(), return_inverse=True)
-    n = rows.get_column("n").to_numpy()
-    sums = np.zeros((ids.size, num_classes))
-    np.add.at(sums, codes, np.stack(rows.get_column("probs").to_numpy())[:, :num_classes] * n[:, None])
-    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / np.bincount(codes, weights=n, minlength=ids.size)[:, None]})
+    ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), np.stack(rows.get_column("probs").to_numpy())[:, :num_classes],
+                                 rows.get_column("n").to_numpy())  # fmt: skip
+    return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
 
 
 def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.DataFrame | None:
@@ -151,10 +149,8 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
     if not frames:
         return None
     rows = pl.concat(frames)
-    ids, codes = np.unique(rows.get_column("sample_id").to_numpy(), return_inverse=True)
-    sums = np.zeros((ids.size, num_classes))
-    np.add.at(sums, codes, rows.get_column("p").to_numpy())
-    return pl.DataFrame({"sample_id": ids.astype(str), "probs": sums / np.bincount(codes, minlength=ids.size)[:, None]})
+    ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), rows.get_column("p").to_numpy())
+    return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
 
 
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:

@@ -76,6 +76,18 @@ def summarise(folder: str | Path, *, num_classes: int, extra_class: int | None =
     return RunSummary(aum=aum, forgetting=forgetting, probs=probs, labels=labels, epochs=epochs, rows=rows_read)
 
 
+def sum_by_sample(
+    sample_ids: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``values`` (N x K) summed per sample id, each row times its weight (default 1):
+    (the sorted ids as strings, the sums, the summed weights per id, i.e. the row counts by default)."""
+    ids, codes = np.unique(sample_ids, return_inverse=True)
+    w = np.ones(codes.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    sums = np.zeros((ids.size, values.shape[1]))
+    np.add.at(sums, codes, values * w[:, None])
+    return ids.astype(str), sums, np.bincount(codes, weights=w, minlength=ids.size)
+
+
 def _epoch_sums(rows: pl.DataFrame, k: int, extra_class: int | None) -> pl.DataFrame:
     """One epoch's finite rows -> per sample: margin sum and count, first label, last correctness, probability sums."""
     margins = (
@@ -87,11 +99,9 @@ def _epoch_sums(rows: pl.DataFrame, k: int, extra_class: int | None) -> pl.DataF
     correct = own.group_by("sample_id").agg(e_correct=(pl.col("pred_id") == pl.col("label_id")).last())
     probs = own.get_column("probs").to_numpy().astype(np.float64)[:, :k] if own.height else np.zeros((0, k))
     probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
-    ids, codes = np.unique(own.get_column("sample_id").to_numpy(), return_inverse=True)
-    sums = np.zeros((ids.size, k))
-    np.add.at(sums, codes, probs)
+    ids, sums, counts = sum_by_sample(own.get_column("sample_id").to_numpy(), probs)
     prob_sums = pl.DataFrame(
-        {"sample_id": ids.astype(str), "e_p_n": np.bincount(codes, minlength=ids.size).astype(np.int64),
+        {"sample_id": ids, "e_p_n": counts.astype(np.int64),
          **{f"e_p{j}": sums[:, j] for j in range(k)}},
         schema_overrides={"sample_id": pl.String},
     )  # fmt: skip
