@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.aum import aum, calibrated_cutoff, score_runs, threshold_cutoff
+from train.audit.aum import aum, calibrated_cutoff, fit_logistic, group_adjusted, group_weight, score_runs, threshold_cutoff
 from train.data.threshold import threshold_fraction
 
 
@@ -26,17 +26,60 @@ def test_threshold_cutoff_is_the_99th_percentile_of_the_extra_class():
         threshold_cutoff(aum(dyn), extra_class=7)
 
 
-def test_calibrated_cutoff_is_where_doubt_becomes_more_likely():
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def test_fit_logistic_solves_the_ridge_likelihood():
     # symmetric about 0.5: the fitted probability is one half exactly there
     values = np.array([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
     doubted = np.array([True, True, False, True, False, False])
-    assert calibrated_cutoff(values, doubted) == pytest.approx(0.5, abs=1e-9)
-    # separable groups: a finite cut-off between them (the ridge keeps the slope finite), at their midpoint by symmetry
+    a, b = fit_logistic(values, doubted)
+    assert a + 0.5 * b == pytest.approx(0.0, abs=1e-12) and b < 0
+    # the optimality conditions in standardised units: the residuals sum to 0 and balance the ridge
+    z = (values - values.mean()) / values.std()
+    residual = doubted - _sigmoid(a + b * values)
+    assert residual.sum() == pytest.approx(0.0, abs=1e-12)
+    assert (residual * z).sum() == pytest.approx(1e-3 * values.size * b * values.std(), abs=1e-12)
+    assert fit_logistic(np.array([-1.0, 0.0, 1.0]), np.array([True, False, False])) is None  # one doubted sample
+
+
+def test_calibrated_cutoff_corrects_for_the_wrong_labels_the_model_does_not_doubt():
+    """Positive-unlabelled: the cut-off is where the fitted doubt is c / 2, c its mean over the doubted."""
+    wrong = np.array([-3.0, -2.5, -2.0, -1.5] * 2)
+    values = np.concatenate([wrong, np.array([1.0, 1.5, 2.0, 2.5] * 2)])
+    doubted = np.array([True, False] * 4 + [False] * 8)  # the model doubts half of the wrong labels
+    a, b = fit_logistic(values, doubted)
+    c = _sigmoid(a + b * values[doubted]).mean()
+    cut = calibrated_cutoff(values, doubted)
+    assert _sigmoid(a + b * cut) == pytest.approx(c / 2, abs=1e-12)
+    assert c < 1 and cut > -a / b  # above the plain "more likely than not" point, -2.255
+    # separable groups, symmetric: c < 1, so the cut-off sits right of their midpoint, short of the clean group
     cut = calibrated_cutoff(np.array([-3.0, -2.0, 2.0, 3.0]), np.array([True, True, False, False]))
-    assert cut == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < cut < 2.0
     # nothing to calibrate against, or doubt rising with the AUM: nothing flagged
     assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0]), np.array([True, False, False])) == float("-inf")
     assert calibrated_cutoff(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([False, False, True, True])) == float("-inf")
+
+
+def test_group_weight_is_the_reliability_of_a_group_median():
+    values = np.array([1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 10.0])
+    groups = np.array(["g1", "g1", "g1", "g2", "g2", "g2", "g3"])  # g3: one sample, no part in the estimate
+    # within = mean(1, 1) = 1, n = 3, between = var(2, 6) - 1/3 = 8 - 1/3: w = (23/3) / (23/3 + 1/3)
+    assert group_weight(values, groups) == pytest.approx(23 / 24, abs=1e-15)
+    assert group_weight(values, np.array([f"s{i}" for i in range(7)])) == 0.0  # every sample its own group
+    assert group_weight(np.array([1.0, 3.0, 1.0, 3.0]), np.array(["a", "a", "b", "b"])) == 0.0  # equal medians
+
+
+def test_group_adjusted_takes_the_weighted_group_median_off():
+    scores = pl.DataFrame({"sample_id": ["a", "b", "c", "d", "e", "f", "g"], "aum": [1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 10.0]})
+    groups = pl.DataFrame({"sample_id": ["a", "b", "c", "d", "e", "f"], "group_id": ["g1", "g1", "g1", "g2", "g2", "g2"]})
+    got, w = group_adjusted(scores, groups)  # g: no group_id row, its own group
+    assert w == pytest.approx(23 / 24, abs=1e-15)
+    want = [1 - w * 2, 2 - w * 2, 3 - w * 2, 5 - w * 6, 6 - w * 6, 7 - w * 6, 10 - w * 10]
+    assert got.get_column("aum_adjusted").to_list() == pytest.approx(want, abs=1e-12)
+    plain, w0 = group_adjusted(scores, None)
+    assert w0 == 0.0 and plain.get_column("aum_adjusted").to_list() == scores.get_column("aum").to_list()
 
 
 def test_threshold_subsets_partition_the_samples():
@@ -50,6 +93,17 @@ def test_threshold_subsets_partition_the_samples():
 def test_score_runs_takes_each_sample_from_the_runs_where_it_kept_its_label():
     run0 = _dyn([("a", 0, 2, -2.0, True), ("b", 0, 0, 1.0, True), ("c", 0, 1, 4.0, True)])  # a: threshold sample
     run1 = _dyn([("a", 0, 0, 3.0, True), ("b", 0, 2, -1.0, True), ("c", 0, 1, 2.0, True)])  # b: threshold sample
-    scores, cutoff, how = score_runs([(aum(run0), 2), (aum(run1), 2)])
-    assert scores.rows() == [("a", 3.0), ("b", 1.0), ("c", 3.0)]
-    assert cutoff == pytest.approx((-2.0 + -1.0) / 2) and "threshold samples" in how
+    got = score_runs([(aum(run0), 2), (aum(run1), 2)])  # no groups: every sample its own, nothing adjusted
+    assert got.scores.rows() == [("a", 3.0, 3.0), ("b", 1.0, 1.0), ("c", 3.0, 3.0)]
+    assert got.cutoff == pytest.approx((-2.0 + -1.0) / 2) and "threshold samples" in got.how and got.group_weights == [0.0, 0.0]
+
+
+def test_score_runs_adjusts_each_run_within_its_groups_threshold_samples_too():
+    groups = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "group_id": ["v1", "v1", "v2", "v2"]})
+    run = _dyn([("a", 0, 4, -2.0, True), ("b", 0, 0, 2.0, True), ("c", 0, 1, 4.0, True), ("d", 0, 1, 6.0, True)])  # a: threshold
+    got = score_runs([(aum(run), 4)], groups=groups)
+    # medians v1 0, v2 5; within = mean(8, 2) = 5, n = 2, between = var(0, 5) - 5/2 = 10: w = 10 / 12.5
+    w = 0.8
+    assert got.group_weights == [pytest.approx(w, abs=1e-15)]
+    assert got.scores.rows() == [("b", 2.0, pytest.approx(2.0)), ("c", 4.0, pytest.approx(4.0 - w * 5)), ("d", 6.0, pytest.approx(6.0 - w * 5))]
+    assert got.cutoff == pytest.approx(-2.0)  # the threshold sample a, adjusted by its group's median 0
