@@ -2,7 +2,7 @@
 
     {"label_field": "inspect.emotion",
      "vocabulary": ["행복/즐거움", ...],            # position = label_id
-     "counts": {"train": {name: n}, "val": {...}, "all": {...}},
+     "counts": {"train": {name: n}, "val": {...}, "all": {...}},   # and "test" when the manifest has test rows
      "class_weights": {"balanced": [...], "effective_number": [...],
                        "effective_number_beta": 0.99999, "computed_on": "train"}}
 
@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import ConfigDict
 
 from common.contracts.json_file import Section
-from common.schema import SPLITS
+from common.schema import listed_splits
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
 
@@ -75,7 +75,7 @@ def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_f
     """The ``labels.json`` document for a clean manifest (weights computed on the train split;
     ``beta`` None: from the data, module docstring)."""
     counts: dict[str, dict[str, int]] = {}
-    for split in (*SPLITS, "all"):
+    for split in (*listed_splits(manifest.get_column("split").unique()), "all"):
         part = manifest if split == "all" else manifest.filter(pl.col("split") == split)
         found = dict(part.group_by("label").len().iter_rows())
         counts[split] = {name: int(found.get(name, 0)) for name in vocabulary}

@@ -15,6 +15,7 @@ source module (``EXTRA_COLUMNS``) and are appended after the core columns.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import polars as pl
 import pyarrow as pa
@@ -109,13 +110,42 @@ ORPHANS = pa.schema(
     ]
 )
 
-SPLITS = ("train", "val")
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
+# Listed by every output even when empty; ingest assigns a dataset's rows without a split to them.
+CORE_SPLITS = ("train", "val")
+# The held-out split: only the dataset puts rows in it (ingest never assigns one there), an output
+# lists it only when it has rows (a train/val dataset's files stay as they were), training never reads it.
+HELD_OUT = "test"
+# Every split, in rank order: outputs list them in this order, and when the same image sits in two
+# splits the copy in the later one is the leak that is quarantined (``image.duplicate``).
+SPLITS = (*CORE_SPLITS, HELD_OUT)
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+_SPLIT_NUMBER = r"\d+$"  # dropped before the lookup: train2017 -> train
 
 
 def split_alias(token: str) -> str | None:
-    """``train`` / ``val`` for a split name as datasets write it (``train2017``, ``valid``...), else None."""
-    return SPLIT_ALIASES.get(re.sub(r"\d+$", "", token.strip().lower()))
+    """The split (``SPLITS``) for a split name as datasets write it (``train2017``, ``valid``, ``test``...), else None."""
+    return SPLIT_ALIASES.get(re.sub(_SPLIT_NUMBER, "", token.strip().lower()))
+
+
+def split_alias_expr(column: pl.Expr) -> pl.Expr:
+    """``split_alias`` of every value of a string column (null where it names no split)."""
+    token = column.str.strip_chars().str.to_lowercase().str.replace(_SPLIT_NUMBER, "")
+    return token.replace_strict(SPLIT_ALIASES, default=None, return_dtype=pl.String)
+
+
+def listed_splits(present: Iterable[str | None]) -> tuple[str, ...]:
+    """The splits an output lists, in ``SPLITS`` order: the core ones always, another when ``present``
+    (the split values of the data's rows) names it.
+
+    >>> listed_splits(["val", "train"]), listed_splits(["test", None])
+    (('train', 'val'), ('train', 'val', 'test'))
+    """
+    found = set(present)
+    return tuple(split for split in SPLITS if split in CORE_SPLITS or split in found)
 
 
 def columns(schema: pa.Schema, *names: str) -> tuple[str, ...]:

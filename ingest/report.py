@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from common.schema import BBOX_COLUMNS
+from common.schema import BBOX_COLUMNS, listed_splits
 from ingest.sources import Parsed
 from validation_rules import list_rules, near_duplicate_flags
 
@@ -48,7 +48,8 @@ def build_report(
         "classes": {"before": _counts(frame, "label"), "after": _counts(manifest, "label")},
         "splits": {
             split: {"samples": part.height, "groups": part.get_column("group_id").n_unique(), "classes": _counts(part, "label")}
-            for split, part in ((s, manifest.filter(pl.col("split") == s)) for s in ("train", "val"))
+            # test is listed when the dataset has test records, even if all of them were quarantined
+            for split, part in ((s, manifest.filter(pl.col("split") == s)) for s in listed_splits(frame.get_column("split").unique()))
         },
         "groups_in_both_splits": leaked_groups,
         "label_disagreement": _disagreement(frame) if {"owner_emotion", "inspect_emotion"} <= set(frame.columns) else None,

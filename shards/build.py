@@ -36,7 +36,7 @@ from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, 
 from common.contracts.shard_tables import FAILED, FAILED_FILE, NOT_SELECTED, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
 from common.labels import load_labels
 from common.progress import progress
-from common.schema import SPLITS, polars_schema
+from common.schema import SPLITS, listed_splits, polars_schema
 from shards import journal
 from shards.config import ShardConfig
 from shards.plan import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
@@ -255,7 +255,7 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> DatasetFile:
     vocabulary = ctx.labels["vocabulary"]
     failed_frames, counts, shard_lists = [], {}, {}
     pixels = {"count": 0, "sum": [0, 0, 0], "sum_sq": [0, 0, 0]}
-    for split in SPLITS:
+    for split in listed_splits(split for split, rows in ctx.splits.items() if rows.height):
         mine = [entries[p] for p in ctx.planned if p.split == split]
         shards = pl.DataFrame(
             [{"shard": part["shard"], "planned": e["planned"], "samples": part["samples"], "bytes": part["bytes"],

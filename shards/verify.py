@@ -25,7 +25,7 @@ from common.contracts.dataset_file import DATASET_FILE, DatasetFile
 from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
 from common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
 from common.progress import progress
-from common.schema import SPLITS
+from common.schema import listed_splits
 from shards.journal import read_build
 from shards.plan import manifest_sha256, read_manifest
 from shards.roi import error_line
@@ -61,7 +61,8 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
     try:
         dataset = DatasetFile.read(out / DATASET_FILE)
         failed = _read_table(out / FAILED_FILE, FAILED)
-        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES)) for s in SPLITS}
+        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES))
+                  for s in listed_splits(manifest.get_column("split").unique())}  # fmt: skip
     except (OSError, pl.exceptions.PolarsError) as exc:
         report.errors.append(f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`")
         return report
@@ -71,8 +72,7 @@ def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, de
     report.failed = failed.height
     bar = progress(sum(t[1].height for t in tables.values()), desc="shards verify", unit="img", disable=quiet)
     decoder = _DaliChecker() if decode else None
-    for split in SPLITS:
-        shards, samples = tables[split]
+    for split, (shards, samples) in tables.items():
         left_out = samples.filter(pl.col("shard").is_null())  # a data-diet build's not_selected rows (shards.select)
         samples = samples.filter(pl.col("shard").is_not_null())
         truth = manifest.filter(pl.col("split") == split)

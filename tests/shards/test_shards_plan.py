@@ -46,6 +46,17 @@ def test_plan_boundaries_and_partitions():
         assert max(map(len, owners)) - min(map(len, owners)) <= 1
 
 
+def test_test_rows_are_planned_last_and_leave_train_and_val_as_they_were():
+    frame = _manifest(1000)
+    held_out = frame.head(50).with_columns(sample_id=pl.format("t{}", "sample_id"), split=pl.lit("test"))
+    plain, both = shuffled_splits(frame, seed=0), shuffled_splits(pl.concat([frame, held_out]), seed=0)
+    assert both["train"].equals(plain["train"]) and both["val"].equals(plain["val"]) and plain["test"].is_empty()
+    assert sorted(both["test"]["sample_id"]) == sorted(held_out["sample_id"])
+    planned = plan_shards(both, max_samples=100)
+    assert planned[:11] == plan_shards(plain, max_samples=100)  # 8 train + 3 val shards, same partitions
+    assert [(p.split, p.index, p.ordinal, p.start, p.stop) for p in planned[11:]] == [("test", 0, 11, 0, 50)]
+
+
 @pytest.mark.parametrize(
     ("sample_id", "expected"),
     [("0a1b2c3d4e5f6a7b", "0a1b2c3d4e5f6a7b"), ("frame_01-x", "frame_01-x")],
@@ -69,6 +80,6 @@ def test_read_manifest_rejects_what_the_plan_relies_on(tmp_path):
     frame.write_parquet(tmp_path / "manifest.parquet")
     with pytest.raises(ValueError, match="sample_id: expected unique"):
         read_manifest(tmp_path)
-    _manifest(10).with_columns(split=pl.lit("test")).write_parquet(tmp_path / "manifest.parquet")
-    with pytest.raises(ValueError, match="split: expected one of"):
+    _manifest(10).with_columns(split=pl.lit("holdout")).write_parquet(tmp_path / "manifest.parquet")
+    with pytest.raises(ValueError, match=r"split: expected one of \('train', 'val', 'test'\), got \['holdout'\]"):
         read_manifest(tmp_path)
