@@ -1,21 +1,30 @@
-"""Train/validation splits: grouped (a video never straddles) and stratified by class."""
+"""Train/validation splits: grouped (a video never straddles) and stratified by class; a dataset's
+held-out test rows stay where it put them."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
+from common.schema import HELD_OUT
+
 
 def assign_splits(frame: pl.DataFrame, *, val_fraction: float, seed: int) -> pl.DataFrame:
     """Fill null ``split`` values group by group; rows that already carry a split keep it.
 
-    Each group takes its majority label as its stratum. Within a stratum the groups are put
-    in a seeded random order and a group goes to ``val`` while the running sample count at
-    its midpoint is below ``val_fraction`` of the stratum, so every class gets close to its
-    share, and a class with a single group stays in ``train``.
+    A group with rows in the held-out split (``test``) takes its rows without a split there too,
+    so no group straddles test and training. The other groups are split into train and val: each
+    takes its majority label as its stratum. Within a stratum the groups are put in a seeded
+    random order and a group goes to ``val`` while the running sample count at its midpoint is
+    below ``val_fraction`` of the stratum, so every class gets close to its share, and a class
+    with a single group stays in ``train``. No row is ever assigned to test.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"--val-fraction: expected a number in [0, 1), got {val_fraction}")
+    held_out = frame.filter(pl.col("split") == HELD_OUT).get_column("group_id").drop_nulls().unique()
+    if held_out.len():
+        joins = pl.col("split").is_null() & pl.col("group_id").is_in(held_out.implode())
+        frame = frame.with_columns(split=pl.when(joins).then(pl.lit(HELD_OUT)).otherwise(pl.col("split")))
     todo = frame.filter(pl.col("split").is_null() & pl.col("group_id").is_not_null())
     if todo.is_empty():
         return frame

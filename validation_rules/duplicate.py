@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 
+from common.schema import SPLITS
 from validation_rules.registry import RuleParams, register_rule
 
-# The copy that stays is the one in the smallest (split rank, group id): train before val,
-# so a leak is removed from validation, never from training.
+# The copy that stays is the one in the smallest (split rank, group id), ranks in SPLITS order:
+# train before val before test, so a leak is removed from validation or test, never from
+# training (a row without a split ranks with train).
+_SPLIT_RANK = {split: str(rank) for rank, split in enumerate(SPLITS)}
 _GROUP_KEY = pl.concat_str(
-    [pl.when(pl.col("split") == "val").then(pl.lit("1")).otherwise(pl.lit("0")), pl.col("group_id").fill_null("")]
+    [pl.col("split").replace_strict(_SPLIT_RANK, default="0", return_dtype=pl.String), pl.col("group_id").fill_null("")]
 )
 
 

@@ -78,6 +78,19 @@ def test_duplicate_keeps_training_copy() -> None:
     assert "group 'g1'" in out.rejected.get_column("detail")[0]
 
 
+def test_duplicate_keeps_the_copy_of_the_earlier_split_train_val_test() -> None:
+    # Group ids that sort the other way round: the split decides, then the group.
+    test = {**GOOD, "record": "2", "image_path": "img/2.jpg", "group_id": "a0", "split": "test"}
+    val = {**GOOD, "record": "3", "image_path": "img/3.jpg", "group_id": "b0", "split": "val"}
+    out = apply_rules(frame(GOOD, test, val), ALL_RULES)
+    assert out.clean.get_column("record").to_list() == ["1"]
+    assert out.rejected.select("record", "rule").sort("record").rows() == [("2", ["image.duplicate"]), ("3", ["image.duplicate"])]
+    out = apply_rules(frame(test, {**val, "group_id": "z9"}), ALL_RULES)
+    assert out.clean.get_column("split").to_list() == ["val"]
+    assert out.rejected.select("record", "split").rows() == [("2", "test")]
+    assert "got the same bytes as group 'z9'" in out.rejected.get_column("detail")[0]
+
+
 def test_exact_repeat_of_a_record_in_one_file_is_a_duplicate() -> None:
     other_file = {**GOOD, "source_file": "b.json"}
     other_box = {**GOOD, "record": "3", "bbox_x": 20.0}
