@@ -16,8 +16,9 @@ Where the images are: ``file_name`` is joined to the first folder that exists am
 else the JSON's own folder. Only folders are checked, never image files, so a ``file_name``
 such as ``../x.jpg`` reaches the path rules unchanged.
 
-Split: a token of the JSON stem (``instances_val2017`` -> val), else a folder name on the way
-from the root to the JSON (``valid/_annotations.coco.json`` -> val), else null.
+Split: a token of the JSON stem (``instances_val2017`` -> val, ``instances_test2017`` -> test),
+else a folder name on the way from the root to the JSON (``valid/_annotations.coco.json`` -> val,
+``test/_annotations.coco.json`` -> test), else null.
 
 ``bbox`` is already ``[x, y, width, height]`` in pixels. Labels are category names; an
 unknown ``category_id`` becomes its number as text, so ``label.unknown`` quarantines it.

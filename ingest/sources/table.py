@@ -9,8 +9,9 @@ Columns are found by common names (case and surrounding spaces ignored):
   ``x1, y1, x2, y2``. Corner sets are pixel edges, 0-based: ``w = xmax - xmin`` (the VOC
   1-based inclusive convention belongs to VOC XML, not to tables);
 * optional: group ``group | group_id | video | video_id | subject | subject_id``, split
-  ``split | subset``, image size ``image_width | img_width | width`` and the same for height
-  (``width``/``height`` only when the box does not use them).
+  ``split | subset`` (``training``, ``valid``, ``test2017``...: ``common.schema.split_alias``),
+  image size ``image_width | img_width | width`` and the same for height (``width``/``height``
+  only when the box does not use them).
 
 Every other column rides along as an extra column, except names that the later stages use
 themselves (they would collide in the joins) and which are listed in ``notes``.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from common.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, SPLIT_ALIASES, conform
+from common.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources.files import check_file, shown
 
@@ -47,7 +48,6 @@ BOX_SETS = (
     (("x_min", "y_min", "x_max", "y_max"), True),
     (("x1", "y1", "x2", "y2"), True),
 )
-# How datasets spell their splits; trailing digits are dropped first (train2017 -> train).
 _RESERVED = (
     set(RECORDS.names) | set(PROBES.names) | set(MANIFEST.names) | set(QUARANTINE.names)
     | {"sample_id", "label_id", "norm_cx", "norm_cy", "norm_w", "norm_h"}
@@ -138,7 +138,7 @@ def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], li
         "record": row.cast(pl.String),
         "image_path": path,
         "group_id": _text_or(pl.col(group), path) if group else path,
-        "split": _split(pl.col(split).cast(pl.String)) if split else pl.lit(None, pl.String),
+        "split": split_alias_expr(pl.col(split).cast(pl.String)) if split else pl.lit(None, pl.String),
         "label": pl.col(label).cast(pl.String),
         "bbox_x": n0,
         "bbox_y": n1,
@@ -178,11 +178,6 @@ def _size(table: pl.DataFrame, col: str | None) -> pl.Expr:
 def _text_or(col: pl.Expr, fallback: pl.Expr) -> pl.Expr:
     text = col.cast(pl.String)
     return pl.when(text.str.strip_chars() != "").then(text).otherwise(fallback)
-
-
-def _split(col: pl.Expr) -> pl.Expr:
-    token = col.str.strip_chars().str.to_lowercase().str.replace(r"\d+$", "")
-    return token.replace_strict(SPLIT_ALIASES, default=None, return_dtype=pl.String)
 
 
 def _expected() -> str:

@@ -1,6 +1,6 @@
 """Pascal VOC XML: one record per ``<object>``.
 
-    <base>/Annotations/<id>.xml + <base>/JPEGImages/<filename> + <base>/ImageSets/Main/{train,val}.txt
+    <base>/Annotations/<id>.xml + <base>/JPEGImages/<filename> + <base>/ImageSets/Main/{train,val,test}.txt
     <root>/**/<name>.xml beside the image it names                              (LabelImg)
 
 ``<base>`` is the root or a folder up to two levels down (``VOCdevkit/VOC2012``). When no
@@ -12,8 +12,9 @@ Boxes: VOC corners are 1-based and inclusive, so a box covering pixel columns 0.
 written ``xmin=1, xmax=10``. Converted to the pipeline's 0-based top-left form:
 ``x = xmin - 1, y = ymin - 1, w = xmax - xmin + 1, h = ymax - ymin + 1``.
 
-Split: ``ImageSets/Main/train.txt`` and ``val.txt`` by file stem (an id in both is null);
-for LabelImg folders, a folder name on the way (``train/``, ``valid/``); else null.
+Split: ``ImageSets/Main/train.txt``, ``val.txt`` and ``test.txt`` by file stem (an id in train
+and val is null, an id in test and another list is test); for LabelImg folders, a folder name on
+the way (``train/``, ``valid/``, ``test/``); else null.
 ``record`` is the object's 1-based position in its file. A file without objects is an
 orphan (its image has no box). XML files are parsed in a process pool.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from common.schema import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_read, does_not_parse, failure_row, positive_size, text_float
 from ingest.sources.files import admit, with_refused
@@ -119,18 +120,21 @@ def _walk_xml(root: Path, under: str) -> list[str]:
 
 
 def _image_sets(folder: Path) -> dict[str, str | None]:
-    """Image id -> split from ``train.txt`` / ``val.txt`` (first token per line); an id in both maps to None."""
-    splits: dict[str, str | None] = {}
-    for split in ("train", "val"):
+    """Image id -> split from ``train.txt`` / ``val.txt`` / ``test.txt`` (first token per line).
+
+    An id in train and val maps to None (``ingest.split`` assigns it); an id in test and another
+    list stays in test: the dataset holds it out, so it is never trained on.
+    """
+    listed: dict[str, set[str]] = {}
+    for split in SPLITS:
         try:
             lines = (folder / f"{split}.txt").read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             continue
         for line in lines:
             if line.split():
-                ident = line.split()[0]
-                splits[ident] = split if splits.get(ident, split) == split else None
-    return splits
+                listed.setdefault(line.split()[0], set()).add(split)
+    return {ident: HELD_OUT if HELD_OUT in found else (found.pop() if len(found) == 1 else None) for ident, found in listed.items()}
 
 
 def _parse_chunk(job: tuple[str, list[Job]]) -> tuple[list[tuple], list[str]]:

@@ -19,7 +19,7 @@ null and the normalised values go to ``norm_cx, norm_cy, norm_w, norm_h`` (the r
 ``notes["normalised_boxes"]``); ``ingest clean`` calls this source's ``post_probe`` hook,
 ``to_pixels``, once the probe has the decoded size. A line with other than 5 fields is ``annotation.malformed``; a
 non-numeric or non-finite value is a null coordinate with ``bbox_raw`` kept (``bbox.invalid``).
-Split: a folder name on the way to the label file (``train``, ``val2017``, ``valid``), else null.
+Split: a folder name on the way to the label file (``train``, ``val2017``, ``valid``, ``test``), else null.
 """
 
 from __future__ import annotations

@@ -125,3 +125,41 @@ def make_table(root: Path) -> Path:
 
 
 LAYOUTS: dict[str, Callable[[Path], Path]] = {"coco": make_coco, "voc": make_voc, "yolo": make_yolo, "table": make_table}
+
+
+def add_test_part(fmt: str, root: Path) -> list[str]:
+    """Add a held-out test part, written the format's own way, to ``LAYOUTS[fmt]``'s dataset at ``root``:
+    ``instances_test2017.json``, ``ImageSets/Main/test.txt``, ``images/test`` + ``labels/test``, a
+    ``split`` column saying ``test`` / ``Testing``. Returns the image path of each of its 3 boxes."""
+    if fmt == "coco":
+        write_jpeg(root / "test2017" / "d.jpg", (64, 48))
+        write_jpeg(root / "test2017" / "e.jpg", (40, 40))
+        anns = [{"id": 30, "image_id": 7, "category_id": 1, "bbox": [1, 1, 10, 10]}, {"id": 31, "image_id": 7, "category_id": 3, "bbox": [20, 20, 10, 10]},
+                {"id": 32, "image_id": 8, "category_id": 3, "bbox": [2, 2, 8, 8]}]  # fmt: skip
+        write_json(root / "annotations" / "instances_test2017.json", coco_doc([(7, "d.jpg", 64, 48), (8, "e.jpg", 40, 40)], anns, COCO_CATEGORIES))
+        return ["test2017/d.jpg", "test2017/d.jpg", "test2017/e.jpg"]
+    if fmt == "voc":
+        write_jpeg(root / "JPEGImages" / "2007_000003.jpg", (64, 48))
+        write_jpeg(root / "JPEGImages" / "2007_000004.jpg", (40, 40))
+        objects = {"2007_000003": [voc_object("cat", (2, 2, 11, 11)), voc_object("dog", (21, 21, 30, 30))], "2007_000004": [voc_object("dog", (3, 3, 10, 10))]}
+        size = {"2007_000003": (64, 48), "2007_000004": (40, 40)}
+        for ident, objs in objects.items():
+            (root / "Annotations" / f"{ident}.xml").write_text(voc_xml(f"{ident}.jpg", objs, size=size[ident]))
+        (root / "ImageSets" / "Main" / "test.txt").write_text("2007_000003\n2007_000004\n")
+        return ["JPEGImages/2007_000003.jpg", "JPEGImages/2007_000003.jpg", "JPEGImages/2007_000004.jpg"]
+    if fmt == "yolo":
+        write_jpeg(root / "images" / "test" / "d.jpg", (64, 48))
+        write_jpeg(root / "images" / "test" / "e.jpg", (40, 40))
+        (root / "labels" / "test").mkdir(parents=True)
+        (root / "labels" / "test" / "d.txt").write_text("0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.2 0.2\n")
+        (root / "labels" / "test" / "e.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+        return ["images/test/d.jpg", "images/test/d.jpg", "images/test/e.jpg"]
+    if fmt == "table":
+        write_jpeg(root / "images" / "d.jpg", (64, 48))
+        write_jpeg(root / "images" / "e.jpg", (40, 40))
+        boxes = pl.read_csv(root / "boxes.csv").with_columns(split=pl.lit(""))
+        held_out = pl.DataFrame({"image_path": ["images/d.jpg", "images/d.jpg", "images/e.jpg"], "label": ["cat", "dog", "dog"],
+                                 "x": [1, 20, 2], "y": [1, 20, 2], "w": [10, 10, 8], "h": [10, 10, 8], "split": ["test", "test", "Testing"]})  # fmt: skip
+        pl.concat([boxes, held_out], how="vertical_relaxed").write_csv(root / "boxes.csv")
+        return ["images/d.jpg", "images/d.jpg", "images/e.jpg"]
+    raise ValueError(f"no test part for {fmt!r}")

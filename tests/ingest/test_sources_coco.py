@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
-from _fixtures_formats import COCO_CATEGORIES, LAYOUTS, coco_doc, make_coco, write_json
+from _fixtures_formats import COCO_CATEGORIES, LAYOUTS, add_test_part, coco_doc, make_coco, write_json
 
 from common.schema import RECORDS
 from ingest.sources import SourceOptions, coco
@@ -56,7 +57,19 @@ def test_roboflow_layout_one_folder_down_with_splits_from_folder_names(tmp_path:
         write_json(tmp_path / split / "_annotations.coco.json", coco_doc([(0, file_name, 10, 10)], ann, {1: "cat"}))
     assert coco.detect(tmp_path)
     records = coco.parse(tmp_path, OPTS).records
-    assert records.select("image_path", "split").rows() == [("test/c.jpg", None), ("train/a.jpg", "train"), ("valid/b.jpg", "val")]
+    assert records.select("image_path", "split").rows() == [("test/c.jpg", "test"), ("train/a.jpg", "train"), ("valid/b.jpg", "val")]
+
+
+def test_an_instances_test_file_is_the_test_split(tmp_path: Path) -> None:
+    held_out = add_test_part("coco", make_coco(tmp_path))
+    records = coco.parse(tmp_path, OPTS).records
+    test = "annotations/instances_test2017.json"
+    assert records.filter(pl.col("split") == "test").select(CORE[:10]).rows() == [
+        (test, "30", held_out[0], held_out[0], "test", "cat", 1.0, 1.0, 10.0, 10.0),
+        (test, "31", held_out[1], held_out[1], "test", "dog", 20.0, 20.0, 10.0, 10.0),
+        (test, "32", held_out[2], held_out[2], "test", "dog", 2.0, 2.0, 8.0, 8.0),
+    ]
+    assert records.get_column("split").value_counts().sort("split").rows() == [("test", 3), ("train", 2), ("val", 1)]
 
 
 def test_dirty_annotations_become_flagged_records_not_exceptions(tmp_path: Path) -> None:

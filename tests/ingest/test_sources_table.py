@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _fixtures_formats import LAYOUTS, make_table
+from _fixtures_formats import LAYOUTS, add_test_part, make_table
 
-from common.schema import RECORDS, split_alias
+from common.schema import RECORDS, split_alias, split_alias_expr
 from ingest.sources import SourceOptions, table
 
 OPTS = SourceOptions(workers=1)
@@ -67,7 +67,7 @@ def test_group_split_size_and_extra_columns(tmp_path: Path) -> None:
         ("v1", "train", 10.0, None, 640, 480, "happy"),
         ("v1", "val", None, "bbox_x=2.0, bbox_y=1.0, bbox_w=, bbox_h=10.0", None, 480, "calm"),
         ("c.jpg", "val", 10.0, None, 640, 480, "calm"),  # no group: the image is the group
-        ("v2", None, 10.0, None, 640, 480, "angry"),  # test is not a split the pipeline keeps
+        ("v2", "test", 10.0, None, 640, 480, "angry"),
         ("e.jpg", "val", 10.0, None, 640, 480, "calm"),
     ]
     assert parsed.extra_columns == ["emotion"]
@@ -105,9 +105,20 @@ def test_a_table_that_does_not_parse_is_one_record(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [("train", "train"), ("Training", "train"), ("val2017", "val"), ("valid", "val"),
-                                                 ("validation", "val"), ("test", None), ("trainval", None)])  # fmt: skip
+                                                 ("validation", "val"), ("test", "test"), ("Testing", "test"), (" test2017", "test"),
+                                                 ("trainval", None), ("test-dev", None)])  # fmt: skip
 def test_split_alias(value: str, expected: str | None) -> None:
     assert split_alias(value) == expected
+    column = pl.DataFrame({"split": [value]}).select(split_alias_expr(pl.col("split")))
+    assert column.item() == expected  # the column form the table source uses
+
+
+def test_a_split_column_saying_test_is_the_test_split(tmp_path: Path) -> None:
+    held_out = add_test_part("table", make_table(tmp_path))
+    records = table.parse(tmp_path, OPTS).records
+    assert records.select("image_path", "split").rows() == [
+        ("images/a.jpg", None), ("images/b.jpg", None), *((path, "test") for path in held_out)
+    ]
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _fixtures_formats import LAYOUTS, make_voc, voc_object, voc_xml, write_jpeg
+from _fixtures_formats import LAYOUTS, add_test_part, make_voc, voc_object, voc_xml, write_jpeg
 
 from common.schema import RECORDS
 from ingest.sources import SourceOptions, voc
@@ -105,6 +105,20 @@ def test_nested_devkit_and_an_id_in_both_split_lists(tmp_path: Path) -> None:
     assert records.select("image_path", "split").unique(maintain_order=True).rows() == [
         ("VOCdevkit/VOC2007/JPEGImages/2007_000001.jpg", None),  # listed in train.txt and val.txt
         ("VOCdevkit/VOC2007/JPEGImages/2007_000002.jpg", "val"),
+    ]
+
+
+def test_test_txt_is_the_test_split_and_wins_over_another_list(tmp_path: Path) -> None:
+    held_out = add_test_part("voc", make_voc(tmp_path))
+    (tmp_path / "ImageSets" / "Main" / "test.txt").write_text("2007_000003\n2007_000004\n2007_000001\n")  # 000001 is in train.txt too
+    records = voc.parse(tmp_path, OPTS).records
+    assert records.select("image_path", "split").rows() == [
+        ("JPEGImages/2007_000001.jpg", "test"),
+        ("JPEGImages/2007_000001.jpg", "test"),
+        ("JPEGImages/2007_000002.jpg", "val"),
+        (held_out[0], "test"),
+        (held_out[1], "test"),
+        (held_out[2], "test"),
     ]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _fixtures_formats import LAYOUTS, make_yolo, write_jpeg
+from _fixtures_formats import LAYOUTS, add_test_part, make_yolo, write_jpeg
 
 from common.schema import RECORDS
 from ingest.sources import SourceOptions, yolo
@@ -127,15 +127,28 @@ def test_non_contiguous_names_and_labelimg_classes_file_is_not_a_label_file(tmp_
 
 def test_roboflow_layout_and_images_without_labels_are_orphans(tmp_path: Path) -> None:
     (tmp_path / "data.yaml").write_text("names: ['cat']\n")
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         write_jpeg(tmp_path / split / "images" / "x.jpg")
         write_jpeg(tmp_path / split / "images" / "bg.jpg")
         (tmp_path / split / "labels").mkdir(parents=True)
         (tmp_path / split / "labels" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     assert yolo.detect(tmp_path)
     parsed = yolo.parse(tmp_path, OPTS)
-    assert parsed.records.select("image_path", "split").rows() == [("train/images/x.jpg", "train"), ("valid/images/x.jpg", "val")]
-    assert parsed.orphans.get_column("image_path").to_list() == ["train/images/bg.jpg", "valid/images/bg.jpg"]
+    assert parsed.records.select("image_path", "split").rows() == [
+        ("test/images/x.jpg", "test"), ("train/images/x.jpg", "train"), ("valid/images/x.jpg", "val")
+    ]
+    assert parsed.orphans.get_column("image_path").to_list() == ["test/images/bg.jpg", "train/images/bg.jpg", "valid/images/bg.jpg"]
+
+
+def test_ultralytics_test_folders_are_the_test_split(tmp_path: Path) -> None:
+    held_out = add_test_part("yolo", make_yolo(tmp_path))
+    records = yolo.parse(tmp_path, OPTS).records
+    assert records.filter(pl.col("split") == "test").select(CORE).rows() == [
+        ("labels/test/d.txt", "1", held_out[0], held_out[0], "test", "cat", None, None, None, 0.5, 0.5, 0.25, 0.5),
+        ("labels/test/d.txt", "2", held_out[1], held_out[1], "test", "dog", None, None, None, 0.25, 0.25, 0.2, 0.2),
+        ("labels/test/e.txt", "1", held_out[2], held_out[2], "test", "dog", None, None, None, 0.5, 0.5, 0.5, 0.5),
+    ]
+    assert records.get_column("split").value_counts().sort("split").rows() == [("test", 3), ("train", 3)]
 
 
 def test_labels_without_a_names_file_are_not_detected(tmp_path: Path) -> None:
