@@ -63,8 +63,11 @@ def write_images(root: Path, *, copies: int = 1) -> dict[str, bytes]:
     return files
 
 
-def make_dataset(base: Path, *, copies: int = 1) -> Path:
-    """Images under ``base/raw``, an ``ingest clean``-style folder ``base/clean``; returns the latter."""
+def make_dataset(base: Path, *, copies: int = 1, test: bool = False) -> Path:
+    """Images under ``base/raw``, an ``ingest clean``-style folder ``base/clean``; returns the latter.
+
+    Every fifth file is in val; with ``test`` the one before it is in test, else in train.
+    """
     root, clean = base / "raw", base / "clean"
     clean.mkdir(parents=True)
     files = write_images(root, copies=copies)
@@ -83,7 +86,7 @@ def make_dataset(base: Path, *, copies: int = 1) -> Path:
         for b, (x, y, bw, bh) in enumerate(boxes[: 1 if name in BAD else 2]):
             rows.append({
                 "sample_id": f"s{n:04d}{b}", "image_path": rel, "group_id": rel.rsplit("/", 1)[0] + f"/{n % 5}",
-                "split": "val" if n % 5 == 4 else "train", "label": VOCABULARY[(n + b) % 3], "label_id": (n + b) % 3,
+                "split": "val" if n % 5 == 4 else "test" if test and n % 5 == 3 else "train", "label": VOCABULARY[(n + b) % 3], "label_id": (n + b) % 3,
                 "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh, **probe,
             })  # fmt: skip
     manifest = conform(pl.DataFrame(rows), MANIFEST)

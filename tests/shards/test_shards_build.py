@@ -17,7 +17,7 @@ from shards import build as build_mod
 from shards.build import BuildAborted, build
 from shards.config import ShardConfig
 from shards.verify import verify
-from _fixtures_shards import BAD, SMALL, tree_bytes
+from _fixtures_shards import BAD, SMALL, make_dataset, tree_bytes
 
 
 def _config(clean: Path, out: Path, **kw) -> ShardConfig:
@@ -61,6 +61,30 @@ def test_tables_and_dataset_json_follow_their_contracts(small_build: Path, tmp_p
         assert list(pl.read_parquet_schema(path).items()) == list(polars_schema(schema).items()), path
     dataset = small_build / DATASET_FILE
     assert DatasetFile.read(dataset).write(tmp_path).read_bytes() == dataset.read_bytes()  # every field is in the contract
+    assert list(DatasetFile.read(dataset).counts) == list(DatasetFile.read(dataset).shards) == ["train", "val"]
+    assert not (small_build / "test").exists()  # a dataset without test rows gets no test split
+
+
+def test_a_test_split_is_built_like_the_others_and_listed_in_dataset_json(tmp_path: Path):
+    clean = make_dataset(tmp_path / "data", test=True)
+    manifest = pl.read_parquet(clean / "manifest.parquet")
+    out = tmp_path / "shards"
+    build(_config(clean, out))
+    dataset = DatasetFile.read(out / DATASET_FILE)
+    assert list(dataset.counts) == list(dataset.shards) == ["train", "val", "test"]
+    got = {split: (c.manifest, c.written, c.failed, c.shards) for split, c in dataset.counts.items()}
+    assert got == {"train": (14, 12, 2, 3), "val": (3, 2, 1, 1), "test": (4, 4, 0, 1)}
+    failed = pl.read_parquet(out / FAILED_FILE)
+    for split in ("train", "val", "test"):
+        samples = pl.read_parquet(out / split / SAMPLES_FILE)
+        ids = samples["sample_id"].to_list() + failed.filter(pl.col("split") == split)["sample_id"].to_list()
+        assert sorted(ids) == sorted(manifest.filter(pl.col("split") == split)["sample_id"])
+        assert set(samples["shard"]) == set(dataset.shards[split]) == set(pl.read_parquet(out / split / SHARDS_FILE)["shard"])
+    test = pl.read_parquet(out / "test" / SAMPLES_FILE).join(manifest, on="sample_id")
+    assert sorted(set(test["image_path"])) == ["odd/rot6.jpg", "photos/000/p3.jpg"]
+    assert sum(dataset.counts["test"].per_class) == 4 and dataset.pixel_stats.computed_on == "train"
+    report = verify(out, quiet=True)
+    assert report.errors == [] and report.samples == report.decoded == 18
 
 
 def test_shuffle_mixes_shards(small_build: Path, small_dataset: Path):
