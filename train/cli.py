@@ -30,6 +30,7 @@ from common import cli
 from common.atomic import write_json, write_text
 from common.contracts.dataset_file import DATASET_FILE
 from common.contracts.status_file import STATUS_FILE
+from common.schema import SPLITS
 from train.config import ConfigError, TrainConfig, load_train_config
 from train.fit.logs import setup_logging
 
@@ -51,9 +52,12 @@ def shards_root(data: Path | None) -> Path | None:
 
 
 def split_folder(data: Path, split: str = "val") -> Path:
-    """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split``."""
+    """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split`` (``--split``)."""
     _not_another_tools(data)
-    if (data / DATASET_FILE).is_file() and (data / split).is_dir():
+    if (data / DATASET_FILE).is_file():
+        if not (data / split).is_dir():
+            found = ", ".join(s for s in SPLITS if (data / s).is_dir()) or "none"
+            raise ConfigError(f"--data {data}: expected a {split}/ split folder in the shards folder, got splits: {found}")
         log.info("--data %s is the shards folder: using its %s split", data, split)
         return data / split
     return data
@@ -122,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, helptext in (("eval", "whole-split metrics of a checkpoint"), ("predict", "per-sample predictions to Parquet")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--checkpoint", type=Path, required=True)
-        p.add_argument("--data", type=Path, required=True, help=DATA_HELP + "; the root means its val split")
+        p.add_argument("--data", type=Path, required=True, help=DATA_HELP + "; the root means its --split")
+        p.add_argument("--split", choices=SPLITS, default="val", help="the split of a shards folder given as --data (val)")
         p.add_argument("--out", type=Path, required=name == "predict", help="output file (.json for eval, .parquet for predict)")
         p.add_argument("--device", default="auto")
         p.add_argument("--batch-size", type=int)
@@ -330,7 +335,7 @@ def format_metrics(metrics: dict) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from train.fit.evaluate import eval_checkpoint
 
-    metrics = eval_checkpoint(args.checkpoint, split_folder(args.data), device=args.device, batch_size=args.batch_size, weights=args.weights)
+    metrics = eval_checkpoint(args.checkpoint, split_folder(args.data, args.split), device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(format_metrics(metrics))
     if args.out:
         write_json(args.out, metrics)
@@ -340,7 +345,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from train.fit.evaluate import predict_checkpoint
 
-    table = predict_checkpoint(args.checkpoint, split_folder(args.data), out=args.out, device=args.device, batch_size=args.batch_size, weights=args.weights)
+    table = predict_checkpoint(args.checkpoint, split_folder(args.data, args.split), out=args.out, device=args.device, batch_size=args.batch_size, weights=args.weights)
     print(f"{args.out}: {table.num_rows} predictions, one row per sample, sorted by sample_id")
     return 0
 

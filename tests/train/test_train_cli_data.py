@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ def test_root_or_split_in_every_command(shards: Path) -> None:
     assert shards_root(shards) == shards_root(shards / "val") == shards_root(shards / "train") == shards
     assert split_folder(shards) == split_folder(shards / "val") == shards / "val"
     assert split_folder(shards / "train") == shards / "train"
+
+
+def test_eval_and_predict_take_the_split_of_a_shards_folder(shards: Path, tmp_path: Path, capsys) -> None:
+    with_test = tmp_path / "shards"
+    shutil.copytree(shards, with_test)
+    shutil.copytree(shards / "val", with_test / "test")  # a split folder named test, as a build with test rows writes
+    assert split_folder(with_test, "test") == split_folder(with_test / "test", "test") == with_test / "test"
+    for name in ("eval", "predict"):
+        argv = [name, "--checkpoint", str(tmp_path / "best.pt"), "--data", str(shards), "--split", "test", "--out", str(tmp_path / "p.parquet")]
+        assert main(argv) == 2
+        assert f"--data {shards}: expected a test/ split folder in the shards folder, got splits: train, val" in capsys.readouterr().err
 
 
 def test_an_ingest_output_as_data_says_what_it_is(demo_clean: Path, tmp_path: Path, capsys) -> None:
