@@ -2,10 +2,11 @@
 
 Charts are drawn by matplotlib and inlined as SVG (text kept as text, so the browser's fonts
 render the users' Korean class names); bars that are compared share one axis (classes before and
-after cleaning; train and validation as shares of their split) and carry their count next to
-their percentage. Quarantined examples are shown as thumbnails with the box drawn on them, the
-canvas widened when the box leaves the image (the way fiftyone and cleanvision show them),
-embedded as data URIs, so the page needs no other file and every image resolves.
+after cleaning; each split, test too when the dataset has one, as shares of the split) and carry
+their count next to their percentage. Quarantined examples are shown as thumbnails with the
+box drawn on them, the canvas widened when the box leaves the image (the way fiftyone and
+cleanvision show them), embedded as data URIs, so the page needs no other file and every image
+resolves.
 """
 
 from __future__ import annotations
