@@ -78,8 +78,11 @@ def train(shards: Path, run_dir: Path, args: argparse.Namespace, **extra) -> dic
 
 
 def derived_clean(src: Path, dst: Path, manifest: pl.DataFrame) -> Path:
-    """A clean folder like ``src`` whose manifest is ``manifest`` (labels.json recomputed)."""
-    dst.mkdir(parents=True)
+    """A clean folder like ``src`` whose manifest is ``manifest`` (labels.json recomputed); kept as
+    it is when a ``--keep`` rerun finds it written."""
+    if (dst / "labels.json").is_file():
+        return dst
+    dst.mkdir(parents=True, exist_ok=True)
     for name in ("clean_config.json", "quarantine.parquet"):
         shutil.copy(src / name, dst / name)
     labels = json.loads((src / "labels.json").read_text(encoding="utf-8"))
