@@ -23,6 +23,8 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 
+from common.config import ConfigError
+
 OK, FAILED, USAGE, ABORTED, SYSTEM, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 4, 70, 130
 RESUME = "rerun the same command to resume"
 EXIT_CODES = """exit codes: 0 done, 1 failed, 2 bad input or usage, 3 aborted by a threshold,
@@ -57,7 +59,8 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
 
 
 def run(prog: str, fn: Callable[[], int], *, resumable: bool = False, usage_errors: tuple[type[BaseException], ...] = ()) -> int:
-    """Call ``fn`` and turn whatever escapes it into one line on stderr and an exit code (above)."""
+    """Call ``fn`` and turn whatever escapes it into one line on stderr (a ``ConfigError``: one per
+    invalid field) and an exit code (above)."""
     hint = f"; {RESUME}" if resumable else ""
     try:
         return fn()
@@ -68,7 +71,8 @@ def run(prog: str, fn: Callable[[], int], *, resumable: bool = False, usage_erro
         _quiet_stdout()
         return OK
     except (ValueError, *usage_errors) as exc:
-        _say(f"{prog}: error: {_text(exc)}")
+        for line in _lines(exc):
+            _say(f"{prog}: error: {line}")
         return USAGE
     except OSError as exc:
         _say(f"{prog}: error: {describe_os_error(exc)}{hint}")
@@ -90,6 +94,14 @@ def describe_os_error(exc: OSError) -> str:
         reason = "No space left on device (free some space)"
     where = exc.filename if exc.filename is not None else None
     return f"{os.fsdecode(where)}: {reason}" if where is not None else reason
+
+
+def _lines(exc: BaseException) -> list[str]:
+    """A ``ConfigError``'s problems, one line each (a config with three bad fields is three errors);
+    any other error as one line."""
+    if isinstance(exc, ConfigError):
+        return [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()] or [_text(exc)]
+    return [_text(exc)]
 
 
 def _text(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 class ConfigError(ValueError):
     """A config file or override that does not parse or validate.
 
+    The message has one line per problem (the command lines print each on a line of its own).
     ``reason`` is a file's parse error without the file's name; ``details`` are pydantic's
     validation errors (empty when the config did not get as far as validation).
     """
@@ -70,21 +71,28 @@ def apply_overrides(doc: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 def validate(model: type[M], doc: Any, *, source: str) -> M:
     """``model`` from ``doc``; on failure a ``ConfigError`` listing every error, one line each.
 
-    A line reads ``SOURCE: FIELD: MESSAGE (got VALUE)``, FIELD dotted (``optim.lr``).
+    A line reads ``SOURCE: FIELD: MESSAGE (got VALUE)``, FIELD dotted (``optim.lr``); an error of the
+    whole model (a model validator's) reads ``SOURCE: (top level): MESSAGE``.
     """
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
         errors = exc.errors()
-        lines = [f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in errors]
-        raise ConfigError("\n".join(lines), details=errors) from None
+        raise ConfigError("\n".join(_error_line(source, e) for e in errors), details=errors) from None
+
+
+def _error_line(source: str, error: ErrorDetails) -> str:
+    if not error["loc"]:  # its input is the whole document: not worth repeating
+        return f"{source}: (top level): {error['msg']}"
+    return f"{source}: {'.'.join(str(p) for p in error['loc'])}: {error['msg']} (got {error.get('input')!r})"
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any], model: type[M]) -> M:
     """Build a config from an optional TOML file, then CLI values that were given (not None).
 
-    Its errors keep the one-line form ingest and shards have always printed: a ``ValueError``
-    ``config PATH: ...`` naming the first invalid field only.
+    An invalid config raises ``validate``'s ``ConfigError``, every invalid field on a line of its own,
+    the source being PATH, or ``(command line)`` without a file. A file that does not read raises
+    the ``ValueError`` ``config PATH: REASON`` ingest and shards have always printed.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -93,9 +101,4 @@ def load_config(path: str | Path | None, overrides: dict[str, Any], model: type[
         except ConfigError as exc:
             raise ValueError(f"config {path}: {exc.reason}") from None
     apply_overrides(values, overrides)
-    try:
-        return validate(model, values, source=str(path))
-    except ConfigError as exc:
-        first = exc.details[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
-        raise ValueError(f"config {path or '(command line)'}: field '{where}': {first['msg']}") from None
+    return validate(model, values, source=str(path) if path is not None else "(command line)")

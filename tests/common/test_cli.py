@@ -124,3 +124,19 @@ def test_disk_full_in_shards_build_names_the_output(tmp_path: Path, tiny_disk: P
     assert proc.returncode == cli.SYSTEM and "Traceback" not in proc.stderr
     last = proc.stderr.rstrip().splitlines()[-1]  # (the decoder's own lines about the fixture's broken JPEGs come first)
     assert last == f"shards: error: {tiny_disk}/shards: No space left on device (free some space); {cli.RESUME}"
+
+
+def _raise(exc: BaseException):
+    def fn() -> int:
+        raise exc
+
+    return fn
+
+
+def test_a_config_error_prints_one_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    from common.config import ConfigError
+
+    assert cli.run("tool", _raise(ConfigError("c.toml: seed: bad (got 'x')\nc.toml: optim.lr: too  small (got -1)"))) == cli.USAGE
+    assert capsys.readouterr().err == "tool: error: c.toml: seed: bad (got 'x')\ntool: error: c.toml: optim.lr: too small (got -1)\n"
+    assert cli.run("tool", _raise(ValueError("one\nproblem"))) == cli.USAGE  # any other error stays one line
+    assert capsys.readouterr().err == "tool: error: one problem\n"

@@ -100,7 +100,14 @@ def test_load_config_composes_file_and_overrides(tmp_path: Path) -> None:
     assert load_config(None, {"seed": 5}, Outer) == Outer(seed=5)
 
 
-def test_load_config_errors_keep_their_one_line_form(tmp_path: Path) -> None:
+def test_validate_names_a_whole_model_error_top_level() -> None:
+    with pytest.raises(ConfigError) as error:  # a model validator's input is the whole document: not repeated
+        validate(NeedsOne, {}, source="c.toml")
+    assert str(error.value) == "c.toml: (top level): Value error, expected one of a or b"
+    assert [d["loc"] for d in error.value.details] == [()]
+
+
+def test_load_config_read_errors_keep_their_one_line_form(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[data\n")
     with pytest.raises(ValueError) as error:
@@ -112,14 +119,21 @@ def test_load_config_errors_keep_their_one_line_form(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as error:  # ingest and shards read TOML only, whatever the suffix
         load_config(json_file, {}, Outer)
     assert str(error.value) == f"config {json_file}: Invalid statement (at line 1, column 1)"
+
+
+def test_load_config_lists_every_invalid_field(tmp_path: Path) -> None:
     invalid = tmp_path / "invalid.toml"
     invalid.write_text('seed = "x"\n[optim]\nlr = -1\n')
-    with pytest.raises(ValueError) as error:  # the first error only
-        load_config(invalid, {}, Outer)
-    assert str(error.value) == f"config {invalid}: field 'seed': Input should be a valid integer, unable to parse string as an integer"
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ConfigError) as error:
+        load_config(invalid, {"optim.lrr": 1}, Outer)
+    assert str(error.value).split("\n") == [
+        f"{invalid}: seed: Input should be a valid integer, unable to parse string as an integer (got 'x')",
+        f"{invalid}: optim.lr: Input should be greater than 0 (got -1)",
+        f"{invalid}: optim.lrr: Extra inputs are not permitted (got 1)",
+    ]
+    with pytest.raises(ConfigError) as error:
         load_config(None, {"optim": 3}, Outer)
-    assert str(error.value) == "config (command line): field 'optim': Input should be a valid dictionary or instance of Inner"
-    with pytest.raises(ValueError) as error:
+    assert str(error.value) == "(command line): optim: Input should be a valid dictionary or instance of Inner (got 3)"
+    with pytest.raises(ConfigError) as error:
         load_config(None, {}, NeedsOne)
-    assert str(error.value) == "config (command line): field '(top level)': Value error, expected one of a or b"
+    assert str(error.value) == "(command line): (top level): Value error, expected one of a or b"

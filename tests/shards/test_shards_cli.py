@@ -8,6 +8,7 @@ from pathlib import Path
 from _fixtures_shards import tree_bytes
 
 from shards.cli import main
+from shards.config import ShardConfig, load_shard_config
 
 
 def test_build_from_toml_with_overrides(small_dataset: Path, small_build: Path, tmp_path: Path, capsys):
@@ -27,8 +28,34 @@ def test_bad_options_exit_2(small_dataset: Path, tmp_path: Path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text("sizes = 96\n")
     assert main(["build", str(small_dataset), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
-    assert "field 'sizes'" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"shards: error: {config}: sizes: Extra inputs are not permitted (got 96)\n"
     assert main(["build", str(small_dataset), "--out", str(tmp_path / "o"), "--num-partitions", "2", "--partition", "2"]) == 2
-    assert "partition 2 is not below num_partitions 2" in capsys.readouterr().err
+    assert capsys.readouterr().err == "shards: error: (command line): (top level): Value error, partition 2 is not below num_partitions 2\n"
     assert main(["build", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--root", str(tmp_path)]) == 2
     assert "nowhere: expected an `ingest clean` output folder, got nothing" in capsys.readouterr().err
+
+
+def test_a_config_error_lists_every_invalid_field(tmp_path: Path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text('size = 4\nquality = 101\ncrop = "box"\n')
+    assert main(["build", str(tmp_path / "clean"), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"shards: error: {config}: crop: Input should be 'bbox' or 'full' (got 'box')\n"
+        f"shards: error: {config}: size: Input should be greater than or equal to 8 (got 4)\n"
+        f"shards: error: {config}: quality: Input should be less than or equal to 100 (got 101)\n"
+    )
+    config.write_text("max_samples = 0\nseeds = 3\n")  # an unknown key is one more invalid field
+    assert main(["build", str(tmp_path / "clean"), "--out", str(tmp_path / "o"), "--config", str(config), "--margin", "3"]) == 2
+    assert capsys.readouterr().err == (
+        f"shards: error: {config}: margin: Input should be less than or equal to 2 (got 3.0)\n"
+        f"shards: error: {config}: max_samples: Input should be greater than or equal to 1 (got 0)\n"
+        f"shards: error: {config}: seeds: Extra inputs are not permitted (got 3)\n"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_valid_config_loads_to_its_model(tmp_path: Path):
+    config = tmp_path / "shards.toml"
+    config.write_text('crop = "full"\nsize = 96\nquality = 80\n')
+    loaded = load_shard_config(config, {"manifest_dir": tmp_path / "clean", "out": tmp_path / "o", "size": 128, "seed": None, "workers": 2})
+    assert loaded == ShardConfig(manifest_dir=tmp_path / "clean", out=tmp_path / "o", crop="full", size=128, quality=80, workers=2)
