@@ -4,6 +4,8 @@
   (vocabulary, class weights, counts, pixel statistics);
 * ``shardset``: ``ShardSet`` (a split's tars and DALI indexes, checked when opened) and ``EpochPlan``
   (which samples each rank reads in each epoch), the plan both loaders follow;
+* ``check_cache``: ``PassedChecks``, the shard checks that passed, remembered across processes
+  while the files are unchanged, so an unchanged split is checked once;
 * ``transforms``: ``TransformSpec``, the train and eval transforms declared once, realised for DALI
   and for PIL;
 * ``loader``: the front door: ``open_loader``/``build_loader`` return the DALI loader

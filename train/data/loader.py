@@ -5,7 +5,8 @@
 ``train.data.batch.Loader`` with the same transforms (``train.data.transforms``) and the same plan:
 
 * ``ShardSet``: the split's tars and DALI index files, checked when opened (missing files, a tar
-  or index that no longer matches ``shards.parquet``, a stale index), and the key -> sample_id map.
+  or index that no longer matches ``shards.parquet``, a stale index; a shard that passed and has
+  not changed since is not checked again: ``train.data.check_cache``), and the key -> sample_id map.
 * ``EpochPlan``: which samples rank r reads in epoch e. Training visits the shards in an order
   drawn from ``(seed, epoch)`` (the same on every rank); the concatenated samples are cut into
   ``world_size`` contiguous ranges, ``[N*r//W, N*(r+1)//W)``, the partition DALI's

@@ -1,14 +1,18 @@
 """The shard plan both training loaders follow, and the state they save (see ``train.data.loader``).
 
-* ``ShardSet``: a split's tars and DALI index files, checked when opened, and the key -> sample_id map;
+* ``ShardSet``: a split's tars and DALI index files, checked when opened (once while they are
+  unchanged: ``train.data.check_cache``), and the key -> sample_id map;
 * ``EpochPlan``: which samples rank r reads in epoch e (``rank_range``: DALI's partition);
 * ``loader_state`` / ``check_state``: the ``state_dict`` both loaders save and the check a resume makes.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from common.contracts import tar_layout
 from common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
 from common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
+from train.data.check_cache import PassedChecks, check_code, stamp
 from train.data.transforms import TransformSpec
+
+log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 _TAR_HEADER = 512
@@ -70,12 +78,18 @@ class EpochPlan:
 
 @dataclass
 class ShardSet:
-    """One split folder written by ``shards build``, checked when opened."""
+    """One split folder written by ``shards build``, checked when opened.
+
+    Each shard is checked (``check_shard``) unless it passed at an earlier open and neither its
+    files nor the split's tables have changed since (``train.data.check_cache``); ``checked``
+    counts the shards this open checked.
+    """
 
     split_dir: Path
     shards: list[ShardFile]
     key_to_id: dict[str, str] = field(default_factory=dict)  # only keys that differ from their sample_id
     mean_encoded_bytes: float = 0.0
+    checked: int = 0
 
     @property
     def total(self) -> int:
@@ -91,26 +105,43 @@ class ShardSet:
         for path in (table_path, samples_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; expected a complete `shards build` output in {split_dir}")
+        passes = PassedChecks(split_dir, [table_path, samples_path], version=_check_version())  # stamped before reading
         table = pl.read_parquet(table_path, columns=["shard", "samples", "bytes"]).sort("shard")
         samples = pl.read_parquet(samples_path, columns=["sample_id", "key", "shard"])
         per_shard = dict(samples.group_by("shard").len().iter_rows())
-        keys = dict(samples.group_by("shard").agg("key").iter_rows())
-        shards = []
-        for name, count, size in table.iter_rows():
-            tar = split_dir / name
-            shard = ShardFile(name=name, path=tar, index=index_path(tar), samples=count, bytes=size)
-            if per_shard.get(name, 0) != count:
-                raise ValueError(
-                    f"{samples_path}: {per_shard.get(name, 0)} samples in {name}, but shards.parquet says {count}"
-                )
-            check_shard(shard, keys.get(name, []))
-            shards.append(shard)
+        keys: dict[str, list[str]] | None = None  # built at the first shard that needs its check
+        shards, checked = [], 0
+        try:
+            for name, count, size in table.iter_rows():
+                tar = split_dir / name
+                shard = ShardFile(name=name, path=tar, index=index_path(tar), samples=count, bytes=size)
+                if per_shard.get(name, 0) != count:
+                    raise ValueError(
+                        f"{samples_path}: {per_shard.get(name, 0)} samples in {name}, but shards.parquet says {count}"
+                    )
+                taken = time.time_ns()
+                try:
+                    stamps = [stamp(shard.path), stamp(shard.index)]
+                except OSError:
+                    stamps = None  # a file missing: check_shard says which
+                if stamps is None or not passes.holds(name, stamps):
+                    if keys is None:
+                        keys = dict(samples.group_by("shard").agg("key").iter_rows())
+                    check_shard(shard, keys.get(name, []))
+                    checked += 1
+                    if stamps is not None:
+                        passes.passed(name, stamps, taken)
+                shards.append(shard)
+        finally:
+            passes.save()  # the shards that passed before a failing one stay remembered
         if not shards or sum(s.samples for s in shards) == 0:
             raise ValueError(f"{table_path}: expected at least one shard with samples, found none")
+        log.info("%s: checked %d of %d shards; the others are unchanged since they passed (%s)", split_dir, checked,
+                 len(shards), passes.path)  # fmt: skip
         differ = samples.filter(pl.col("key") != pl.col("sample_id"))
         key_to_id = dict(zip(differ["key"].to_list(), differ["sample_id"].to_list()))
         mean_bytes = float(table["bytes"].sum()) / max(int(table["samples"].sum()), 1)
-        return cls(split_dir=split_dir, shards=shards, key_to_id=key_to_id, mean_encoded_bytes=mean_bytes)
+        return cls(split_dir=split_dir, shards=shards, key_to_id=key_to_id, mean_encoded_bytes=mean_bytes, checked=checked)
 
     def sample_id(self, key: str) -> str:
         return self.key_to_id.get(key, key)
@@ -171,6 +202,12 @@ def check_shard(shard: ShardFile, keys: list[str] | None = None) -> None:
             f"{shard.index}: {'stale' if stale else 'wrong'} index for {shard.name}: {problem}"
             f"{' (the index is older than its tar)' if stale else ''}; rebuild the shard with `shards build`"
         )
+
+
+@functools.cache
+def _check_version() -> str:
+    """The version of the check a remembered pass must carry: the source of this module and of the tar layout."""
+    return check_code(Path(__file__), Path(tar_layout.__file__))
 
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a sample key: a plain file stem, no folder, no '..' prefix
