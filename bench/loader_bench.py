@@ -15,7 +15,21 @@ RAM is the peak proportional set size (PSS, shared pages split between the proce
 them) of the child and its DataLoader workers, above what the child held after importing the
 backend's libraries and before building the loader.
 
-    python bench/loader_bench.py [--quick] [--workers 2] [--images 4000] [--epochs 3] [--rounds 3]
+Re-opening (``--case reopen``): what a loader costs to open again over shards that have not
+changed. ``ShardSet.open`` checks every shard's index and tar (``train.data.shardset.check_shard``)
+once, and remembers the passes across processes (``train.data.check_cache``); the baseline is the
+behaviour without that memory: every open checks every shard. The input is a split of
+``--index-samples`` samples (default 2,000,000, the users' scale; ``--quick`` 30,000) in shards
+of 500 written by ``shards.writer.ShardWriter`` with ``shards.parquet`` and ``samples.parquet``:
+real tars and indexes, with ~3 kB samples (a 1-byte ``.cls``, a 300-byte ``.jpg`` stand-in, a
+``.json``) so that 2M samples take 6 GB of disk, not 40. Every open is an eval loader
+(``build_loader``, the PyTorch twin, which builds no pipeline at open) in a new process, as a DDP
+rank, a ``train eval`` or a daemon job opens it; only ``build_loader`` is timed. The first open
+fills the cache; then ``--opens`` rounds each time one open with the cache and one with an empty
+cache folder (the baseline), and the medians are compared.
+
+    python bench/loader_bench.py [--quick] [--case all|throughput|reopen] [--workers 2] [--images 4000]
+                                 [--epochs 3] [--rounds 3] [--index-samples 2000000] [--opens 5]
 
 The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 """
@@ -26,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 FRAME_SIZES = [(400, 300), (300, 400), (360, 360), (480, 270)]
 CLASSES = 6
 SIZE, BATCH = 224, 64
+INDEX_SHARD_SAMPLES = 500  # samples per shard of the re-open case, as the throughput input's shards
 
 
 def make_frames(raw: Path, n: int, seed: int = 0) -> None:
@@ -136,6 +152,75 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
             "ram": peak - baseline, "shape": shape, "dtype": str(batch.images.dtype), "checksum": checksum}  # fmt: skip
 
 
+def make_index_split(split: Path, n: int) -> None:
+    """``n`` small samples in shards of ``INDEX_SHARD_SAMPLES`` (tars and indexes by ``ShardWriter``),
+    with the split's ``shards.parquet`` and ``samples.parquet``: what a loader reads when it opens."""
+    from common.contracts.shard_tables import SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
+    from common.contracts.tar_layout import CLS, JPG, JSON
+    from common.schema import polars_schema
+    from shards.writer import ShardWriter
+
+    picture = np.random.default_rng(0).bytes(300)
+    shard_rows, sample_rows = [], []
+    for first in range(0, n, INDEX_SHARD_SAMPLES):
+        writer = ShardWriter(split, f"shard-{first // INDEX_SHARD_SAMPLES:06d}", max_bytes=1 << 40)
+        for i in range(first, min(n, first + INDEX_SHARD_SAMPLES)):
+            key = f"cat-arch-{i // 600:05d}-frame-{i % 600:04d}"  # a video's frames, as the users' sample ids
+            label = i % CLASSES
+            meta = json.dumps({"sample_id": key, "label": f"class{label}", "label_id": label, "group_id": key[:14]})
+            writer.add(key, {CLS: str(label).encode(), JPG: picture, JSON: meta.encode()})
+            sample_rows.append((key, key, f"shard-{first // INDEX_SHARD_SAMPLES:06d}.tar", label, "full", None))
+        [part] = writer.close()
+        shard_rows.append((part.shard, part.shard[:-4], part.samples, part.bytes, part.sha256, [0] * CLASSES))
+    pl.DataFrame(shard_rows, schema=polars_schema(SHARDS), orient="row").write_parquet(split / SHARDS_FILE)
+    pl.DataFrame(sample_rows, schema=polars_schema(SAMPLES), orient="row").write_parquet(split / SAMPLES_FILE)
+
+
+def reopen_child(split: Path, cache: Path) -> dict:
+    """Open an eval loader over ``split`` once (in this process) with the check cache in ``cache``."""
+    from train.data.check_cache import CACHE_ENV
+
+    os.environ[CACHE_ENV] = str(cache)
+    import train.data.loader_torch  # noqa: F401  (its libraries are loaded before the clock starts)
+    from train.data.loader import build_loader
+
+    started = time.perf_counter()
+    loader = build_loader(split, train=False, batch_size=BATCH, image_size=SIZE, device="cpu", seed=0, backend="torch", workers=0)
+    return {"seconds": time.perf_counter() - started, "checked": loader.shards.checked, "shards": len(loader.shards.shards)}
+
+
+def reopen_case(base: Path, n: int, opens: int) -> float:
+    """Time ``opens`` re-opens with the check cache against as many without; print a table, return the ratio."""
+    started = time.perf_counter()
+    make_index_split(base / "split", n)
+    size = sum(p.stat().st_size for p in (base / "split").iterdir())
+    print(f"re-open input: {n} samples in {-(-n // INDEX_SHARD_SAMPLES)} shards, {size / 2**30:.2f} GiB "
+          f"(made in {time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
+
+    def open_once(cache: Path) -> dict:
+        cmd = [sys.executable, __file__, "--reopen-child", str(base / "split"), str(cache)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = open_once(base / "cache")
+    print(f"first open (fills the cache): {first['seconds']:.2f} s, {first['checked']}/{first['shards']} shards checked", flush=True)
+    cached, uncached = [], []
+    for r in range(opens):
+        for kind in ("cached", "uncached") if r % 2 == 0 else ("uncached", "cached"):
+            run = open_once(base / "cache" if kind == "cached" else base / f"empty-{r}")
+            (cached if kind == "cached" else uncached).append(run)
+            print(f"round {r + 1}/{opens} {kind}: {run['seconds']:.2f} s, {run['checked']}/{run['shards']} shards checked", flush=True)
+    assert all(run["checked"] == 0 for run in cached) and all(run["checked"] == run["shards"] for run in uncached)
+    with_cache, without = statistics.median(r["seconds"] for r in cached), statistics.median(r["seconds"] for r in uncached)
+    print(f"\nre-opening an eval loader over {n} samples, {opens} opens each, median seconds per open\n")
+    print("| open | shards checked | seconds per open | seconds for the opens |")
+    print("|---|---|---|---|")
+    print(f"| every shard checked at every open (no cache) | {first['shards']} | {without:.2f} | "
+          f"{sum(r['seconds'] for r in uncached):.1f} |")  # fmt: skip
+    print(f"| checked once, passes remembered (check cache) | 0 | {with_cache:.2f} | {sum(r['seconds'] for r in cached):.1f} |")
+    return without / with_cache
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small input, under a minute on 2 cores")
@@ -143,13 +228,36 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs (default 3; --quick 2)")
     ap.add_argument("--workers", type=int, default=2, help="DALI threads = DataLoader workers")
     ap.add_argument("--rounds", type=int, default=None, help="runs of each loader, alternating; best kept (default 3; --quick 1)")
+    ap.add_argument("--case", choices=("all", "throughput", "reopen"), default="all", help="which measurements to run")
+    ap.add_argument("--index-samples", type=int, default=None, help="samples of the re-open case (default 2000000; --quick 30000)")
+    ap.add_argument("--opens", type=int, default=None, help="re-opens with and without the check cache (default 5; --quick 2)")
     ap.add_argument("--child", nargs=2, metavar=("BACKEND", "SHARDS"), help=argparse.SUPPRESS)
+    ap.add_argument("--reopen-child", nargs=2, metavar=("SPLIT", "CACHE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     epochs = args.epochs or (2 if args.quick else 3)
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.workers, epochs)))
         return
+    if args.reopen_child:
+        print(json.dumps(reopen_child(Path(args.reopen_child[0]), Path(args.reopen_child[1]))))
+        return
 
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}")
+    ratios = {}
+    if args.case in ("all", "throughput"):
+        ratios["dali_vs_torch_loader"] = throughput_case(args, epochs)
+    if args.case in ("all", "reopen"):
+        with tempfile.TemporaryDirectory(prefix="loader_bench_reopen_") as tmp:
+            ratios["loader_reopen_speedup"] = reopen_case(Path(tmp), args.index_samples or (30_000 if args.quick else 2_000_000),
+                                                          args.opens or (2 if args.quick else 5))  # fmt: skip
+    print()
+    for name, ratio in ratios.items():
+        print(f"RATIO {name} {ratio:.2f}")
+
+
+def throughput_case(args: argparse.Namespace, epochs: int) -> float:
+    """DALI against the PyTorch twin over the same shards; prints the table, returns the ratio."""
     n = args.images or (1200 if args.quick else 4000)
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         started = time.perf_counter()
@@ -172,9 +280,7 @@ def main() -> None:
         # best of the rounds: the machine is shared, and interference only ever slows a run down
         results = {b: {**max(rs, key=lambda x: x["per_s"]), "ram": max(x["ram"] for x in rs)} for b, rs in runs.items()}
 
-    cpu = platform.processor() or platform.machine()
-    print(f"\nmachine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}")
-    print(f"train transform at {SIZE} px, batch {BATCH}, {args.workers} workers/threads, {epochs} timed epoch(s) of "
+    print(f"\ntrain transform at {SIZE} px, batch {BATCH}, {args.workers} workers/threads, {epochs} timed epoch(s) of "
           f"{results['dali']['images'] // epochs} images, best of {rounds} round(s)\n")  # fmt: skip
     print("| loader | workers | images/s | seconds | peak RAM above baseline (PSS) | batch |")
     print("|---|---|---|---|---|---|")
@@ -183,8 +289,7 @@ def main() -> None:
         r = results[backend]
         print(f"| {names[backend]} | {args.workers} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['ram'] / 2**20:.0f} MiB | "
               f"{r['shape']} {r['dtype']} |")  # fmt: skip
-    ratio = results["dali"]["per_s"] / results["torch"]["per_s"]
-    print(f"\nRATIO dali_vs_torch_loader {ratio:.2f}")
+    return results["dali"]["per_s"] / results["torch"]["per_s"]
 
 
 if __name__ == "__main__":
