@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,20 @@ import pytest
 from ingest.clean import clean
 from ingest.config import CleanConfig
 from ingest.demo_data import generate
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The suite's remembered shard checks (``train.data.check_cache``) live in its own temporary
+    folder, never the user's cache: no test sees a pass recorded outside this run (child
+    processes inherit the variable)."""
+    before = os.environ.get("PAWPIPE_CACHE_DIR")
+    os.environ["PAWPIPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("PAWPIPE_CACHE_DIR", None)
+    else:
+        os.environ["PAWPIPE_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
