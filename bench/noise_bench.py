@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.clean import clean  # noqa: E402
 from ingest.config import CleanConfig  # noqa: E402
-from ingest.demo_data import generate  # noqa: E402
+from ingest.demo_data import NOISE_UNITS, generate  # noqa: E402
 from common.labels import build_labels  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
@@ -102,6 +102,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int)
     parser.add_argument("--val-videos", type=int, help="videos in the (clean) validation split")
     parser.add_argument("--seed", type=int, default=0, help="data (frames and flips) and training seed")
+    parser.add_argument("--noise-unit", choices=NOISE_UNITS, default="frame",
+                        help="flip single frames (default) or whole videos (every frame of a drawn video)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--device", default="auto")
@@ -127,7 +129,8 @@ def main() -> int:
 def run(work: Path, args: argparse.Namespace) -> int:
     size = int(round(args.image_size * 256 / 224))
     if not (work / "raw" / "planted_flips.csv").is_file():  # --keep: a rerun continues (runs resume, shards too)
-        generate(work / "raw", videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.noise, val_videos=args.val_videos)
+        generate(work / "raw", videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.noise, val_videos=args.val_videos,
+                 noise_unit=args.noise_unit)
     if not (work / "clean" / "manifest.parquet").is_file():
         clean(CleanConfig(root=work / "raw", out=work / "clean", workers=2, quiet=True))
     manifest = pl.read_parquet(work / "clean" / "manifest.parquet")
@@ -136,7 +139,7 @@ def run(work: Path, args: argparse.Namespace) -> int:
     train_rows = manifest.filter(pl.col("split") == "train").height
     print(f"data: {args.videos} videos x {args.frames} frames; {train_rows} training samples, {len(truth)} flipped "
           f"({len(truth) / train_rows:.1%}), validation {manifest.filter(pl.col('split') == 'val').height} (clean); "
-          f"{args.image_size} px, {args.epochs} epochs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")  # fmt: skip
+          f"{args.image_size} px, {args.epochs} epochs, flipped per {args.noise_unit}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")  # fmt: skip
 
     results = {}
     results["noisy"] = train(make_shards(work / "clean", work / "shards_noisy", size=size), work / "run_noisy", args)

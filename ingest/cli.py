@@ -10,6 +10,7 @@ from common import cli
 from common.executor import add_executor_arguments
 from common.config import load_config
 from ingest.config import CleanConfig
+from ingest.demo_data import NOISE_UNITS
 from ingest.sources import FORMAT_CHOICES
 
 
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed of the generator (0)")
     d.add_argument("--label-noise", type=float, default=0.0,
                    help="share of training frames whose shape shows another class than the label (planted_flips.csv)")
+    d.add_argument("--noise-unit", choices=NOISE_UNITS, default="frame",
+                   help="draw --label-noise per frame (default) or per video (every frame of a flipped video)")
     d.add_argument("--val-videos", type=int, default=6, help="the last videos that form the validation split (6)")
 
     k = sub.add_parser("demo-check", help="compare a cleaning run with the faults the demo injected")
@@ -86,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         from ingest.demo_data import generate
 
         expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise,
-                            val_videos=args.val_videos)
+                            val_videos=args.val_videos, noise_unit=args.noise_unit)
         print(f"demo dataset: {args.out} ({expected['counts']['videos']} videos, "
               f"{len(expected['quarantined'])} injected faults, {len(expected['kept_oddities'])} valid oddities)")  # fmt: skip
         return 0

@@ -12,6 +12,9 @@ training frames shows another class's shape and colour than its video's label sa
 them a uniformly drawn other class (symmetric noise), half the look-alike class (same outline
 family: circle/ring, square/diamond, triangle/cross). The truth goes to ``planted_flips.csv``
 beside the dataset folders, which ``ingest clean`` never reads. Validation frames stay clean.
+With ``noise_unit="video"`` the draw is made once per training video instead, and a flipped video
+shows the other class in every clean frame: the shape of the users' own noise, where one annotator's
+label covers a whole video.
 """
 
 from __future__ import annotations
@@ -159,9 +162,13 @@ def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
     }.get(fault, {"x": x, "y": y, "width": w, "height": h})
 
 
+NOISE_UNITS = ("frame", "video")
+
+
 def generate(
-    out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0, val_videos: int = len(EMOTIONS)
-) -> dict:
+    out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0, val_videos: int = len(EMOTIONS),
+    noise_unit: str = "frame",
+) -> dict:  # fmt: skip
     """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record.
 
     The last ``val_videos`` videos are the validation split (video ``v`` shows class ``v % 6``, so
@@ -174,9 +181,11 @@ def generate(
         raise ValueError(f"--val-videos: expected 1..{videos - len(EMOTIONS)} (one training video per class left), got {val_videos}")
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"--label-noise: expected a share in [0, 1), got {label_noise}")
+    if noise_unit not in NOISE_UNITS:
+        raise ValueError(f"--noise-unit: expected one of {', '.join(NOISE_UNITS)}, got {noise_unit!r}")
     rng = np.random.default_rng(seed)
     # Flips draw from their own generator, so the frames themselves are the same with or without them.
-    flips = _Flips(label_noise, np.random.default_rng([seed, 1])) if label_noise > 0 else None
+    flips = _Flips(label_noise, np.random.default_rng([seed, 1]), unit=noise_unit) if label_noise > 0 else None
     photos = _photos()
     expected: dict = {"quarantined": [], "repaired": [], "kept_oddities": [], "orphans": [], "warned": []}
     plans = []
@@ -204,14 +213,27 @@ def generate(
 class _Flips:
     """Which clean training frames show another class than their label, and the record of it."""
 
-    def __init__(self, share: float, rng: np.random.Generator) -> None:
-        self.share, self.rng, self.rows = share, rng, []
+    def __init__(self, share: float, rng: np.random.Generator, *, unit: str = "frame") -> None:
+        self.share, self.rng, self.unit, self.rows = share, rng, unit, []
+        self.video: tuple[int, str] | None = None  # unit "video": the current video's (true class, kind), or None
 
-    def true_class(self, cls: int, *, source_file: str, record: str, image_path: str) -> int:
+    def start_video(self, cls: int) -> None:
+        """A training video begins: with unit "video", draw once whether (and to what) all its frames flip."""
+        if self.unit == "video":
+            self.video = self._draw(cls)
+
+    def _draw(self, cls: int) -> tuple[int, str] | None:
         if self.rng.random() >= self.share:
-            return cls
+            return None
         kind = "lookalike" if self.rng.random() < 0.5 else "symmetric"
         true = LOOK_ALIKE[cls] if kind == "lookalike" else int((cls + self.rng.integers(1, len(EMOTIONS))) % len(EMOTIONS))
+        return true, kind
+
+    def true_class(self, cls: int, *, source_file: str, record: str, image_path: str) -> int:
+        drawn = self.video if self.unit == "video" else self._draw(cls)
+        if drawn is None:
+            return cls
+        true, kind = drawn
         self.rows.append((source_file, record, image_path, EMOTIONS[cls], EMOTIONS[true], kind))
         return true
 
@@ -235,6 +257,8 @@ def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: 
     owner_emotion = EMOTIONS[(cls + 1) % len(EMOTIONS)] if v % 5 == 3 else emotion  # some owners disagree
     meta_size = size[::-1] if v % 11 == 7 and size[0] != size[1] else size  # metadata that lies (warned)
     annotations = []
+    if flips is not None and split == "Training" and not video_fault:
+        flips.start_video(cls)
     for f in range(frames):
         number = f * 3
         stamp = number * 33

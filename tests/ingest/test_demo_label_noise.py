@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
+import pytest
 
-from ingest.demo_data import LOOK_ALIKE, generate
+from ingest.demo_data import FRAME_FAULTS, LOOK_ALIKE, generate
 from ingest.sources.aihub import EMOTIONS
 
 
@@ -39,3 +42,20 @@ def test_val_videos_sets_the_size_of_the_validation_split(tmp_path: Path):
         assert str(exc) == "--val-videos: expected 1..6 (one training video per class left), got 7"
     else:
         raise AssertionError("val_videos=7 of 12 accepted")
+
+
+def test_noise_unit_video_flips_every_clean_frame_of_a_drawn_video(tmp_path: Path):
+    expected = generate(tmp_path / "raw", videos=24, frames=5, seed=0, label_noise=0.3, val_videos=6, noise_unit="video")
+    frame_faults = {name for name, _ in FRAME_FAULTS}
+    faulted = Counter(e["source_file"] for key in ("quarantined", "repaired", "kept_oddities") for e in expected[key] if e["fault"] in frame_faults)
+    flips = pl.read_csv(tmp_path / "raw" / "planted_flips.csv")
+    assert flips.get_column("image_path").str.starts_with("Training/").all()
+    per_video = flips.group_by("source_file").agg(pl.col("true_label").n_unique(), pl.col("kind").n_unique(), pl.len())
+    assert per_video.height > 0
+    assert per_video.get_column("true_label").to_list() == [1] * per_video.height  # one true class per video
+    assert per_video.get_column("kind").to_list() == [1] * per_video.height
+    for source_file, n in per_video.select("source_file", "len").iter_rows():  # every frame of the video that carries no fault
+        doc = json.loads((tmp_path / "raw" / source_file).read_text(encoding="utf-8"))
+        assert n == len(doc["annotations"]) - faulted[source_file], source_file
+    with pytest.raises(ValueError, match=r"^--noise-unit: expected one of frame, video, got 'scene'$"):
+        generate(tmp_path / "bad", videos=12, frames=3, label_noise=0.1, noise_unit="scene")
