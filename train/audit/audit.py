@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SUSPECTS = (
     "rank", "sample_id", "image_path", "group_id", "label", "label_id", "suggested_label", "model_label", "verdict", "reason",
-    "suspect_score", "aum", "aum_adjusted", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
+    "suspect_score", "aum", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
     "annotators_disagree", "other_label", "seen",
 )  # fmt: skip
 
@@ -179,7 +179,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     train = train.with_columns(label_id=pl.col("label").replace_strict({n: i for i, n in enumerate(vocabulary)}, default=None,
                                                                         return_dtype=pl.Int64))  # fmt: skip
 
-    aum = score_runs([(r.summary.aum, r.extra_class) for r in runs], groups=train.select("sample_id", "group_id"))
+    aum = score_runs([(r.summary.aum, r.extra_class) for r in runs])
     cutoff, cutoff_how = aum.cutoff, aum.how
     forgot = pl.concat([r.summary.forgetting for r in runs]).group_by("sample_id").agg(
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
@@ -203,9 +203,8 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         .join(disagreement(train), on="sample_id", how="left")
     )
     if cutoff is None:  # no threshold-sample run: calibrate the AUM cut-off against the model's view
-        both = signals.filter(pl.col("aum_adjusted").is_not_null() & pl.col("model_label").is_not_null())
-        cutoff = calibrated_cutoff(both.get_column("aum_adjusted").to_numpy(),
-                                   (both.get_column("model_label") != both.get_column("label")).to_numpy())  # fmt: skip
+        both = signals.filter(pl.col("aum").is_not_null() & pl.col("model_label").is_not_null())
+        cutoff = calibrated_cutoff(both.get_column("aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
     signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
                                    suggested_label=pl.col("cl_suggested"))  # fmt: skip
     combined = combine(signals).with_columns(
@@ -214,7 +213,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     suspects = combined.select(SUSPECTS)
     write_parquet(job.out / "suspects.parquet", suspects)
     write_review_sheet(job.out / REVIEW_SHEET, suspects)
-    summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, aum.group_weights, probs_source, suspects)
+    summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
     return suspects
@@ -232,7 +231,7 @@ def _probabilities(runs: list[RunDynamics], job: AuditJob, k: int) -> tuple[pl.D
 
 
 def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
-             group_weights: list[float], probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
+             probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     return {
         "runs": [str(r.path) for r in runs],
@@ -244,7 +243,6 @@ def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: 
         "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")},
         "aum_cutoff": cutoff,
         "aum_cutoff_from": cutoff_how,
-        "aum_group_weights": group_weights,
         "confident_learning": {
             "probabilities": probs_source,
             "thresholds": [float(t) for t in cl.thresholds],

@@ -21,14 +21,11 @@ count; it replaced a two-component Gaussian mixture on the AUMs, whose boundary 
 to +0.86 between two runs of the same data and flagged 74 % of a set with 21 % flips (a weak
 model's clean AUMs have a long low tail that no Gaussian fits).
 
-**Within its group.** Frames of one video are near-copies: a hard video (blur, an odd pose) gives
-every frame a low AUM, clean or not, while a wrong label among its frames stands out against its
-neighbours. Where samples have a ``group_id`` (the video), the flag and the ranking use
-``aum_adjusted = aum - w * median(aum of the sample's group)``, with ``w`` the share of the AUM's
-spread that is between groups (``group_weight``: the empirical-Bayes reliability of a group's
-median, 0 when every group is one sample, so image datasets without videos keep the plain AUM
-ordering). Threshold samples are adjusted the same way in their own run, so their cut-off is in the
-same units.
+Not adjusted within the video: taking off a share of each video's median AUM (so a hard video's
+clean frames look less suspect) ranked single flipped frames better, but when a whole video carries
+the wrong label (one annotator's label over a video, the users' case) it hid exactly those videos
+(ranking AUC 0.78 -> 0.54 on planted per-video flips, ``bench/noise_bench.py --noise-unit video``),
+so the AUM is used as it is.
 
 Rows of skipped (non-finite) updates are left out of the means.
 """
@@ -53,9 +50,9 @@ def aum(dynamics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def threshold_cutoff(scores: pl.DataFrame, *, extra_class: int, percentile: float = THRESHOLD_PERCENTILE, column: str = "aum") -> float:
-    """The ``percentile`` of the ``column`` values of the threshold samples (those trained as ``extra_class``)."""
-    values = scores.filter(pl.col("label_id") == extra_class).get_column(column).to_numpy()
+def threshold_cutoff(scores: pl.DataFrame, *, extra_class: int, percentile: float = THRESHOLD_PERCENTILE) -> float:
+    """The ``percentile`` of the AUMs of the threshold samples (those trained as ``extra_class``)."""
+    values = scores.filter(pl.col("label_id") == extra_class).get_column("aum").to_numpy()
     if values.size == 0:
         raise ValueError(f"no threshold samples (label_id {extra_class}) in the dynamics")
     return float(np.percentile(values, percentile))
@@ -106,70 +103,32 @@ def calibrated_cutoff(values: np.ndarray, doubted: np.ndarray) -> float:
     return float((np.log(c / (2.0 - c)) - a) / b)
 
 
-def group_weight(values: np.ndarray, groups: np.ndarray) -> float:
-    """``w`` in [0, 1]: how much of a group's median AUM to take off its samples' AUMs.
-
-    One-way random effects on the groups of two or more samples: ``within`` = the mean of their
-    variances, ``n`` = their mean size, ``between`` = the variance of their medians less
-    ``within / n`` (at least 0); ``w = between / (between + within / n)``, the reliability of a
-    group's median as its difficulty. 0 when fewer than two groups have two or more samples.
-    """
-    frame = pl.DataFrame({"v": np.asarray(values, dtype=np.float64), "g": np.asarray(groups)}).filter(pl.col("v").is_finite())
-    stats = frame.group_by("g").agg(m=pl.col("v").median(), var=pl.col("v").var(), n=pl.len()).filter(pl.col("n") >= 2)
-    if stats.height < 2:
-        return 0.0
-    within, size = float(stats.get_column("var").mean()), float(stats.get_column("n").mean())
-    between = max(float(stats.get_column("m").var()) - within / size, 0.0)
-    return between / (between + within / size) if between > 0 else 0.0
-
-
-def group_adjusted(scores: pl.DataFrame, groups: pl.DataFrame | None) -> tuple[pl.DataFrame, float]:
-    """``scores`` (``sample_id``, ``aum``, ...) with ``aum_adjusted`` added, and the weight used.
-
-    ``groups``: ``sample_id``, ``group_id`` (null or missing: the sample is its own group).
-    """
-    frame = scores.with_columns(_g=pl.col("sample_id"))
-    if groups is not None:
-        frame = frame.drop("_g").join(groups.select("sample_id", _g="group_id"), on="sample_id", how="left").with_columns(
-            pl.col("_g").fill_null(pl.col("sample_id"))
-        )
-    weight = group_weight(frame.get_column("aum").to_numpy(), frame.get_column("_g").to_numpy())
-    adjusted = frame.with_columns(aum_adjusted=pl.col("aum") - weight * pl.col("aum").median().over("_g")).drop("_g")
-    return adjusted, weight
-
-
 @dataclass(frozen=True)
 class AumScores:
-    """Per sample ``aum`` and ``aum_adjusted`` over the runs, the cut-off on ``aum_adjusted`` (None:
-    no threshold run, calibrate one), how it was found (words), and each run's group weight."""
+    """Per sample ``aum`` over the runs, the cut-off (None: no threshold run, calibrate one) and how
+    it was found (words)."""
 
     scores: pl.DataFrame
     cutoff: float | None
     how: str
-    group_weights: list[float]
 
 
-def score_runs(runs: list[tuple[pl.DataFrame, int | None]], groups: pl.DataFrame | None = None) -> AumScores:
-    """AUM per sample over several runs, adjusted within groups, and its cut-off.
+def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> AumScores:
+    """AUM per sample over several runs and its cut-off.
 
     ``runs``: (per-sample AUMs of a run as ``aum`` gives them, with ``label_id``; the extra class
-    id or None for an ordinary run). Each run is adjusted within ``groups`` on its own
-    (``group_adjusted``). A sample's AUMs are the means over the runs where it kept its own label;
-    the cut-off is the mean of the threshold runs' cut-offs (on ``aum_adjusted``), or None when no
-    run had threshold samples (the audit then calibrates one against the model's view,
-    ``calibrated_cutoff``).
+    id or None for an ordinary run). A sample's AUM is the mean over the runs where it kept its own
+    label; the cut-off is the mean of the threshold runs' cut-offs, or None when no run had
+    threshold samples (the audit then calibrates one against the model's view, ``calibrated_cutoff``).
     """
-    per_run, cutoffs, weights = [], [], []
+    per_run, cutoffs = [], []
     for scores, extra in runs:
-        scores, weight = group_adjusted(scores, groups)
-        weights.append(weight)
         if extra is not None:
-            cutoffs.append(threshold_cutoff(scores, extra_class=extra, column="aum_adjusted"))
+            cutoffs.append(threshold_cutoff(scores, extra_class=extra))
             scores = scores.filter(pl.col("label_id") != extra)
-        per_run.append(scores.select("sample_id", "aum", "aum_adjusted"))
-    merged = pl.concat(per_run).group_by("sample_id").agg(pl.col("aum").mean(), pl.col("aum_adjusted").mean()).sort("sample_id")
+        per_run.append(scores.select("sample_id", "aum"))
+    merged = pl.concat(per_run).group_by("sample_id").agg(pl.col("aum").mean()).sort("sample_id")
     if cutoffs:
-        how = f"{THRESHOLD_PERCENTILE:g}th percentile of the threshold samples' AUM within their group ({len(cutoffs)} run(s))"
-        return AumScores(merged, float(np.mean(cutoffs)), how, weights)
-    how = "calibrated against the model's view (logistic fit of its doubt on the AUM within its group, positive-unlabelled)"
-    return AumScores(merged, None, how, weights)
+        how = f"{THRESHOLD_PERCENTILE:g}th percentile of the threshold samples' AUM ({len(cutoffs)} run(s))"
+        return AumScores(merged, float(np.mean(cutoffs)), how)
+    return AumScores(merged, None, "calibrated against the model's view (logistic fit of its doubt on the AUM, positive-unlabelled)")

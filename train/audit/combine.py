@@ -4,10 +4,10 @@ Three signals with a cut-off learned from the data, any one of which makes a ``l
 
 * the **model's view**: its most probable class is not the given label (out-of-fold or eval-mode
   probabilities, ``train.audit.audit``);
-* the **training dynamics' view**: the AUM within its group (``aum_adjusted``) at or below its
-  cut-off (threshold-sample runs, or calibrated against the model's view: ``train.audit.aum``),
-  which catches flips the model memorised or took from the context (a frame's video background)
-  but found hard to learn;
+* the **training dynamics' view**: the AUM at or below its cut-off (threshold-sample runs, or
+  calibrated against the model's view, positive-unlabelled: ``train.audit.aum``), which catches
+  flips the model memorised or took from the context (a frame's video background) but found hard
+  to learn;
 * **confident learning**'s prune-by-noise-rate issue (``train.audit.confident``).
 
 Weaker evidence (annotators disagree, never learned) makes a sample ``ambiguous``; else ``ok``.
@@ -16,8 +16,7 @@ Why the union: the model's view is precise but misses the flips it was able to f
 catches some of those, and calibrating its cut-off on the model's view keeps it from flagging the
 clean samples a weak model was slow to learn. On planted noise (bench/noise_bench.py, the demo)
 this beat both the intersection of the two views and either alone on three of four data sets, and
-taking the AUM within its video and the positive-unlabelled calibration raised it further on three
-seeds of the bench (docs/audit.md). The combined rank orders every sample by the mean of its
+the positive-unlabelled calibration of the cut-off raised it further (docs/audit.md). The combined rank orders every sample by the mean of its
 per-signal ranks (most suspect first), so a reviewer who works down the list meets the strongest
 evidence first.
 """
@@ -35,22 +34,21 @@ def _rank(expr: pl.Expr) -> pl.Expr:
 
 
 def combine(signals: pl.DataFrame) -> pl.DataFrame:
-    """``signals``: one row per sample with ``aum``, ``aum_adjusted``, ``aum_cutoff``, ``cl_issue``, ``self_confidence``,
+    """``signals``: one row per sample with ``aum``, ``aum_cutoff``, ``cl_issue``, ``self_confidence``,
     ``forgetting_score``, ``never_learned``, ``annotators_disagree``, ``other_label``, ``label``,
     ``model_label``, ``suggested_label`` (null values allowed). Adds ``suspect_score``, ``rank``
     (1 = most suspect), ``verdict``, ``reason``."""
-    aum_flag = (pl.col("aum_adjusted") <= pl.col("aum_cutoff")).fill_null(False)
+    aum_flag = (pl.col("aum") <= pl.col("aum_cutoff")).fill_null(False)
     cl_flag = pl.col("cl_issue").fill_null(False)
     disagree = pl.col("annotators_disagree").fill_null(False)
     never = pl.col("never_learned").fill_null(False)
     model_doubts = (pl.col("model_label") != pl.col("label")).fill_null(False)
     score = pl.mean_horizontal(
-        _rank(-pl.col("aum_adjusted")), _rank(-pl.col("self_confidence")), _rank(pl.col("forgetting_score")),
+        _rank(-pl.col("aum")), _rank(-pl.col("self_confidence")), _rank(pl.col("forgetting_score")),
         _rank(pl.col("annotators_disagree").cast(pl.Float64)),
     )  # fmt: skip
     parts = [
-        pl.when(aum_flag).then(pl.format("AUM {} ({} within its group) at or below the cut-off {}", pl.col("aum").round(3),
-                                         pl.col("aum_adjusted").round(3), pl.col("aum_cutoff").round(3))),  # fmt: skip
+        pl.when(aum_flag).then(pl.format("AUM {} at or below the cut-off {}", pl.col("aum").round(3), pl.col("aum_cutoff").round(3))),
         pl.when(cl_flag).then(pl.format("confident learning: p(given) {} with {} more likely",
                                         pl.col("self_confidence").round(3), pl.col("suggested_label"))),  # fmt: skip
         pl.when(disagree).then(pl.format("annotators disagree ({} vs {})", pl.col("label"), pl.col("other_label"))),

@@ -69,7 +69,7 @@ def _agreement(plt, counts: list[tuple[str, int]]):
 def signal_agreement(suspects: pl.DataFrame) -> list[tuple[str, int]]:
     """Counts of each combination of flags (AUM, confident learning, annotators, never learned), largest first."""
     flags = suspects.select(
-        AUM=(pl.col("aum_adjusted") <= pl.col("aum_cutoff")).fill_null(False),
+        AUM=(pl.col("aum") <= pl.col("aum_cutoff")).fill_null(False),
         CL=pl.col("cl_issue").fill_null(False),
         annotators=pl.col("annotators_disagree").fill_null(False),
         never_learned=pl.col("never_learned").fill_null(False),
@@ -119,7 +119,7 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
     cards = []
     for row in top.iter_rows(named=True):
         img = f'<img src="{e(images[row["sample_id"]])}" alt="">' if row["sample_id"] in images else "<div class=noimg>no image</div>"
-        aum = "-" if row["aum"] is None else f"{row['aum']:.2f} ({row['aum_adjusted']:.2f} within its group)"
+        aum = "-" if row["aum"] is None else f"{row['aum']:.2f}"
         conf = "-" if row["self_confidence"] is None else f"{row['self_confidence']:.2f}"
         cards.append(
             f'<div class="card {e(row["verdict"])}">{img}<div><b>#{row["rank"]}</b> {e(row["verdict"])}<br>'
@@ -139,7 +139,7 @@ body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} .grid{{display:flex
 .label_issue{{border-color:#c0504d;border-width:2px}} .noimg{{height:120px;background:#eee}} td{{padding:2px 8px}}
 </style></head><body><h1>Label audit</h1>
 <p>{summary["samples"]} training samples: <b>{v["label_issue"]}</b> label issues, {v["ambiguous"]} ambiguous, {v["ok"]} ok.
-AUM cut-off {summary["aum_cutoff"]:.3f} within the group ({e(summary["aum_cutoff_from"])}); confident learning on {e(cl["probabilities"])}
+AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}); confident learning on {e(cl["probabilities"])}
 flags {cl["issues"]}.</p>
 <p>Review: <code>train audit --review {e(str(out))} --accept ID ... --reject ID ...</code> records decisions in
 <code>decisions.parquet</code>; <code>ingest clean RAW --out OUT --suspects {e(str(out))}</code> applies them.</p>

@@ -14,7 +14,7 @@ import polars as pl
 SIGNALS = {
     "label_issue (the verdict)": pl.col("verdict") == "label_issue",
     "label_issue or ambiguous": pl.col("verdict") != "ok",
-    "AUM at or below the cut-off": pl.col("aum_adjusted") <= pl.col("aum_cutoff"),
+    "AUM at or below the cut-off": pl.col("aum") <= pl.col("aum_cutoff"),
     "the model prefers another class": pl.col("model_label") != pl.col("label"),
     "confident learning": pl.col("cl_issue"),
     "never learned (forgetting)": pl.col("never_learned"),

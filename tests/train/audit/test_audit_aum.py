@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.aum import aum, calibrated_cutoff, fit_logistic, group_adjusted, group_weight, score_runs, threshold_cutoff
+from train.audit.aum import aum, calibrated_cutoff, fit_logistic, score_runs, threshold_cutoff
 from train.data.threshold import threshold_fraction
 
 
@@ -62,26 +62,6 @@ def test_calibrated_cutoff_corrects_for_the_wrong_labels_the_model_does_not_doub
     assert calibrated_cutoff(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([False, False, True, True])) == float("-inf")
 
 
-def test_group_weight_is_the_reliability_of_a_group_median():
-    values = np.array([1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 10.0])
-    groups = np.array(["g1", "g1", "g1", "g2", "g2", "g2", "g3"])  # g3: one sample, no part in the estimate
-    # within = mean(1, 1) = 1, n = 3, between = var(2, 6) - 1/3 = 8 - 1/3: w = (23/3) / (23/3 + 1/3)
-    assert group_weight(values, groups) == pytest.approx(23 / 24, abs=1e-15)
-    assert group_weight(values, np.array([f"s{i}" for i in range(7)])) == 0.0  # every sample its own group
-    assert group_weight(np.array([1.0, 3.0, 1.0, 3.0]), np.array(["a", "a", "b", "b"])) == 0.0  # equal medians
-
-
-def test_group_adjusted_takes_the_weighted_group_median_off():
-    scores = pl.DataFrame({"sample_id": ["a", "b", "c", "d", "e", "f", "g"], "aum": [1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 10.0]})
-    groups = pl.DataFrame({"sample_id": ["a", "b", "c", "d", "e", "f"], "group_id": ["g1", "g1", "g1", "g2", "g2", "g2"]})
-    got, w = group_adjusted(scores, groups)  # g: no group_id row, its own group
-    assert w == pytest.approx(23 / 24, abs=1e-15)
-    want = [1 - w * 2, 2 - w * 2, 3 - w * 2, 5 - w * 6, 6 - w * 6, 7 - w * 6, 10 - w * 10]
-    assert got.get_column("aum_adjusted").to_list() == pytest.approx(want, abs=1e-12)
-    plain, w0 = group_adjusted(scores, None)
-    assert w0 == 0.0 and plain.get_column("aum_adjusted").to_list() == scores.get_column("aum").to_list()
-
-
 def test_threshold_subsets_partition_the_samples():
     ids = pl.Series([f"s{i}" for i in range(500)])
     masks = [threshold_fraction(ids, num_classes=4, subset=s, seed=3) for s in range(5)]
@@ -93,17 +73,8 @@ def test_threshold_subsets_partition_the_samples():
 def test_score_runs_takes_each_sample_from_the_runs_where_it_kept_its_label():
     run0 = _dyn([("a", 0, 2, -2.0, True), ("b", 0, 0, 1.0, True), ("c", 0, 1, 4.0, True)])  # a: threshold sample
     run1 = _dyn([("a", 0, 0, 3.0, True), ("b", 0, 2, -1.0, True), ("c", 0, 1, 2.0, True)])  # b: threshold sample
-    got = score_runs([(aum(run0), 2), (aum(run1), 2)])  # no groups: every sample its own, nothing adjusted
-    assert got.scores.rows() == [("a", 3.0, 3.0), ("b", 1.0, 1.0), ("c", 3.0, 3.0)]
-    assert got.cutoff == pytest.approx((-2.0 + -1.0) / 2) and "threshold samples" in got.how and got.group_weights == [0.0, 0.0]
-
-
-def test_score_runs_adjusts_each_run_within_its_groups_threshold_samples_too():
-    groups = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "group_id": ["v1", "v1", "v2", "v2"]})
-    run = _dyn([("a", 0, 4, -2.0, True), ("b", 0, 0, 2.0, True), ("c", 0, 1, 4.0, True), ("d", 0, 1, 6.0, True)])  # a: threshold
-    got = score_runs([(aum(run), 4)], groups=groups)
-    # medians v1 0, v2 5; within = mean(8, 2) = 5, n = 2, between = var(0, 5) - 5/2 = 10: w = 10 / 12.5
-    w = 0.8
-    assert got.group_weights == [pytest.approx(w, abs=1e-15)]
-    assert got.scores.rows() == [("b", 2.0, pytest.approx(2.0)), ("c", 4.0, pytest.approx(4.0 - w * 5)), ("d", 6.0, pytest.approx(6.0 - w * 5))]
-    assert got.cutoff == pytest.approx(-2.0)  # the threshold sample a, adjusted by its group's median 0
+    got = score_runs([(aum(run0), 2), (aum(run1), 2)])
+    assert got.scores.rows() == [("a", 3.0), ("b", 1.0), ("c", 3.0)]
+    assert got.cutoff == pytest.approx((-2.0 + -1.0) / 2) and "threshold samples" in got.how
+    plain = score_runs([(aum(run1), None)])
+    assert plain.cutoff is None and "calibrated" in plain.how

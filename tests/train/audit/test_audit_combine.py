@@ -12,7 +12,6 @@ def test_verdicts_reasons_and_rank():
         "suggested_label": ["b", "b", "a", "a", "c"],
         "other_label": [None, None, None, "a", None],
         "aum": [-2.0, -1.0, 3.0, 2.0, -0.6],
-        "aum_adjusted": [-2.5, -0.75, 3.0, 2.0, -0.6],  # the flag reads this one
         "aum_cutoff": [-0.5] * 5,
         "cl_issue": [True, False, False, False, False],
         "self_confidence": [0.1, 0.4, 0.9, 0.8, 0.3],
@@ -25,16 +24,16 @@ def test_verdicts_reasons_and_rank():
         ("both", 1, "label_issue"), ("aum_only", 2, "label_issue"), ("two_views", 3, "label_issue"), ("disagree", 4, "ambiguous"),
         ("ok", 5, "ok")]  # fmt: skip
     reasons = dict(got.select("sample_id", "reason").rows())
-    assert reasons["both"] == "AUM -2.0 (-2.5 within its group) at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
-    assert reasons["two_views"] == "AUM -0.6 (-0.6 within its group) at or below the cut-off -0.5; the model's most probable class is c"
-    assert reasons["aum_only"] == "AUM -1.0 (-0.75 within its group) at or below the cut-off -0.5"
+    assert reasons["both"] == "AUM -2.0 at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
+    assert reasons["two_views"] == "AUM -0.6 at or below the cut-off -0.5; the model's most probable class is c"
+    assert reasons["aum_only"] == "AUM -1.0 at or below the cut-off -0.5"
     assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
 
 
 def test_the_model_doubting_alone_is_a_label_issue():
     signals = pl.DataFrame({
         "sample_id": ["x"], "label": ["a"], "model_label": ["b"], "suggested_label": ["b"], "other_label": [None],
-        "aum": [0.5], "aum_adjusted": [0.5], "aum_cutoff": [-0.5], "cl_issue": [False], "self_confidence": [0.4], "forgetting_score": [1.0],
+        "aum": [0.5], "aum_cutoff": [-0.5], "cl_issue": [False], "self_confidence": [0.4], "forgetting_score": [1.0],
         "never_learned": [False], "annotators_disagree": [None],
     }, schema_overrides={"other_label": pl.String, "annotators_disagree": pl.Boolean})  # fmt: skip
     got = combine(signals).row(0, named=True)

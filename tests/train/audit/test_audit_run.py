@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from train.audit.audit import SUSPECTS, AuditJob, review, run_audit
-from train.audit.aum import aum, group_adjusted, threshold_cutoff
+from train.audit.aum import aum, threshold_cutoff
 from train.data.threshold import ThresholdLoader, threshold_fraction
 from train.cli import main
 from train.fit.dynamics import read_dynamics
@@ -39,10 +39,7 @@ def test_audit_of_an_ordinary_and_a_threshold_run(audited_runs, tmp_path: Path):
     assert pl.read_parquet(out / "suspects.parquet").equals(suspects)
     summary = json.loads((out / "audit.json").read_text())
     assert summary["threshold_runs"] == [str(threshold)]
-    groups = pl.read_parquet(audited_runs["clean"] / "manifest.parquet").select("sample_id", "group_id")
-    adjusted, weight = group_adjusted(aum(dyn), groups)
-    assert summary["aum_cutoff"] == pytest.approx(threshold_cutoff(adjusted, extra_class=4, column="aum_adjusted"))
-    assert summary["aum_group_weights"][1] == pytest.approx(weight, rel=1e-5)  # the summary sums float32 margins epoch by epoch
+    assert summary["aum_cutoff"] == pytest.approx(threshold_cutoff(aum(dyn), extra_class=4))
     assert len(summary["confident_learning"]["noise_matrix"]) == 4
     page = (out / "audit.html").read_text()
     for png in ("noise_matrix.png", "noise_rates.png", "signals.png"):
@@ -94,7 +91,7 @@ def test_score_against_planted_flips(tmp_path: Path, capsys):
     suspects = pl.DataFrame({
         "image_path": ["a", "b", "c", "d", "e"],
         "verdict": ["label_issue", "label_issue", "ambiguous", "ok", "ok"],
-        "aum": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_adjusted": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_cutoff": [0.0] * 5,
+        "aum": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_cutoff": [0.0] * 5,
         "cl_issue": [True, False, False, False, None], "never_learned": [False] * 5, "annotators_disagree": [None] * 5,
         "label": ["x"] * 5, "model_label": ["y", "x", "y", "y", "x"],
     }, schema_overrides={"annotators_disagree": pl.Boolean})  # fmt: skip
