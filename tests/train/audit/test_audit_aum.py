@@ -54,9 +54,13 @@ def test_calibrated_cutoff_corrects_for_the_wrong_labels_the_model_does_not_doub
     cut = calibrated_cutoff(values, doubted)
     assert _sigmoid(a + b * cut) == pytest.approx(c / 2, abs=1e-12)
     assert c < 1 and cut > -a / b  # above the plain "more likely than not" point, -2.255
-    # separable groups, symmetric: c < 1, so the cut-off sits right of their midpoint, short of the clean group
-    cut = calibrated_cutoff(np.array([-3.0, -2.0, 2.0, 3.0]), np.array([True, True, False, False]))
-    assert 0.0 < cut < 2.0
+    # separable groups, symmetric: c < 1, so the c / 2 point sits right of their midpoint; the cut-off stops at 0
+    values, doubted = np.array([-3.0, -2.0, 2.0, 3.0]), np.array([True, True, False, False])
+    a, b = fit_logistic(values, doubted)
+    c = _sigmoid(a + b * values[doubted]).mean()
+    assert (np.log(c / (2 - c)) - a) / b > 0.0 and calibrated_cutoff(values, doubted) == 0.0
+    # doubt spread over positive AUMs too (out-of-fold doubt of labels the run memorised): still at most 0
+    assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0]), np.array([True, True, True, False, True, False])) == 0.0
     # nothing to calibrate against, or doubt rising with the AUM: nothing flagged
     assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0]), np.array([True, False, False])) == float("-inf")
     assert calibrated_cutoff(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([False, False, True, True])) == float("-inf")
