@@ -4,7 +4,8 @@
   ``write_json``, ``write_parquet``, ``atomic_path``, a set of outputs published together
   (``staged_folder``, ``publish``, ``read_outputs``, ``check_outputs``), ``sweep_temps``.
 * ``common.config``: configuration from TOML (or JSON) with overrides, validated by pydantic:
-  ``read_config_file``, ``apply_overrides``, ``validate``, ``load_config``, ``ConfigError``.
+  ``read_config_file``, ``apply_overrides``, ``validate``, ``load_config``, ``ConfigError``,
+  ``COMMAND_LINE`` (an error line's source for a flag's value).
 * ``common.cli``: what every command line does alike (exit codes, one-line errors, Ctrl-C,
   ``--version``): ``run``, ``finish_parser``, ``describe_os_error``, ``version``.
 * ``common.progress``: rate and ETA on long work: ``progress``.

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.config import ConfigError, apply_overrides, read_config_file, validate
+from common.config import COMMAND_LINE, ConfigError, apply_overrides, read_config_file, validate
 from common.labels import WEIGHT_SCHEMES
 
 
@@ -166,11 +166,13 @@ def load_train_config(
     """Read a TOML (or a run's resolved JSON) config, apply ``--set`` overrides then ``values``.
 
     ``values`` maps dotted keys to already-typed values (the CLI's dedicated flags); ``None`` values
-    are ignored so that an absent flag leaves the file's value in place.
+    are ignored so that an absent flag leaves the file's value in place. An invalid field's error line
+    names PATH, or ``(command line)`` when a ``--set`` or a flag gave its value (see ``validate``).
     """
     doc = read_config_file(path) if path is not None else {}
+    overridden: list[str] = []
     for item in overrides:  # one at a time: a bad item is reported after the ones before it apply
         keys, value = parse_override(item)
-        apply_overrides(doc, {".".join(keys): value})
-    apply_overrides(doc, values or {})
-    return validate(TrainConfig, doc, source=str(Path(path)) if path is not None else "config")
+        overridden += apply_overrides(doc, {".".join(keys): value})
+    overridden += apply_overrides(doc, values or {})
+    return validate(TrainConfig, doc, source=str(Path(path)) if path is not None else COMMAND_LINE, overridden=overridden)

@@ -64,8 +64,9 @@ def test_read_config_file_errors_name_the_file(tmp_path: Path, name: str, text: 
 
 def test_apply_overrides_dotted_keys_into_sections() -> None:
     doc = {"seed": 3, "optim": {"lr": 1e-4}}
-    apply_overrides(doc, {"optim.name": "sgd", "seed": None, "data.loader.kind": "torch", "optim.lr": 0.5})
+    applied = apply_overrides(doc, {"optim.name": "sgd", "seed": None, "data.loader.kind": "torch", "optim.lr": 0.5})
     assert doc == {"seed": 3, "optim": {"lr": 0.5, "name": "sgd"}, "data": {"loader": {"kind": "torch"}}}
+    assert applied == ["optim.name", "data.loader.kind", "optim.lr"]  # what validate takes as overridden
     apply_overrides(doc, {"optim": {"lr": 2.0}})  # a whole section replaced
     assert doc == {"seed": 3, "optim": {"lr": 2.0}, "data": {"loader": {"kind": "torch"}}}
 
@@ -91,6 +92,62 @@ def test_validate_lists_every_error_one_line_each() -> None:
     ]
     assert [d["loc"] for d in error.value.details] == [("seed",), ("optim", "lr"), ("optim", "lrr")]
     assert error.value.reason == ""
+
+
+class Span(BaseModel):
+    lo: int = 0
+    hi: int = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if self.lo > self.hi:
+            raise ValueError("expected lo <= hi")
+        return self
+
+
+class Keeps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep: float = Field(0.5, gt=0.0)
+    keep_min: int = Field(1, ge=1)
+    span: Span = Span()
+
+    @model_validator(mode="after")
+    def _fits(self) -> Keeps:
+        if self.keep_min > 10 * self.keep:
+            raise ValueError("keep_min above 10 x keep")
+        return self
+
+
+def test_validate_names_the_command_line_for_overridden_fields() -> None:
+    doc = {"seed": "x", "optim": {"lr": -1, "lrr": 2}}
+    with pytest.raises(ConfigError) as error:
+        validate(Outer, doc, source="c.toml", overridden=["optim.lr", "optim.lrr"])
+    assert str(error.value).split("\n") == [
+        "c.toml: seed: Input should be a valid integer, unable to parse string as an integer (got 'x')",
+        "(command line): optim.lr: Input should be greater than 0 (got -1)",
+        "(command line): optim.lrr: Extra inputs are not permitted (got 2)",
+    ]
+    with pytest.raises(ConfigError) as error:  # a field under an overridden section came with it
+        validate(Outer, {"seed": "x", "optim": {"lr": -1}}, source="c.toml", overridden=["optim"])
+    assert str(error.value).split("\n") == [
+        "c.toml: seed: Input should be a valid integer, unable to parse string as an integer (got 'x')",
+        "(command line): optim.lr: Input should be greater than 0 (got -1)",
+    ]
+
+
+def test_validate_names_both_sources_for_a_whole_holding_an_override() -> None:
+    with pytest.raises(ConfigError) as error:  # the model validator judges the file's keep and the flag's keep_min
+        validate(Keeps, {"keep": 0.1, "keep_min": 5}, source="c.toml", overridden=["keep_min"])
+    assert str(error.value) == "c.toml + (command line): (top level): Value error, keep_min above 10 x keep"
+    with pytest.raises(ConfigError) as error:  # without a file the command line is the one source
+        validate(Keeps, {"keep": 0.1, "keep_min": 5}, source="(command line)", overridden=["keep_min"])
+    assert str(error.value) == "(command line): (top level): Value error, keep_min above 10 x keep"
+    with pytest.raises(ConfigError) as error:  # a section holding an override; a key that only starts like one
+        validate(Keeps, {"keep": 0.1, "keep_min": 0, "span": {"lo": 3, "hi": 2}}, source="c.toml", overridden=["keep", "span.hi"])
+    assert str(error.value).split("\n") == [
+        "c.toml: keep_min: Input should be greater than or equal to 1 (got 0)",
+        "c.toml + (command line): span: Value error, expected lo <= hi (got {'lo': 3, 'hi': 2})",
+    ]
 
 
 def test_load_config_composes_file_and_overrides(tmp_path: Path) -> None:
@@ -129,7 +186,7 @@ def test_load_config_lists_every_invalid_field(tmp_path: Path) -> None:
     assert str(error.value).split("\n") == [
         f"{invalid}: seed: Input should be a valid integer, unable to parse string as an integer (got 'x')",
         f"{invalid}: optim.lr: Input should be greater than 0 (got -1)",
-        f"{invalid}: optim.lrr: Extra inputs are not permitted (got 1)",
+        "(command line): optim.lrr: Extra inputs are not permitted (got 1)",
     ]
     with pytest.raises(ConfigError) as error:
         load_config(None, {"optim": 3}, Outer)

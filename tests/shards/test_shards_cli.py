@@ -47,7 +47,7 @@ def test_a_config_error_lists_every_invalid_field(tmp_path: Path, capsys):
     config.write_text("max_samples = 0\nseeds = 3\n")  # an unknown key is one more invalid field
     assert main(["build", str(tmp_path / "clean"), "--out", str(tmp_path / "o"), "--config", str(config), "--margin", "3"]) == 2
     assert capsys.readouterr().err == (
-        f"shards: error: {config}: margin: Input should be less than or equal to 2 (got 3.0)\n"
+        "shards: error: (command line): margin: Input should be less than or equal to 2 (got 3.0)\n"
         f"shards: error: {config}: max_samples: Input should be greater than or equal to 1 (got 0)\n"
         f"shards: error: {config}: seeds: Extra inputs are not permitted (got 3)\n"
     )
@@ -59,3 +59,25 @@ def test_a_valid_config_loads_to_its_model(tmp_path: Path):
     config.write_text('crop = "full"\nsize = 96\nquality = 80\n')
     loaded = load_shard_config(config, {"manifest_dir": tmp_path / "clean", "out": tmp_path / "o", "size": 128, "seed": None, "workers": 2})
     assert loaded == ShardConfig(manifest_dir=tmp_path / "clean", out=tmp_path / "o", crop="full", size=128, quality=80, workers=2)
+
+
+def test_each_line_names_where_its_value_came_from(tmp_path: Path, capsys):
+    config = tmp_path / "c.toml"
+    build = ["build", str(tmp_path / "clean"), "--out", str(tmp_path / "o"), "--config", str(config)]
+    config.write_text("quality = 80\n")
+    assert main([*build, "--margin", "3"]) == 2  # a bad flag over a good file
+    assert capsys.readouterr().err == "shards: error: (command line): margin: Input should be less than or equal to 2 (got 3.0)\n"
+    config.write_text("quality = 101\n")
+    assert main([*build, "--margin", "0.2"]) == 2  # a bad file under a good flag
+    assert capsys.readouterr().err == f"shards: error: {config}: quality: Input should be less than or equal to 100 (got 101)\n"
+    assert main([*build, "--margin", "3"]) == 2  # both
+    assert capsys.readouterr().err == (
+        "shards: error: (command line): margin: Input should be less than or equal to 2 (got 3.0)\n"
+        f"shards: error: {config}: quality: Input should be less than or equal to 100 (got 101)\n"
+    )
+    config.write_text("num_partitions = 2\n")
+    assert main([*build, "--partition", "2"]) == 2  # the whole model holds both
+    assert capsys.readouterr().err == (
+        f"shards: error: {config} + (command line): (top level): Value error, partition 2 is not below num_partitions 2\n"
+    )
+    assert not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from train.cli import main
 from train.config import ConfigError, load_train_config, parse_override
 
 
@@ -40,3 +41,44 @@ def test_parse_override():
     assert parse_override("data.shards=demo/shards") == (["data", "shards"], "demo/shards")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("optim.lr")
+
+
+def test_each_line_names_where_its_value_came_from(tmp_path: Path, capsys):
+    config = tmp_path / "run.toml"
+    run = ["run", "--config", str(config), "--out", str(tmp_path / "run")]
+    config.write_text("[optim]\nweight_decay = 0.01\n")
+    assert main([*run, "--lr", "-1"]) == 2  # a bad flag over a good file
+    assert capsys.readouterr().err == "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1.0)\n"
+    config.write_text("[optim]\nweight_decay = -1\n")
+    assert main([*run, "--lr", "1e-3"]) == 2  # a bad file under a good flag
+    assert capsys.readouterr().err == f"train run: error: {config}: optim.weight_decay: Input should be greater than or equal to 0 (got -1)\n"
+    assert main([*run, "--lr", "-1"]) == 2  # both
+    assert capsys.readouterr().err == (
+        "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1.0)\n"
+        f"train run: error: {config}: optim.weight_decay: Input should be greater than or equal to 0 (got -1)\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_set_override_under_a_section_names_the_command_line(tmp_path: Path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("[optim]\nlr = 1e-3\nweight_decay = -1\n[schedule]\nepochs = 2\n")
+    run = ["run", "--config", str(config), "--out", str(tmp_path / "run")]
+    assert main([*run, "--set", "optim.lr=-1", "--set", "schedule.min_lr=-1"]) == 2
+    assert capsys.readouterr().err == (
+        "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1)\n"
+        f"train run: error: {config}: optim.weight_decay: Input should be greater than or equal to 0 (got -1)\n"
+        "train run: error: (command line): schedule.min_lr: Input should be greater than or equal to 0 (got -1)\n"
+    )
+    assert main([*run, "--set", "optim={lr = -1, lrr = 2}"]) == 2  # the whole section: the file's optim is gone
+    assert capsys.readouterr().err == (
+        "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1)\n"
+        "train run: error: (command line): optim.lrr: Extra inputs are not permitted (got 2)\n"
+    )
+    config.write_text("[model]\nfreeze_groups = 2\n")
+    assert main([*run, "--set", "model.freeze_steps=0"]) == 2  # the whole model holds both
+    assert capsys.readouterr().err == (
+        f"train run: error: {config} + (command line): (top level): "
+        "Value error, model.freeze_groups needs model.freeze_steps > 0 (a frozen backbone never learns)\n"
+    )
+    assert not (tmp_path / "run").exists()
