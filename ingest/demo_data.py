@@ -34,6 +34,7 @@ FRAME_SIZES = ((320, 240), (240, 320), (288, 288))  # landscape, portrait, squar
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")  # one per emotion, same order
 COLOURS = ((230, 40, 40), (40, 90, 230), (40, 190, 60), (240, 210, 30), (200, 50, 200), (30, 200, 210))
 
+VIDEO_FAULTS = ("label_unknown", "label_missing", "malformed_json")  # each on an extra training video
 # Frame-level faults: (name, rule the record must be quarantined under, or None when kept).
 FRAME_FAULTS = (
     ("bbox_negative_small", None),  # clipped and kept, repair recorded
@@ -188,17 +189,7 @@ def generate(
     flips = _Flips(label_noise, np.random.default_rng([seed, 1]), unit=noise_unit) if label_noise > 0 else None
     photos = _photos()
     expected: dict = {"quarantined": [], "repaired": [], "kept_oddities": [], "orphans": [], "warned": []}
-    plans = []
-    for v in range(videos):
-        cls = v % len(EMOTIONS)
-        species = "CAT" if (v // len(EMOTIONS)) % 2 == 0 else "DOG"
-        actions = CAT_ACTIONS if species == "CAT" else DOG_ACTIONS
-        split = "Validation" if v >= videos - val_videos else "Training"
-        plans.append({"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split})
-    # Video-level faults on extra videos, so the clean videos keep every class learnable.
-    extra = [("label_unknown", "label.unknown"), ("label_missing", "label.missing"), ("malformed_json", "annotation.malformed")]
-    for k, (fault, _) in enumerate(extra):
-        plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault})
+    plans = plan_videos(videos, val_videos=val_videos, seed=seed, photos=len(photos))
     frame_faults = list(FRAME_FAULTS)
     for plan in plans:
         _write_video(out, plan, frames, photos, rng, frame_faults, expected, flips)
@@ -209,6 +200,34 @@ def generate(
     (out / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return expected
 
+
+
+def plan_videos(videos: int, *, val_videos: int, seed: int, photos: int) -> list[dict]:
+    """What each video shows: its class (video ``v``: class ``v % 6``), species, action, split, backdrop
+    photo (an index below ``photos``, the number of photographs) and frame size; then one extra
+    training video per video-level fault.
+
+    The backdrop and frame size are drawn from a stream of their own, never from the class: when they
+    cycled with ``v`` (photo ``v % 9`` and class ``v % 6`` share the factor 3) each photo showed two
+    classes only, so the backdrop told the class, a flipped frame's given label too, even in videos a
+    model had never seen.
+    """
+    scenes = np.random.default_rng([seed, 2])
+
+    def scene() -> dict:
+        return {"photo": int(scenes.integers(photos)), "size": FRAME_SIZES[int(scenes.integers(len(FRAME_SIZES)))]}
+
+    plans = []
+    for v in range(videos):
+        cls = v % len(EMOTIONS)
+        species = "CAT" if (v // len(EMOTIONS)) % 2 == 0 else "DOG"
+        actions = CAT_ACTIONS if species == "CAT" else DOG_ACTIONS
+        split = "Validation" if v >= videos - val_videos else "Training"
+        plans.append({"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split, **scene()})
+    # Video-level faults on extra videos, so the clean videos keep every class learnable.
+    for k, fault in enumerate(VIDEO_FAULTS):
+        plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault, **scene()})
+    return plans
 
 class _Flips:
     """Which clean training frames show another class than their label, and the record of it."""
@@ -249,8 +268,7 @@ def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: 
     frame_rel = f"{split}/{FRAMES_DIR}/{species}/{action}/{stem}"
     (out / frame_rel).mkdir(parents=True, exist_ok=True)
     (out / label_rel).parent.mkdir(parents=True, exist_ok=True)
-    size = FRAME_SIZES[v % len(FRAME_SIZES)]
-    photo = photos[v % len(photos)]
+    size, photo = plan["size"], photos[plan["photo"]]
     video_fault = plan.get("video_fault")
     emotion = EMOTIONS[cls]
     inspect_emotion = {"label_unknown": "몰라", "label_missing": None}.get(video_fault, emotion)

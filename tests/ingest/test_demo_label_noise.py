@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.demo_data import FRAME_FAULTS, LOOK_ALIKE, generate
+from ingest.demo_data import FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, generate, plan_videos
 from ingest.sources.aihub import EMOTIONS
 
 
@@ -59,3 +59,15 @@ def test_noise_unit_video_flips_every_clean_frame_of_a_drawn_video(tmp_path: Pat
         assert n == len(doc["annotations"]) - faulted[source_file], source_file
     with pytest.raises(ValueError, match=r"^--noise-unit: expected one of frame, video, got 'scene'$"):
         generate(tmp_path / "bad", videos=12, frames=3, label_noise=0.1, noise_unit="scene")
+
+
+def test_a_videos_backdrop_and_frame_size_say_nothing_about_its_class():
+    # Cycled with the video number, photo v % 9 and class v % 6 shared the factor 3: each photo showed
+    # two classes only, and a model learned the class from the backdrop (flipped frames' given label too).
+    plans = [p for p in plan_videos(540, val_videos=6, seed=0, photos=9) if "video_fault" not in p]
+    classes = lambda key: {value: {p["cls"] for p in plans if p[key] == value} for value in {p[key] for p in plans}}  # noqa: E731
+    assert sorted(classes("photo")) == list(range(9))
+    assert all(seen == set(range(len(EMOTIONS))) for seen in classes("photo").values())
+    assert sorted(classes("size")) == sorted(FRAME_SIZES)
+    assert all(seen == set(range(len(EMOTIONS))) for seen in classes("size").values())
+    assert [p["cls"] for p in plans] == [v % len(EMOTIONS) for v in range(540)]
