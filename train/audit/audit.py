@@ -207,7 +207,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         cutoff = calibrated_cutoff(both.get_column("aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
     signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
                                    suggested_label=pl.col("cl_suggested"))  # fmt: skip
-    combined = combine(signals).with_columns(
+    combined = combine(signals, out_of_fold=job.oof is not None).with_columns(
         suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
     )
     suspects = combined.select(SUSPECTS)

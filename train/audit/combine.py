@@ -1,24 +1,27 @@
 """One verdict per training sample from the signals: a combined rank, ``label_issue | ambiguous | ok``, and why.
 
-Three signals with a cut-off learned from the data, any one of which makes a ``label_issue``:
+The signals with a cut-off learned from the data:
 
 * the **model's view**: its most probable class is not the given label (out-of-fold or eval-mode
   probabilities, ``train.audit.audit``);
 * the **training dynamics' view**: the AUM at or below its cut-off (threshold-sample runs, or
-  calibrated against the model's view, positive-unlabelled: ``train.audit.aum``), which catches
-  flips the model memorised or took from the context (a frame's video background) but found hard
-  to learn;
+  calibrated against the model's view, positive-unlabelled: ``train.audit.aum``);
 * **confident learning**'s prune-by-noise-rate issue (``train.audit.confident``).
 
-Weaker evidence (annotators disagree, never learned) makes a sample ``ambiguous``; else ``ok``.
+A ``label_issue`` is where the views agree: the model prefers another class **and** the AUM is at
+or below its cut-off. When the model's view comes from out-of-fold probabilities (``train
+crossval``), it was never fitted to the sample's label, so it needs no second opinion: the model
+doubting or confident learning flagging the sample is a ``label_issue`` on its own (the AUM comes
+from a run that did fit the label, and misses a whole mislabelled video, which that run learned).
+One signal alone, the annotators disagreeing, or a sample never learned make it ``ambiguous``; else ``ok``.
 
-Why the union: the model's view is precise but misses the flips it was able to fit; the AUM
-catches some of those, and calibrating its cut-off on the model's view keeps it from flagging the
-clean samples a weak model was slow to learn. On planted noise (bench/noise_bench.py, the demo)
-this beat both the intersection of the two views and either alone on three of four data sets, and
-the positive-unlabelled calibration of the cut-off raised it further (docs/audit.md). The combined rank orders every sample by the mean of its
-per-signal ranks (most suspect first), so a reviewer who works down the list meets the strongest
-evidence first.
+Why both views of one run: each flags clean samples the other clears. The model's eval-mode view
+doubts clean samples it merely gets wrong (a weak model's errors), which the training dynamics had
+learned (AUM above the cut-off); the AUM is low for clean samples that are slow to learn, which the
+model ends up getting right. On planted noise with backdrops independent of the class
+(bench/noise_bench.py, four data sets), requiring both raised F1 over their union by 0.05-0.11
+(docs/audit.md). The combined rank orders every sample by the mean of its per-signal ranks (most
+suspect first), so a reviewer who works down the list meets the strongest evidence first.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ def _rank(expr: pl.Expr) -> pl.Expr:
     return (expr.rank("average") / expr.count()).fill_null(0.5)
 
 
-def combine(signals: pl.DataFrame) -> pl.DataFrame:
+def combine(signals: pl.DataFrame, *, out_of_fold: bool = False) -> pl.DataFrame:
     """``signals``: one row per sample with ``aum``, ``aum_cutoff``, ``cl_issue``, ``self_confidence``,
     ``forgetting_score``, ``never_learned``, ``annotators_disagree``, ``other_label``, ``label``,
     ``model_label``, ``suggested_label`` (null values allowed). Adds ``suspect_score``, ``rank``
-    (1 = most suspect), ``verdict``, ``reason``."""
+    (1 = most suspect), ``verdict``, ``reason``. ``out_of_fold``: ``model_label`` and the confident
+    learning columns come from out-of-fold probabilities (see the module docstring)."""
     aum_flag = (pl.col("aum") <= pl.col("aum_cutoff")).fill_null(False)
     cl_flag = pl.col("cl_issue").fill_null(False)
     disagree = pl.col("annotators_disagree").fill_null(False)
@@ -58,9 +62,9 @@ def combine(signals: pl.DataFrame) -> pl.DataFrame:
     reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     out = signals.with_columns(
         suspect_score=score,
-        verdict=pl.when(aum_flag | model_doubts | cl_flag)
+        verdict=pl.when((model_doubts | cl_flag) if out_of_fold else (model_doubts & aum_flag))
         .then(pl.lit("label_issue"))
-        .when(disagree | never)
+        .when(aum_flag | model_doubts | cl_flag | disagree | never)
         .then(pl.lit("ambiguous"))
         .otherwise(pl.lit("ok")),
         reason=pl.when(reason == "").then(pl.lit("no signal flags it")).otherwise(reason),

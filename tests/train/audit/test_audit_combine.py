@@ -4,7 +4,7 @@ from train.audit.combine import combine
 
 
 def test_verdicts_reasons_and_rank():
-    """label_issue: any of confident learning, the AUM at or below its cut-off, the model doubting; weaker evidence: ambiguous."""
+    """label_issue: the model doubting and the AUM at or below its cut-off; one signal alone or weaker evidence: ambiguous."""
     signals = pl.DataFrame({
         "sample_id": ["both", "aum_only", "ok", "disagree", "two_views"],
         "label": ["a", "a", "b", "b", "a"],
@@ -21,7 +21,7 @@ def test_verdicts_reasons_and_rank():
     })  # fmt: skip
     got = combine(signals)
     assert got.select("sample_id", "rank", "verdict").rows() == [
-        ("both", 1, "label_issue"), ("aum_only", 2, "label_issue"), ("two_views", 3, "label_issue"), ("disagree", 4, "ambiguous"),
+        ("both", 1, "label_issue"), ("two_views", 2, "label_issue"), ("aum_only", 3, "ambiguous"), ("disagree", 4, "ambiguous"),
         ("ok", 5, "ok")]  # fmt: skip
     reasons = dict(got.select("sample_id", "reason").rows())
     assert reasons["both"] == "AUM -2.0 at or below the cut-off -0.5; confident learning: p(given) 0.1 with b more likely"
@@ -30,11 +30,17 @@ def test_verdicts_reasons_and_rank():
     assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
 
 
-def test_the_model_doubting_alone_is_a_label_issue():
+def test_the_model_doubting_alone_is_a_label_issue_only_out_of_fold():
+    """An out-of-fold view was never fitted to the label: alone it decides. A view of the audited run
+    (eval mode) needs the AUM to agree; without it, or with confident learning alone, ambiguous."""
     signals = pl.DataFrame({
-        "sample_id": ["x"], "label": ["a"], "model_label": ["b"], "suggested_label": ["b"], "other_label": [None],
-        "aum": [0.5], "aum_cutoff": [-0.5], "cl_issue": [False], "self_confidence": [0.4], "forgetting_score": [1.0],
-        "never_learned": [False], "annotators_disagree": [None],
+        "sample_id": ["doubt", "cl"], "label": ["a", "a"], "model_label": ["b", "a"], "suggested_label": ["b", "c"],
+        "other_label": [None, None], "aum": [0.5, 0.5], "aum_cutoff": [-0.5, -0.5], "cl_issue": [False, True],
+        "self_confidence": [0.4, 0.45], "forgetting_score": [1.0, 1.0], "never_learned": [False, False],
+        "annotators_disagree": [None, None],
     }, schema_overrides={"other_label": pl.String, "annotators_disagree": pl.Boolean})  # fmt: skip
-    got = combine(signals).row(0, named=True)
-    assert (got["verdict"], got["reason"]) == ("label_issue", "the model's most probable class is b")
+    fitted = {r["sample_id"]: (r["verdict"], r["reason"]) for r in combine(signals).iter_rows(named=True)}
+    assert fitted == {"doubt": ("ambiguous", "the model's most probable class is b"),
+                      "cl": ("ambiguous", "confident learning: p(given) 0.45 with c more likely")}  # fmt: skip
+    held_out = {r["sample_id"]: r["verdict"] for r in combine(signals, out_of_fold=True).iter_rows(named=True)}
+    assert held_out == {"doubt": "label_issue", "cl": "label_issue"}
