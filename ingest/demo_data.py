@@ -201,7 +201,6 @@ def generate(
     return expected
 
 
-
 def plan_videos(videos: int, *, val_videos: int, seed: int, photos: int) -> list[dict]:
     """What each video shows: its class (video ``v``: class ``v % 6``), species, action, split, backdrop
     photo (an index below ``photos``, the number of photographs) and frame size; then one extra
@@ -228,6 +227,7 @@ def plan_videos(videos: int, *, val_videos: int, seed: int, photos: int) -> list
     for k, fault in enumerate(VIDEO_FAULTS):
         plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault, **scene()})
     return plans
+
 
 class _Flips:
     """Which clean training frames show another class than their label, and the record of it."""
