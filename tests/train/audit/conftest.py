@@ -17,7 +17,7 @@ VOCAB = ["happy", "calm", "angry", "scared"]
 FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def audited_runs(tmp_path_factory: pytest.TempPathFactory):
     from train.config import load_train_config as load_config
 
