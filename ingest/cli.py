@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--noise-unit", choices=NOISE_UNITS, default="frame",
                    help="draw --label-noise per frame (default) or per video (every frame of a flipped video)")
     d.add_argument("--val-videos", type=int, default=6, help="the last videos that form the validation split (6)")
+    d.add_argument("--pair-colours", action="store_true",
+                   help="both classes of a look-alike pair in one colour: only the outline tells them apart (harder)")
 
     k = sub.add_parser("demo-check", help="compare a cleaning run with the faults the demo injected")
     k.add_argument("root", type=Path, help="the demo dataset (demo-data's folder)")
@@ -89,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         from ingest.demo_data import generate
 
         expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise,
-                            val_videos=args.val_videos, noise_unit=args.noise_unit)
+                            val_videos=args.val_videos, noise_unit=args.noise_unit, pair_colours=args.pair_colours)
         print(f"demo dataset: {args.out} ({expected['counts']['videos']} videos, "
               f"{len(expected['quarantined'])} injected faults, {len(expected['kept_oddities'])} valid oddities)")  # fmt: skip
         return 0

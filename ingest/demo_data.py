@@ -79,8 +79,12 @@ def _photos() -> list[np.ndarray]:
     ]  # fmt: skip
 
 
-def draw_frame(photo: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int], cls: int, rng: np.random.Generator) -> Image.Image:
-    """A frame cut from ``photo`` with the class shape drawn inside ``box`` (x, y, w, h)."""
+def draw_frame(
+    photo: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int], cls: int, rng: np.random.Generator, *,
+    pair_colours: bool = False,
+) -> Image.Image:  # fmt: skip
+    """A frame cut from ``photo`` with the class shape drawn inside ``box`` (x, y, w, h); with
+    ``pair_colours`` both classes of a look-alike pair share one colour, so only the outline tells them apart."""
     w, h = size
     ph, pw = photo.shape[:2]
     scale = rng.uniform(0.5, 0.9)
@@ -92,7 +96,7 @@ def draw_frame(photo: np.ndarray, size: tuple[int, int], box: tuple[int, int, in
     cx = bx + bw / 2 + rng.uniform(-0.08, 0.08) * bw
     cy = by + bh / 2 + rng.uniform(-0.08, 0.08) * bh
     draw = ImageDraw.Draw(img)
-    colour, shape = COLOURS[cls], SHAPES[cls]
+    colour, shape = COLOURS[min(cls, LOOK_ALIKE[cls]) if pair_colours else cls], SHAPES[cls]
     bounds = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
         draw.ellipse(bounds, fill=colour)
@@ -168,7 +172,7 @@ NOISE_UNITS = ("frame", "video")
 
 def generate(
     out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0, val_videos: int = len(EMOTIONS),
-    noise_unit: str = "frame",
+    noise_unit: str = "frame", pair_colours: bool = False,
 ) -> dict:  # fmt: skip
     """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record.
 
@@ -192,7 +196,7 @@ def generate(
     plans = plan_videos(videos, val_videos=val_videos, seed=seed, photos=len(photos))
     frame_faults = list(FRAME_FAULTS)
     for plan in plans:
-        _write_video(out, plan, frames, photos, rng, frame_faults, expected, flips)
+        _write_video(out, plan, frames, photos, rng, frame_faults, expected, flips, pair_colours=pair_colours)
     _write_duplicate(out, plans, expected)
     if flips is not None:
         flips.write(out / "planted_flips.csv")
@@ -261,7 +265,10 @@ class _Flips:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict, flips: _Flips | None = None) -> None:
+def _write_video(
+    out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict, flips: _Flips | None = None, *,
+    pair_colours: bool = False,
+) -> None:  # fmt: skip
     v, cls, species, action, split = plan["v"], plan["cls"], plan["species"], plan["action"], plan["split"]
     stem = f"demo-{species.lower()}-{action.lower()}-{v:04d}.mp4"
     label_rel = f"{split}/{LABELS_DIR}/{species}/{action}/{stem}.json"
@@ -290,7 +297,7 @@ def _write_video(out: Path, plan: dict, frames: int, photos, rng, frame_faults: 
         shown = cls
         if flips is not None and split == "Training" and not fault and not video_fault:
             shown = flips.true_class(cls, source_file=label_rel, record=str(number), image_path=path.relative_to(out).as_posix())
-        img = draw_frame(photo, size, (bx, by, bw, bh), shown, rng)
+        img = draw_frame(photo, size, (bx, by, bw, bh), shown, rng, pair_colours=pair_colours)
         if name == "symlink_outside":
             os.symlink("/etc/hostname", path)
         elif name != "no_jpeg":

@@ -157,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--manifest", type=Path, help="the clean folder (manifest.parquet) the runs were trained from")
     audit.add_argument("--out", type=Path, help="audit folder: suspects.parquet, audit.json, audit.html")
     audit.add_argument("--oof", type=Path, help="out-of-fold probabilities (train crossval's oof.parquet)")
+    audit.add_argument("--view", type=Path, metavar="RUN2",
+                       help="second round: the model's view from RUN2's last checkpoint (a run trained on the cleaned manifest)")
     audit.add_argument("--shards", type=Path, help="shards for the gallery (default: the first run's data.shards)")
     audit.add_argument("--gallery", type=int, default=48, help="top suspects shown as images (default 48)")
     audit.add_argument("--no-predict", dest="predict", action="store_false",
@@ -449,7 +451,7 @@ def _audit(args: argparse.Namespace) -> int:
     if not args.runs or args.manifest is None or args.out is None:
         raise ConfigError("expected RUN_DIR [RUN_DIR ...] --manifest CLEAN --out AUDIT (or --review AUDIT)")
     job = AuditJob(runs=args.runs, manifest=args.manifest, out=args.out, oof=args.oof, shards=args.shards, gallery=args.gallery,
-                   predict=args.predict, device=args.device)  # fmt: skip
+                   predict=args.predict, device=args.device, view=args.view)  # fmt: skip
     suspects = run_audit(job)
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     print(f"{args.out}: {suspects.height} samples: {counts.get('label_issue', 0)} label issues, "

@@ -6,10 +6,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
-from ingest.demo_data import FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, generate, plan_videos
+from ingest.demo_data import COLOURS, FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, draw_frame, generate, plan_videos
 from ingest.sources.aihub import EMOTIONS
 
 
@@ -71,3 +72,16 @@ def test_a_videos_backdrop_and_frame_size_say_nothing_about_its_class():
     assert sorted(classes("size")) == sorted(FRAME_SIZES)
     assert all(seen == set(range(len(EMOTIONS))) for seen in classes("size").values())
     assert [p["cls"] for p in plans] == [v % len(EMOTIONS) for v in range(540)]
+
+
+def _shape_colours(cls: int, *, pair_colours: bool) -> set[tuple[int, int, int]]:
+    """The colours painted over a black photo by ``draw_frame`` for class ``cls``."""
+    img = draw_frame(np.zeros((64, 64, 3), np.uint8), (64, 64), (8, 8, 48, 48), cls, np.random.default_rng(0), pair_colours=pair_colours)
+    return {c for c in map(tuple, np.asarray(img).reshape(-1, 3).tolist()) if c != (0, 0, 0)}
+
+
+def test_pair_colours_paint_both_classes_of_a_look_alike_pair_in_one_colour():
+    for cls, other in LOOK_ALIKE.items():
+        assert _shape_colours(cls, pair_colours=False) == {COLOURS[cls]}
+        assert _shape_colours(cls, pair_colours=True) == {COLOURS[min(cls, other)]}
+    assert len({COLOURS[min(c, o)] for c, o in LOOK_ALIKE.items()}) == 3

@@ -24,6 +24,11 @@ The model's view of each training image comes from the best probabilities at han
    probabilities understate that (augmented images, dropout, and the early epochs when every
    sample is wrong), which is why the pass pays on planted noise (docs/audit.md);
 3. the mean of the probabilities each sample got while it was trained on (free, weakest).
+
+``--view RUN2`` replaces 2. with the last checkpoint of a later run, in eval mode over the audited
+run's training split: a second round of the loop. RUN2 was trained on the manifest the first audit
+cleaned, so the images it dropped are seen by a model that never fitted their label, and the rest
+by a model that learned from cleaner data (docs/audit.md). The AUM still comes from the runs audited.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class AuditJob(BaseModel):
     shards: Path | None = None  # for the gallery; default: the first run's data.shards
     gallery: int = 48  # top suspects shown as images
     predict: bool = True  # eval-mode pass of each ordinary run's last checkpoint over its training split
+    view: Path | None = None  # a later run (trained on the cleaned manifest) whose last checkpoint gives the model's view
     device: str = "auto"  # for that pass
 
 
@@ -131,7 +137,6 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
     the training images in eval mode; None when no run has a last checkpoint and reachable shards.
     Threshold-sample runs take no part (their model has one class more than the shards)."""
     from train.fit.checkpoint import LAST
-    from train.fit.evaluate import predict_checkpoint
 
     frames = []
     for i, run in enumerate(runs):
@@ -141,16 +146,42 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
         if not checkpoint.is_file() or shards is None or not (shards / run.train_split).is_dir():
             log.warning("%s: no eval-mode pass (needs %s and the shards' %s split)", run.path, checkpoint, run.train_split)
             continue
-        table = predict_checkpoint(checkpoint, shards / run.train_split, out=job.out / "train_predictions" / f"run{i}.parquet",
-                                   device=job.device)  # fmt: skip
-        frame = pl.from_arrow(table).select("sample_id", "probs")
-        frames.append(pl.DataFrame({"sample_id": frame.get_column("sample_id"),
-                                    "p": np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)[:, :num_classes]}))  # fmt: skip
+        frames.append(_predicted(checkpoint, shards / run.train_split, job.out / "train_predictions" / f"run{i}.parquet", job.device))
     if not frames:
         return None
     rows = pl.concat(frames)
-    ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), rows.get_column("p").to_numpy())
+    probs = np.stack(rows.get_column("probs").to_numpy())[:, :num_classes]
+    ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), probs)
     return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
+
+
+def view_probs(run: RunDynamics, job: AuditJob) -> pl.DataFrame:
+    """The probabilities the last checkpoint of ``job.view`` gives the training images of ``run``
+    (the audited run) in eval mode."""
+    from train.fit.checkpoint import LAST
+
+    view = Path(job.view)
+    checkpoint, shards = view / "checkpoints" / LAST, job.shards or run.shards
+    try:
+        vocabulary = json.loads((view / "run.json").read_text(encoding="utf-8"))["vocabulary"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"--view {view}: expected a run directory with run.json: {exc}") from None
+    if vocabulary != run.vocabulary:
+        raise ValueError(f"--view {view}: vocabulary {vocabulary} differs from {run.path}'s {run.vocabulary}")
+    if not checkpoint.is_file():
+        raise ValueError(f"--view {view}: no last checkpoint ({checkpoint})")
+    if shards is None or not (shards / run.train_split).is_dir():
+        raise ValueError(f"--view {view}: expected the audited run's shards with a {run.train_split!r} split, got {shards}")
+    return _predicted(checkpoint, shards / run.train_split, job.out / "train_predictions" / "view.parquet", job.device)
+
+
+def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
+    """One eval-mode pass of ``checkpoint`` over a split folder: sample_id and probs (float64 rows)."""
+    from train.fit.evaluate import predict_checkpoint
+
+    frame = pl.from_arrow(predict_checkpoint(checkpoint, split, out=out, device=device)).select("sample_id", "probs")
+    probs = np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)
+    return pl.DataFrame({"sample_id": frame.get_column("sample_id"), "probs": probs})
 
 
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
@@ -166,6 +197,8 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     """Every signal, the verdicts, ``suspects.parquet``, ``audit.json`` and the HTML report under ``job.out``."""
     from train.audit.report import write_report
 
+    if job.oof is not None and job.view is not None:
+        raise ValueError("--oof and --view: expected one view of the model, got both")
     runs = [load_run(r) for r in job.runs]
     vocabulary = runs[0].vocabulary
     for run in runs[1:]:
@@ -223,6 +256,8 @@ def _probabilities(runs: list[RunDynamics], job: AuditJob, k: int) -> tuple[pl.D
     """The best probabilities at hand (see the module docstring) and where they came from (words)."""
     if job.oof is not None:
         return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})"
+    if job.view is not None:
+        return view_probs(runs[0], job), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split"
     if job.predict:
         probs = eval_probs(runs, job, k)
         if probs is not None:
@@ -238,6 +273,7 @@ def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: 
         "threshold_runs": [str(r.path) for r in runs if r.extra_class is not None],
         "manifest": str(job.manifest),
         "oof": str(job.oof) if job.oof else None,
+        "view": str(job.view) if job.view else None,
         "vocabulary": vocabulary,
         "samples": suspects.height,
         "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")},

@@ -80,3 +80,49 @@ def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path:
     assert main(["audit", str(run), "--manifest", str(demo_clean), "--out", str(again), "--gallery", "0", "--no-predict"]) == 0
     assert json.loads((again / "audit.json").read_text())["confident_learning"]["probabilities"] == "mean training-time probabilities"
     assert not (again / "train_predictions").exists()
+
+
+@pytest.mark.slow
+def test_audit_view_takes_the_model_view_from_a_second_run(demo_clean: Path, tmp_path: Path, capsys):
+    """--view RUN2: the model's view is RUN2's last checkpoint over the audited run's training split;
+    the AUM stays the audited run's; --view with --oof is refused in one line."""
+    import json
+
+    import numpy as np
+
+    shards = tmp_path / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=40, max_samples=8, workers=1, quiet=True))
+    runs = {}
+    for name, seed in (("first", 0), ("second", 1)):
+        runs[name] = tmp_path / name
+        argv = ["run", "--data", str(shards), "--out", str(runs[name]), "--set", "data.image_size=32", "--set", "data.batch_size=8",
+                "--set", "schedule.epochs=1", "--set", "compute.device=cpu", "--set", "record.progress=false", "--set", f"seed={seed}",
+                "--set", "data.workers=1", "--set", "compute.cpu_threads=1"]  # fmt: skip
+        assert main(argv) == 0
+    plain, viewed = tmp_path / "audit", tmp_path / "audit_view"
+    assert main(["audit", str(runs["first"]), "--manifest", str(demo_clean), "--out", str(plain), "--gallery", "0"]) == 0
+    assert main(["audit", str(runs["first"]), "--view", str(runs["second"]), "--manifest", str(demo_clean), "--out", str(viewed),
+                 "--gallery", "0"]) == 0  # fmt: skip
+    assert main(["predict", "--checkpoint", str(runs["second"] / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
+                 "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
+    predicted = pl.read_parquet(tmp_path / "pred.parquet")
+    assert pl.read_parquet(viewed / "train_predictions" / "view.parquet").equals(predicted)
+    assert not (viewed / "train_predictions" / "run0.parquet").exists()  # the audited run's own pass is not made
+    summary = json.loads((viewed / "audit.json").read_text())
+    assert summary["view"] == str(runs["second"])
+    assert summary["confident_learning"]["probabilities"] == (
+        f"eval-mode predictions of the last checkpoint of {runs['second']} over the audited run's training split")
+    suspects = pl.read_parquet(viewed / "suspects.parquet").join(predicted.select("sample_id", "probs"), on="sample_id")
+    probs = np.asarray(suspects.get_column("probs").to_list(), dtype=np.float64)
+    assert suspects.get_column("model_label").to_list() == np.asarray(summary["vocabulary"])[probs.argmax(axis=1)].tolist()
+    aum = lambda folder: pl.read_parquet(folder / "suspects.parquet").select("sample_id", "aum").sort("sample_id")  # noqa: E731
+    assert aum(viewed).equals(aum(plain))  # the AUM is the audited run's, whatever the view
+
+    both = ["audit", str(runs["first"]), "--view", str(runs["second"]), "--oof", str(tmp_path / "oof.parquet"),
+            "--manifest", str(demo_clean), "--out", str(tmp_path / "both")]  # fmt: skip
+    capsys.readouterr()
+    assert main(both) == 2
+    assert capsys.readouterr().err == "train audit: error: --oof and --view: expected one view of the model, got both\n"
+    assert not (tmp_path / "both").exists()
+    assert main(["audit", str(runs["first"]), "--view", str(shards), "--manifest", str(demo_clean), "--out", str(tmp_path / "nov")]) == 2
+    assert capsys.readouterr().err.startswith(f"train audit: error: --view {shards}: expected a run directory with run.json: ")
