@@ -85,3 +85,14 @@ def test_pair_colours_paint_both_classes_of_a_look_alike_pair_in_one_colour():
         assert _shape_colours(cls, pair_colours=False) == {COLOURS[cls]}
         assert _shape_colours(cls, pair_colours=True) == {COLOURS[min(cls, other)]}
     assert len({COLOURS[min(c, o)] for c, o in LOOK_ALIKE.items()}) == 3
+
+
+def test_demo_data_pair_colours_flag_writes_what_generate_writes(tmp_path: Path):
+    from ingest.cli import main
+
+    assert main(["demo-data", str(tmp_path / "cli"), "--videos", "12", "--frames", "2", "--pair-colours"]) == 0
+    generate(tmp_path / "api", videos=12, frames=2, seed=0, val_videos=6, pair_colours=True)
+    generate(tmp_path / "plain", videos=12, frames=2, seed=0, val_videos=6)
+    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.jpg") if not p.is_symlink()}  # noqa: E731
+    assert files(tmp_path / "cli") == files(tmp_path / "api")
+    assert files(tmp_path / "cli") != files(tmp_path / "plain")  # classes 3-5 painted in their pair's colour
