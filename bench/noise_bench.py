@@ -26,10 +26,10 @@ after the last epoch.
 ``--quick`` (30 videos x 12 frames, 6 of them validation, 32 px, 12 epochs, one round) trains
 four small models from scratch on the CPU: about 4-5 minutes on a 2-core machine, more than the
 one minute of the other benches; the loop has no cheaper honest proof than training. The default
-run (36 videos x 12 frames, 12 of them validation, 30 epochs, two rounds) takes about 11 minutes.
+run (36 videos x 12 frames, 12 of them validation, 30 epochs, two rounds) takes about 12 minutes.
 At both sizes a from-scratch model's last-epoch validation accuracy swings by more than the noise
 costs, so the gap is coarse. ``--videos 72 --val-videos 12`` trains models that learn the
-classes (about 25 minutes); there the demo's classes are so easy that the flips barely cost
+classes (20-30 minutes); there the demo's classes are so easy that the flips barely cost
 accuracy, and ``--pair-colours`` (both classes of a look-alike pair in one colour, told apart by
 the outline only) makes the flips cost 40 points that a clean run does not lose: the setting
 where the gap is measured best (docs/audit.md).
