@@ -188,8 +188,9 @@ def run(work: Path, args: argparse.Namespace) -> int:
         second = run_audit(AuditJob(runs=[work / "run_noisy"], view=work / "run_cleaned", manifest=work / "clean",
                                     out=work / "audit_round2", gallery=24))  # fmt: skip
         print("\naudit of the noisy run with the cleaned run's view (--view, the second round):")
-        print(format_scores(score_audit(second, pl.read_csv(work / "raw" / "planted_flips.csv")), planted=len(truth)))
-        verdict2 = score_audit(second, pl.read_csv(work / "raw" / "planted_flips.csv")).row(0, named=True)
+        scores2 = score_audit(second, pl.read_csv(work / "raw" / "planted_flips.csv"))
+        print(format_scores(scores2, planted=len(truth)))
+        verdict2 = scores2.row(0, named=True)
         clean(CleanConfig(root=work / "raw", out=work / "clean_audited2", workers=2, quiet=True, suspects=work / "audit_round2",
                           max_quarantine_fraction=1.0, overwrite=True))  # fmt: skip
         results["cleaned2"] = train(make_shards(work / "clean_audited2", work / "shards_cleaned2", size=size), work / "run_cleaned2", args)

@@ -160,7 +160,7 @@ def view_probs(run: RunDynamics, job: AuditJob) -> pl.DataFrame:
     (the audited run) in eval mode."""
     from train.fit.checkpoint import LAST
 
-    view = Path(job.view)
+    view = job.view
     checkpoint, shards = view / "checkpoints" / LAST, job.shards or run.shards
     try:
         vocabulary = json.loads((view / "run.json").read_text(encoding="utf-8"))["vocabulary"]
