@@ -158,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, help="audit folder: suspects.parquet, audit.json, audit.html")
     audit.add_argument("--oof", type=Path, help="out-of-fold probabilities (train crossval's oof.parquet)")
     audit.add_argument("--view", type=Path, metavar="RUN2",
-                       help="second round: the model's view from RUN2's last checkpoint (a run trained on the cleaned manifest)")
+                       help="second round: RUN2 (a run trained on the cleaned manifest) judges again: its last checkpoint's view of every "
+                            "training image, its AUM where it trained on the image; its view alone where it did not")
     audit.add_argument("--shards", type=Path, help="shards for the gallery (default: the first run's data.shards)")
     audit.add_argument("--gallery", type=int, default=48, help="top suspects shown as images (default 48)")
     audit.add_argument("--no-predict", dest="predict", action="store_false",

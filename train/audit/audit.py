@@ -27,8 +27,10 @@ The model's view of each training image comes from the best probabilities at han
 
 ``--view RUN2`` replaces 2. with the last checkpoint of a later run, in eval mode over the audited
 run's training split: a second round of the loop. RUN2 was trained on the manifest the first audit
-cleaned, so the images it dropped are seen by a model that never fitted their label, and the rest
-by a model that learned from cleaner data (docs/audit.md). The AUM still comes from the runs audited.
+cleaned, so the images it dropped are seen by a model that never fitted their label (its view of
+them is out of sample and decides alone, as an out-of-fold one does), and the rest by a model that
+learned from cleaner data: for those RUN2's own training dynamics replace the audited run's (its
+AUM, with a cut-off calibrated against its view), and the two views must agree (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 SUSPECTS = (
     "rank", "sample_id", "image_path", "group_id", "label", "label_id", "suggested_label", "model_label", "verdict", "reason",
     "suspect_score", "aum", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
-    "annotators_disagree", "other_label", "seen",
+    "annotators_disagree", "other_label", "seen", "out_of_sample",
 )  # fmt: skip
 
 
@@ -72,7 +74,7 @@ class AuditJob(BaseModel):
     shards: Path | None = None  # for the gallery; default: the first run's data.shards
     gallery: int = 48  # top suspects shown as images
     predict: bool = True  # eval-mode pass of each ordinary run's last checkpoint over its training split
-    view: Path | None = None  # a later run (trained on the cleaned manifest) whose last checkpoint gives the model's view
+    view: Path | None = None  # a later run (trained on the cleaned manifest): its last checkpoint's view, its dynamics where it trained
     device: str = "auto"  # for that pass
 
 
@@ -155,24 +157,54 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
     return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
 
 
-def view_probs(run: RunDynamics, job: AuditJob) -> pl.DataFrame:
-    """The probabilities the last checkpoint of ``job.view`` gives the training images of ``run``
-    (the audited run) in eval mode."""
+def load_view(run: RunDynamics, job: AuditJob) -> RunDynamics:
+    """The later run of ``--view`` (its record and dynamics), checked against ``run``, the audited one."""
     from train.fit.checkpoint import LAST
 
     view = job.view
-    checkpoint, shards = view / "checkpoints" / LAST, job.shards or run.shards
     try:
-        vocabulary = json.loads((view / "run.json").read_text(encoding="utf-8"))["vocabulary"]
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"--view {view}: expected a run directory with run.json: {exc}") from None
-    if vocabulary != run.vocabulary:
-        raise ValueError(f"--view {view}: vocabulary {vocabulary} differs from {run.path}'s {run.vocabulary}")
+        loaded = load_run(view)
+    except ValueError as exc:
+        raise ValueError(f"--view {exc}") from None
+    if loaded.extra_class is not None:
+        raise ValueError(f"--view {view}: a threshold-sample run (one class more); expected an ordinary run")
+    if loaded.vocabulary != run.vocabulary:
+        raise ValueError(f"--view {view}: vocabulary {loaded.vocabulary} differs from {run.path}'s {run.vocabulary}")
+    checkpoint, shards = view / "checkpoints" / LAST, job.shards or run.shards
     if not checkpoint.is_file():
         raise ValueError(f"--view {view}: no last checkpoint ({checkpoint})")
     if shards is None or not (shards / run.train_split).is_dir():
         raise ValueError(f"--view {view}: expected the audited run's shards with a {run.train_split!r} split, got {shards}")
-    return _predicted(checkpoint, shards / run.train_split, job.out / "train_predictions" / "view.parquet", job.device)
+    return loaded
+
+
+def view_probs(run: RunDynamics, view: RunDynamics, job: AuditJob) -> pl.DataFrame:
+    """The probabilities the last checkpoint of ``view`` gives the training images of ``run`` (the
+    audited run) in eval mode."""
+    from train.fit.checkpoint import LAST
+
+    split = (job.shards or run.shards) / run.train_split
+    return _predicted(view.path / "checkpoints" / LAST, split, job.out / "train_predictions" / "view.parquet", job.device)
+
+
+def with_view_dynamics(signals: pl.DataFrame, view: RunDynamics) -> tuple[pl.DataFrame, float]:
+    """``--view``: where the view's run trained on a sample with its given label, that run's AUM
+    and a cut-off calibrated against its view (over those samples) replace the audited runs'; the
+    other samples (the ones the first round dropped or relabelled) are ``out_of_sample``. Returns the
+    signals and that cut-off."""
+    fitted = view.summary.labels.select("sample_id", view_label_id="label_id").join(
+        view.summary.aum.select("sample_id", view_aum="aum"), on="sample_id", how="left"
+    )
+    joined = signals.join(fitted, on="sample_id", how="left")
+    in_sample = (pl.col("view_label_id") == pl.col("label_id")).fill_null(False)
+    both = joined.filter(in_sample & pl.col("view_aum").is_not_null() & pl.col("model_label").is_not_null())
+    cutoff = calibrated_cutoff(both.get_column("view_aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
+    out = joined.with_columns(
+        aum=pl.when(in_sample).then(pl.col("view_aum")).otherwise(pl.col("aum")),
+        aum_cutoff=pl.when(in_sample).then(pl.lit(cutoff, dtype=pl.Float64)).otherwise(pl.col("aum_cutoff")),
+        out_of_sample=~in_sample,
+    )
+    return out.drop("view_label_id", "view_aum"), cutoff
 
 
 def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
@@ -200,6 +232,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     if job.oof is not None and job.view is not None:
         raise ValueError("--oof and --view: expected one view of the model, got both")
     runs = [load_run(r) for r in job.runs]
+    view = load_view(runs[0], job) if job.view is not None else None
     vocabulary = runs[0].vocabulary
     for run in runs[1:]:
         if run.vocabulary != vocabulary:
@@ -218,7 +251,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
     )
     job.out.mkdir(parents=True, exist_ok=True)
-    probs, probs_source = _probabilities(runs, job, k)
+    probs, probs_source = _probabilities(runs, view, job, k)
 
     scored = train.select("sample_id", "label_id").join(probs, on="sample_id", how="inner").filter(pl.col("label_id").is_not_null())
     cl = find_label_issues(scored.get_column("probs").to_numpy(), scored.get_column("label_id").to_numpy())
@@ -239,25 +272,28 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         both = signals.filter(pl.col("aum").is_not_null() & pl.col("model_label").is_not_null())
         cutoff = calibrated_cutoff(both.get_column("aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
     signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
-                                   suggested_label=pl.col("cl_suggested"))  # fmt: skip
-    combined = combine(signals, out_of_fold=job.oof is not None).with_columns(
+                                   suggested_label=pl.col("cl_suggested"), out_of_sample=pl.lit(job.oof is not None))  # fmt: skip
+    view_cutoff = None
+    if view is not None:
+        signals, view_cutoff = with_view_dynamics(signals, view)
+    combined = combine(signals).with_columns(
         suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
     )
     suspects = combined.select(SUSPECTS)
     write_parquet(job.out / "suspects.parquet", suspects)
     write_review_sheet(job.out / REVIEW_SHEET, suspects)
-    summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects)
+    summary = _summary(job, runs, vocabulary, cl, (cutoff, cutoff_how, view_cutoff), probs_source, suspects)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
     return suspects
 
 
-def _probabilities(runs: list[RunDynamics], job: AuditJob, k: int) -> tuple[pl.DataFrame, str]:
+def _probabilities(runs: list[RunDynamics], view: RunDynamics | None, job: AuditJob, k: int) -> tuple[pl.DataFrame, str]:
     """The best probabilities at hand (see the module docstring) and where they came from (words)."""
     if job.oof is not None:
         return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})"
-    if job.view is not None:
-        return view_probs(runs[0], job), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split"
+    if view is not None:
+        return view_probs(runs[0], view, job), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split"
     if job.predict:
         probs = eval_probs(runs, job, k)
         if probs is not None:
@@ -265,8 +301,10 @@ def _probabilities(runs: list[RunDynamics], job: AuditJob, k: int) -> tuple[pl.D
     return mean_probs(runs, k), "mean training-time probabilities"
 
 
-def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
-             probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
+def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult,
+             cutoffs: tuple[float, str, float | None], probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
+    """``cutoffs``: the audited runs' AUM cut-off, how it was found, and the ``--view`` run's (or None)."""
+    cutoff, cutoff_how, view_cutoff = cutoffs
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     return {
         "runs": [str(r.path) for r in runs],
@@ -276,9 +314,11 @@ def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: 
         "view": str(job.view) if job.view else None,
         "vocabulary": vocabulary,
         "samples": suspects.height,
+        "out_of_sample": int(suspects.get_column("out_of_sample").sum()),
         "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")},
         "aum_cutoff": cutoff,
         "aum_cutoff_from": cutoff_how,
+        "view_aum_cutoff": view_cutoff,  # --view: the cut-off of the view run's AUM, calibrated against its view
         "confident_learning": {
             "probabilities": probs_source,
             "thresholds": [float(t) for t in cl.thresholds],

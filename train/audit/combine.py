@@ -9,11 +9,13 @@ The signals with a cut-off learned from the data:
 * **confident learning**'s prune-by-noise-rate issue (``train.audit.confident``).
 
 A ``label_issue`` is where the views agree: the model prefers another class **and** the AUM is at
-or below its cut-off. When the model's view comes from out-of-fold probabilities (``train
-crossval``), it was never fitted to the sample's label, so it needs no second opinion: the model
-doubting or confident learning flagging the sample is a ``label_issue`` on its own (the AUM comes
-from a run that did fit the label, and misses a whole mislabelled video, which that run learned).
-One signal alone, the annotators disagreeing, or a sample never learned make it ``ambiguous``; else ``ok``.
+or below its cut-off. Where the model's view is **out of sample** (column ``out_of_sample``: the
+model never trained on the sample with its given label: out-of-fold probabilities of ``train
+crossval``, or a later run's view of a sample it was not trained on, ``--view``), it needs no second
+opinion: the model doubting or confident learning flagging the sample is a ``label_issue`` on its
+own (the AUM comes from a run that did fit the label, and misses a whole mislabelled video, which
+that run learned). One signal alone, the annotators disagreeing, or a sample never learned make it
+``ambiguous``; else ``ok``.
 
 Why both views of one run: each flags clean samples the other clears. The model's eval-mode view
 doubts clean samples it merely gets wrong (a weak model's errors), which the training dynamics had
@@ -36,17 +38,19 @@ def _rank(expr: pl.Expr) -> pl.Expr:
     return (expr.rank("average") / expr.count()).fill_null(0.5)
 
 
-def combine(signals: pl.DataFrame, *, out_of_fold: bool = False) -> pl.DataFrame:
+def combine(signals: pl.DataFrame) -> pl.DataFrame:
     """``signals``: one row per sample with ``aum``, ``aum_cutoff``, ``cl_issue``, ``self_confidence``,
     ``forgetting_score``, ``never_learned``, ``annotators_disagree``, ``other_label``, ``label``,
-    ``model_label``, ``suggested_label`` (null values allowed). Adds ``suspect_score``, ``rank``
-    (1 = most suspect), ``verdict``, ``reason``. ``out_of_fold``: ``model_label`` and the confident
-    learning columns come from out-of-fold probabilities (see the module docstring)."""
+    ``model_label``, ``suggested_label`` and optionally ``out_of_sample`` (null values allowed; no
+    column: in sample). Adds ``suspect_score``, ``rank`` (1 = most suspect), ``verdict``, ``reason``.
+    ``out_of_sample``: ``model_label`` and the confident learning columns come from a model that
+    never fitted the sample's label (see the module docstring)."""
     aum_flag = (pl.col("aum") <= pl.col("aum_cutoff")).fill_null(False)
     cl_flag = pl.col("cl_issue").fill_null(False)
     disagree = pl.col("annotators_disagree").fill_null(False)
     never = pl.col("never_learned").fill_null(False)
     model_doubts = (pl.col("model_label") != pl.col("label")).fill_null(False)
+    held_out = pl.col("out_of_sample").fill_null(False) if "out_of_sample" in signals.columns else pl.lit(False)
     score = pl.mean_horizontal(
         _rank(-pl.col("aum")), _rank(-pl.col("self_confidence")), _rank(pl.col("forgetting_score")),
         _rank(pl.col("annotators_disagree").cast(pl.Float64)),
@@ -62,7 +66,7 @@ def combine(signals: pl.DataFrame, *, out_of_fold: bool = False) -> pl.DataFrame
     reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     out = signals.with_columns(
         suspect_score=score,
-        verdict=pl.when((model_doubts | cl_flag) if out_of_fold else (model_doubts & aum_flag))
+        verdict=pl.when(pl.when(held_out).then(model_doubts | cl_flag).otherwise(model_doubts & aum_flag))
         .then(pl.lit("label_issue"))
         .when(aum_flag | model_doubts | cl_flag | disagree | never)
         .then(pl.lit("ambiguous"))

@@ -133,13 +133,17 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
         for i, (n, t, r) in enumerate(zip(summary["vocabulary"], cl["thresholds"], cl["noise_rate"], strict=True))
     )
     classes = "<tr><th>id</th><th>class</th><th>threshold</th><th>est. noise</th></tr>" + classes
+    view = ""
+    if summary.get("view"):
+        view = (f"; where {e(summary['view'])} trained on the sample, its AUM with cut-off {summary['view_aum_cutoff']:.3f}, and "
+                f"{summary['out_of_sample']} samples it never fitted judged by its view alone")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>label audit</title><style>
 body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} .grid{{display:flex;flex-wrap:wrap;gap:10px}}
 .card{{width:220px;border:1px solid #ccc;padding:6px;font-size:13px}} .card img{{width:100%}}
 .label_issue{{border-color:#c0504d;border-width:2px}} .noimg{{height:120px;background:#eee}} td{{padding:2px 8px}}
 </style></head><body><h1>Label audit</h1>
 <p>{summary["samples"]} training samples: <b>{v["label_issue"]}</b> label issues, {v["ambiguous"]} ambiguous, {v["ok"]} ok.
-AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}); confident learning on {e(cl["probabilities"])}
+AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}){view}; confident learning on {e(cl["probabilities"])}
 flags {cl["issues"]}.</p>
 <p>Review: <code>train audit --review {e(str(out))} --accept ID ... --reject ID ...</code> records decisions in
 <code>decisions.parquet</code>; <code>ingest clean RAW --out OUT --suspects {e(str(out))}</code> applies them.</p>

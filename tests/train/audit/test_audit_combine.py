@@ -30,9 +30,10 @@ def test_verdicts_reasons_and_rank():
     assert reasons["disagree"] == "annotators disagree (b vs a)" and reasons["ok"] == "no signal flags it"
 
 
-def test_the_model_doubting_alone_is_a_label_issue_only_out_of_fold():
-    """An out-of-fold view was never fitted to the label: alone it decides. A view of the audited run
-    (eval mode) needs the AUM to agree; without it, or with confident learning alone, ambiguous."""
+def test_the_model_doubting_alone_is_a_label_issue_only_out_of_sample():
+    """A view out of sample (out-of-fold, or a later run that never trained on the sample) was never
+    fitted to the label: alone it decides. A view of a run that fitted it (eval mode) needs the AUM
+    to agree; without it, or with confident learning alone, ambiguous. The column decides per row."""
     signals = pl.DataFrame({
         "sample_id": ["doubt", "cl"], "label": ["a", "a"], "model_label": ["b", "a"], "suggested_label": ["b", "c"],
         "other_label": [None, None], "aum": [0.5, 0.5], "aum_cutoff": [-0.5, -0.5], "cl_issue": [False, True],
@@ -42,5 +43,8 @@ def test_the_model_doubting_alone_is_a_label_issue_only_out_of_fold():
     fitted = {r["sample_id"]: (r["verdict"], r["reason"]) for r in combine(signals).iter_rows(named=True)}
     assert fitted == {"doubt": ("ambiguous", "the model's most probable class is b"),
                       "cl": ("ambiguous", "confident learning: p(given) 0.45 with c more likely")}  # fmt: skip
-    held_out = {r["sample_id"]: r["verdict"] for r in combine(signals, out_of_fold=True).iter_rows(named=True)}
+    assert combine(signals.with_columns(out_of_sample=pl.lit(False))).drop("out_of_sample").equals(combine(signals))
+    held_out = {r["sample_id"]: r["verdict"] for r in combine(signals.with_columns(out_of_sample=pl.lit(True))).iter_rows(named=True)}
     assert held_out == {"doubt": "label_issue", "cl": "label_issue"}
+    mixed = combine(signals.with_columns(out_of_sample=pl.Series([True, None])))
+    assert dict(mixed.select("sample_id", "verdict").rows()) == {"doubt": "label_issue", "cl": "ambiguous"}

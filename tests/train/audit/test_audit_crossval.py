@@ -83,24 +83,41 @@ def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_audit_view_takes_the_model_view_from_a_second_run(demo_clean: Path, tmp_path: Path, capsys):
-    """--view RUN2: the model's view is RUN2's last checkpoint over the audited run's training split;
-    the AUM stays the audited run's; --view with --oof is refused in one line."""
+def test_audit_view_takes_the_model_view_from_a_second_run(demo_raw: Path, demo_clean: Path, tmp_path: Path, capsys):
+    """--view RUN2, RUN2 trained on what the first audit left (three samples dropped): the model's view
+    is RUN2's last checkpoint over the audited run's training split; where RUN2 trained on a sample its
+    AUM and a cut-off calibrated against its view replace the first run's and both views must agree;
+    the three it never saw are out of sample and its view (or confident learning) decides alone.
+    Refused in one line: --view with --oof, a folder that is not a run."""
     import json
 
     import numpy as np
 
-    shards = tmp_path / "shards"
-    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=40, max_samples=8, workers=1, quiet=True))
-    runs = {}
-    for name, seed in (("first", 0), ("second", 1)):
-        runs[name] = tmp_path / name
-        argv = ["run", "--data", str(shards), "--out", str(runs[name]), "--set", "data.image_size=32", "--set", "data.batch_size=8",
+    from ingest.cli import main as ingest
+    from train.audit.aum import calibrated_cutoff
+
+    def trained(name: str, shards: Path, seed: int) -> Path:
+        argv = ["run", "--data", str(shards), "--out", str(tmp_path / name), "--set", "data.image_size=32", "--set", "data.batch_size=8",
                 "--set", "schedule.epochs=1", "--set", "compute.device=cpu", "--set", "record.progress=false", "--set", f"seed={seed}",
                 "--set", "data.workers=1", "--set", "compute.cpu_threads=1"]  # fmt: skip
         assert main(argv) == 0
+        return tmp_path / name
+
+    shards = tmp_path / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=shards, size=40, max_samples=8, workers=1, quiet=True))
+    runs = {"first": trained("first", shards, 0)}
     plain, viewed = tmp_path / "audit", tmp_path / "audit_view"
     assert main(["audit", str(runs["first"]), "--manifest", str(demo_clean), "--out", str(plain), "--gallery", "0"]) == 0
+    ids = sorted(pl.read_parquet(plain / "suspects.parquet").get_column("sample_id").to_list())
+    dropped = ids[:3]  # a reviewer's decisions fix what the first round drops: these three, nothing else
+    assert main(["audit", "--review", str(plain), "--accept", *dropped, "--reject", *ids[3:]]) == 0
+    cleaned = tmp_path / "clean2"
+    assert ingest(["clean", str(demo_raw), "--out", str(cleaned), "--suspects", str(plain), "--workers", "1", "--quiet"]) == 0
+    build(ShardConfig(manifest_dir=cleaned, out=tmp_path / "shards2", size=40, max_samples=8, workers=1, quiet=True))
+    runs["second"] = trained("second", tmp_path / "shards2", 1)
+    own = tmp_path / "audit_second"  # the second run's own audit: its AUM per sample it trained on
+    assert main(["audit", str(runs["second"]), "--manifest", str(cleaned), "--out", str(own), "--gallery", "0", "--no-predict"]) == 0
+
     assert main(["audit", str(runs["first"]), "--view", str(runs["second"]), "--manifest", str(demo_clean), "--out", str(viewed),
                  "--gallery", "0"]) == 0  # fmt: skip
     assert main(["predict", "--checkpoint", str(runs["second"] / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
@@ -109,14 +126,31 @@ def test_audit_view_takes_the_model_view_from_a_second_run(demo_clean: Path, tmp
     assert pl.read_parquet(viewed / "train_predictions" / "view.parquet").equals(predicted)
     assert not (viewed / "train_predictions" / "run0.parquet").exists()  # the audited run's own pass is not made
     summary = json.loads((viewed / "audit.json").read_text())
-    assert summary["view"] == str(runs["second"])
+    # out of sample: the three dropped, and the samples the second run's one epoch never reached (last partial batch dropped)
+    unreached = pl.read_parquet(own / "suspects.parquet").filter(~pl.col("seen")).get_column("sample_id").to_list()
+    assert summary["view"] == str(runs["second"]) and summary["out_of_sample"] == 3 + len(unreached)
     assert summary["confident_learning"]["probabilities"] == (
         f"eval-mode predictions of the last checkpoint of {runs['second']} over the audited run's training split")
     suspects = pl.read_parquet(viewed / "suspects.parquet").join(predicted.select("sample_id", "probs"), on="sample_id")
+    assert suspects.height == len(ids)
     probs = np.asarray(suspects.get_column("probs").to_list(), dtype=np.float64)
     assert suspects.get_column("model_label").to_list() == np.asarray(summary["vocabulary"])[probs.argmax(axis=1)].tolist()
-    aum = lambda folder: pl.read_parquet(folder / "suspects.parquet").select("sample_id", "aum").sort("sample_id")  # noqa: E731
-    assert aum(viewed).equals(aum(plain))  # the AUM is the audited run's, whatever the view
+    assert sorted(suspects.filter("out_of_sample").get_column("sample_id").to_list()) == sorted(dropped + unreached)
+
+    aum = lambda folder: pl.read_parquet(folder / "suspects.parquet").select("sample_id", "aum")  # noqa: E731
+    inside = suspects.filter(~pl.col("out_of_sample"))
+    outside = suspects.filter(pl.col("out_of_sample"))
+    assert inside.select("sample_id", "aum").sort("sample_id").equals(aum(own).filter(pl.col("aum").is_not_null()).sort("sample_id"))
+    first = aum(plain).filter(pl.col("sample_id").is_in(dropped + unreached)).sort("sample_id")
+    assert outside.select("sample_id", "aum").sort("sample_id").equals(first)  # the first run's AUM where the second never trained
+    doubt = inside.get_column("model_label") != inside.get_column("label")
+    assert summary["view_aum_cutoff"] == pytest.approx(calibrated_cutoff(inside.get_column("aum").to_numpy(), doubt.to_numpy()), rel=1e-12)
+    assert inside.get_column("aum_cutoff").unique().to_list() == [summary["view_aum_cutoff"]]
+    assert outside.get_column("aum_cutoff").unique().to_list() == [summary["aum_cutoff"]]
+    both_views = doubt & (inside.get_column("aum") <= summary["view_aum_cutoff"])
+    assert (inside.get_column("verdict") == "label_issue").to_list() == both_views.to_list()
+    alone = (outside.get_column("model_label") != outside.get_column("label")) | outside.get_column("cl_issue")
+    assert (outside.get_column("verdict") == "label_issue").to_list() == alone.to_list()
 
     both = ["audit", str(runs["first"]), "--view", str(runs["second"]), "--oof", str(tmp_path / "oof.parquet"),
             "--manifest", str(demo_clean), "--out", str(tmp_path / "both")]  # fmt: skip
@@ -125,4 +159,4 @@ def test_audit_view_takes_the_model_view_from_a_second_run(demo_clean: Path, tmp
     assert capsys.readouterr().err == "train audit: error: --oof and --view: expected one view of the model, got both\n"
     assert not (tmp_path / "both").exists()
     assert main(["audit", str(runs["first"]), "--view", str(shards), "--manifest", str(demo_clean), "--out", str(tmp_path / "nov")]) == 2
-    assert capsys.readouterr().err.startswith(f"train audit: error: --view {shards}: expected a run directory with run.json: ")
+    assert capsys.readouterr().err.startswith(f"train audit: error: --view {shards}: expected a run directory with config.json and run.json: ")
