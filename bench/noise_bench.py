@@ -10,8 +10,9 @@ look-alike class; validation stays clean), then, on the same clean validation se
   it calls ``label_issue``, and of each signal on its own;
 * **cleaned**: ``ingest clean --suspects AUDIT`` (rule ``label.suspect``, drop) and a new run;
 * **cleaned2** (``--rounds 2``, the default but for ``--quick``): the loop once more: ``train
-  audit`` of the noisy run with the cleaned run's view (``--view``: its last checkpoint over every
-  training image, the ones it never saw included), ``ingest clean --suspects`` and a new run;
+  audit`` of the noisy run with the cleaned run as the judge (``--view``: its last checkpoint over
+  every training image; its own AUM where it trained on the image, its view alone where it never
+  did), ``ingest clean --suspects`` and a new run;
 * **naive**: what a user would do by hand: drop the lowest-AUM samples, as many as were planted
   (the oracle count, which a user does not have), and a new run;
 * **oracle**: a run on the true labels.
@@ -184,7 +185,7 @@ def run(work: Path, args: argparse.Namespace) -> int:
     print(f"ingest clean --suspects: {dropped} training samples quarantined by label.suspect")
     results["cleaned"] = train(make_shards(work / "clean_audited", work / "shards_cleaned", size=size), work / "run_cleaned", args)
 
-    if args.rounds == 2:  # the loop again: the cleaned run's view of every training image, the noisy run's AUM
+    if args.rounds == 2:  # the loop again: the cleaned run's view of every training image (and its AUM where it trained)
         second = run_audit(AuditJob(runs=[work / "run_noisy"], view=work / "run_cleaned", manifest=work / "clean",
                                     out=work / "audit_round2", gallery=24))  # fmt: skip
         print("\naudit of the noisy run with the cleaned run's view (--view, the second round):")
