@@ -33,7 +33,10 @@ demo: venv
 	$(BIN)/shards build $(DEMO)/clean_audited --out $(DEMO)/shards_audited --size 96 --max-samples 64
 	$(BIN)/train run --config train/demo.toml --data $(DEMO)/shards_audited --name demo_audited
 	$(BIN)/train eval --checkpoint $(DEMO)/runs/demo_audited/checkpoints/best.pt --data $(DEMO)/shards/val
-	@echo "demo done: cleaning report $(DEMO)/clean/report.html, training run $(DEMO)/runs/demo (curves.png; tensorboard --logdir $(DEMO)/runs), label audit $(DEMO)/audit/audit.html"
+	# A second round: the cleaned run judges every training image again (its view; its own AUM where it trained on the image).
+	$(BIN)/train audit $(DEMO)/runs/demo --view $(DEMO)/runs/demo_audited --manifest $(DEMO)/clean --out $(DEMO)/audit2
+	$(BIN)/train audit --score $(DEMO)/audit2 --planted $(DEMO)/raw/planted_flips.csv
+	@echo "demo done: cleaning report $(DEMO)/clean/report.html, training run $(DEMO)/runs/demo (curves.png; tensorboard --logdir $(DEMO)/runs), label audit $(DEMO)/audit/audit.html (second round $(DEMO)/audit2/audit.html)"
 
 # The report pages are checked in a real headless Chromium (Debian's package).
 browser:
