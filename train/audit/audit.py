@@ -197,14 +197,20 @@ def with_view_dynamics(signals: pl.DataFrame, view: RunDynamics) -> tuple[pl.Dat
     )
     joined = signals.join(fitted, on="sample_id", how="left")
     in_sample = (pl.col("view_label_id") == pl.col("label_id")).fill_null(False)
-    both = joined.filter(in_sample & pl.col("view_aum").is_not_null() & pl.col("model_label").is_not_null())
-    cutoff = calibrated_cutoff(both.get_column("view_aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
+    cutoff = cutoff_against_view(joined.filter(in_sample), "view_aum")
     out = joined.with_columns(
         aum=pl.when(in_sample).then(pl.col("view_aum")).otherwise(pl.col("aum")),
         aum_cutoff=pl.when(in_sample).then(pl.lit(cutoff, dtype=pl.Float64)).otherwise(pl.col("aum_cutoff")),
         out_of_sample=~in_sample,
     )
     return out.drop("view_label_id", "view_aum"), cutoff
+
+
+def cutoff_against_view(signals: pl.DataFrame, aum: str = "aum") -> float:
+    """``calibrated_cutoff`` of the ``aum`` column against the model's doubt (``model_label`` is not the
+    label), over the rows that have both."""
+    both = signals.filter(pl.col(aum).is_not_null() & pl.col("model_label").is_not_null())
+    return calibrated_cutoff(both.get_column(aum).to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
 
 
 def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
@@ -269,8 +275,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         .join(disagreement(train), on="sample_id", how="left")
     )
     if cutoff is None:  # no threshold-sample run: calibrate the AUM cut-off against the model's view
-        both = signals.filter(pl.col("aum").is_not_null() & pl.col("model_label").is_not_null())
-        cutoff = calibrated_cutoff(both.get_column("aum").to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
+        cutoff = cutoff_against_view(signals)
     signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
                                    suggested_label=pl.col("cl_suggested"), out_of_sample=pl.lit(job.oof is not None))  # fmt: skip
     view_cutoff = None
@@ -282,7 +287,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     suspects = combined.select(SUSPECTS)
     write_parquet(job.out / "suspects.parquet", suspects)
     write_review_sheet(job.out / REVIEW_SHEET, suspects)
-    summary = _summary(job, runs, vocabulary, cl, (cutoff, cutoff_how, view_cutoff), probs_source, suspects)
+    summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects, view_cutoff=view_cutoff)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
     return suspects
@@ -301,10 +306,8 @@ def _probabilities(runs: list[RunDynamics], view: RunDynamics | None, job: Audit
     return mean_probs(runs, k), "mean training-time probabilities"
 
 
-def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult,
-             cutoffs: tuple[float, str, float | None], probs_source: str, suspects: pl.DataFrame) -> dict:  # fmt: skip
-    """``cutoffs``: the audited runs' AUM cut-off, how it was found, and the ``--view`` run's (or None)."""
-    cutoff, cutoff_how, view_cutoff = cutoffs
+def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
+             probs_source: str, suspects: pl.DataFrame, *, view_cutoff: float | None) -> dict:  # fmt: skip
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     return {
         "runs": [str(r.path) for r in runs],

@@ -66,7 +66,7 @@ def combine(signals: pl.DataFrame) -> pl.DataFrame:
     reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     out = signals.with_columns(
         suspect_score=score,
-        verdict=pl.when(pl.when(held_out).then(model_doubts | cl_flag).otherwise(model_doubts & aum_flag))
+        verdict=pl.when((held_out & (model_doubts | cl_flag)) | (~held_out & model_doubts & aum_flag))
         .then(pl.lit("label_issue"))
         .when(aum_flag | model_doubts | cl_flag | disagree | never)
         .then(pl.lit("ambiguous"))
