@@ -26,7 +26,8 @@ from ingest.config import CleanConfig
 from common.labels import build_labels
 from ingest.probe import probe_images
 from ingest.report_page import write_html
-from common.schema import MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from common.schema import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from ingest.grouping import GroupBy, apply_grouping
 from ingest.sources import AUTO, SourceOptions, get_source
 from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
@@ -67,7 +68,8 @@ def _clean(config: CleanConfig) -> CleanResult:
     )  # fmt: skip
     fmt, parsed = parse_source(root, config.format, options)
 
-    records = parsed.records.with_columns(sample_id=_sample_ids(parsed.records))
+    grouping = apply_grouping(parsed.records, GroupBy.parse(config.group_by))
+    records = grouping.frame.with_columns(sample_id=_sample_ids(grouping.frame))
     paths = records.get_column("image_path").drop_nulls().unique(maintain_order=True).to_list()
     max_pixels = rules.param("image.too_large", "max_pixels")
     probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels)
@@ -76,6 +78,8 @@ def _clean(config: CleanConfig) -> CleanResult:
     vocabulary = config.labels or parsed.vocabulary or _infer_vocabulary(frame)
     ruleset = rules.with_params("label.unknown", vocabulary=tuple(vocabulary))
     ruleset = suspect_rules(ruleset, config.suspects)
+    if config.resplit_by_group:  # the data's own train/val folders give way; its held-out test stays
+        frame = frame.with_columns(split=pl.when(pl.col("split").is_in(CORE_SPLITS)).then(None).otherwise(pl.col("split")))
     frame = assign_splits(frame, val_fraction=config.val_fraction, seed=config.seed)
     if config.suspects is not None:
         frame = join_suspects(frame, config.suspects)
@@ -96,7 +100,7 @@ def _clean(config: CleanConfig) -> CleanResult:
     resolved = _resolved_config(config, root, fmt, ruleset, vocabulary)
     report = report_mod.build_report(
         fmt=fmt, parsed=parsed, frame=frame, manifest=manifest, quarantine=quarantine, orphans=orphans,
-        leaked_groups=groups_in_both_splits(manifest), config=resolved,
+        leaked_groups=groups_in_both_splits(manifest), grouping=grouping.summary(), config=resolved,
     )  # fmt: skip
 
     out = config.out.resolve()

@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rules", type=Path, help="rule set TOML (default validation_rules/default.toml)")
     c.add_argument("--suspects", type=Path, metavar="AUDIT",
                    help="a train audit folder: quarantine (or relabel, per the rule set) the labels it found wrong")
+    c.add_argument("--group-by", metavar="RULE",
+                   help="which images are one video: auto (default: the source's groups, else a frame naming such as "
+                        "<video>_frame<N>) | folder | stem:REGEX | column:NAME | source | none")
+    c.add_argument("--resplit-by-group", action="store_true", default=None,
+                   help="split train/val anew, grouped and stratified, even where the data has its own split folders")
     c.add_argument("--val-fraction", type=float, help="validation share when the dataset has no split (0.1)")
     c.add_argument("--seed", type=int, help="seed of the grouped split (0)")
     c.add_argument("--workers", type=int, help="processes for parsing and image checks (all cores)")
@@ -122,6 +127,15 @@ def _print_summary(report: dict, out: Path) -> None:
     for rule, n in report["rules"].items():
         if n:
             print(f"  {rule:<22} {n}")
+    grouping = report["grouping"]
+    print(f"grouped by {grouping['rule']}: {grouping['images']} images in {grouping['groups']} groups")
+    if grouping["warning"]:
+        print(f"ingest: warning: {grouping['warning']}", file=sys.stderr)
+    leaked = report["groups_in_both_splits"]
+    if leaked:
+        print(f"ingest: warning: the data's own split puts {len(leaked)} groups in more than one split "
+              f"({', '.join(leaked[:3])}{' ...' if len(leaked) > 3 else ''}): frames of one video in train and validation; "
+              f"--resplit-by-group splits them by group (see report.html)", file=sys.stderr)  # fmt: skip
     for split, info in report["splits"].items():
         print(f"  {split}: {info['samples']} samples, {info['groups']} groups")
         if not info["samples"]:

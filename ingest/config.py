@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from common.executor import ExecutorOptions
 from ingest.sources import AUTO, FORMAT_CHOICES
@@ -22,6 +22,8 @@ class CleanConfig(ExecutorOptions):
     labels: tuple[str, ...] | None = None  # the vocabulary; default: the source's own, else inferred
     rules: Path | None = None  # rule set TOML; default validation_rules/default.toml
     suspects: Path | None = None  # a `train audit` folder: apply rule label.suspect (see validation_rules/suspect.py)
+    group_by: str = "auto"  # which images are one video (ingest.grouping.RULES): auto | source | folder | stem:REGEX | column:NAME | none
+    resplit_by_group: bool = False  # ignore the data's own train/val folders: split grouped and stratified (test stays)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # used when the dataset has no split of its own
     seed: int = 0
     workers: int | None = Field(None, ge=1)
@@ -29,3 +31,11 @@ class CleanConfig(ExecutorOptions):
     effective_number_beta: float | None = Field(None, gt=0.0, lt=1.0)  # None: 1 - 1/n of the largest training class
     quiet: bool = False
     overwrite: bool = False  # replace an output folder another pawpipe tool wrote
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        from ingest.grouping import GroupBy
+
+        GroupBy.parse(value)
+        return value

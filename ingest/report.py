@@ -21,6 +21,7 @@ def build_report(
     quarantine: pl.DataFrame,
     orphans: pl.DataFrame,
     leaked_groups: list[str],
+    grouping: dict,
     config: dict,
 ) -> dict:
     """Counts and rates that describe one cleaning run; ``records_in == clean + quarantined`` always."""
@@ -51,6 +52,7 @@ def build_report(
             # test is listed when the dataset has test records, even if all of them were quarantined
             for split, part in ((s, manifest.filter(pl.col("split") == s)) for s in listed_splits(frame.get_column("split").unique()))
         },
+        "grouping": grouping,  # which rule made the groups (ingest.grouping), how many, and a warning if any
         "groups_in_both_splits": leaked_groups,
         "label_disagreement": _disagreement(frame) if {"owner_emotion", "inspect_emotion"} <= set(frame.columns) else None,
         "examples": _examples(quarantine, frame, list(rule_hits)),

@@ -47,8 +47,19 @@ def write_html(path: Path, report: dict) -> None:
     )
     summary += f"<tr><th>orphan images</th><td class=n>{report['orphan_images']:,}</td><td></td></tr>"
     summary += f"<tr><th>groups in both splits</th><td class=n>{len(report['groups_in_both_splits']):,}</td><td></td></tr>"
+    grouping = report.get("grouping") or {}
+    if grouping:
+        summary += (f"<tr><th>grouped by</th><td colspan=2>{e(grouping['rule'])}: {grouping['images']:,} images in "
+                    f"{grouping['groups']:,} groups</td></tr>")  # fmt: skip
+    notes = [grouping.get("warning")] if grouping.get("warning") else []
+    if report["groups_in_both_splits"]:
+        leaked = report["groups_in_both_splits"]
+        notes.append(f"the data's own split puts {len(leaked):,} groups in more than one split (frames of one video in train "
+                     f"and validation): {', '.join(leaked[:20])}{' ...' if len(leaked) > 20 else ''}; "
+                     f"ingest clean --resplit-by-group splits them by group")  # fmt: skip
     sections = [
         f"<h1>pawpipe ingest report</h1><p>{e(report['root'])} ({e(report['format'])})</p><table>{summary}</table>",
+        "".join(f"<p class=warning><b>warning:</b> {e(n)}</p>" for n in notes),
         _bars("Quarantined records per rule", report["rules"], total=records, of="of records", color="#e45756"),
         _bars("Repairs per rule (kept records)", report["repairs"], total=records, of="of records", color="#f58518"),
         _bars("Warnings per rule (kept records)", report["warnings"], total=records, of="of records", color="#eeca3b"),

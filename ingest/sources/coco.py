@@ -20,6 +20,10 @@ Split: a token of the JSON stem (``instances_val2017`` -> val, ``instances_test2
 else a folder name on the way from the root to the JSON (``valid/_annotations.coco.json`` -> val,
 ``test/_annotations.coco.json`` -> test), else null.
 
+Group: an image's ``video_id`` (the COCO-VID convention: frames of one video) names its video: the
+``name`` of that entry of ``videos[]`` when there is one, else ``<json>#video<id>``; an image
+without one is its own group until ``ingest.grouping`` looks at its name.
+
 ``bbox`` is already ``[x, y, width, height]`` in pixels. Labels are category names; an
 unknown ``category_id`` becomes its number as text, so ``label.unknown`` quarantines it.
 ``record`` is the annotation ``id``. Orphans are the ``images[]`` entries that no annotation
@@ -147,12 +151,15 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         names.setdefault(cid, name)
     folder = image_folder(root, rel)
     split = _split(rel)
-    # image id -> (image_path, width, height); an entry without a usable file_name cannot be named.
-    images: dict[int | str, tuple[str, int | None, int | None]] = {}
+    videos = _video_names(rel, doc.get("videos"))
+    # image id -> (image_path, width, height, group); an entry without a usable file_name cannot be named.
+    images: dict[int | str, tuple[str, int | None, int | None, str]] = {}
     for img in got["images"]:
         if isinstance(img, dict) and _is_id(img.get("id")) and isinstance(img.get("file_name"), str):
             path = posixpath.join(folder, img["file_name"].replace("\\", "/"))
-            images[img["id"]] = (path, positive_size(img.get("width")), positive_size(img.get("height")))
+            video = img.get("video_id")
+            group = videos.get(video, f"{rel}#video{video}") if _is_id(video) else path
+            images[img["id"]] = (path, positive_size(img.get("width")), positive_size(img.get("height")), group)
 
     used: set[int | str] = set()
     for index, ann in enumerate(got["annotations"]):
@@ -166,7 +173,7 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         image = images.get(image_id) if _is_id(image_id) else None
         if image is not None:
             used.add(image_id)
-        path, width, height = image or (None, None, None)
+        path, width, height, group = image or (None, None, None, None)
         error = None
         if image is None:
             error = (
@@ -175,10 +182,18 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
             )
         iscrowd = ann.get("iscrowd")
         rows.append((
-            rel, record, path, path, split, _label(ann.get("category_id"), categories), *_box(ann),
+            rel, record, path, group, split, _label(ann.get("category_id"), categories), *_box(ann),
             width, height, error, iscrowd if is_int64(iscrowd) else None,
         ))  # fmt: skip
-    return [path for image_id, (path, _, _) in images.items() if image_id not in used]
+    return [path for image_id, (path, *_) in images.items() if image_id not in used]
+
+
+def _video_names(rel: str, videos: object) -> dict[int | str, str]:
+    """COCO-VID's ``videos[]``: video id -> its ``name`` (the group of its frames, the same in the train and
+    val files); an id without a name is grouped as ``<file>#video<id>``, ids being per file."""
+    if not isinstance(videos, list):
+        return {}
+    return {v["id"]: v["name"] for v in videos if isinstance(v, dict) and _is_id(v.get("id")) and isinstance(v.get("name"), str) and v["name"]}
 
 
 def _is_id(v: object) -> bool:
