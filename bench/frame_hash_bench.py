@@ -286,7 +286,8 @@ def main() -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     default = RuleSet.load().param("image.near_duplicate", "max_distance")
     at = default if args.max_distance is None else args.max_distance
-    commit, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("diff", "--name-only", "HEAD").splitlines()  # tracked files that differ from the commit
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "pillow": PIL.__version__, "libjpeg_turbo": features.version("jpg"), "numpy": np.__version__}  # fmt: skip
     print(f"frame hash bench: seed {args.seed}, {scenes} scenes x {len(sizes)} sizes x {len(NEAR) + len(DISTINCT)} frames; "
