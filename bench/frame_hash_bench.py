@@ -289,7 +289,7 @@ def main() -> int:
     commit = git("rev-parse", "--short", "HEAD")
     dirty = git("diff", "--name-only", "HEAD").splitlines()  # tracked files that differ from the commit
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "pillow": PIL.__version__, "libjpeg_turbo": features.version("jpg"), "numpy": np.__version__}  # fmt: skip
+               "pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "numpy": np.__version__}  # fmt: skip
     print(f"frame hash bench: seed {args.seed}, {scenes} scenes x {len(sizes)} sizes x {len(NEAR) + len(DISTINCT)} frames; "
           f"commit {commit}{' (uncommitted changes)' if dirty else ''}; {machine['cpu']}, {machine['cores']} cores")  # fmt: skip
 
