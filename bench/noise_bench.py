@@ -64,7 +64,8 @@ from common.labels import build_labels  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.audit import AuditJob, run_audit  # noqa: E402
-from train.audit.score import format_scores, score_audit  # noqa: E402
+from train.audit.crossval import crossval  # noqa: E402
+from train.audit.score import format_scores, score_audit, score_groups  # noqa: E402
 from train.config import load_train_config as load_config  # noqa: E402
 from train.fit.run import train_from_config  # noqa: E402
 
@@ -74,14 +75,18 @@ def make_shards(clean_dir: Path, out: Path, *, size: int) -> Path:
     return out
 
 
-def train(shards: Path, run_dir: Path, args: argparse.Namespace, **extra) -> dict:
-    cfg = load_config(values={**extra, 
+def train_config(shards: Path, args: argparse.Namespace, **extra):
+    return load_config(values={**extra,
         "seed": args.seed, "data.shards": str(shards), "data.image_size": args.image_size, "data.batch_size": 16,
         "data.eval_batch_size": 32, "data.workers": 2, "compute.device": args.device, "compute.cpu_threads": 1,
         "optim.lr": 3e-3, "optim.weight_decay": 0.05, "schedule.epochs": args.epochs, "schedule.warmup_epochs": 1.0,
         "schedule.min_lr": 1e-5, "loss.label_smoothing": 0.1, "eval.patience": 0, "record.log_every_steps": 50,
         "record.progress": False, "checkpoint.every_minutes": 0,
     })  # fmt: skip
+
+
+def train(shards: Path, run_dir: Path, args: argparse.Namespace, **extra) -> dict:
+    cfg = train_config(shards, args, **extra)
     start = time.perf_counter()
     result = train_from_config(cfg, run_dir=run_dir)
     return {"accuracy": result.last_metrics["accuracy"], "macro_f1": result.last_metrics["macro_f1"],
@@ -125,6 +130,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, choices=(1, 2),
                         help="rounds of the loop: 2 audits the noisy run again with the cleaned run's view and trains once more "
                              "(default 2; --quick 1)")
+    parser.add_argument("--crossval", type=int, metavar="K", default=0,
+                        help="also audit with the out-of-fold view of `train crossval --folds K` (folds by video; K more trainings)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     args.videos = args.videos or (30 if args.quick else 36)
@@ -172,11 +179,20 @@ def run(work: Path, args: argparse.Namespace) -> int:
         print(f"\naudit with two threshold-sample runs (AUM cut-off {sharpened.get_column('aum_cutoff')[0]:.3f}):")
         print(format_scores(score_audit(sharpened, pl.read_csv(work / "raw" / "planted_flips.csv")), planted=len(truth)))
 
-    scores = score_audit(suspects, pl.read_csv(work / "raw" / "planted_flips.csv"))
+    planted = pl.read_csv(work / "raw" / "planted_flips.csv")
+    scores = score_audit(suspects, planted)
     used = json.loads((work / "audit" / "audit.json").read_text(encoding="utf-8"))["confident_learning"]["probabilities"]
     print(f"\naudit of the noisy run ({audit_s:.1f} s; AUM cut-off {suspects.get_column('aum_cutoff')[0]:.3f}; the model's view: {used}):")
     print(format_scores(scores, planted=len(truth)))
     verdict = scores.row(0, named=True)
+    videos = score_groups(suspects, planted)
+    print(f"videos: {_video_line(videos)}")
+    results_videos = {"one_run": videos}
+    if args.crossval:
+        oof = crossval(train_config(work / "shards_noisy", args), folds=args.crossval, out=work / "crossval")
+        cv = run_audit(AuditJob(runs=[work / "run_noisy"], manifest=work / "clean", out=work / "audit_oof", oof=oof, gallery=24))
+        results_videos["crossval"] = score_groups(cv, planted)
+        print(f"videos, with the out-of-fold view of {args.crossval} folds: {_video_line(results_videos['crossval'])}")
 
     # No abort on the quarantined share here: the bench measures what the audit's verdicts do, however many.
     clean(CleanConfig(root=work / "raw", out=work / "clean_audited", workers=2, quiet=True, suspects=work / "audit",
@@ -217,6 +233,14 @@ def run(work: Path, args: argparse.Namespace) -> int:
     print(f"gap noisy -> oracle {gap:+.4f}; recovered by the audit loop {recovered(results['cleaned']['accuracy']):.3f}, "
           f"by dropping the lowest AUMs at the oracle count {recovered(results['naive']['accuracy']):.3f}"
           + (f"; by the second round {recovered(results['cleaned2']['accuracy']):.3f}" if args.rounds == 2 else ""))
+    record = {"command": " ".join(sys.argv), "args": {k: str(v) for k, v in vars(args).items()}, "accuracy": results,
+              "frames": scores.to_dicts(), "videos": results_videos, "gap_recovered": recovered(results["cleaned"]["accuracy"])}  # fmt: skip
+    print(f"saved {save_result('noise', record)}")
+    print(f"RATIO noise_video_f1 {videos['f1']:.4f}")
+    if args.crossval:
+        print(f"RATIO noise_video_f1_crossval {results_videos['crossval']['f1']:.4f}")
+    if args.noise_unit == "video":
+        print(f"RATIO noise_video_gap_recovered {recovered(results['cleaned']['accuracy']):.4f}")
     print(f"RATIO noise_precision {verdict['precision']:.4f}")
     print(f"RATIO noise_recall {verdict['recall']:.4f}")
     print(f"RATIO noise_f1 {verdict['f1']:.4f}")
@@ -225,6 +249,27 @@ def run(work: Path, args: argparse.Namespace) -> int:
         print(f"RATIO noise_f1_round2 {verdict2['f1']:.4f}")
         print(f"RATIO noise_gap_recovered_round2 {recovered(results['cleaned2']['accuracy']):.4f}")
     return 0
+
+
+def _video_line(v: dict) -> str:
+    return (f"{v['flagged']} of {v['videos']} flagged as label_issue, {v['planted']} planted: precision {v['precision']:.3f}, "
+            f"recall {v['recall']:.3f}, F1 {v['f1']:.3f}")
+
+
+def save_result(bench: str, record: dict) -> Path:
+    """``bench/results/<bench>-<date>-<commit>.json``: the command, commit, machine and every figure of this run."""
+    import datetime
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip() or "unknown"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine()) \
+        if Path("/proc/cpuinfo").is_file() else platform.machine()  # fmt: skip
+    doc = {"bench": bench, "date": datetime.date.today().isoformat(), "commit": commit, "machine": {"cpu": cpu, "cores": os.cpu_count()}, **record}
+    path = root / "results" / f"{bench}-{doc['date']}-{commit}-seed{record['args'].get('seed', '0')}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    return path
 
 
 if __name__ == "__main__":

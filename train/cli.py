@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -168,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--review", type=Path, metavar="AUDIT", help="record decisions on an audit's suspects")
     audit.add_argument("--accept", nargs="+", default=[], metavar="ID", help="sample ids whose label is wrong")
     audit.add_argument("--reject", nargs="+", default=[], metavar="ID", help="sample ids whose label is right")
+    audit.add_argument("--accept-group", nargs="+", default=[], metavar="GROUP", help="videos (group ids) whose label is wrong: every frame")
+    audit.add_argument("--reject-group", nargs="+", default=[], metavar="GROUP", help="videos (group ids) whose label is right: every frame")
     audit.add_argument("--decisions", type=Path, metavar="CSV",
                        help="with --review: the audit's review.csv with its decision column filled in (accept, reject or blank)")
     audit.add_argument("--score", type=Path, metavar="AUDIT", help="precision/recall of an audit against known flips")
@@ -442,10 +445,12 @@ def _audit(args: argparse.Namespace) -> int:
         print(format_scores(scores, planted=planted))
         return 0
     if args.review is not None:
-        if args.runs or not (args.accept or args.reject or args.decisions):
-            raise ConfigError("--review AUDIT: expected --accept ID ..., --reject ID ... and/or --decisions CSV, and no run directories")
-        accept, reject = read_review_sheet(args.decisions) if args.decisions else ([], [])
-        decisions = review(args.review, accept=[*accept, *args.accept], reject=[*reject, *args.reject])
+        if args.runs or not (args.accept or args.reject or args.accept_group or args.reject_group or args.decisions):
+            raise ConfigError("--review AUDIT: expected --accept ID ..., --reject ID ..., --accept-group GROUP ..., "
+                              "--reject-group GROUP ... and/or --decisions CSV, and no run directories")  # fmt: skip
+        sheet = read_review_sheet(args.decisions) if args.decisions else ([], [], [], [])
+        decisions = review(args.review, accept=[*sheet[0], *args.accept], reject=[*sheet[1], *args.reject],
+                           accept_groups=[*sheet[2], *args.accept_group], reject_groups=[*sheet[3], *args.reject_group])  # fmt: skip
         print(f"{args.review / 'decisions.parquet'}: {decisions.height} decisions "
               f"({int((decisions['decision'] == 'accept').sum())} accepted)")  # fmt: skip
         return 0
@@ -457,6 +462,11 @@ def _audit(args: argparse.Namespace) -> int:
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     print(f"{args.out}: {suspects.height} samples: {counts.get('label_issue', 0)} label issues, "
           f"{counts.get('ambiguous', 0)} ambiguous, {counts.get('ok', 0)} ok; report {args.out / 'audit.html'}")  # fmt: skip
+    groups = json.loads((args.out / "audit.json").read_text(encoding="utf-8"))["groups"]
+    if groups["groups"]:
+        v = groups["verdicts"]
+        print(f"{args.out}: {groups['groups']} videos (groups of 2+ frames): {v['label_issue']} label issues, {v['ambiguous']} ambiguous, "
+              f"{v['ok']} ok (groups.parquet; judged by {groups['view']})")  # fmt: skip
     return 0
 
 

@@ -3,8 +3,10 @@
 The audit folder (``suspects.parquet``, and ``decisions.parquet`` once someone reviewed it) is
 joined onto the records by ``sample_id`` before the rules run (``join_suspects``: the one place
 that reads it, so the rule itself stays pure). A record is suspect when a reviewer accepted it,
-or when nobody rejected it and its verdict is ``label_issue`` (the audit's learned cut-off) or its
-``suspect_score`` reaches ``min_score``. Actions:
+or when nobody rejected it and its verdict is ``label_issue`` (the audit's learned cut-off), its
+**video's** verdict (``group_verdict``: every frame of a wrong video together) is, or its
+``suspect_score`` reaches ``min_score``. A frame suspect through its video takes the video's
+suggested label. Actions:
 
 * ``drop``: quarantined, with the verdict, scores and reason in ``detail``;
 * ``clip`` (relabel): kept with the suggested label; the old one goes to ``label_original`` and a
@@ -26,12 +28,16 @@ from validation_rules.registry import Repair, RuleParams, get_rule, register_rul
 from validation_rules.ruleset import ActiveRule, RuleSet
 
 RULE_ID = "label.suspect"
-COLUMNS = ("suspect_verdict", "suspect_score", "suspect_label", "suspect_reason", "suspect_decision", "label_original")
+COLUMNS = (
+    "suspect_verdict", "suspect_score", "suspect_label", "suspect_reason", "suspect_decision", "suspect_group_verdict",
+    "suspect_group_label", "label_original",
+)  # fmt: skip
 
 
 class SuspectParams(RuleParams):
     min_score: float | None = None  # also flag samples whose combined suspect_score is at least this
     verdicts: tuple[str, ...] = ("label_issue",)
+    groups: bool = True  # act on the video's verdict (group_verdict) as well as the frame's
 
 
 def read_suspects(audit: str | Path) -> pl.DataFrame:
@@ -42,7 +48,12 @@ def read_suspects(audit: str | Path) -> pl.DataFrame:
         suspects = pl.read_parquet(path, columns=["sample_id", "verdict", "suspect_score", "suggested_label", "reason"])
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ValueError(f"{path}: expected a train audit's suspects.parquet: {exc}") from None
+    names = pl.read_parquet_schema(path)
+    grouped = [c for c in ("group_verdict", "group_suggested_label") if c in names]  # audits before group verdicts lack them
+    if grouped:
+        suspects = suspects.hstack(pl.read_parquet(path, columns=grouped))
     suspects = suspects.rename({"verdict": "suspect_verdict", "suggested_label": "suspect_label", "reason": "suspect_reason"})
+    suspects = suspects.rename({"group_verdict": "suspect_group_verdict", "group_suggested_label": "suspect_group_label"}, strict=False)
     decisions = audit / "decisions.parquet"
     if decisions.is_file():
         chosen = pl.read_parquet(decisions, columns=["sample_id", "decision"]).rename({"decision": "suspect_decision"})
@@ -75,20 +86,34 @@ def _columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.lit(None, types.get(c, pl.String)).alias(c) for c in COLUMNS if c not in frame.columns)
 
 
+def _by_video(p: SuspectParams) -> pl.Expr:
+    """Suspect through its video only: the frame's own verdict would not flag it, the video's does."""
+    if not p.groups:
+        return pl.lit(False)
+    video = pl.col("suspect_group_verdict").is_in(list(p.verdicts)).fill_null(False)
+    return video & ~pl.col("suspect_verdict").is_in(list(p.verdicts)).fill_null(False)
+
+
+def _label(p: SuspectParams) -> pl.Expr:
+    """The suggested label: the video's where the frame is suspect through its video."""
+    return pl.when(_by_video(p)).then(pl.col("suspect_group_label")).otherwise(pl.col("suspect_label"))
+
+
 def _detail(p: SuspectParams) -> pl.Expr:
     return pl.format(
         "field 'label': expected a label the audit does not doubt, got '{}' ({}{}, score {}, suggested '{}'): {}",
-        pl.col("label"), pl.col("suspect_verdict"),
+        pl.col("label"),
+        pl.when(_by_video(p)).then(pl.format("video {}: label_issue", pl.col("group_id"))).otherwise(pl.col("suspect_verdict")),
         pl.when(pl.col("suspect_decision") == "accept").then(pl.lit(", accepted by a reviewer")).otherwise(pl.lit("")),
-        pl.col("suspect_score").round(3), pl.col("suspect_label"), pl.col("suspect_reason"),
+        pl.col("suspect_score").round(3), _label(p), pl.col("suspect_reason"),
     )  # fmt: skip
 
 
 def _relabel(p: SuspectParams) -> Repair:
     return Repair(
-        fixable=pl.col("suspect_label").is_not_null() & (pl.col("suspect_label") != pl.col("label")),
-        columns={"label": pl.col("suspect_label"), "label_original": pl.col("label")},
-        note=pl.format("label.suspect: label '{}' -> '{}' ({})", pl.col("label"), pl.col("suspect_label"), pl.col("suspect_reason")),
+        fixable=_label(p).is_not_null() & (_label(p) != pl.col("label")),
+        columns={"label": _label(p), "label_original": pl.col("label")},
+        note=pl.format("label.suspect: label '{}' -> '{}' ({})", pl.col("label"), _label(p), pl.col("suspect_reason")),
     )
 
 
@@ -103,6 +128,8 @@ def _relabel(p: SuspectParams) -> Repair:
 )
 def suspect(p: SuspectParams) -> pl.Expr:
     flagged = pl.col("suspect_verdict").is_in(list(p.verdicts))
+    if p.groups:
+        flagged = flagged | pl.col("suspect_group_verdict").is_in(list(p.verdicts)).fill_null(False)
     if p.min_score is not None:
         flagged = flagged | (pl.col("suspect_score") >= p.min_score)
     decision = pl.col("suspect_decision")

@@ -176,3 +176,64 @@ def test_coco_video_id_is_the_group(tmp_path: Path) -> None:
     resplit = clean(CleanConfig(root=root, out=tmp_path / "resplit", resplit_by_group=True, quiet=True))
     assert resplit.report["groups_in_both_splits"] == []
     assert json.loads((tmp_path / "resplit" / "clean_config.json").read_text())["resplit_by_group"] is True
+
+
+def _audit_of(clean_dir: Path, out: Path, flagged_video: str, suggested: str) -> None:
+    """An audit folder as `train audit` writes it, whose only verdict is one whole video's (every frame ok alone)."""
+    train = pl.read_parquet(clean_dir / "manifest.parquet").filter(pl.col("split") == "train")
+    video = pl.col("group_id") == flagged_video
+    out.mkdir()
+    train.select(
+        "sample_id", "group_id", "label", verdict=pl.lit("ok"), suspect_score=pl.lit(0.5), suggested_label="label",
+        reason=pl.lit("no signal flags it"), group_verdict=pl.when(video).then(pl.lit("label_issue")).otherwise(pl.lit("ok")),
+        group_suggested_label=pl.when(video).then(pl.lit(suggested)).otherwise("label"),
+    ).write_parquet(out / "suspects.parquet")  # fmt: skip
+
+
+def test_a_wrong_video_is_dropped_or_relabelled_frame_by_frame(tmp_path: Path) -> None:
+    _yolo_videos(tmp_path / "raw", 12, 5)
+    first = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "clean", val_fraction=0.25, quiet=True))
+    video = first.manifest.filter(pl.col("split") == "train").get_column("group_id")[0]
+    frames = first.manifest.filter(pl.col("group_id") == video)
+    given = frames.get_column("label")[0]
+    suggested = next(c for c in CLASSES if c != given)
+    _audit_of(tmp_path / "clean", tmp_path / "audit", video, suggested)
+
+    dropped = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "dropped", val_fraction=0.25, suspects=tmp_path / "audit", quiet=True))
+    quarantined = dropped.quarantine.filter(pl.col("rule").list.contains("label.suspect"))
+    assert sorted(quarantined.get_column("sample_id")) == sorted(frames.get_column("sample_id"))
+    assert quarantined.get_column("detail").str.contains(f"video {video}: label_issue").all()
+    assert dropped.manifest.height + dropped.quarantine.height == dropped.report["records_in"] == 60
+
+    rules = tmp_path / "relabel.toml"
+    rules.write_text('[rules."label.suspect"]\naction = "clip"\n')
+    relabelled = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "relabelled", val_fraction=0.25, suspects=tmp_path / "audit",
+                                   rules=rules, quiet=True))  # fmt: skip
+    moved = relabelled.manifest.filter(pl.col("label_original").is_not_null())
+    assert sorted(moved.get_column("sample_id")) == sorted(frames.get_column("sample_id"))
+    assert set(moved.get_column("label")) == {suggested} and set(moved.get_column("label_original")) == {given}
+
+    rules.write_text('[rules."label.suspect"]\naction = "drop"\ngroups = false\n')  # the frame verdicts alone: nothing
+    frames_only = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "frames_only", val_fraction=0.25, suspects=tmp_path / "audit",
+                                    rules=rules, quiet=True))  # fmt: skip
+    assert frames_only.manifest.height == 60
+
+
+def test_review_decides_whole_videos(tmp_path: Path) -> None:
+    from train.audit.audit import read_review_sheet, review
+
+    _yolo_videos(tmp_path / "raw", 12, 5)
+    clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "clean", val_fraction=0.25, quiet=True))
+    train = pl.read_parquet(tmp_path / "clean" / "manifest.parquet").filter(pl.col("split") == "train")
+    a, b = train.get_column("group_id").unique().sort()[:2]
+    _audit_of(tmp_path / "clean", tmp_path / "audit", a, "cat")
+    one = train.filter(pl.col("group_id") == b).get_column("sample_id")[0]
+    decisions = review(tmp_path / "audit", accept=[one], accept_groups=[a], reject_groups=[b])
+    expected = [(s, "accept") for s in train.filter(pl.col("group_id") == a).get_column("sample_id")]
+    expected += [(s, "accept" if s == one else "reject") for s in train.filter(pl.col("group_id") == b).get_column("sample_id")]
+    assert decisions.select("sample_id", "decision").rows() == sorted(expected)  # a frame named alone wins over its video
+    with pytest.raises(ValueError, match=r"no groups \['nope'\]"):
+        review(tmp_path / "audit", accept_groups=["nope"])
+    sheet = tmp_path / "sheet.csv"
+    pl.DataFrame({"group_id": [a, b, b], "sample_id": [None, None, one], "decision": ["accept", "reject", "Accept"]}).write_csv(sheet)
+    assert read_review_sheet(sheet) == ([one], [], [a], [b])

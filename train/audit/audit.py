@@ -50,6 +50,8 @@ from train.audit.aum import calibrated_cutoff, score_runs
 from train.audit.combine import combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
+from train.audit.groups import judge_groups
+from train.audit.neighbours import K_NEIGHBOURS, neighbour_probs
 from train.audit.summary import RunSummary, sum_by_sample, summarise
 from train.fit.dynamics import list_parts
 
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 SUSPECTS = (
     "rank", "sample_id", "image_path", "group_id", "label", "label_id", "suggested_label", "model_label", "verdict", "reason",
     "suspect_score", "aum", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
-    "annotators_disagree", "other_label", "seen", "out_of_sample",
+    "annotators_disagree", "other_label", "seen", "out_of_sample", "group_verdict", "group_suggested_label", "neighbour_label",
 )  # fmt: skip
 
 
@@ -151,10 +153,11 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
         frames.append(_predicted(checkpoint, shards / run.train_split, job.out / "train_predictions" / f"run{i}.parquet", job.device))
     if not frames:
         return None
-    rows = pl.concat(frames)
+    rows = pl.concat([f.drop("embedding") for f in frames])
     probs = np.stack(rows.get_column("probs").to_numpy())[:, :num_classes]
     ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), probs)
-    return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
+    mean = pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
+    return mean.join(frames[0].select("sample_id", "embedding"), on="sample_id", how="left")  # the first run's features
 
 
 def load_view(run: RunDynamics, job: AuditJob) -> RunDynamics:
@@ -214,12 +217,15 @@ def cutoff_against_view(signals: pl.DataFrame, aum: str = "aum") -> float:
 
 
 def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
-    """One eval-mode pass of ``checkpoint`` over a split folder: sample_id and probs (float64 rows)."""
+    """One eval-mode pass of ``checkpoint`` over a split folder: sample_id, probs (float64 rows) and the
+    penultimate features (``embedding``, for the neighbour view)."""
     from train.fit.evaluate import predict_checkpoint
 
-    frame = pl.from_arrow(predict_checkpoint(checkpoint, split, out=out, device=device)).select("sample_id", "probs")
+    table = predict_checkpoint(checkpoint, split, out=out, device=device, embeddings=True)
+    frame = pl.from_arrow(table.select(["sample_id", "probs", "embedding"]))
     probs = np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)
-    return pl.DataFrame({"sample_id": frame.get_column("sample_id"), "probs": probs})
+    embedding = np.asarray(frame.get_column("embedding").to_list(), dtype=np.float32)
+    return pl.DataFrame({"sample_id": frame.get_column("sample_id"), "probs": probs, "embedding": embedding})
 
 
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
@@ -257,7 +263,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
     )
     job.out.mkdir(parents=True, exist_ok=True)
-    probs, probs_source = _probabilities(runs, view, job, k)
+    probs, probs_source, embedded = _probabilities(runs, view, job, k)
 
     scored = train.select("sample_id", "label_id").join(probs, on="sample_id", how="inner").filter(pl.col("label_id").is_not_null())
     cl = find_label_issues(scored.get_column("probs").to_numpy(), scored.get_column("label_id").to_numpy())
@@ -284,26 +290,80 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     combined = combine(signals).with_columns(
         suggested_label=pl.when(pl.col("verdict") == "ok").then(pl.col("label")).otherwise(pl.col("suggested_label"))
     )
+    groups, group_source, neighbour = _judge_groups(combined, embedded, job, vocabulary)
+    combined = with_group_verdicts(combined, groups, neighbour)
     suspects = combined.select(SUSPECTS)
     write_parquet(job.out / "suspects.parquet", suspects)
-    write_review_sheet(job.out / REVIEW_SHEET, suspects)
+    write_parquet(job.out / "groups.parquet", groups)
+    write_review_sheet(job.out / REVIEW_SHEET, suspects, groups)
     summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects, view_cutoff=view_cutoff)
+    summary["groups"] = _group_summary(groups, group_source)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
     return suspects
 
 
-def _probabilities(runs: list[RunDynamics], view: RunDynamics | None, job: AuditJob, k: int) -> tuple[pl.DataFrame, str]:
-    """The best probabilities at hand (see the module docstring) and where they came from (words)."""
-    if job.oof is not None:
-        return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})"
+def _probabilities(runs: list[RunDynamics], view: RunDynamics | None, job: AuditJob, k: int) -> tuple[pl.DataFrame, str, pl.DataFrame | None]:
+    """The best probabilities at hand (see the module docstring), where they came from (words), and the
+    penultimate features of the eval-mode pass (sample_id, embedding) when one ran."""
     if view is not None:
-        return view_probs(runs[0], view, job), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split"
-    if job.predict:
-        probs = eval_probs(runs, job, k)
-        if probs is not None:
-            return probs, "eval-mode predictions of the last checkpoint over the training split"
-    return mean_probs(runs, k), "mean training-time probabilities"
+        probs = view_probs(runs[0], view, job)
+        return probs.drop("embedding"), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split", probs
+    predicted = eval_probs(runs, job, k) if job.predict else None
+    embedded = predicted.select("sample_id", "embedding") if predicted is not None else None
+    if job.oof is not None:
+        return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})", embedded
+    if predicted is not None:
+        return predicted.drop("embedding"), "eval-mode predictions of the last checkpoint over the training split", embedded
+    return mean_probs(runs, k), "mean training-time probabilities", None
+
+
+def _judge_groups(signals: pl.DataFrame, embedded: pl.DataFrame | None, job: AuditJob,
+                  vocabulary: list[str]) -> tuple[pl.DataFrame, str, pl.DataFrame]:  # fmt: skip
+    """The group verdicts (``train.audit.groups``) from the views that never fitted a group's label: the
+    neighbour view of the eval pass's features, the out-of-fold probabilities, or the mean of both; their
+    source in words; and per sample the neighbour view's most probable class (``neighbour_label``)."""
+    k = len(vocabulary)
+    frames = signals.sort("sample_id")
+    neighbour = frames.select("sample_id", neighbour_label=pl.lit(None, pl.String))
+    views, words = [], []
+    if embedded is not None:
+        joined = frames.select("sample_id", "group_id", "label_id").join(embedded, on="sample_id", how="left", maintain_order="left")
+        present = joined.get_column("embedding").is_not_null().to_numpy()
+        emb = np.zeros((frames.height, len(joined.get_column("embedding").drop_nulls()[0])), dtype=np.float32)
+        emb[present] = np.stack(joined.get_column("embedding").drop_nulls().to_numpy())
+        labels = np.where(present, joined.get_column("label_id").fill_null(-1).to_numpy(), -1)
+        knn = neighbour_probs(emb, labels, joined.get_column("group_id").fill_null("").to_numpy(), num_classes=k, device=_device(job))
+        views.append(knn)
+        neighbour = neighbour.with_columns(neighbour_label=pl.Series([vocabulary[i] for i in knn.argmax(axis=1)]))
+        words.append(f"the {K_NEIGHBOURS} nearest frames of other groups in the last checkpoint's feature space")
+    if job.oof is not None:
+        oof = frames.select("sample_id").join(read_oof(job.oof, k), on="sample_id", how="left", maintain_order="left")
+        if oof.get_column("probs").null_count() == 0:
+            views.append(np.stack(oof.get_column("probs").to_numpy()))
+            words.append(f"out-of-fold probabilities ({job.oof})")
+    if not views:
+        log.warning("no view that never fitted a group's label (no eval-mode pass, no --oof): no group verdicts")
+        return judge_groups(frames.head(0), np.zeros((0, k)), vocabulary), "none", neighbour
+    return judge_groups(frames, np.mean(views, axis=0), vocabulary), " and ".join(words), neighbour
+
+
+def _device(job: AuditJob) -> str:
+    from train.fit.device import resolve_device
+
+    return str(resolve_device(job.device))
+
+
+def with_group_verdicts(signals: pl.DataFrame, groups: pl.DataFrame, neighbour: pl.DataFrame) -> pl.DataFrame:
+    """Every frame carries its group's verdict and suggestion (null for a group of one image), and the
+    neighbour view's most probable class for it; the order (``rank``) stays."""
+    joined = signals.join(groups.select("group_id", "group_verdict", "group_suggested_label"), on="group_id", how="left")
+    return joined.join(neighbour, on="sample_id", how="left").sort("rank")
+
+
+def _group_summary(groups: pl.DataFrame, source: str) -> dict:
+    counts = dict(groups.group_by("group_verdict").len().iter_rows()) if groups.height else {}
+    return {"view": source, "groups": groups.height, "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")}}
 
 
 def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
@@ -336,37 +396,66 @@ def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: 
 
 DECISIONS = {"sample_id": pl.String, "decision": pl.String, "label": pl.String, "suggested_label": pl.String}
 REVIEW_SHEET = "review.csv"
-SHEET = ("rank", "sample_id", "verdict", "label", "suggested_label", "image_path", "reason", "decision")
+SHEET = ("rank", "group_id", "sample_id", "verdict", "label", "suggested_label", "image_path", "reason", "decision")
 
 
-def write_review_sheet(path: Path, suspects: pl.DataFrame) -> None:
-    """The rows a person should look at, as a CSV with an empty ``decision`` column."""
-    rows = suspects.filter(pl.col("verdict") != "ok").with_columns(decision=pl.lit(None, pl.String)).select(SHEET)
-    write_text(path, rows.write_csv())
+def write_review_sheet(path: Path, suspects: pl.DataFrame, groups: pl.DataFrame) -> None:
+    """The rows a person should look at, as a CSV with an empty ``decision`` column: first the suspect
+    videos, one row each with a blank ``sample_id`` (a decision there covers every frame), then the frames."""
+    videos = groups.filter(pl.col("group_verdict") != "ok").select(
+        rank=pl.col("group_rank"), group_id="group_id", sample_id=pl.lit(None, pl.String), verdict="group_verdict", label="label",
+        suggested_label="group_suggested_label", image_path=pl.lit(None, pl.String), reason="group_reason",
+    )  # fmt: skip
+    rows = suspects.filter(pl.col("verdict") != "ok").select(SHEET[:-1])
+    sheet = pl.concat([videos, rows], how="vertical_relaxed").with_columns(decision=pl.lit(None, pl.String))
+    write_text(path, sheet.write_csv())
 
 
-def read_review_sheet(path: str | Path) -> tuple[list[str], list[str]]:
-    """(accepted ids, rejected ids) from a filled-in review sheet; blank decisions are skipped."""
+def read_review_sheet(path: str | Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(accepted ids, rejected ids, accepted groups, rejected groups) from a filled-in review sheet: a row
+    with a sample id decides that sample, a row with only a ``group_id`` the whole video; blanks are skipped."""
     path = Path(path)
     try:
-        sheet = pl.read_csv(path, schema_overrides={"sample_id": pl.String, "decision": pl.String}, columns=["sample_id", "decision"])
+        sheet = pl.read_csv(path, infer_schema=False)
+        sheet = sheet.select("sample_id", "decision", pl.col("group_id") if "group_id" in sheet.columns else pl.lit(None, pl.String).alias("group_id"))
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ValueError(f"{path}: expected a review sheet with the columns sample_id and decision: {exc}".splitlines()[0]) from None
     decision = sheet.get_column("decision").fill_null("").str.strip_chars().str.to_lowercase()
     bad = sheet.with_row_index("line", offset=2).filter(~decision.is_in(["accept", "reject", ""]))
     if bad.height:
-        line, sample, value = bad.row(0)
-        raise ValueError(f"{path}: line {line}: decision: expected accept, reject or blank, got {value!r} (sample {sample})")
-    ids = sheet.get_column("sample_id")
-    return ids.filter(decision == "accept").to_list(), ids.filter(decision == "reject").to_list()
+        line, sample, value, group = bad.row(0)
+        raise ValueError(f"{path}: line {line}: decision: expected accept, reject or blank, got {value!r} "
+                         f"({'sample ' + sample if sample else 'group ' + str(group)})")  # fmt: skip
+    ids, groups = sheet.get_column("sample_id"), sheet.get_column("group_id")
+    whole = ids.is_null() & groups.is_not_null()
+    return (
+        ids.filter(~whole & (decision == "accept")).to_list(), ids.filter(~whole & (decision == "reject")).to_list(),
+        groups.filter(whole & (decision == "accept")).to_list(), groups.filter(whole & (decision == "reject")).to_list(),
+    )  # fmt: skip
 
 
-def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] = ()) -> pl.DataFrame:
+def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] = (), accept_groups: list[str] = (),
+           reject_groups: list[str] = ()) -> pl.DataFrame:  # fmt: skip
     """Record a person's decisions in ``AUDIT/decisions.parquet``: ``accept`` (the label is wrong: act
-    on it) or ``reject`` (the label is right: keep it). A later decision on the same sample replaces
-    the earlier one; rows stay sorted by sample_id, so the same decisions give the same file."""
+    on it) or ``reject`` (the label is right: keep it), per sample or per video (``*_groups``: every
+    frame of the group; a sample named on its own wins over its group). A later decision on the same
+    sample replaces the earlier one; rows stay sorted by sample_id, so the same decisions give the same file."""
     audit_dir = Path(audit_dir)
-    suspects = pl.read_parquet(audit_dir / "suspects.parquet", columns=["sample_id", "label", "suggested_label"])
+    suspects = pl.read_parquet(audit_dir / "suspects.parquet", columns=["sample_id", "group_id", "label", "suggested_label"])
+    unknown = sorted((set(accept_groups) | set(reject_groups)) - set(suspects.get_column("group_id").drop_nulls()))
+    if unknown:
+        raise ValueError(f"{audit_dir / 'suspects.parquet'}: no groups {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+    both_groups = set(accept_groups) & set(reject_groups)
+    if both_groups:
+        raise ValueError(f"--accept-group and --reject-group name the same groups: {sorted(both_groups)[:5]}")
+    named = set(accept) | set(reject)
+
+    def frames_of(groups: list[str]) -> list[str]:
+        ids = suspects.filter(pl.col("group_id").is_in(list(groups))).get_column("sample_id").to_list()
+        return [i for i in ids if i not in named]
+
+    accept, reject = [*frames_of(accept_groups), *accept], [*frames_of(reject_groups), *reject]
+    suspects = suspects.drop("group_id")
     both = set(accept) & set(reject)
     if both:
         raise ValueError(f"--accept and --reject name the same samples: {sorted(both)[:5]}")

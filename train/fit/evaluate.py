@@ -42,8 +42,8 @@ PREDICTION_SCHEMA = pa.schema(
 
 
 def _logits(
-    model: nn.Module, loader: Loader, *, device: torch.device, precision: Precision, channels_last: bool
-) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor]]:
+    model: nn.Module, loader: Loader, *, device: torch.device, precision: Precision, channels_last: bool, embeddings: bool = False
+) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     was_training = model.training
     model.eval()
     try:
@@ -53,8 +53,9 @@ def _logits(
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with precision.autocast(device):
-                    logits = model(images)
-                yield batch, logits.float(), batch.labels.to(device, torch.int64, non_blocking=True)
+                    logits, embedding = model.forward_with_embedding(images) if embeddings else (model(images), None)
+                labels = batch.labels.to(device, torch.int64, non_blocking=True)
+                yield batch, logits.float(), labels, embedding.float() if embedding is not None else None
     finally:
         model.train(was_training)
 
@@ -72,7 +73,7 @@ def evaluate(
     """Loss (the training objective), plain NLL, accuracy, macro-F1, per-class metrics, confusion matrix."""
     totals = MetricAccumulator(len(vocabulary), device=device)
     loss_fn = loss_fn.to(device)
-    for _, logits, labels in _logits(model, loader, device=device, precision=precision, channels_last=channels_last):
+    for _, logits, labels, _ in _logits(model, loader, device=device, precision=precision, channels_last=channels_last):
         terms, weight_total = loss_fn.terms(logits, labels)
         nll = nn.functional.cross_entropy(logits, labels, reduction="none")
         totals.update(labels, logits.argmax(dim=1), loss_terms=terms, weight_total=weight_total, nll=nll)
@@ -88,11 +89,14 @@ def predict(
     device: torch.device,
     precision: Precision = Precision(None),
     channels_last: bool = False,
+    embeddings: bool = False,
 ) -> pa.Table:
-    """One row per sample (``PREDICTION_SCHEMA``), sorted by ``sample_id``; a sample seen twice is an error."""
+    """One row per sample (``PREDICTION_SCHEMA``), sorted by ``sample_id``; a sample seen twice is an error.
+    ``embeddings``: also the column ``embedding``, each image's penultimate features (``PawNet.forward_with_embedding``)."""
     ids: list[str] = []
-    labels_out, preds_out, conf_out, probs_out = [], [], [], []
-    for batch, logits, labels in _logits(model, loader, device=device, precision=precision, channels_last=channels_last):
+    labels_out, preds_out, conf_out, probs_out, emb_out = [], [], [], [], []
+    batches = _logits(model, loader, device=device, precision=precision, channels_last=channels_last, embeddings=embeddings)
+    for batch, logits, labels, embedding in batches:
         probs = torch.softmax(logits, dim=1)  # per row: each image's own distribution over classes
         confidence, preds = probs.max(dim=1)
         ids.extend(batch.sample_ids)
@@ -100,13 +104,16 @@ def predict(
         preds_out.append(preds.cpu())
         conf_out.append(confidence.cpu())
         probs_out.append(probs.cpu())
+        if embedding is not None:
+            emb_out.append(embedding.cpu())
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(s for s in ids if s in seen or seen.add(s))
         raise ValueError(f"predict: sample_id {dup!r} was yielded more than once; an evaluation loader must yield each sample once")
     k = len(vocabulary)
+    schema = PREDICTION_SCHEMA.append(pa.field("embedding", pa.list_(pa.float32()))) if embeddings else PREDICTION_SCHEMA
     if not ids:
-        return PREDICTION_SCHEMA.empty_table()
+        return schema.empty_table()
     label_ids = torch.cat(labels_out)
     pred_ids = torch.cat(preds_out)
     order = sorted(range(len(ids)), key=ids.__getitem__)
@@ -118,6 +125,10 @@ def predict(
     def name(i: int) -> str | None:
         return vocabulary[i] if 0 <= i < k else None
 
+    columns = {}
+    if embeddings:
+        emb = torch.cat(emb_out)[index]
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).numpy()), emb.shape[1]).cast(pa.list_(pa.float32()))
     return pa.table(
         {
             "sample_id": pa.array([ids[i] for i in order], pa.string()),
@@ -127,8 +138,9 @@ def predict(
             "pred": pa.array([name(i) for i in pred_ids.tolist()], pa.string()),
             "confidence": pa.array(confidence.numpy()),
             "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1).numpy()), k).cast(pa.list_(pa.float32())),
+            **columns,
         },
-        schema=PREDICTION_SCHEMA,
+        schema=schema,
     )
 
 
@@ -211,11 +223,14 @@ def predict_checkpoint(
     batch_size: int | None = None,
     weights: str = "auto",
     loader: Loader | None = None,
+    embeddings: bool = False,
 ) -> pa.Table:
-    """``train predict``: per-sample predictions of a checkpoint, written atomically to ``out`` (Parquet)."""
+    """``train predict``: per-sample predictions of a checkpoint, written atomically to ``out`` (Parquet);
+    ``embeddings``: with each image's penultimate features (the audit's neighbour view)."""
     model, cfg, vocabulary, loader, dev, precision = _inference_setup(
         checkpoint, data, device=device, batch_size=batch_size, weights=weights, loader=loader
     )
-    table = predict(model, loader, vocabulary=vocabulary, device=dev, precision=precision, channels_last=cfg.compute.channels_last)
+    table = predict(model, loader, vocabulary=vocabulary, device=dev, precision=precision, channels_last=cfg.compute.channels_last,
+                    embeddings=embeddings)
     write_parquet(out, table)
     return table

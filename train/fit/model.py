@@ -54,6 +54,13 @@ class PawNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(x))
 
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the penultimate features (pooled, after the head's BatchNorm: what the classifier
+        sees, before dropout), for neighbour views of the data (``train.audit.neighbours``)."""
+        head = self.head
+        embedding = head.norm(head.flatten(head.pool(self.backbone.forward_features(x))))
+        return head.fc(head.drop(embedding)), embedding
+
     def get_classifier(self) -> nn.Linear:
         return self.head.fc
 

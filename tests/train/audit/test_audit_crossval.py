@@ -66,7 +66,11 @@ def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path:
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
                  "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
     predicted = pl.read_parquet(tmp_path / "pred.parquet")
-    assert pl.read_parquet(audit / "train_predictions" / "run0.parquet").equals(predicted)
+    pass_rows = pl.read_parquet(audit / "train_predictions" / "run0.parquet")
+    assert pass_rows.drop("embedding").equals(predicted)
+    assert pass_rows.get_column("embedding").list.len().unique().to_list() == [1280]  # B0's penultimate features
+    groups = pl.read_parquet(audit / "groups.parquet")  # demo videos: a verdict per video from the neighbour view
+    assert groups.height == pass_rows.join(pl.read_parquet(demo_clean / "manifest.parquet"), on="sample_id").get_column("group_id").n_unique()
     summary = json.loads((audit / "audit.json").read_text())
     assert summary["confident_learning"]["probabilities"] == "eval-mode predictions of the last checkpoint over the training split"
     suspects = pl.read_parquet(audit / "suspects.parquet").join(predicted.select("sample_id", "probs"), on="sample_id")
@@ -123,7 +127,7 @@ def test_audit_view_takes_the_model_view_from_a_second_run(demo_raw: Path, demo_
     assert main(["predict", "--checkpoint", str(runs["second"] / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
                  "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
     predicted = pl.read_parquet(tmp_path / "pred.parquet")
-    assert pl.read_parquet(viewed / "train_predictions" / "view.parquet").equals(predicted)
+    assert pl.read_parquet(viewed / "train_predictions" / "view.parquet").drop("embedding").equals(predicted)
     assert not (viewed / "train_predictions" / "run0.parquet").exists()  # the audited run's own pass is not made
     summary = json.loads((viewed / "audit.json").read_text())
     # out of sample: the three dropped, and the samples the second run's one epoch never reached (last partial batch dropped)

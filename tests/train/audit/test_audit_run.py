@@ -74,7 +74,7 @@ def test_review_sheet_round_trip(audited_runs, tmp_path: Path):
     assert len(ids) >= 3, "the fixture's flips must leave at least three doubted samples"
     filled = sheet.with_columns(decision=pl.Series([" Accept", "reject", None] + [None] * (len(ids) - 3), dtype=pl.String))
     filled.write_csv(tmp_path / "filled.csv")
-    assert read_review_sheet(tmp_path / "filled.csv") == ([ids[0]], [ids[1]])
+    assert read_review_sheet(tmp_path / "filled.csv") == ([ids[0]], [ids[1]], [], [])
     assert main(["audit", "--review", str(out), "--decisions", str(tmp_path / "filled.csv")]) == 0
     assert pl.read_parquet(out / "decisions.parquet").select("sample_id", "decision").rows() == sorted(
         [(ids[0], "accept"), (ids[1], "reject")])  # fmt: skip
@@ -94,13 +94,17 @@ def test_score_against_planted_flips(tmp_path: Path, capsys):
         "aum": [-1.0, 0.5, -2.0, 3.0, 2.0], "aum_cutoff": [0.0] * 5,
         "cl_issue": [True, False, False, False, None], "never_learned": [False] * 5, "annotators_disagree": [None] * 5,
         "label": ["x"] * 5, "model_label": ["y", "x", "y", "y", "x"],
-    }, schema_overrides={"annotators_disagree": pl.Boolean})  # fmt: skip
+        "group_verdict": [None, "ok", "label_issue", "label_issue", None], "neighbour_label": ["y", "y", "y", "x", None],
+    }, schema_overrides={"annotators_disagree": pl.Boolean, "group_verdict": pl.String})  # fmt: skip
     planted = pl.DataFrame({"image_path": ["a", "c", "e"]})
     got = {r["signal"]: (r["flagged"], r["true_positives"], r["precision"], r["recall"]) for r in score_audit(suspects, planted).iter_rows(named=True)}
     assert got["label_issue (the verdict)"] == (2, 1, 0.5, pytest.approx(1 / 3))
     assert got["label_issue or ambiguous"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
     assert got["AUM at or below the cut-off"] == (2, 2, 1.0, pytest.approx(2 / 3))
     assert got["annotators disagree"] == (0, 0, 0.0, 0.0)
+    assert got["the video's verdict"] == (2, 1, 0.5, pytest.approx(1 / 3))
+    assert got["label_issue of frame or video"] == (4, 2, 0.5, pytest.approx(2 / 3))
+    assert got["neighbours prefer another class"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
     assert got["the model prefers another class"] == (3, 2, pytest.approx(2 / 3), pytest.approx(2 / 3))
     (tmp_path / "audit").mkdir()
     suspects.write_parquet(tmp_path / "audit" / "suspects.parquet")

@@ -1,0 +1,89 @@
+"""A verdict per video: the frames' evidence aggregated over each group, then judged at the group level.
+
+The users' labels come per video (an AI Hub record carries one owner's and one inspector's emotion
+for the whole video), so a wrong label is a whole wrong video, and a run that trained on it vouches
+for it: the frame verdicts of one run miss it. The group verdict reads a view that never fitted the
+group's label (the neighbour view of ``train.audit.neighbours``, out-of-fold probabilities of ``train
+crossval`` with folds by group, or their mean when both are at hand) and aggregates it over the
+group's frames, as evidence, not as votes of frame verdicts:
+
+* ``group_probs``: the mean of the frames' probability vectors;
+* ``mean_log_p_given``: the mean log-probability of the given label over the frames;
+* ``other_share``: the share of frames whose most probable class is another one.
+
+Confident learning (``train.audit.confident``) then runs on the groups, one row each: per-class
+thresholds and the noise counts come from the groups themselves, so the cut-off is learned from
+the data, never a count. A group it flags is a ``label_issue``; one whose most probable class is
+another, or whose annotators disagree, is ``ambiguous``; else ``ok``. The annotators' disagreement
+only raises a group within its verdict (it is listed first), it never decides alone. A group of one
+image has no group verdict (null): its frame verdict is the judgement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from train.audit.combine import VERDICTS
+from train.audit.confident import find_label_issues
+
+GROUPS = (
+    "group_rank", "group_id", "label", "frames", "group_verdict", "group_suggested_label", "mean_log_p_given", "other_share",
+    "group_self_confidence", "group_cl_issue", "mean_aum", "model_doubt_share", "annotators_disagree", "other_label", "group_reason",
+)  # fmt: skip
+
+
+def judge_groups(frames: pl.DataFrame, probs: np.ndarray, vocabulary: list[str]) -> pl.DataFrame:
+    """``frames``: one row per training sample (``group_id``, ``label``, ``label_id``, ``aum``, ``model_label``,
+    ``annotators_disagree``, ``other_label``); ``probs``: its out-of-sample view, row for row. One row per group
+    of two or more frames (``GROUPS`` columns), most suspect first."""
+    logp = np.log(np.clip(probs[np.arange(len(probs)), frames.get_column("label_id").fill_null(0).to_numpy()], 1e-12, None))
+    per_frame = frames.select(
+        "group_id", "label", "label_id", "aum", "annotators_disagree", "other_label",
+        model_doubts=(pl.col("model_label") != pl.col("label")).cast(pl.Float64),
+        log_p=pl.Series(logp), other=pl.Series(probs.argmax(axis=1)) != pl.col("label_id"),
+        _row=pl.int_range(pl.len()),
+    ).filter(pl.col("label_id").is_not_null() & pl.col("group_id").is_not_null())  # fmt: skip
+    grouped = (
+        per_frame.group_by("group_id")
+        .agg(
+            frames=pl.len(), label=pl.col("label").mode().sort().first(), label_id=pl.col("label_id").mode().sort().first(),
+            mean_log_p_given=pl.col("log_p").mean(), other_share=pl.col("other").cast(pl.Float64).mean(),
+            mean_aum=pl.col("aum").mean(), model_doubt_share=pl.col("model_doubts").mean(),
+            annotators_disagree=pl.col("annotators_disagree").fill_null(False).any(), other_label=pl.col("other_label").drop_nulls().first(),
+            rows=pl.col("_row"),
+        )
+        .filter(pl.col("frames") >= 2)
+        .sort("group_id")
+    )  # fmt: skip
+    if grouped.is_empty():
+        return pl.DataFrame(schema={**{c: pl.String for c in GROUPS}, "group_rank": pl.Int64, "frames": pl.UInt32})
+    group_probs = np.stack([probs[rows].mean(axis=0) for rows in grouped.get_column("rows").to_list()])
+    labels = grouped.get_column("label_id").to_numpy()
+    cl = find_label_issues(group_probs, labels)
+    top = group_probs.argmax(axis=1)
+    out = grouped.with_columns(
+        group_cl_issue=pl.Series(cl.issues), group_self_confidence=pl.Series(cl.self_confidence),
+        group_suggested_label=pl.Series([vocabulary[i] for i in cl.suggested]), _top=pl.Series([vocabulary[i] for i in top]),
+    )  # fmt: skip
+    flagged, other_top = pl.col("group_cl_issue"), pl.col("_top") != pl.col("label")
+    out = out.with_columns(
+        group_verdict=pl.when(flagged).then(pl.lit("label_issue"))
+        .when(other_top | pl.col("annotators_disagree")).then(pl.lit("ambiguous")).otherwise(pl.lit("ok")),
+        group_reason=pl.concat_str(
+            [
+                pl.format("{} frames: mean log p(given) {}, {} of the frames see another class most likely",
+                          pl.col("frames"), pl.col("mean_log_p_given").round(3), (pl.col("other_share") * 100).round(0).cast(pl.Int64).cast(pl.String) + "%"),
+                pl.when(flagged).then(pl.format("confident learning over the videos: p(given) {} with {} more likely",
+                                                pl.col("group_self_confidence").round(3), pl.col("group_suggested_label"))),
+                pl.when(pl.col("annotators_disagree")).then(pl.format("annotators disagree ({} vs {})", pl.col("label"), pl.col("other_label"))),
+            ],
+            separator="; ", ignore_nulls=True,
+        ),
+    )  # fmt: skip
+    out = out.with_columns(
+        group_suggested_label=pl.when(pl.col("group_verdict") == "ok").then(pl.col("label")).otherwise(pl.col("group_suggested_label"))
+    )
+    order = pl.col("group_verdict").replace_strict({v: i for i, v in enumerate(VERDICTS)}, return_dtype=pl.Int8)
+    out = out.sort(order, ~pl.col("annotators_disagree"), "mean_log_p_given", "group_id")
+    return out.with_columns(group_rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).select(GROUPS)
