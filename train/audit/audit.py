@@ -7,10 +7,14 @@ Reads each run's ``dynamics/`` (margins, predictions, probabilities per epoch), 
 paths, the second annotator's label); optionally ``oof.parquet`` (``train crossval``: sample_id and
 out-of-fold ``probs``). Writes into ``AUDIT/``:
 
-* ``suspects.parquet``: one row per training sample, most suspect first (``SUSPECTS`` columns);
+* ``suspects.parquet``: one row per training sample, most suspect first (``SUSPECTS`` columns),
+  with its video's verdict (``group_verdict``) and the neighbour view's class (``neighbour_label``);
+* ``groups.parquet``: one row per video (group of two or more training frames): the frames' evidence
+  aggregated and a verdict per video (``train.audit.groups``, ``GROUPS`` columns);
 * ``audit.json``: the cut-offs, the confident joint, the estimated noise matrix and noise rates;
 * ``audit.html`` and its PNGs (``train.audit.report``);
-* ``review.csv``: the ``label_issue`` and ``ambiguous`` rows, most suspect first, with an empty
+* ``review.csv``: the suspect videos (one row each, blank ``sample_id``: a decision covers every
+  frame), then the ``label_issue`` and ``ambiguous`` rows, most suspect first, with an empty
   ``decision`` column for a person to fill in a spreadsheet (``accept``, ``reject`` or blank) and
   hand back with ``train audit --review AUDIT --decisions review.csv``.
 
@@ -299,7 +303,8 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects, view_cutoff=view_cutoff)
     summary["groups"] = _group_summary(groups, group_source)
     write_json(job.out / "audit.json", summary)
-    write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery)
+    write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery,
+                 groups=groups)  # fmt: skip
     return suspects
 
 

@@ -106,7 +106,35 @@ def _tick_names(vocabulary: list[str]) -> list[str]:
     return vocabulary if all(name.isascii() for name in vocabulary) else [str(i) for i in range(len(vocabulary))]
 
 
-def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Path | None, split: str, gallery: int) -> Path:
+VIDEO_STRIP = 8  # frames shown per suspect video, spread over the video
+
+
+def _video_strips(out: Path, suspects: pl.DataFrame, groups: pl.DataFrame, *, shards: Path | None, split: str, videos: int) -> str:
+    """The suspect videos as strips of their frames, with the group's evidence (most suspect first)."""
+    e = html.escape
+    top = groups.filter(pl.col("group_verdict") != "ok").head(videos)
+    if top.is_empty():
+        return "<p>none</p>"
+    frames = suspects.filter(pl.col("group_id").is_in(top.get_column("group_id").implode())).sort("group_id", "image_path")
+    shown = {
+        g: ids[:: max(1, -(-len(ids) // VIDEO_STRIP))][:VIDEO_STRIP]
+        for g, ids in frames.group_by("group_id", maintain_order=True).agg(pl.col("sample_id")).iter_rows()
+    }
+    images = cut_gallery(out, [i for ids in shown.values() for i in ids], shards=shards, split=split)
+    rows = []
+    for row in top.iter_rows(named=True):
+        strip = "".join(f'<img src="{e(images[i])}" alt="">' if i in images else "<span class=noimg></span>" for i in shown.get(row["group_id"], []))
+        rows.append(
+            f'<div class="video {e(row["group_verdict"])}"><div><b>#{row["group_rank"]}</b> {e(row["group_verdict"])} '
+            f'<code>{e(str(row["group_id"]))}</code>: {row["frames"]} frames, given <b>{e(str(row["label"]))}</b> &rarr; suggested '
+            f'<b>{e(str(row["group_suggested_label"]))}</b><br><small>{e(row["group_reason"])}</small></div>'
+            f'<div class="strip">{strip}</div></div>'
+        )  # fmt: skip
+    return "".join(rows)
+
+
+def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Path | None, split: str, gallery: int,
+                 groups: pl.DataFrame | None = None) -> Path:  # fmt: skip
     names = _tick_names(summary["vocabulary"])
     cl = summary["confident_learning"]
     agreement = signal_agreement(suspects)
@@ -126,6 +154,13 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
             f'given <b>{e(str(row["label"]))}</b> &rarr; suggested <b>{e(str(row["suggested_label"]))}</b><br>'
             f'AUM {aum} &middot; p(given) {conf}<br><code>{e(row["sample_id"])}</code><br><small>{e(row["reason"])}</small></div></div>'
         )
+    videos = ""
+    if groups is not None and groups.height:
+        g = summary["groups"]
+        videos = (f"<h2>Suspect videos</h2><p>{g['groups']} videos of two or more frames, judged by {e(g['view'])}: "
+                  f"<b>{g['verdicts']['label_issue']}</b> label issues, {g['verdicts']['ambiguous']} ambiguous. Review a whole video: "
+                  f"<code>train audit --review {e(str(out))} --accept-group GROUP ... --reject-group GROUP ...</code></p>"
+                  + (_video_strips(out, suspects, groups, shards=shards, split=split, videos=max(1, gallery // 4)) if gallery else ""))  # fmt: skip
     v = summary["verdicts"]
     rows = "".join(f"<tr><td>{e(n)}</td><td>{c}</td></tr>" for n, c in agreement)
     classes = "".join(
@@ -141,12 +176,14 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
 body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} .grid{{display:flex;flex-wrap:wrap;gap:10px}}
 .card{{width:220px;border:1px solid #ccc;padding:6px;font-size:13px}} .card img{{width:100%}}
 .label_issue{{border-color:#c0504d;border-width:2px}} .noimg{{height:120px;background:#eee}} td{{padding:2px 8px}}
+.video{{border:1px solid #ccc;padding:6px;margin:8px 0;font-size:13px}} .strip img,.strip .noimg{{height:96px;margin-right:3px;display:inline-block;width:96px}}
 </style></head><body><h1>Label audit</h1>
 <p>{summary["samples"]} training samples: <b>{v["label_issue"]}</b> label issues, {v["ambiguous"]} ambiguous, {v["ok"]} ok.
 AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}){view}; confident learning on {e(cl["probabilities"])}
 flags {cl["issues"]}.</p>
 <p>Review: <code>train audit --review {e(str(out))} --accept ID ... --reject ID ...</code> records decisions in
 <code>decisions.parquet</code>; <code>ingest clean RAW --out OUT --suspects {e(str(out))}</code> applies them.</p>
+{videos}
 <h2>Top suspects</h2><div class="grid">{"".join(cards) or "<p>none</p>"}</div>
 <h2>Estimated noise</h2><img src="noise_matrix.png" alt="noise matrix"> <img src="noise_rates.png" alt="noise rates">
 <table>{classes}</table>

@@ -62,7 +62,7 @@ def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path:
             "--set", "data.workers=1", "--set", "compute.cpu_threads=1"]  # fmt: skip
     assert main(argv) == 0
     audit = tmp_path / "audit"
-    assert main(["audit", str(run), "--manifest", str(demo_clean), "--out", str(audit), "--gallery", "0"]) == 0
+    assert main(["audit", str(run), "--manifest", str(demo_clean), "--out", str(audit), "--gallery", "8"]) == 0
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(shards / "train"),
                  "--out", str(tmp_path / "pred.parquet"), "--device", "cpu"]) == 0  # fmt: skip
     predicted = pl.read_parquet(tmp_path / "pred.parquet")
@@ -71,6 +71,16 @@ def test_audit_uses_the_last_checkpoint_in_eval_mode(demo_clean: Path, tmp_path:
     assert pass_rows.get_column("embedding").list.len().unique().to_list() == [1280]  # B0's penultimate features
     groups = pl.read_parquet(audit / "groups.parquet")  # demo videos: a verdict per video from the neighbour view
     assert groups.height == pass_rows.join(pl.read_parquet(demo_clean / "manifest.parquet"), on="sample_id").get_column("group_id").n_unique()
+    page = (audit / "audit.html").read_text(encoding="utf-8")
+    assert "<h2>Suspect videos</h2>" in page
+    suspect_videos = groups.filter(pl.col("group_verdict") != "ok").head(2)  # gallery 8: the two most suspect videos as strips
+    for video in suspect_videos.get_column("group_id"):
+        assert f"<code>{video}</code>" in page
+    frames = pl.read_parquet(audit / "suspects.parquet").filter(pl.col("group_id").is_in(suspect_videos.get_column("group_id").implode()))
+    assert (frames.group_by("group_id").len().get_column("len").max() or 0) <= 8  # demo videos: every frame fits the strip
+    shown = frames.get_column("sample_id").to_list()
+    assert all(f'src="gallery/{s}.jpg"' in page for s in shown)
+    assert all((audit / "gallery" / f"{s}.jpg").read_bytes()[:2] == b"\xff\xd8" for s in shown)
     summary = json.loads((audit / "audit.json").read_text())
     assert summary["confident_learning"]["probabilities"] == "eval-mode predictions of the last checkpoint over the training split"
     suspects = pl.read_parquet(audit / "suspects.parquet").join(predicted.select("sample_id", "probs"), on="sample_id")
