@@ -14,7 +14,7 @@ other video of the same scene labelled wrongly would otherwise fill every neighb
 votes are shares of ``k`` smoothed by one pseudo-count spread over the classes, so that a
 log-probability is always finite. Brute force in chunks on the audit's device: N x N x D
 multiply-adds (2 M frames x 1280 features: ~5 PFLOP, minutes on a GPU; docs/audit.md), memory one
-chunk of similarities and of per-video maxima.
+chunk of similarities and of per-video maxima (at most ``_CHUNK_ELEMENTS`` each).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 K_NEIGHBOURS = 10
-_CHUNK = 1024
+_CHUNK = 1024  # rows of similarities at a time, fewer where the data is large:
+_CHUNK_ELEMENTS = 1 << 27  # at most this many similarities (512 MB of float32) per chunk
 
 
 def neighbour_probs(
@@ -52,8 +53,9 @@ def neighbour_probs(
     cell = group[labelled] * num_classes + label[labelled]
     votes = torch.zeros((n, num_classes), dtype=torch.float64, device=dev)
     k = min(k, g - 1)
-    for start in range(0, n if k > 0 else 0, _CHUNK):
-        stop = min(start + _CHUNK, n)
+    chunk = max(1, min(_CHUNK, _CHUNK_ELEMENTS // max(int(labelled.sum()), g * num_classes, 1)))
+    for start in range(0, n if k > 0 else 0, chunk):
+        stop = min(start + chunk, n)
         sim = x[start:stop] @ x[labelled].T
         best = torch.full((stop - start, g * num_classes), -torch.inf, device=dev)
         best.scatter_reduce_(1, cell.expand(stop - start, -1), sim, reduce="amax")

@@ -102,3 +102,13 @@ def test_groups_of_one_image_get_no_group_verdict() -> None:
     frames, emb = _videos(0, frames=1)
     probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
     assert judge_groups(frames, probs, VOCAB).is_empty()
+
+
+def test_chunks_give_the_same_votes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import train.audit.neighbours as neighbours
+
+    frames, emb = _videos(1)
+    args = (emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy())
+    whole = neighbour_probs(*args, num_classes=3)
+    monkeypatch.setattr(neighbours, "_CHUNK_ELEMENTS", 7 * len(emb))  # 7 rows a chunk: 26 chunks, the last one short
+    np.testing.assert_array_equal(neighbours.neighbour_probs(*args, num_classes=3), whole)
