@@ -226,10 +226,14 @@ def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.Data
     from train.fit.evaluate import predict_checkpoint
 
     table = predict_checkpoint(checkpoint, split, out=out, device=device, embeddings=True)
-    frame = pl.from_arrow(table.select(["sample_id", "probs", "embedding"]))
-    probs = np.asarray(frame.get_column("probs").to_list(), dtype=np.float64)
-    embedding = np.asarray(frame.get_column("embedding").to_list(), dtype=np.float32)
-    return pl.DataFrame({"sample_id": frame.get_column("sample_id"), "probs": probs, "embedding": embedding})
+    n = table.num_rows
+
+    def matrix(name: str, dtype: type) -> np.ndarray:  # Arrow lists -> one numpy block, never Python floats
+        values = table.column(name).combine_chunks().flatten().to_numpy().astype(dtype)
+        return values.reshape(n, -1) if n else values.reshape(0, 0)
+
+    return pl.DataFrame({"sample_id": table.column("sample_id").to_pylist(), "probs": matrix("probs", np.float64),
+                         "embedding": matrix("embedding", np.float32)})  # fmt: skip
 
 
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:

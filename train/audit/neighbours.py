@@ -51,12 +51,13 @@ def neighbour_probs(
     labelled = label >= 0
     # each labelled row's (group, class) cell: a group's best match per class, then its best class
     cell = group[labelled] * num_classes + label[labelled]
+    voters = x[labelled].T.contiguous()  # once, not per chunk: at 2 M frames it is the size of all the features
     votes = torch.zeros((n, num_classes), dtype=torch.float64, device=dev)
     k = min(k, g - 1)
     chunk = max(1, min(_CHUNK, _CHUNK_ELEMENTS // max(int(labelled.sum()), g * num_classes, 1)))
     for start in range(0, n if k > 0 else 0, chunk):
         stop = min(start + chunk, n)
-        sim = x[start:stop] @ x[labelled].T
+        sim = x[start:stop] @ voters
         best = torch.full((stop - start, g * num_classes), -torch.inf, device=dev)
         best.scatter_reduce_(1, cell.expand(stop - start, -1), sim, reduce="amax")
         per_group, vote = best.view(stop - start, g, num_classes).max(dim=2)
