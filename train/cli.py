@@ -465,7 +465,7 @@ def _audit(args: argparse.Namespace) -> int:
     groups = json.loads((args.out / "audit.json").read_text(encoding="utf-8"))["groups"]
     if groups["groups"]:
         v = groups["verdicts"]
-        print(f"{args.out}: {groups['groups']} videos (groups of 2+ frames): {v['label_issue']} label issues, {v['ambiguous']} ambiguous, "
+        print(f"{args.out}: {groups['groups']} videos (groups of 2+ frames with one label): {v['label_issue']} label issues, {v['ambiguous']} ambiguous, "
               f"{v['ok']} ok (groups.parquet; judged by {groups['view']})")  # fmt: skip
     return 0
 

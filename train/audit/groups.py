@@ -15,8 +15,10 @@ Confident learning (``train.audit.confident``) then runs on the groups, one row 
 thresholds and the noise counts come from the groups themselves, so the cut-off is learned from
 the data, never a count. A group it flags is a ``label_issue``; one whose most probable class is
 another, or whose annotators disagree, is ``ambiguous``; else ``ok``. The annotators' disagreement
-only raises a group within its verdict (it is listed first), it never decides alone. A group of one
-image has no group verdict (null): its frame verdict is the judgement.
+only raises a group within its verdict (it is listed first), it never decides alone. Only a group
+whose frames carry one label has a label per video to judge: a group of one image, or one whose
+frames were labelled differently (labels per frame), has no group verdict (null), and its frame
+verdicts are the judgement.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ GROUPS = (
 def judge_groups(frames: pl.DataFrame, probs: np.ndarray, vocabulary: list[str]) -> pl.DataFrame:
     """``frames``: one row per training sample (``group_id``, ``label``, ``label_id``, ``aum``, ``model_label``,
     ``annotators_disagree``, ``other_label``); ``probs``: its out-of-sample view, row for row. One row per group
-    of two or more frames (``GROUPS`` columns), most suspect first."""
+    of two or more frames that all carry one label (``GROUPS`` columns), most suspect first."""
     logp = np.log(np.clip(probs[np.arange(len(probs)), frames.get_column("label_id").fill_null(0).to_numpy()], 1e-12, None))
     per_frame = frames.select(
         "group_id", "label", "label_id", "aum", "annotators_disagree", "other_label",
@@ -51,9 +53,9 @@ def judge_groups(frames: pl.DataFrame, probs: np.ndarray, vocabulary: list[str])
             mean_log_p_given=pl.col("log_p").mean(), other_share=pl.col("other").cast(pl.Float64).mean(),
             mean_aum=pl.col("aum").mean(), model_doubt_share=pl.col("model_doubts").mean(),
             annotators_disagree=pl.col("annotators_disagree").fill_null(False).any(), other_label=pl.col("other_label").drop_nulls().first(),
-            rows=pl.col("_row"),
+            rows=pl.col("_row"), given_labels=pl.col("label_id").n_unique(),
         )
-        .filter(pl.col("frames") >= 2)
+        .filter((pl.col("frames") >= 2) & (pl.col("given_labels") == 1))
         .sort("group_id")
     )  # fmt: skip
     if grouped.is_empty():

@@ -112,3 +112,13 @@ def test_chunks_give_the_same_votes(monkeypatch: pytest.MonkeyPatch) -> None:
     whole = neighbour_probs(*args, num_classes=3)
     monkeypatch.setattr(neighbours, "_CHUNK_ELEMENTS", 7 * len(emb))  # 7 rows a chunk: 26 chunks, the last one short
     np.testing.assert_array_equal(neighbours.neighbour_probs(*args, num_classes=3), whole)
+
+
+def test_a_group_labelled_frame_by_frame_has_no_video_verdict() -> None:
+    frames, emb = _videos(0)
+    mixed = pl.col("sample_id") == "s04_0"  # one frame of video04 labelled otherwise: labels per frame, not per video
+    frames = frames.with_columns(label_id=pl.when(mixed).then((pl.col("label_id") + 1) % 3).otherwise("label_id"))
+    frames = frames.with_columns(label=pl.col("label_id").replace_strict(dict(enumerate(VOCAB))))
+    probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
+    groups = judge_groups(frames, probs, VOCAB)
+    assert groups.height == 29 and "video04" not in groups.get_column("group_id").to_list()
