@@ -33,7 +33,7 @@ commit, machine, seed, every figure) to ``bench/results/frame_hash-<date>-<commi
     python bench/frame_hash_bench.py [--quick] [--seed 0] [--scenes 48] [--sizes 192x144,320x240,1280x720,1920x1080]
 
 ``--quick`` (6 scenes per size, 360 frames) takes about 15 s on 2 cores; the default (48 scenes
-per size, 2880 frames) about 2.5 minutes. The last lines are ``RATIO near_copy_recall <share>`` and
+per size, 2880 frames) about 3 minutes. The last lines are ``RATIO near_copy_recall <share>`` and
 ``RATIO distinct_kept <share>`` (higher is better) at the rule's default distance
 (``--max-distance`` to ask about another).
 """
