@@ -282,13 +282,26 @@ def _video_line(v: dict) -> str:
             f"recall {v['recall']:.3f}, F1 {v['f1']:.3f}")
 
 
-def save_result(bench: str, record: dict) -> Path:
-    """``bench/results/<bench>-<date>-<commit>.json``: the command, commit, machine and every figure of this run."""
-    import datetime
+def code_version() -> str:
+    """The commit the code was loaded from (taken when the run starts: a commit made while it runs is not its code),
+    with ``-dirty`` when tracked files differ from it."""
     import subprocess
 
     root = Path(__file__).resolve().parent
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+    return f"{commit}-dirty" if dirty else commit
+
+
+CODE = code_version()
+
+
+def save_result(bench: str, record: dict) -> Path:
+    """``bench/results/<bench>-<date>-<commit>-seed<S>.json``: the command, commit, machine and every figure of this run."""
+    import datetime
+
+    root = Path(__file__).resolve().parent
+    commit = CODE
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine()) \
         if Path("/proc/cpuinfo").is_file() else platform.machine()  # fmt: skip
     doc = {"bench": bench, "date": datetime.date.today().isoformat(), "commit": commit, "machine": {"cpu": cpu, "cores": os.cpu_count()}, **record}

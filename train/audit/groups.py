@@ -13,8 +13,12 @@ group's frames, as evidence, not as votes of frame verdicts:
 
 Confident learning (``train.audit.confident``) then runs on the groups, one row each: per-class
 thresholds and the noise counts come from the groups themselves, so the cut-off is learned from
-the data, never a count. A group it flags is a ``label_issue``; one whose most probable class is
-another, or whose annotators disagree, is ``ambiguous``; else ``ok``. The annotators' disagreement
+the data, never a count. A group is a ``label_issue`` where the two readings of the evidence agree:
+confident learning flags it **and** most of its frames see another class as the most probable
+(``other_share`` above one half: a video whose frames mostly bear its label out is not a wrong
+video, whatever a few frames show; on the demo's flips per frame, confident learning alone flagged
+videos three quarters of whose frames agreed with the label). One that only one of them flags, or
+whose most probable class is another, or whose annotators disagree, is ``ambiguous``; else ``ok``. The annotators' disagreement
 only raises a group within its verdict (it is listed first), it never decides alone. Only a group
 whose frames carry one label has a label per video to judge: a group of one image, or one whose
 frames were labelled differently (labels per frame), has no group verdict (null), and its frame
@@ -68,10 +72,10 @@ def judge_groups(frames: pl.DataFrame, probs: np.ndarray, vocabulary: list[str])
         group_cl_issue=pl.Series(cl.issues), group_self_confidence=pl.Series(cl.self_confidence),
         group_suggested_label=pl.Series([vocabulary[i] for i in cl.suggested]), _top=pl.Series([vocabulary[i] for i in top]),
     )  # fmt: skip
-    flagged, other_top = pl.col("group_cl_issue"), pl.col("_top") != pl.col("label")
+    flagged, other_top, most = pl.col("group_cl_issue"), pl.col("_top") != pl.col("label"), pl.col("other_share") > 0.5
     out = out.with_columns(
-        group_verdict=pl.when(flagged).then(pl.lit("label_issue"))
-        .when(other_top | pl.col("annotators_disagree")).then(pl.lit("ambiguous")).otherwise(pl.lit("ok")),
+        group_verdict=pl.when(flagged & most).then(pl.lit("label_issue"))
+        .when(flagged | most | other_top | pl.col("annotators_disagree")).then(pl.lit("ambiguous")).otherwise(pl.lit("ok")),
         group_reason=pl.concat_str(
             [
                 pl.format("{} frames: mean log p(given) {}, {} of the frames see another class most likely",

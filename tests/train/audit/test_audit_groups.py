@@ -122,3 +122,23 @@ def test_a_group_labelled_frame_by_frame_has_no_video_verdict() -> None:
     probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
     groups = judge_groups(frames, probs, VOCAB)
     assert groups.height == 29 and "video04" not in groups.get_column("group_id").to_list()
+
+
+def test_a_video_whose_frames_mostly_agree_is_not_a_label_issue() -> None:
+    # six videos of four frames, two per class; every clean frame sees its label at 0.5. video0 (happy): two
+    # frames see angry for certain, two see happy: its mean leans to angry (confident learning flags it), but
+    # only half its frames see another class, so it is not a wrong video, only doubtful
+    labels = [0, 0, 1, 1, 2, 2]
+    rows, probs = [], []
+    for v, label in enumerate(labels):
+        for f in range(4):
+            rows.append({"sample_id": f"s{v}_{f}", "group_id": f"video{v}", "label": VOCAB[label], "label_id": label, "aum": 1.0,
+                         "model_label": VOCAB[label], "annotators_disagree": False, "other_label": None})  # fmt: skip
+            p = np.full(3, 0.25)
+            p[label] = 0.5
+            probs.append([0.0, 0.0, 1.0] if v == 0 and f < 2 else p)
+    groups = judge_groups(pl.DataFrame(rows), np.asarray(probs), VOCAB)
+    row = groups.filter(pl.col("group_id") == "video0").row(0, named=True)
+    assert row["group_cl_issue"] and row["other_share"] == 0.5
+    assert row["group_verdict"] == "ambiguous" and row["group_rank"] == 1
+    assert groups.filter(pl.col("group_verdict") == "label_issue").is_empty()
