@@ -16,8 +16,8 @@ thresholds and the noise counts come from the groups themselves, so the cut-off 
 the data, never a count. A group is a ``label_issue`` where the two readings of the evidence agree:
 confident learning flags it **and** most of its frames see another class as the most probable
 (``other_share`` above one half: a video whose frames mostly bear its label out is not a wrong
-video, whatever a few frames show; on the demo's flips per frame, confident learning alone flagged
-videos three quarters of whose frames agreed with the label). One that only one of them flags, or
+video, whatever a few frames show; on the demo, whose planted flips are single frames inside rightly
+labelled videos, confident learning alone flagged videos three quarters of whose frames agreed). One that only one of them flags, or
 whose most probable class is another, or whose annotators disagree, is ``ambiguous``; else ``ok``. The annotators' disagreement
 only raises a group within its verdict (it is listed first), it never decides alone. Only a group
 whose frames carry one label has a label per video to judge: a group of one image, or one whose
