@@ -305,7 +305,12 @@ def save_result(bench: str, record: dict) -> Path:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine()) \
         if Path("/proc/cpuinfo").is_file() else platform.machine()  # fmt: skip
     doc = {"bench": bench, "date": datetime.date.today().isoformat(), "commit": commit, "machine": {"cpu": cpu, "cores": os.cpu_count()}, **record}
-    path = root / "results" / f"{bench}-{doc['date']}-{commit}-seed{record['args'].get('seed', '0')}.json"
+    # the setting in the name as well: two settings run from one commit on one day must not share a file
+    setting = "".join(f"-{k.replace('_', '-')}" for k in ("pair_colours", "quick") if record["args"].get(k) == "True")
+    unit = f"-{record['args']['noise_unit']}" if record["args"].get("noise_unit", "frame") != "frame" else ""
+    path = root / "results" / f"{bench}-{doc['date']}-{commit}{unit}{setting}-seed{record['args'].get('seed', '0')}.json"
+    if path.exists():  # a rerun of the same setting keeps the earlier file
+        path = path.with_name(f"{path.stem}-{datetime.datetime.now().strftime('%H%M%S')}.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     return path
