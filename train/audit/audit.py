@@ -266,6 +266,12 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
                                                                         return_dtype=pl.Int64))  # fmt: skip
 
     aum = score_runs([(r.summary.aum, r.extra_class) for r in runs])
+    trained = aum.scores.get_column("sample_id")
+    if train.filter(pl.col("sample_id").is_in(trained.implode())).is_empty():
+        raise ValueError(
+            f"{job.manifest}: none of its {train.height} {runs[0].train_split!r} sample ids is among the {trained.len()} samples "
+            f"{runs[0].path} trained on; expected the clean manifest the run's shards were built from"
+        )
     cutoff, cutoff_how = aum.cutoff, aum.how
     forgot = pl.concat([r.summary.forgetting for r in runs]).group_by("sample_id").agg(
         pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()

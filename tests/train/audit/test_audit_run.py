@@ -111,3 +111,16 @@ def test_score_against_planted_flips(tmp_path: Path, capsys):
     planted.write_csv(tmp_path / "planted.csv")
     assert main(["audit", "--score", str(tmp_path / "audit"), "--planted", str(tmp_path / "planted.csv")]) == 0
     assert "(3 planted flips)" in capsys.readouterr().out
+
+
+def test_audit_of_a_manifest_the_run_never_saw_is_refused(audited_runs, tmp_path: Path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    manifest = pl.read_parquet(audited_runs["clean"] / "manifest.parquet")
+    manifest.with_columns(sample_id=pl.lit("x") + pl.col("sample_id")).write_parquet(other / "manifest.parquet")
+    argv = ["audit", str(audited_runs["runs"][0]), "--manifest", str(other), "--out", str(tmp_path / "audit")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"train audit: error: {other}: none of its 32 'train' sample ids is among the 32 samples {audited_runs['runs'][0]} "
+                   f"trained on; expected the clean manifest the run's shards were built from"]  # fmt: skip
+    assert not (tmp_path / "audit" / "suspects.parquet").exists()
