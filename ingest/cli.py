@@ -127,6 +127,11 @@ def _print_summary(report: dict, out: Path) -> None:
     for rule, n in report["rules"].items():
         if n:
             print(f"  {rule:<22} {n}")
+    print(f"read {report['format']}: {_what_was_read(report['source_notes'])}")
+    others = (report["source_notes"].get("detected") or {}).get("also_looks_like") or []
+    if others:
+        print(f"ingest: warning: {report['root']} also looks like {', '.join(others)}; took {report['format']} "
+              f"(the first in the order {', '.join(FORMAT_CHOICES[1:])}): pass --format (and --annotations) to choose", file=sys.stderr)
     grouping = report["grouping"]
     print(f"grouped by {grouping['rule']}: {grouping['images']} images in {grouping['groups']} groups")
     if grouping["warning"]:
@@ -141,6 +146,18 @@ def _print_summary(report: dict, out: Path) -> None:
         if not info["samples"]:
             print(f"ingest: warning: split {split} is empty (no clean {split} samples); see report.html", file=sys.stderr)
     print(f"wrote {out}/manifest.parquet, quarantine.parquet, labels.json, report.json, report.html")
+
+
+def _what_was_read(notes: dict) -> str:
+    """The annotation files a source read, in words, from its report notes."""
+    if "annotation_files" in notes and isinstance(notes["annotation_files"], list):
+        files = notes["annotation_files"]
+        return ", ".join(files[:5]) + (f" ... ({len(files)} files)" if len(files) > 5 else "")
+    if "table" in notes:
+        return str(notes["table"])
+    count = notes.get("label_files", notes.get("annotation_files"))
+    names = f", class names from {notes['names_file']}" if notes.get("names_file") else ""
+    return f"{count} label files{names}" if count is not None else "annotations"
 
 
 if __name__ == "__main__":

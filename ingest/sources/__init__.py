@@ -96,6 +96,11 @@ def detect_format(root: Path) -> str:
 
 
 def parse(root: Path, fmt: str, options: SourceOptions) -> tuple[str, Parsed]:
-    """Parse ``root`` in format ``fmt`` (``auto`` detects it); returns the format used and the records."""
+    """Parse ``root`` in format ``fmt`` (``auto`` detects it); returns the format used and the records.
+    With ``auto``, ``notes["detected"]`` says how the format was chosen and which others the folder also
+    looks like (three datasets under one folder: the report and the terminal name the one taken)."""
     name = detect_format(root) if fmt == AUTO else fmt
-    return name, get_source(name).parse(root, options)
+    parsed = get_source(name).parse(root, options)
+    if fmt == AUTO:
+        parsed.notes["detected"] = {"format": name, "also_looks_like": [n for n in FORMATS if n != name and get_source(n).detect(root)]}
+    return name, parsed

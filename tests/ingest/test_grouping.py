@@ -237,3 +237,22 @@ def test_review_decides_whole_videos(tmp_path: Path) -> None:
     sheet = tmp_path / "sheet.csv"
     pl.DataFrame({"group_id": [a, b, b], "sample_id": [None, None, one], "decision": ["accept", "reject", "Accept"]}).write_csv(sheet)
     assert read_review_sheet(sheet) == ([one], [], [a], [b])
+
+
+def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> None:
+    from tests.ingest._fixtures_formats import make_coco
+
+    root = tmp_path / "raw"
+    _yolo_videos(root, 6, 2)
+    make_coco(root)  # a second dataset under the same folder: a COCO download beside the YOLO one
+    cli = subprocess.run(
+        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "read coco: annotations/instances_train2017.json, annotations/instances_val2017.json" in cli.stdout
+    assert f"ingest: warning: {root} also looks like yolo; took coco (the first in the order aihub, coco, voc, yolo, table)" in cli.stderr
+    chosen = subprocess.run(
+        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "yolo"), "--format", "yolo", "--quiet"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "read yolo: 12 label files, class names from data.yaml" in chosen.stdout and "also looks like" not in chosen.stderr
