@@ -25,6 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from common.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
 from ingest.sources import Parsed, SourceOptions
@@ -55,7 +57,18 @@ _RESERVED = (
 
 
 def detect(root: Path) -> bool:
-    return len(_candidates(root)) == 1
+    """One table at the root that names an image and a label column (a CSV of something else, such as
+    a list of planted flips beside a dataset, is not an annotation table); one whose header cannot be
+    read counts, so that parsing it says why."""
+    found = _candidates(root)
+    if len(found) != 1:
+        return False
+    try:
+        names = pq.read_schema(found[0]).names if found[0].suffix.lower() == ".parquet" else pl.read_csv(found[0], n_rows=0).columns
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError):
+        return True
+    keys = {name.strip().lower() for name in names}
+    return any(n in keys for n in IMAGE_NAMES) and any(n in keys for n in LABEL_NAMES)
 
 
 def parse(root: Path, options: SourceOptions) -> Parsed:

@@ -256,3 +256,17 @@ def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> N
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "read yolo: 12 label files, class names from data.yaml" in chosen.stdout and "also looks like" not in chosen.stderr
+
+
+def test_a_csv_that_is_no_annotation_table_is_not_taken_for_one(tmp_path: Path) -> None:
+    from ingest.sources import table
+
+    root = tmp_path / "raw"
+    _yolo_videos(root, 6, 2)
+    (root / "planted_flips.csv").write_text("image_path,given_label,true_label\na.jpg,cat,dog\n")  # beside the dataset
+    assert not table.detect(root)
+    cli = subprocess.run([sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert "read yolo: 12 label files" in cli.stdout and "also looks like" not in cli.stderr
+    (root / "planted_flips.csv").write_text("image_path,label,x,y,w,h\na.jpg,cat,1,1,2,2\n")  # now it is one
+    assert table.detect(root)
