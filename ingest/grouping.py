@@ -68,9 +68,6 @@ class GroupBy:
             return cls(kind)
         raise ValueError(f"--group-by: expected one of {', '.join(RULES)}, got {text!r}")
 
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.arg}" if self.arg is not None else self.kind
-
 
 @dataclass(frozen=True)
 class Grouping:
@@ -93,6 +90,12 @@ def _folder(path: pl.Expr) -> pl.Expr:
     return parts.list.eval(pl.element().filter(split_alias_expr(pl.element()).is_null())).list.join("/")
 
 
+def _named_folder(path: pl.Expr) -> pl.Expr:
+    """``_folder``, null where nothing but split names (or no folder) is left."""
+    folder = _folder(path)
+    return pl.when(folder != "").then(folder)
+
+
 def _stem(path: pl.Expr) -> pl.Expr:
     name = path.str.split("/").list.last()
     return name.str.replace(r"\.[^.]*$", "").str.replace(_ROBOFLOW_SUFFIX, "")
@@ -104,10 +107,9 @@ def _keyed(folder: pl.Expr, video: pl.Expr) -> pl.Expr:
 
 def _naming(path: pl.Expr, pattern: str | None) -> pl.Expr:
     """The group a frame naming gives each image path (null where the name does not match)."""
-    folder = _folder(path)
     if pattern is None:  # <video>/<N>: digits only, in a folder that is not only split names
-        return pl.when(_stem(path).str.contains(_DIGITS) & (folder != "")).then(folder)
-    return _keyed(folder, _stem(path).str.extract(pattern, 1))
+        return pl.when(_stem(path).str.contains(_DIGITS)).then(_named_folder(path))
+    return _keyed(_folder(path), _stem(path).str.extract(pattern, 1))
 
 
 def _regex(path: pl.Expr, pattern: str) -> pl.Expr:
@@ -135,7 +137,7 @@ def apply_grouping(frame: pl.DataFrame, rule: GroupBy) -> Grouping:
     if rule.kind == "none":
         return _result(frame, path, "none: one group per image", images, None)
     if rule.kind == "folder":
-        return _result(frame, pl.coalesce(pl.when(_folder(path) != "").then(_folder(path)), path), "folder", images, None)
+        return _result(frame, pl.coalesce(_named_folder(path), path), "folder", images, None)
     if rule.kind == "column":
         if rule.arg not in frame.columns:
             extra = [c for c in frame.columns if c not in ("parse_error", "parse_rule")]

@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.atomic import write_json, write_parquet, write_text
 from train.audit.aum import calibrated_cutoff, score_runs
-from train.audit.combine import combine
+from train.audit.combine import VERDICTS, combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
 from train.audit.groups import judge_groups
@@ -344,9 +344,10 @@ def _judge_groups(signals: pl.DataFrame, embedded: pl.DataFrame | None, job: Aud
     views, words = [], []
     if embedded is not None:
         joined = frames.select("sample_id", "group_id", "label_id").join(embedded, on="sample_id", how="left", maintain_order="left")
-        present = joined.get_column("embedding").is_not_null().to_numpy()
-        emb = np.zeros((frames.height, len(joined.get_column("embedding").drop_nulls()[0])), dtype=np.float32)
-        emb[present] = np.stack(joined.get_column("embedding").drop_nulls().to_numpy())
+        column = joined.get_column("embedding")  # a fixed-width Array column: to_numpy gives the matrix
+        present = column.is_not_null().to_numpy()
+        emb = np.zeros((frames.height, column.dtype.size), dtype=np.float32)
+        emb[present] = column.drop_nulls().to_numpy()
         labels = np.where(present, joined.get_column("label_id").fill_null(-1).to_numpy(), -1)
         knn = neighbour_probs(emb, labels, joined.get_column("group_id").fill_null("").to_numpy(), num_classes=k, device=_device(job))
         views.append(knn)
@@ -378,7 +379,7 @@ def with_group_verdicts(signals: pl.DataFrame, groups: pl.DataFrame, neighbour: 
 
 def _group_summary(groups: pl.DataFrame, source: str) -> dict:
     counts = dict(groups.group_by("group_verdict").len().iter_rows()) if groups.height else {}
-    return {"view": source, "groups": groups.height, "verdicts": {v: int(counts.get(v, 0)) for v in ("label_issue", "ambiguous", "ok")}}
+    return {"view": source, "groups": groups.height, "verdicts": {v: int(counts.get(v, 0)) for v in VERDICTS}}
 
 
 def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
