@@ -38,12 +38,17 @@ demo: venv
 	$(BIN)/train audit --score $(DEMO)/audit2 --planted $(DEMO)/raw/planted_flips.csv
 	@echo "demo done: cleaning report $(DEMO)/clean/report.html, training run $(DEMO)/runs/demo (curves.png; tensorboard --logdir $(DEMO)/runs), label audit $(DEMO)/audit/audit.html (second round $(DEMO)/audit2/audit.html)"
 
-# The report pages are checked in a real headless Chromium (Debian's package).
+# The report pages are checked in a real headless Chromium (Debian's package), the Korean class names
+# in pages and charts with Noto Sans CJK (Debian's fonts-noto-cjk).
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	    else echo "make test needs chromium (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; fi; }
+	@fc-list "Noto Sans CJK KR" 2>/dev/null | grep -q . || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig fonts-noto-cjk >/dev/null; \
+	    else echo "make test needs fonts-noto-cjk (Debian/Ubuntu: sudo apt-get install fonts-noto-cjk)"; exit 1; fi; }
 
 test: venv browser
 	$(BIN)/pytest -q

@@ -12,6 +12,9 @@
 * ``common.folders``: what a folder is (which tool wrote it) before writing into it:
   ``what_is``, ``describe``, ``check_target``.
 * ``common.images``: ``open_oriented`` (EXIF orientation applied), ``to_rgb8``, ``resolve_under``.
+* ``common.fonts``: fonts for Korean class names in pages and charts: ``CSS_FONT_FAMILY``,
+  ``chart_rc``, ``chart_names``.
+* ``common.textwidth``: terminal column width (wide Hangul counts two): ``columns``, ``ljust``.
 * ``common.ray_local``: a throwaway local Ray cluster for tests and benches: ``local_cluster``.
 
 * ``common.executor``: where the batch jobs' units of work run (local processes or a Ray

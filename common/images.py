@@ -16,12 +16,16 @@ EXIF_ORIENTATION = 0x0112
 TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 
 
-def resolve_under(root: str, rel: str) -> str | None:
-    """The real path of ``rel`` under ``root``, or None when it escapes the root (never opened)."""
+def resolve_under(root: str, rel: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """The real path of ``rel`` under ``root``, or None when it escapes the root (never opened).
+
+    ``allowed``: other real folders a symlink under the root may lead into (frames kept on another
+    disk, linked in as ``images/``); the path itself stays relative to the root.
+    """
     if not rel or os.path.isabs(rel) or rel.startswith(("/", "\\")):
         return None
     full = os.path.realpath(os.path.join(root, rel))
-    return full if full.startswith(root.rstrip(os.sep) + os.sep) else None
+    return full if any(full.startswith(base.rstrip(os.sep) + os.sep) for base in (root, *allowed)) else None
 
 
 def open_oriented(data: bytes) -> Image.Image:

@@ -64,7 +64,7 @@ def _clean(config: CleanConfig) -> CleanResult:
     rules = RuleSet.load(config.rules)  # before parsing: the size limits apply while files are read
     options = SourceOptions(
         label=config.label, annotations=config.annotations, workers=config.workers, quiet=config.quiet,
-        max_file_bytes=rules.param("annotation.too_large", "max_bytes"),
+        max_file_bytes=rules.param("annotation.too_large", "max_bytes"), allow_roots=tuple(map(str, config.allow_roots)),
     )  # fmt: skip
     fmt, parsed = parse_source(root, config.format, options)
 
@@ -72,7 +72,7 @@ def _clean(config: CleanConfig) -> CleanResult:
     records = grouping.frame.with_columns(sample_id=_sample_ids(grouping.frame))
     paths = records.get_column("image_path").drop_nulls().unique(maintain_order=True).to_list()
     max_pixels = rules.param("image.too_large", "max_pixels")
-    probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels)
+    probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels, allowed=options.allow_roots)
     frame = get_source(fmt).post_probe(records.join(probes, on="image_path", how="left", maintain_order="left"))
 
     vocabulary = config.labels or parsed.vocabulary or _infer_vocabulary(frame)
@@ -105,7 +105,7 @@ def _clean(config: CleanConfig) -> CleanResult:
 
     out = config.out.resolve()
     share = quarantine.height / max(records.height, 1)
-    aborted = share > config.max_quarantine_fraction
+    aborted = share > config.max_quarantine_fraction or manifest.height == 0
     with FolderLock(out.parent, name=f".{out.name}.lock", busy=f"written by `{TOOL}`", names=out), staged_folder(out, tool=TOOL) as stage:
         write_parquet(stage / "quarantine.parquet", quarantine)
         write_parquet(stage / "orphans.parquet", orphans)
@@ -115,9 +115,13 @@ def _clean(config: CleanConfig) -> CleanResult:
         if not aborted:  # an aborted run's set has no manifest, so nothing downstream takes it for a clean one
             write_json(stage / "labels.json", labels)
             write_parquet(stage / "manifest.parquet", manifest)
+    top = ", ".join(f"{rule} {n}{report_mod.RULE_HINTS.get(rule, '')}" for rule, n in sorted(report["rules"].items(), key=lambda kv: -kv[1])[:3] if n)
+    if manifest.height == 0:  # an empty manifest is never a success, whatever the threshold
+        why = f"no annotation records found (read {fmt}: {report_mod.what_was_read(parsed.notes)})" if not records.height else f"all {records.height} records quarantined ({top})"
+        raise CleanAborted(f"{root}: {why}; manifest not written, see {out / 'report.html'}")
     if aborted:
         raise CleanAborted(
-            f"{root}: {quarantine.height} of {records.height} records quarantined ({share:.0%}), above "
+            f"{root}: {quarantine.height} of {records.height} records quarantined ({share:.0%}: {top}), above "
             f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}; manifest not written, see {out / 'report.html'}"
         )
     return CleanResult(manifest=manifest, quarantine=quarantine, report=report)
@@ -130,6 +134,8 @@ _HOW_IT_RUNS = {"out", "workers", "quiet", "overwrite", *ExecutorOptions.model_f
 def _check_same_config(config: CleanConfig, root: Path) -> None:
     """Refuse to replace an earlier output made from another input or config (``--overwrite`` allows it)."""
     recorded_path = config.out / "clean_config.json"
+    if not (config.out / "manifest.parquet").exists():
+        return  # an aborted run's output (a report, no manifest): rerunning with other options is the fix it asked for
     try:
         recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--annotations", help="coco/table: the annotation file under the root")
     c.add_argument("--labels", help="the vocabulary, comma-separated, in label-id order")
     c.add_argument("--rules", type=Path, help="rule set TOML (default validation_rules/default.toml)")
+    c.add_argument("--allow-root", dest="allow_roots", type=Path, action="append", metavar="DIR",
+                   help="a folder outside the root that symlinks under it may lead into (frames on another disk); repeatable")
     c.add_argument("--suspects", type=Path, metavar="AUDIT",
                    help="a train audit folder: quarantine (or relabel, per the rule set) the labels it found wrong")
     c.add_argument("--group-by", metavar="RULE",
@@ -120,14 +122,19 @@ def _run(args: argparse.Namespace) -> int:
 def _print_summary(report: dict, out: Path) -> None:
     import json
 
+    from ingest import report as report_mod
+    from ingest.report import what_was_read
+
     rules = json.loads((out / "clean_config.json").read_text(encoding="utf-8"))["rule_set"]
     print(f"rules ({rules['source']}): " + ", ".join(f"{r['id']} {r['action']}" for r in rules["rules"]))
     print(f"records in {report['records_in']}: clean {report['clean']}, quarantined {report['quarantined']}, "
           f"orphan images {report['orphan_images']}")  # fmt: skip
     for rule, n in report["rules"].items():
         if n:
-            print(f"  {rule:<22} {n}")
-    print(f"read {report['format']}: {_what_was_read(report['source_notes'])}")
+            print(f"  {rule:<22} {n}{report_mod.RULE_HINTS.get(rule, '')}")
+    for left_out in report["source_notes"].get("categories_left_out") or []:
+        print(f"ingest: warning: category {left_out} is no class: left out of labels.json", file=sys.stderr)
+    print(f"read {report['format']}: {what_was_read(report['source_notes'])}")
     others = (report["source_notes"].get("detected") or {}).get("also_looks_like") or []
     if others:
         print(f"ingest: warning: {report['root']} also looks like {', '.join(others)}; took {report['format']} "
@@ -146,18 +153,6 @@ def _print_summary(report: dict, out: Path) -> None:
         if not info["samples"]:
             print(f"ingest: warning: split {split} is empty (no clean {split} samples); see report.html", file=sys.stderr)
     print(f"wrote {out}/manifest.parquet, quarantine.parquet, labels.json, report.json, report.html")
-
-
-def _what_was_read(notes: dict) -> str:
-    """The annotation files a source read, in words, from its report notes."""
-    if "annotation_files" in notes and isinstance(notes["annotation_files"], list):
-        files = notes["annotation_files"]
-        return ", ".join(files[:5]) + (f" ... ({len(files)} files)" if len(files) > 5 else "")
-    if "table" in notes:
-        return str(notes["table"])
-    count = notes.get("label_files", notes.get("annotation_files"))
-    names = f", class names from {notes['names_file']}" if notes.get("names_file") else ""
-    return f"{count} label files{names}" if count is not None else "annotations"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class CleanConfig(ExecutorOptions):
     annotations: str | None = None  # coco/table: the annotation file under root
     labels: tuple[str, ...] | None = None  # the vocabulary; default: the source's own, else inferred
     rules: Path | None = None  # rule set TOML; default validation_rules/default.toml
+    allow_roots: tuple[Path, ...] = ()  # folders outside root that symlinks under it may lead into (frames on another disk)
     suspects: Path | None = None  # a `train audit` folder: apply rule label.suspect (see validation_rules/suspect.py)
     group_by: str = "auto"  # which images are one video (ingest.grouping.RULES): auto | source | folder | stem:REGEX | column:NAME | none
     resplit_by_group: bool = False  # ignore the data's own train/val folders: split grouped and stratified (test stays)
@@ -31,6 +32,14 @@ class CleanConfig(ExecutorOptions):
     effective_number_beta: float | None = Field(None, gt=0.0, lt=1.0)  # None: 1 - 1/n of the largest training class
     quiet: bool = False
     overwrite: bool = False  # replace an output folder another pawpipe tool wrote
+
+    @field_validator("allow_roots")
+    @classmethod
+    def _existing_folders(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for folder in value:
+            if not folder.is_dir():
+                raise ValueError(f"{folder}: expected a folder to allow, got {'a file' if folder.exists() else 'nothing'}")
+        return tuple(folder.resolve() for folder in value)
 
     @field_validator("group_by")
     @classmethod

@@ -33,7 +33,7 @@ from ingest.sources.files import bad_name, file_kind
 _CHUNK = 64
 
 
-def probe_one(root: str, rel: str, *, max_pixels: int | None = None) -> dict:
+def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tuple[str, ...] = ()) -> dict:
     """Check one image; every failure becomes a status and a one-line error, never an exception.
 
     The file type is checked before ``open`` (a FIFO would block it forever), and with
@@ -43,9 +43,9 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None) -> dict:
     why = bad_name(rel)
     if why:  # "x.jpg\n" named by an annotation: never opened under a name no one can type
         return {**row, "status": "bad_name", "error": f"the file name {why}"}
-    real = resolve_under(root, rel)
+    real = resolve_under(root, rel, allowed)
     if real is None:
-        return {**row, "status": "outside_root", "error": "a path that leaves the root"}
+        return {**row, "status": "outside_root", "error": "a path that leaves the root (--allow-root DIR admits a folder a symlink leads to)"}
     try:
         st_mode = os.stat(real).st_mode
         if not stat.S_ISREG(st_mode):
@@ -63,11 +63,11 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None) -> dict:
     try:
         img = Image.open(io.BytesIO(data))
         fmt, mode, (w, h) = img.format, img.mode, img.size
+        if max_pixels is not None and w * h > max_pixels:  # before getexif(), which decodes a whole PNG
+            return {**row, "status": "too_large", "error": f"{w}x{h} pixels (as stored)", "width": w, "height": h, "image_format": fmt, "image_mode": mode}
         orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-        if max_pixels is not None and w * h > max_pixels:
-            if orientation in TRANSPOSED:
-                w, h = h, w
-            return {**row, "status": "too_large", "error": f"{w}x{h} pixels", "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation}
+        if fmt == "JPEG" and not jpeg_scan_bytes(data):
+            return {**row, "status": "unreadable", "error": "a JPEG with headers but no image data (cut after its headers)"}
         if fmt == "JPEG":
             img.draft(None, (max(1, w // 8), max(1, h // 8)))  # DCT-domain downscale, whole stream read
         img.load()
@@ -85,6 +85,38 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None) -> dict:
     return {**row, "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation, "dhash": phash}
 
 
+def jpeg_scan_bytes(data: bytes) -> int:
+    """Bytes of entropy-coded data after the JPEG's first scan header, up to the next marker that is not a
+    restart or a stuffed byte. libjpeg decodes a file cut right after its headers (EOI appended) to a flat
+    grey picture with a warning Pillow does not pass on; 0 here says there is no picture in it."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return len(data)  # not a marker where one should be: not ours to judge, the decoder decides
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI before any scan
+            return 0
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        start = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # SOS: the scan follows its header
+            end = start
+            while end + 1 < len(data) and not (data[end] == 0xFF and data[end + 1] not in _IN_SCAN):
+                end = data.find(b"\xff", end + 1) if data[end] != 0xFF else end + 2
+                if end < 0:
+                    return len(data) - start
+            return max(0, min(end, len(data)) - start)
+        pos = start
+    return 0
+
+
+_IN_SCAN = frozenset({0x00, *range(0xD0, 0xD8)})  # a stuffed 0xFF and restart markers stay inside a scan
+
+
 def dhash(img: Image.Image) -> int:
     """The 64-bit difference hash of an image as a viewer shows it (dHash).
 
@@ -97,13 +129,14 @@ def dhash(img: Image.Image) -> int:
     return int.from_bytes(np.packbits(px[:, :-1] > px[:, 1:]).tobytes(), "big")
 
 
-def _probe_chunk(args: tuple[str, list[str], int | None]) -> list[dict]:
-    root, rels, max_pixels = args
-    return [probe_one(root, rel, max_pixels=max_pixels) for rel in rels]
+def _probe_chunk(args: tuple[str, list[str], int | None, tuple[str, ...]]) -> list[dict]:
+    root, rels, max_pixels, allowed = args
+    return [probe_one(root, rel, max_pixels=max_pixels, allowed=allowed) for rel in rels]
 
 
 def probe_images(
-    root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False, max_pixels: int | None = None
+    root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False, max_pixels: int | None = None,
+    allowed: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """Probe every distinct path under ``root``; returns one ``PROBES`` row per path, in input order.
 
@@ -113,8 +146,9 @@ def probe_images(
     root = os.path.realpath(root)
     paths = list(dict.fromkeys(paths))
     workers = worker_count(workers) if len(paths) >= 2 * _CHUNK else 1
-    jobs = [(root, list(part), max_pixels) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
+    allowed = tuple(os.path.realpath(a) for a in allowed)
+    jobs = [(root, list(part), max_pixels, allowed) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
     rows: list[dict] = []
-    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p, _ in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
+    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p, *_ in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
         rows += out
     return pl.from_dicts(rows, schema=polars_schema(PROBES)) if rows else empty(PROBES)

@@ -132,3 +132,19 @@ def _disagreement(frame: pl.DataFrame) -> dict[str, dict]:
         _short(row["inspect_emotion"]): {"videos": row["videos"], "disagree": row["disagree"], "rate": round(row["disagree"] / row["videos"], 4)}
         for row in stats.iter_rows(named=True)
     }
+
+
+def what_was_read(notes: dict) -> str:
+    """The annotation files a source read, in words, from its report notes."""
+    if "annotation_files" in notes and isinstance(notes["annotation_files"], list):
+        files = notes["annotation_files"]
+        return ", ".join(files[:5]) + (f" ... ({len(files)} files)" if len(files) > 5 else "")
+    if "table" in notes:
+        return str(notes["table"]) + (f" ({notes['line_ends']}-only line ends)" if notes.get("line_ends") else "")
+    count = notes.get("label_files", notes.get("annotation_files"))
+    names = f", class names from {notes['names_file']}" if notes.get("names_file") else ""
+    return f"{count} label files{names}" if count is not None else "annotations"
+
+
+# What the terminal adds to a rule's count where the fix is a flag.
+RULE_HINTS = {"path.outside_root": " (symlinks that leave the root: --allow-root DIR admits the folder they lead to)"}

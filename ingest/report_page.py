@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageOps
 
 from common.atomic import write_text
+from common.fonts import CSS_FONT_FAMILY, chart_rc
 from common.images import EXIF_ORIENTATION, TRANSPOSED, to_rgb8
 
 THUMB = 200  # px, the longer side
@@ -30,7 +31,7 @@ THUMB_MAX_BYTES = 64 << 20
 # Rules whose image is fine to open: the record failed on its box or label, not on its file.
 NO_THUMBNAIL = ("image.", "path.", "annotation.")
 OPENABLE_IMAGE_RULES = ("image.duplicate", "image.near_duplicate", "image.size_mismatch")
-_CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
+_CSS = "body{font-family:" + CSS_FONT_FAMILY + """;max-width:1000px;margin:2em auto;color:#222}
 th{text-align:left;padding-right:1em} td.n{text-align:right;font-variant-numeric:tabular-nums;padding-right:1em}
 .chart svg{max-width:100%;height:auto} .examples{display:flex;flex-wrap:wrap;gap:10px}
 .card{width:220px;border:1px solid #ccc;padding:6px;font-size:12px;word-break:break-all}
@@ -57,25 +58,26 @@ def write_html(path: Path, report: dict) -> None:
         notes.append(f"the data's own split puts {len(leaked):,} groups in more than one split (frames of one video in train "
                      f"and validation): {', '.join(leaked[:20])}{' ...' if len(leaked) > 20 else ''}; "
                      f"ingest clean --resplit-by-group splits them by group")  # fmt: skip
-    sections = [
-        f"<h1>pawpipe ingest report</h1><p>{e(report['root'])} ({e(report['format'])})</p><table>{summary}</table>",
-        "".join(f"<p class=warning><b>warning:</b> {e(n)}</p>" for n in notes),
-        _bars("Quarantined records per rule", report["rules"], total=records, of="of records", color="#e45756"),
-        _bars("Repairs per rule (kept records)", report["repairs"], total=records, of="of records", color="#f58518"),
-        _bars("Warnings per rule (kept records)", report["warnings"], total=records, of="of records", color="#eeca3b"),
-        _grouped("Classes before and after cleaning", {"before": report["classes"]["before"], "after": report["classes"]["after"]}),
-        _grouped("Classes per split (share of the split)", {f"{s} ({i['samples']:,} in {i['groups']:,} groups)": i["classes"]
-                                                            for s, i in report["splits"].items()}, shares=True),  # fmt: skip
-    ]
-    if report.get("label_disagreement"):
-        rows = report["label_disagreement"]
-        sections.append(_bars("Owner vs inspector emotion: videos labelled differently", {k: v["disagree"] for k, v in rows.items()},
-                              totals={k: v["videos"] for k, v in rows.items()}, of="of the class's videos", color="#b279a2"))  # fmt: skip
-    if report.get("near_duplicates"):
-        sections.append(_near_duplicates(report["near_duplicates"]))
-    sections.append(_bars("Image formats", report["images"]["by_format"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
-    sections.append(_bars("Image modes", report["images"]["by_mode"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
-    sections.append(_examples(report))
+    with matplotlib.rc_context(chart_rc()):  # Latin, then a Hangul font: Korean class names measured and named right
+        sections = [
+            f"<h1>pawpipe ingest report</h1><p>{e(report['root'])} ({e(report['format'])})</p><table>{summary}</table>",
+            "".join(f"<p class=warning><b>warning:</b> {e(n)}</p>" for n in notes),
+            _bars("Quarantined records per rule", report["rules"], total=records, of="of records", color="#e45756"),
+            _bars("Repairs per rule (kept records)", report["repairs"], total=records, of="of records", color="#f58518"),
+            _bars("Warnings per rule (kept records)", report["warnings"], total=records, of="of records", color="#eeca3b"),
+            _grouped("Classes before and after cleaning", {"before": report["classes"]["before"], "after": report["classes"]["after"]}),
+            _grouped("Classes per split (share of the split)", {f"{s} ({i['samples']:,} in {i['groups']:,} groups)": i["classes"]
+                                                                for s, i in report["splits"].items()}, shares=True),  # fmt: skip
+        ]
+        if report.get("label_disagreement"):
+            rows = report["label_disagreement"]
+            sections.append(_bars("Owner vs inspector emotion: videos labelled differently", {k: v["disagree"] for k, v in rows.items()},
+                                  totals={k: v["videos"] for k, v in rows.items()}, of="of the class's videos", color="#b279a2"))  # fmt: skip
+        if report.get("near_duplicates"):
+            sections.append(_near_duplicates(report["near_duplicates"]))
+        sections.append(_bars("Image formats", report["images"]["by_format"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
+        sections.append(_bars("Image modes", report["images"]["by_mode"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
+        sections.append(_examples(report))
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>pawpipe ingest report</title>'
             f'<style>{_CSS}</style></head><body>{"".join(sections)}</body></html>\n')  # fmt: skip
     write_text(path, page)

@@ -160,6 +160,7 @@ class _Context:
     planned: list[PlannedShard]
     fingerprint: str
     selection: Selection | None = None  # a data-diet build (--select/--keep): the training rows left out
+    allowed: tuple[str, ...] = ()  # folders outside the root that symlinks under it may lead into (ingest's --allow-root)
 
 
 def _context(config: ShardConfig) -> _Context:
@@ -168,6 +169,8 @@ def _context(config: ShardConfig) -> _Context:
     if not root.is_dir():
         raise ValueError(f"{root}: expected the dataset root folder, got {'a file' if root.exists() else 'nothing'}")
     manifest = read_manifest(config.manifest_dir)
+    if manifest.is_empty():  # an empty manifest is never a success: nothing downstream could use the shards
+        raise ValueError(f"{config.manifest_dir / 'manifest.parquet'}: expected clean samples, got none; see its report.html")
     labels = load_labels(config.manifest_dir)
     num_classes = len(labels["vocabulary"])
     too_big = manifest.filter(manifest["label_id"] >= num_classes)
@@ -186,7 +189,8 @@ def _context(config: ShardConfig) -> _Context:
     )
     journal.record_build(config.out, doc)
     splits = shuffled_splits(manifest, seed=config.seed)
-    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"], selection)
+    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"], selection,
+                    config.allowed_roots())
 
 
 def _tasks(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], parent_pid: int | None):
@@ -194,7 +198,7 @@ def _tasks(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], parent_
     for p in todo:
         rows = ctx.splits[p.split].slice(p.start, p.stop - p.start).select(ROW_COLUMNS).to_dicts()
         yield ShardTask(str(config.out.resolve()), str(ctx.root), p.split, p.name, rows, options,
-                        len(ctx.labels["vocabulary"]), ctx.fingerprint, parent_pid)  # fmt: skip
+                        len(ctx.labels["vocabulary"]), ctx.fingerprint, parent_pid, ctx.allowed)  # fmt: skip
 
 
 def _run(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], executor: Executor):

@@ -45,7 +45,9 @@ class ShardConfig(ExecutorOptions):
     keep: float | None = Field(None, gt=0.0, le=1.0)
     by: Literal["el2n", "forgetting", "random"] = "el2n"
     keep_per_class_min: int = Field(1, ge=0)
-    near_duplicates_last: bool = True  # score methods: frames ingest flagged image.near_duplicate rank last
+    # Frames ingest flagged image.near_duplicate rank last. None: yes for el2n/forgetting, no for random
+    # (plain random is the baseline; random with near-copies last is de-duplication alone).
+    near_duplicates_last: bool | None = None
 
     @model_validator(mode="after")
     def _partition_in_range(self) -> ShardConfig:
@@ -64,6 +66,14 @@ class ShardConfig(ExecutorOptions):
     def output_options(self) -> dict:
         """The options that decide the shards' bytes (recorded in build_config.json)."""
         return {name: getattr(self, name) for name in OUTPUT_FIELDS}
+
+    def allowed_roots(self) -> tuple[str, ...]:
+        """The folders outside the root that ``ingest clean --allow-root`` admitted (clean_config.json)."""
+        try:
+            recorded = json.loads((self.manifest_dir / "clean_config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return ()
+        return tuple(str(Path(p).resolve()) for p in recorded.get("allow_roots") or ())
 
     def resolved_root(self) -> Path:
         """``root`` if given, else the ``root`` that ``ingest clean`` recorded in clean_config.json."""

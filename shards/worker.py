@@ -38,6 +38,7 @@ class ShardTask:
     num_classes: int
     fingerprint: str
     parent_pid: int | None  # set in pool workers: they stop when orphaned by a killed parent
+    allowed: tuple[str, ...] = ()  # folders outside the root that symlinks under it may lead into
 
 
 class _Orphaned(Exception):
@@ -65,7 +66,7 @@ def build_shard(task: ShardTask) -> dict:
             ready: list[tuple[dict, bytes, CropPlan]] = []
             for row in task.rows[start : start + BATCH]:
                 try:
-                    data = _read_checked(task.root, row)
+                    data = _read_checked(task.root, row, task.allowed)
                     ready.append((row, data, plan_crop(row, crop=opts["crop"], margin=opts["margin"],
                                                        size=opts["size"], max_upscale=opts["max_upscale"])))  # fmt: skip
                 except CropError as exc:
@@ -122,10 +123,10 @@ def build_shard(task: ShardTask) -> dict:
     return entry
 
 
-def _read_checked(root: str, row: dict) -> bytes:
+def _read_checked(root: str, row: dict, allowed: tuple[str, ...] = ()) -> bytes:
     """The image's bytes, checked against the manifest's sha256 (the file ingest validated)."""
     rel = row["image_path"]
-    real = resolve_under(root, rel) if rel else None
+    real = resolve_under(root, rel, allowed) if rel else None
     if real is None:
         raise CropError("path.outside_root", f"{rel}: expected a path under the root {root}")
     try:

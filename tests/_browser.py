@@ -2,7 +2,9 @@
 
 Chromium (Debian's ``chromium`` package; ``.ci/run`` installs it) is driven over the DevTools
 protocol: the page is loaded from disk, every console error, uncaught exception and failed
-request is collected, and each ``<img>`` is checked to have decoded (``naturalWidth > 0``).
+request is collected, and each ``<img>`` is checked to have decoded (``naturalWidth > 0``). With
+``fonts_of=SELECTOR``, the text of each matching element is measured and the fonts Chromium drew it
+with are asked for (``CSS.getPlatformFontsForNode``): a name drawn as tofu has no Hangul font there.
 """
 
 from __future__ import annotations
@@ -24,12 +26,24 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @dataclass
+class RenderedText:
+    text: str
+    width: float  # px, the text's laid-out width
+    fonts: dict[str, int]  # family -> glyphs of the text drawn with it
+
+    def drawn_by(self, families: tuple[str, ...]) -> int:
+        """Glyphs of the text drawn with one of ``families``."""
+        return sum(glyphs for family, glyphs in self.fonts.items() if family in families)
+
+
+@dataclass
 class PageCheck:
     title: str = ""
     errors: list[str] = field(default_factory=list)  # console errors, exceptions, failed loads
     images: int = 0
     broken_images: list[str] = field(default_factory=list)
     svgs: int = 0
+    texts: list[RenderedText] = field(default_factory=list)  # the elements ``fonts_of`` selects, in document order
 
 
 def chromium() -> str | None:
@@ -42,7 +56,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_page(page: Path, *, timeout: float = 60.0) -> PageCheck:
+def check_page(page: Path, *, timeout: float = 60.0, fonts_of: str | None = None) -> PageCheck:
     binary = chromium()
     if binary is None:
         raise RuntimeError("chromium is not installed (Debian: apt-get install chromium; .ci/run does it)")
@@ -54,7 +68,7 @@ def check_page(page: Path, *, timeout: float = 60.0) -> PageCheck:
         target = _page_target(port, timeout)
         ws = websocket.create_connection(target, timeout=timeout)
         try:
-            return _load_and_inspect(ws, page.resolve().as_uri(), timeout)
+            return _load_and_inspect(ws, page.resolve().as_uri(), timeout, fonts_of)
         finally:
             ws.close()
     finally:
@@ -78,7 +92,7 @@ def _page_target(port: int, timeout: float) -> str:
         time.sleep(0.1)
 
 
-def _load_and_inspect(ws: websocket.WebSocket, url: str, timeout: float) -> PageCheck:
+def _load_and_inspect(ws: websocket.WebSocket, url: str, timeout: float, fonts_of: str | None) -> PageCheck:
     ids = iter(range(1, 1_000_000))
     check = PageCheck()
 
@@ -106,7 +120,24 @@ def _load_and_inspect(ws: websocket.WebSocket, url: str, timeout: float) -> Page
     found = json.loads(reply["result"]["result"]["value"])
     check.title, check.svgs, check.images = found["title"], found["svgs"], len(found["images"])
     check.broken_images = [name for name, ok in found["images"] if not ok]
+    if fonts_of:
+        check.texts = _rendered_texts(fonts_of, lambda method, **params: until(lambda m, n=send(method, **params): m.get("id") == n))
     return check
+
+
+def _rendered_texts(selector: str, call) -> list[RenderedText]:
+    """Each element's text, its width (a range around its contents) and the platform fonts that drew it."""
+    for domain in ("DOM", "CSS"):
+        call(f"{domain}.enable")
+    root = call("DOM.getDocument", depth=0)["result"]["root"]["nodeId"]
+    nodes = call("DOM.querySelectorAll", nodeId=root, selector=selector)["result"]["nodeIds"]
+    script = (f"JSON.stringify(Array.from(document.querySelectorAll({json.dumps(selector)})).map(e => {{"
+              " const r = document.createRange(); r.selectNodeContents(e); return [e.textContent, r.getBoundingClientRect().width]; }))")  # fmt: skip
+    boxes = json.loads(call("Runtime.evaluate", expression=script, returnByValue=True)["result"]["result"]["value"])
+    return [
+        RenderedText(text, width, {f["familyName"]: f["glyphCount"] for f in call("CSS.getPlatformFontsForNode", nodeId=node)["result"]["fonts"]})
+        for node, (text, width) in zip(nodes, boxes, strict=True)
+    ]
 
 
 def _collect(message: dict, check: PageCheck) -> None:

@@ -16,10 +16,12 @@ suggested label. Actions:
     [rules."label.suspect"]
     action = "clip"      # relabel
     min_score = 0.9      # optional: also act on high combined scores the verdict left ambiguous
+    force = true         # drop or relabel even on an audit whose model was too weak to judge (refused otherwise)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -38,6 +40,7 @@ class SuspectParams(RuleParams):
     min_score: float | None = None  # also flag samples whose combined suspect_score is at least this
     verdicts: tuple[str, ...] = ("label_issue",)
     groups: bool = True  # act on the video's verdict (group_verdict) as well as the frame's
+    force: bool = False  # drop or relabel even when the audit found its model too weak to judge (audit.json "judge")
 
 
 def read_suspects(audit: str | Path) -> pl.DataFrame:
@@ -74,10 +77,32 @@ def suspect_rules(ruleset: RuleSet, audit: str | Path | None) -> RuleSet:
     named = any(a.rule.id == RULE_ID for a in ruleset.rules)
     if audit is None:
         return RuleSet(tuple(a for a in ruleset.rules if a.rule.id != RULE_ID), ruleset.source) if named else ruleset
-    if named:
-        return ruleset
-    rule = get_rule(RULE_ID)
-    return RuleSet((*ruleset.rules, ActiveRule(rule, rule.default_action, rule.params())), ruleset.source)
+    if not named:
+        rule = get_rule(RULE_ID)
+        ruleset = RuleSet((*ruleset.rules, ActiveRule(rule, rule.default_action, rule.params())), ruleset.source)
+    active = next(a for a in ruleset.rules if a.rule.id == RULE_ID)
+    if active.action.value in ("drop", "clip") and not active.params.force:
+        _refuse_a_weak_judge(Path(audit), active.action.value)
+    return ruleset
+
+
+def _refuse_a_weak_judge(audit: Path, action: str) -> None:
+    """Raise when the audit says its model was too weak to judge labels (``train.audit.judge``) and no
+    person reviewed its verdicts (``decisions.parquet``: a reviewer's accept and reject are the judgement then)."""
+    if (audit / "decisions.parquet").is_file():
+        return
+    try:
+        judge = json.loads((audit / "audit.json").read_text(encoding="utf-8")).get("judge") or {}
+    except (OSError, ValueError):
+        return  # an audit folder without audit.json (made by hand): nothing says its judge was weak
+    if judge.get("weak"):
+        what = "drop" if action == "drop" else "relabel"
+        raise ValueError(
+            f"{audit}: the audited model is too weak to judge labels (validation accuracy {judge['accuracy']:.3f} over "
+            f"{judge['samples']} samples, chance {judge['chance']:.3f}); label.suspect will not {what} on its verdicts: "
+            f"train a stronger model and audit again, review the verdicts (train audit --review), or set force = true "
+            f"under [rules.\"{RULE_ID}\"]"
+        )
 
 
 def _columns(frame: pl.DataFrame) -> pl.DataFrame:

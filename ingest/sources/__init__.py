@@ -46,6 +46,7 @@ class SourceOptions(BaseModel):
     workers: int | None = None  # parallel parsing where a source supports it
     quiet: bool = False  # no progress bars
     max_file_bytes: int | None = None  # a larger label file is refused unopened (rule annotation.too_large)
+    allow_roots: tuple[str, ...] = ()  # real folders outside the root that symlinks under it may lead into
 
 
 @dataclass
@@ -101,6 +102,19 @@ def parse(root: Path, fmt: str, options: SourceOptions) -> tuple[str, Parsed]:
     looks like (three datasets under one folder: the report and the terminal name the one taken)."""
     name = detect_format(root) if fmt == AUTO else fmt
     parsed = get_source(name).parse(root, options)
+    parsed.records = parsed.records.with_columns(image_path=normal_path(parsed.records.get_column("image_path")))
     if fmt == AUTO:
         parsed.notes["detected"] = {"format": name, "also_looks_like": [n for n in FORMATS if n != name and get_source(n).detect(root)]}
     return name, parsed
+
+
+def normal_path(paths: pl.Series) -> pl.Series:
+    """One spelling per image: ``images//x.jpg``, ``./images/x.jpg`` and ``images/./x.jpg`` are
+    ``images/x.jpg`` (else one image counts as several samples). Lexical only: ``..`` and symlinks are
+    left to the path rules, which resolve them on disk.
+
+    >>> import polars as pl
+    >>> normal_path(pl.Series(["./images//x.jpg", "../x.jpg"])).to_list()
+    ['images/x.jpg', '../x.jpg']
+    """
+    return paths.str.replace_all("/{2,}", "/").str.replace_all(r"(^|/)(?:\./)+", "${1}")

@@ -24,7 +24,7 @@ from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import ORPHANS, RECORDS, conform, empty, polars_schema
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import INT64, Malformed, all_finite, cannot_read, does_not_parse, failure, is_int64, is_number, json_float
-from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, shown, with_refused
+from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, may_repeat_keys, shown, walk, with_refused
 
 NAME = "aihub"
 LOOKS_FOR = "AI Hub 라벨링데이터 folders"
@@ -54,13 +54,13 @@ def detect(root: Path) -> bool:
     return any((root / split / LABELS_DIR).is_dir() for split in SPLIT_DIRS)
 
 
-def label_files(root: Path) -> list[str]:
-    """Every label JSON under the root, POSIX relative paths, sorted (the parse order)."""
-    found = []
+def label_files(root: Path, unreadable: list[dict] | None = None) -> list[str]:
+    """Every label JSON under the root, POSIX relative paths, sorted (the parse order); a folder that
+    cannot be listed is one failure record in ``unreadable``."""
+    found: list[str] = []
+    unreadable = [] if unreadable is None else unreadable
     for split in SPLIT_DIRS:
-        base = root / split / LABELS_DIR
-        for folder, _, names in os.walk(base):
-            rel = Path(folder).relative_to(root).as_posix()
+        for rel, names in walk(root, f"{split}/{LABELS_DIR}", unreadable):
             found += [f"{rel}/{n}" for n in names if n.endswith(".json")]
     return sorted(found)
 
@@ -69,7 +69,9 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse every label file under ``root`` into records (one per annotated frame) and orphans."""
     if options.label not in LABEL_FIELDS:
         raise ValueError(f"--label for aihub: expected one of {', '.join(LABEL_FIELDS)}, got {options.label!r}")
-    files, refused = admit(root, label_files(root), max_bytes=options.max_file_bytes)
+    unreadable: list[dict] = []
+    files, refused = admit(root, label_files(root, unreadable), max_bytes=options.max_file_bytes, allowed=options.allow_roots)
+    refused += unreadable
     workers = worker_count(options.workers)
     jobs = [(str(root), options.label, part) for part in chunked(files, workers=workers)]
     frames, orphan_paths, seen_dirs = [], [], set()
@@ -110,16 +112,23 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
             continue
         frame_dir = _frame_dir(rel)
         dirs.append(frame_dir)
-        on_disk = _list_frames(os.path.join(root, frame_dir))
+        try:
+            on_disk = _list_frames(os.path.join(root, frame_dir))
+        except OSError as exc:  # a frame folder the OS will not list: this video's records, the others go on
+            _append_failure(cols, rel, None, f"{rel}: cannot list its frame folder {frame_dir} ({exc.strerror or exc}); its frames were not read")
+            continue
         try:
             with open(os.path.join(root, rel), "rb") as handle:
                 data = handle.read()
             try:
-                referenced = _parse_typed(_DECODER.decode(data), rel, frame_dir, label_field, on_disk, cols)
+                doc = _DECODER.decode(data)
+                if may_repeat_keys(data, _once_per_file(len(doc.annotations))):
+                    raise msgspec.ValidationError("a key may be written twice")
+                referenced = _parse_typed(doc, rel, frame_dir, label_field, on_disk, cols)
             except msgspec.MsgspecError:
                 # Anything off the well-formed shape (a null box, a string width, NaN, a missing
-                # frame number, broken JSON) takes the lenient path, which says exactly what.
-                referenced = _parse_doc(loads_json(data), rel, frame_dir, label_field, on_disk, cols)
+                # frame number, broken JSON, a key written twice) takes the lenient path, which says exactly what.
+                referenced = _parse_doc(loads_json(data, unique_keys=True), rel, frame_dir, label_field, on_disk, cols)
         except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode, RecursionError) as exc:
             _append_failure(cols, rel, None, does_not_parse(rel, "JSON", exc))
             referenced = set()
@@ -134,6 +143,11 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
             referenced = set()
         orphans += [f"{frame_dir}/{name}" for n, name in sorted(on_disk.items()) if n not in referenced]
     return cols, orphans, dirs
+
+
+def _once_per_file(annotations: int) -> dict[str, int]:
+    """How often a file without a repeated key names the keys its records are read from."""
+    return {"metadata": 1, "annotations": 1, "inspect": 1, "owner": 1, "emotion": 2, "frame_number": annotations, "bounding_box": annotations}
 
 
 def _frame_dir(label_rel: str) -> str:
@@ -342,11 +356,9 @@ def _unlabelled_frames(root: Path, seen_dirs: set[str]) -> list[str]:
     """Frames in video folders that have no label file at all (orphans too)."""
     orphans = []
     for split in SPLIT_DIRS:
-        base = root / split / FRAMES_DIR
-        for folder, subdirs, names in os.walk(base):
-            subdirs.sort()
-            rel = Path(folder).relative_to(root).as_posix()
+        # A frame folder that cannot be listed is said where a label file names it (``_parse_chunk``).
+        for rel, names in walk(root, f"{split}/{FRAMES_DIR}", []):
             if rel in seen_dirs or not names:
                 continue
-            orphans += [f"{rel}/{n}" for n in sorted(names) if _FRAME.match(n)]
+            orphans += [f"{rel}/{n}" for n in names if _FRAME.match(n)]
     return orphans

@@ -26,6 +26,10 @@ without one is its own group until ``ingest.grouping`` looks at its name.
 
 ``bbox`` is already ``[x, y, width, height]`` in pixels. Labels are category names; an
 unknown ``category_id`` becomes its number as text, so ``label.unknown`` quarantines it.
+An ``images[]`` or ``categories[]`` id written twice with different content makes each annotation
+naming it ``annotation.malformed`` (it could mean either); a key written twice in one object makes
+the whole file one. A category that is other categories' ``supercategory`` and has no annotation
+(Roboflow's placeholder, id 0) is no class: it is left out of the vocabulary and the report names it.
 ``record`` is the annotation ``id``. Orphans are the ``images[]`` entries that no annotation
 names (COCO's background images); image files that no ``images[]`` entry lists are not looked for.
 """
@@ -35,14 +39,17 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, does_not_parse, failure_row, is_int64, json_float, positive_size
-from ingest.sources.files import NotUnicode, admit, loads_json, with_refused
+from ingest.sources.files import DuplicateKey, NotUnicode, admit, loads_json, may_repeat_keys, with_refused
 
 NAME = "coco"
 LOOKS_FOR = "a COCO instances JSON"
@@ -50,6 +57,7 @@ EXTRA_COLUMNS = {"iscrowd": pl.Int64}
 _PEEK_BYTES = 1 << 20
 _COCO_KEY = re.compile(rb'"(?:images|annotations|categories)"\s*:')
 _SCHEMA = {**ROW_SCHEMA, **EXTRA_COLUMNS}
+T = TypeVar("T")
 
 
 def detect(root: Path) -> bool:
@@ -64,20 +72,57 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     rows: list[tuple] = []
     orphans: list[str] = []
     names: dict[int | str, str] = {}
+    facts = _CategoryFacts()
     for rel in files:
         if not (root / rel).exists():
             raise ValueError(f"{root / rel}: expected a COCO JSON file, got nothing")
-    admitted, refused = admit(root, files, max_bytes=options.max_file_bytes)
+    admitted, refused = admit(root, files, max_bytes=options.max_file_bytes, allowed=options.allow_roots)
     for rel in admitted:
-        orphans += _parse_file(root, rel, rows, names)
+        orphans += _parse_file(root, rel, rows, names, facts)
     records = with_refused(pl.DataFrame(rows, schema=_SCHEMA, orient="row"), refused)
+    # Roboflow's placeholder: a category named after the others' supercategory, with no box of its own, is no class.
+    placeholders = {i: name for i, name in names.items() if i not in facts.used and name in facts.supercategories}
+    kept = [i for i in sorted(names, key=_id_order) if i not in placeholders]
+    notes: dict = {"annotation_files": files}
+    if placeholders:
+        notes["categories_left_out"] = [f"{names[i]} (id {i}: the supercategory of others, no annotations)" for i in sorted(placeholders, key=_id_order)]
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
         extra_columns=list(EXTRA_COLUMNS),
-        vocabulary=tuple(dict.fromkeys(names[i] for i in sorted(names, key=_id_order))) if names else None,
+        vocabulary=tuple(dict.fromkeys(names[i] for i in kept)) if kept else None,
         orphans=pl.DataFrame({"image_path": orphans, "group_id": orphans}, schema=polars_schema(ORPHANS)),
-        notes={"annotation_files": files},
+        notes=notes,
     )
+
+
+@dataclass
+class _CategoryFacts:
+    """What the vocabulary needs to know across files: the category ids boxes use, the supercategory names."""
+
+    used: set = field(default_factory=set)
+    supercategories: set[str] = field(default_factory=set)
+
+
+def _by_id(entries: Iterable[tuple[int | str, T]]) -> tuple[dict[int | str, T], dict[int | str, list[T]]]:
+    """Entries by id, and the ids written more than once with different content (each value as written):
+    a box naming such an id could mean either."""
+    found: dict[int | str, T] = {}
+    twice: dict[int | str, list[T]] = {}
+    for ident, value in entries:
+        if ident in found and found[ident] != value:
+            twice.setdefault(ident, [found[ident]]).append(value)
+        found.setdefault(ident, value)
+    return found, twice
+
+
+def _ambiguous(values: list) -> str:
+    shown = [v[0] if isinstance(v, tuple) else v for v in values]
+    return f"{len(values)} entries ({', '.join(json.dumps(v, ensure_ascii=False) for v in shown[:3])})"
+
+
+def _once_per_file(annotations: int) -> dict[str, int]:
+    """How often a file without a repeated key names the keys its records are read from."""
+    return {"images": 1, "annotations": 1, "categories": 1, "image_id": annotations, "category_id": annotations, "bbox": annotations}
 
 
 def annotation_files(root: Path) -> list[str]:
@@ -124,15 +169,21 @@ def _split(rel: str) -> str | None:
     return None
 
 
-def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, str]) -> list[str]:
+def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, str], facts: _CategoryFacts) -> list[str]:
     """Append ``rel``'s annotations to ``rows`` and its categories to ``names``; returns its orphan images.
 
     Rows are tuples in ``_SCHEMA`` order: a million annotations are a million tuples, not dicts.
     """
     try:
-        doc = loads_json((root / rel).read_bytes())
+        data = (root / rel).read_bytes()
+        doc = loads_json(data)
+        if isinstance(doc, dict) and isinstance(doc.get("annotations"), list) and may_repeat_keys(data, _once_per_file(len(doc["annotations"]))):
+            doc = loads_json(data, unique_keys=True)
     except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode, RecursionError) as exc:
         rows.append(failure_row(_SCHEMA, rel, does_not_parse(rel, "JSON", exc)))
+        return []
+    except DuplicateKey as exc:
+        rows.append(failure_row(_SCHEMA, rel, f"{rel}: {exc}"))
         return []
     except OSError as exc:
         rows.append(failure_row(_SCHEMA, rel, cannot_read(rel, exc)))
@@ -144,22 +195,26 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         rows.append(failure_row(_SCHEMA, rel, f"{rel}: expected top-level lists {', '.join(bad)}, got {found}"))
         return []
 
-    categories = {
-        c["id"]: c["name"] for c in got["categories"] if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str)
-    }
+    categories, twice = _by_id(
+        (c["id"], c["name"]) for c in got["categories"] if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str)
+    )
     for cid, name in categories.items():
         names.setdefault(cid, name)
+    for c in got["categories"]:
+        if isinstance(c, dict) and isinstance(c.get("supercategory"), str) and c.get("name") != c["supercategory"]:
+            facts.supercategories.add(c["supercategory"])
     folder = image_folder(root, rel)
     split = _split(rel)
     videos = _video_names(rel, doc.get("videos"))
     # image id -> (image_path, width, height, group); an entry without a usable file_name cannot be named.
-    images: dict[int | str, tuple[str, int | None, int | None, str]] = {}
+    entries = []
     for img in got["images"]:
         if isinstance(img, dict) and _is_id(img.get("id")) and isinstance(img.get("file_name"), str):
             path = posixpath.join(folder, img["file_name"].replace("\\", "/"))
             video = img.get("video_id")
             group = videos.get(video, f"{rel}#video{video}") if _is_id(video) else path
-            images[img["id"]] = (path, positive_size(img.get("width")), positive_size(img.get("height")), group)
+            entries.append((img["id"], (path, positive_size(img.get("width")), positive_size(img.get("height")), group)))
+    images, images_twice = _by_id(entries)
 
     used: set[int | str] = set()
     for index, ann in enumerate(got["annotations"]):
@@ -174,15 +229,22 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         if image is not None:
             used.add(image_id)
         path, width, height, group = image or (None, None, None, None)
+        category_id = ann.get("category_id")
         error = None
         if image is None:
             error = (
                 f"{rel}: annotation {record}: expected field 'image_id' naming an entry of images[] with a file_name, "
                 f"got {json.dumps(image_id)}"
             )
+        elif image_id in images_twice:
+            error = f"{rel}: annotation {record}: image_id {json.dumps(image_id)} names {_ambiguous(images_twice[image_id])} in images[]: ambiguous"
+        elif _is_id(category_id) and category_id in twice:
+            error = f"{rel}: annotation {record}: category_id {json.dumps(category_id)} names {_ambiguous(twice[category_id])} in categories[]: ambiguous"
+        if _is_id(category_id):
+            facts.used.add(category_id)
         iscrowd = ann.get("iscrowd")
         rows.append((
-            rel, record, path, group, split, _label(ann.get("category_id"), categories), *_box(ann),
+            rel, record, path, group, split, _label(category_id, categories), *_box(ann),
             width, height, error, iscrowd if is_int64(iscrowd) else None,
         ))  # fmt: skip
     return [path for image_id, (path, *_) in images.items() if image_id not in used]

@@ -19,7 +19,8 @@ import stat
 
 import polars as pl
 
-from ingest.sources._common import cannot_read
+from common.images import resolve_under
+from ingest.sources._common import Malformed, cannot_read
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
@@ -59,12 +60,27 @@ class NotUnicode(ValueError):
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def loads_json(data: bytes) -> object:
-    """``json.loads``, refusing text Arrow cannot hold: a lone surrogate escape would stop the run later.
+class DuplicateKey(Malformed):
+    """A JSON object naming one key twice: readers disagree on which value counts (Python's and msgspec's
+    keep the last), so the file is ambiguous."""
 
-    The check walks the document only when the bytes hold a surrogate escape at all.
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DuplicateKey(f"expected each key once per object, got {clip(twice)} twice (JSON readers keep the last: ambiguous)")
+    return doc
+
+
+def loads_json(data: bytes, *, unique_keys: bool = False) -> object:
+    """``json.loads``, refusing text Arrow cannot hold: a lone surrogate escape would stop the run later;
+    with ``unique_keys``, refusing an object that names a key twice (``DuplicateKey``).
+
+    The surrogate check walks the document only when the bytes hold a surrogate escape at all.
     """
-    doc = json.loads(data)
+    doc = json.loads(data, object_pairs_hook=_unique_pairs) if unique_keys else json.loads(data)
     if _SURROGATE_ESCAPE.search(data):
         try:
             json.dumps(doc, ensure_ascii=False).encode("utf-8")
@@ -73,10 +89,34 @@ def loads_json(data: bytes) -> object:
     return doc
 
 
+def may_repeat_keys(data: bytes, most: dict[str, int]) -> bool:
+    """Whether ``data`` names a key of ``most`` more often than a document without a repeated key can
+    (``{"annotations": 1}``): a byte count, so a well-formed file costs no second, strict parse."""
+    return any(data.count(b'"' + key.encode() + b'"') > n for key, n in most.items())
+
+
 def clip(value: object) -> str:
     """A value for a one-line message: its repr, cut to a bounded length."""
     text = repr(value)
     return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
+
+
+def walk(root: str | os.PathLike[str], under: str, unreadable: list[dict]):
+    """``os.walk`` of ``root/under`` (sorted, ``(folder relative to root, names)`` pairs) that does not skip
+    a folder it cannot list in silence, as ``os.walk`` does: each becomes a failure record in ``unreadable``
+    naming the folder, so its files are accounted for (``with_refused`` adds them)."""
+    root = os.fspath(root)
+
+    def failed(exc: OSError) -> None:
+        if isinstance(exc, FileNotFoundError) and os.path.normpath(exc.filename or "") == os.path.normpath(os.path.join(root, under)):
+            return  # the folder is not there: nothing to read, nothing lost
+        rel = os.path.relpath(exc.filename, root).replace(os.sep, "/") if exc.filename else under
+        unreadable.append({"source_file": shown(rel) + "/", "parse_error": f"{shown(rel)}/: cannot list the folder "
+                           f"({exc.strerror or exc}); the files in it were not read", "parse_rule": None})  # fmt: skip
+
+    for folder, subdirs, names in os.walk(os.path.join(root, under), onerror=failed):
+        subdirs.sort()
+        yield os.path.relpath(folder, root).replace(os.sep, "/"), sorted(names)
 
 
 def file_kind(st_mode: int) -> str:
@@ -84,7 +124,7 @@ def file_kind(st_mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(st_mode), "not a regular file")
 
 
-def check_file(root: str, rel: str, *, max_bytes: int | None) -> tuple[str, str] | None:
+def check_file(root: str, rel: str, *, max_bytes: int | None, allowed: tuple[str, ...] = ()) -> tuple[str, str] | None:
     """Why the label file ``rel`` under ``root`` must not be opened, as (rule id, message), or None.
 
     Looks only at names and ``lstat``/``stat``; a symlink is followed only to see whether it
@@ -97,9 +137,9 @@ def check_file(root: str, rel: str, *, max_bytes: int | None) -> tuple[str, str]
     try:
         info = os.lstat(full)
         if stat.S_ISLNK(info.st_mode):
-            real = os.path.realpath(full)
-            if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
-                return "path.outside_root", f"{rel}: expected a file under the dataset root, got a symlink that leaves it"
+            real = resolve_under(os.path.realpath(root), rel, allowed)
+            if real is None:
+                return "path.outside_root", f"{rel}: expected a file under the dataset root, got a symlink that leaves it (--allow-root DIR admits a folder)"
             info = os.stat(real)
     except OSError as exc:
         return "annotation.malformed", cannot_read(rel, exc)
@@ -110,16 +150,17 @@ def check_file(root: str, rel: str, *, max_bytes: int | None) -> tuple[str, str]
     return None
 
 
-def admit(root: str | os.PathLike[str], items: list, *, max_bytes: int | None, rel=None) -> tuple[list, list[dict]]:
+def admit(root: str | os.PathLike[str], items: list, *, max_bytes: int | None, rel=None, allowed: tuple[str, ...] = ()) -> tuple[list, list[dict]]:
     """The items a source may open, and one failure record (a dict of RECORDS columns) per refused file.
 
-    ``items`` are label file paths, or jobs from which ``rel(item)`` gives the path.
+    ``items`` are label file paths, or jobs from which ``rel(item)`` gives the path; ``allowed``: the
+    folders outside the root a symlink may lead into (``--allow-root``).
     """
     root = os.fspath(root)
     admitted, refused = [], []
     for item in items:
         path = item if rel is None else rel(item)
-        verdict = check_file(root, path, max_bytes=max_bytes)
+        verdict = check_file(root, path, max_bytes=max_bytes, allowed=allowed)
         if verdict is None:
             admitted.append(item)
         else:

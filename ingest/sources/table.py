@@ -50,6 +50,7 @@ BOX_SETS = (
     (("x_min", "y_min", "x_max", "y_max"), True),
     (("x1", "y1", "x2", "y2"), True),
 )
+_HEADER_BYTES = 1 << 16  # detect reads the header from this much of a CSV
 _RESERVED = (
     set(RECORDS.names) | set(PROBES.names) | set(MANIFEST.names) | set(QUARANTINE.names)
     | {"sample_id", "label_id", "norm_cx", "norm_cy", "norm_w", "norm_h"}
@@ -64,7 +65,7 @@ def detect(root: Path) -> bool:
     if len(found) != 1:
         return False
     try:
-        names = pq.read_schema(found[0]).names if found[0].suffix.lower() == ".parquet" else pl.read_csv(found[0], n_rows=0).columns
+        names = pq.read_schema(found[0]).names if found[0].suffix.lower() == ".parquet" else _csv_header(found[0])
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError):
         return True
     keys = {name.strip().lower() for name in names}
@@ -75,13 +76,13 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse the table named by ``options.annotations`` (or the only one at the root) into records."""
     path = _table_file(root, options.annotations)
     rel = options.annotations.replace("\\", "/") if options.annotations else path.name
-    refused = check_file(str(root), rel, max_bytes=options.max_file_bytes)
+    refused = check_file(str(root), rel, max_bytes=options.max_file_bytes, allowed=options.allow_roots)
     if refused is not None:  # outside the root, not a regular file, too large: one row, never read
         rule, message = refused
         failure = pl.DataFrame({"source_file": [shown(rel)], "parse_error": [message], "parse_rule": [rule]})
         return Parsed(records=conform(failure, RECORDS), notes={"table": shown(rel)})
     try:
-        table = _read(path)
+        table, line_ends = _read(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         # polars appends multi-line hints about its own options; the first line is the failure.
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -91,7 +92,7 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     return Parsed(
         records=conform(records, RECORDS, extra=extra),
         extra_columns=extra,
-        notes={"table": rel, "rows": table.height, "columns_not_kept": dropped},
+        notes={"table": rel, "rows": table.height, "columns_not_kept": dropped, **({"line_ends": line_ends} if line_ends else {})},
     )
 
 
@@ -112,11 +113,27 @@ def _table_file(root: Path, named: str | None) -> Path:
     return found[0]
 
 
-def _read(path: Path) -> pl.DataFrame:
+def _csv_header(path: Path) -> list[str]:
+    with open(path, "rb") as handle:
+        head = handle.read(_HEADER_BYTES)
+    return pl.read_csv(_lf_lines(head)[0], n_rows=0, infer_schema=False).columns
+
+
+def _lf_lines(data: bytes) -> tuple[bytes, str | None]:
+    """``data`` with LF line ends, and ``"CR"`` when it had CR-only ones (classic Mac, old Excel exports):
+    polars ends lines at LF only, so such a file would read as one header row of hundreds of columns."""
+    if b"\r" in data and b"\n" not in data:
+        return data.replace(b"\r", b"\n"), "CR"
+    return data, None
+
+
+def _read(path: Path) -> tuple[pl.DataFrame, str | None]:
+    """The table, and how its lines end when that needed care (``"CR"``: classic Mac / old Excel exports)."""
     if path.suffix.lower() == ".parquet":
-        return pl.read_parquet(path)
+        return pl.read_parquet(path), None
+    data, line_ends = _lf_lines(path.read_bytes())
     # All text first: a cast decides later, per column, what is a number.
-    return pl.read_csv(path, infer_schema=False)
+    return pl.read_csv(data, infer_schema=False), line_ends
 
 
 def _find(by_key: dict[str, str], names: tuple[str, ...]) -> str | None:

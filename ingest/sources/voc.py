@@ -32,7 +32,7 @@ from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_read, does_not_parse, failure_row, positive_size, text_float
-from ingest.sources.files import admit, with_refused
+from ingest.sources.files import admit, walk, with_refused
 
 NAME = "voc"
 LOOKS_FOR = "VOC XML"
@@ -55,10 +55,12 @@ def detect(root: Path) -> bool:
 
 def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse every VOC XML under ``root`` into records (one per object) and orphans."""
-    jobs = annotation_jobs(root)
-    if not jobs:
+    unreadable: list[dict] = []
+    jobs = annotation_jobs(root, unreadable)
+    if not jobs and not unreadable:
         raise ValueError(f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none")
-    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, rel=lambda job: job[0])
+    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0])
+    refused += unreadable
     workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
     chunks = [(str(root), part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], []
@@ -75,16 +77,18 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     )
 
 
-def annotation_jobs(root: Path) -> list[Job]:
-    """Every XML to parse with its image folder and split, sorted by path (the parse order)."""
+def annotation_jobs(root: Path, unreadable: list[dict] | None = None) -> list[Job]:
+    """Every XML to parse with its image folder and split, sorted by path (the parse order); a folder that
+    cannot be listed is one failure record in ``unreadable``."""
+    unreadable = [] if unreadable is None else unreadable
     bases = _devkit_bases(root)
     jobs: list[Job] = []
     for base in bases:
         splits = _image_sets(root / base / "ImageSets" / "Main")
         images = posixpath.join(base, "JPEGImages")
-        jobs += [(rel, images, splits.get(Path(rel).stem)) for rel in _walk_xml(root, posixpath.join(base, "Annotations"))]
+        jobs += [(rel, images, splits.get(Path(rel).stem)) for rel in _walk_xml(root, posixpath.join(base, "Annotations"), unreadable)]
     if not bases:
-        for rel in _walk_xml(root, ""):
+        for rel in _walk_xml(root, "", unreadable):
             if _is_voc_xml(root / rel):
                 folders = rel.split("/")[:-1]
                 split = next((s for s in map(split_alias, reversed(folders)) if s), None)
@@ -110,12 +114,10 @@ def _is_voc_xml(path: Path) -> bool:
         return False
 
 
-def _walk_xml(root: Path, under: str) -> list[str]:
+def _walk_xml(root: Path, under: str, unreadable: list[dict]) -> list[str]:
     found = []
-    for folder, subdirs, names in os.walk(root / under):
-        subdirs.sort()
-        rel = Path(folder).relative_to(root).as_posix()
-        found += [posixpath.join("" if rel == "." else rel, n) for n in sorted(names) if n.lower().endswith(".xml")]
+    for rel, names in walk(root, under, unreadable):
+        found += [posixpath.join("" if rel == "." else rel, n) for n in names if n.lower().endswith(".xml")]
     return found
 
 

@@ -9,8 +9,9 @@ names ``images/<...>/<stem>`` with no suffix, which ``image.missing`` then repor
 without a label file, or with an empty one, is a background image: an orphan.
 
 Class names come from the first of: ``data.yaml``, ``dataset.yaml``, any other ``*.yaml`` /
-``*.yml`` at the root with ``names:`` (a list or an ``{id: name}`` mapping, read by a small
-parser for that key only, so PyYAML is not needed), ``classes.txt`` or ``obj.names`` at the
+``*.yml`` at the root with ``names:`` (a list or an ``{id: name}`` mapping, read with PyYAML as
+Ultralytics reads it; ``names:`` written twice, an id twice or a name YAML reads as a boolean is
+refused, naming the file), ``classes.txt`` or ``obj.names`` at the
 root, ``labels/classes.txt`` (LabelImg). A class id missing from the names keeps its text as
 the label, so ``label.unknown`` quarantines it.
 
@@ -32,12 +33,13 @@ import re
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from ingest.pool import chunked, map_chunks, worker_count
 from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
-from ingest.sources.files import admit, shown, with_refused
+from ingest.sources.files import admit, shown, walk, with_refused
 
 NAME = "yolo"
 LOOKS_FOR = "YOLO txt + class names"
@@ -60,10 +62,12 @@ def detect(root: Path) -> bool:
 
 def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse every label file under ``root`` into records (one per box line) and orphans."""
-    jobs, unlabelled = label_jobs(root)
-    if not jobs:
+    unreadable: list[dict] = []
+    jobs, unlabelled = label_jobs(root, unreadable)
+    if not jobs and not unreadable:
         raise ValueError(f"{root}: expected YOLO label files (labels/**/*.txt or */labels/**/*.txt), got none")
-    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, rel=lambda job: job[0])
+    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0])
+    refused += unreadable
     named = class_names(root)
     names, names_file = named if named else ({}, None)
     workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
@@ -103,15 +107,17 @@ def to_pixels(frame: pl.DataFrame) -> pl.DataFrame:
 post_probe = to_pixels  # the hook ``ingest clean`` calls once the probe has the sizes (see ``ingest.sources``)
 
 
-def label_jobs(root: Path) -> tuple[list[Job], list[str]]:
-    """Every label file with its image and split (sorted), and the images that have no label file."""
+def label_jobs(root: Path, unreadable: list[dict] | None = None) -> tuple[list[Job], list[str]]:
+    """Every label file with its image and split (sorted), and the images that have no label file; a folder
+    that cannot be listed is one failure record in ``unreadable``."""
     jobs: list[Job] = []
+    unreadable = [] if unreadable is None else unreadable
     unlabelled: list[str] = []
     for labels in _label_dirs(root):
         images = posixpath.join(posixpath.dirname(labels), "images")
         # Image names Arrow can hold (undecodable bytes escaped); label files go to the gate as they are.
-        on_disk = {key: shown(path) for key, path in _list_files(root, images, IMAGE_SUFFIXES).items()}
-        label_files = _list_files(root, labels, {".txt"})
+        on_disk = {key: shown(path) for key, path in _list_files(root, images, IMAGE_SUFFIXES, unreadable).items()}
+        label_files = _list_files(root, labels, {".txt"}, unreadable)
         label_files.pop("classes", None)  # LabelImg writes the names beside the labels
         for key, rel in label_files.items():
             folders = rel.split("/")[:-1]
@@ -126,14 +132,12 @@ def _label_dirs(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for pattern in ("labels", "*/labels") for p in root.glob(pattern) if p.is_dir())
 
 
-def _list_files(root: Path, under: str, suffixes: set[str]) -> dict[str, str]:
+def _list_files(root: Path, under: str, suffixes: set[str], unreadable: list[dict]) -> dict[str, str]:
     """Path below ``under`` without suffix -> POSIX path relative to ``root``, for files with these suffixes."""
     found: dict[str, str] = {}
-    base = root / under
-    for folder, subdirs, names in os.walk(base):
-        subdirs.sort()
-        rel = Path(folder).relative_to(base).as_posix()
-        for name in sorted(names):
+    for folder, names in walk(root, under, unreadable):
+        rel = posixpath.relpath(folder, under)
+        for name in names:
             stem, suffix = os.path.splitext(name)
             if suffix.lower() in suffixes:
                 key = stem if rel == "." else f"{rel}/{stem}"
@@ -146,7 +150,7 @@ def class_names(root: Path) -> tuple[dict[int, str], str] | None:
     yamls = sorted(p.name for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     ordered = [n for n in ("data.yaml", "dataset.yaml") if n in yamls] + [n for n in yamls if n not in ("data.yaml", "dataset.yaml")]
     for name in ordered:
-        names = yaml_names(_read_text(root, name))
+        names = yaml_names(_read_text(root, name), name)
         if names:
             return names, name
     for name in NAMES_TXT:
@@ -166,82 +170,51 @@ def _read_text(root: Path, name: str) -> str:
         raise ValueError(f"{name}: expected UTF-8 text, got {exc.reason} at byte {exc.start}") from None
 
 
-def yaml_names(text: str) -> dict[int, str] | None:
-    """The top-level ``names:`` of a YOLO dataset YAML: a flow or block list, or an ``{id: name}`` mapping.
+def yaml_names(text: str, name: str = "data.yaml") -> dict[int, str] | None:
+    """The top-level ``names:`` of a YOLO dataset YAML (a list, or an ``{id: name}`` mapping), read as
+    Ultralytics reads it (PyYAML, anchors and all). What readers would take differently is refused in one
+    line naming ``name``: ``names`` written twice (PyYAML keeps the last), an id twice, a name YAML reads
+    as a boolean or null (``no``, ``off``, ``~``: quote it).
 
     >>> yaml_names("nc: 2\\nnames: ['cat', 'dog']")
     {0: 'cat', 1: 'dog'}
     """
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        match = re.match(r"names\s*:(.*)$", line)
-        if not match:
-            continue
-        value = _strip_comment(match.group(1)).strip()
-        if value[:1] in ("[", "{"):
-            j = i
-            while not _closed(value) and j + 1 < len(lines):
-                j += 1
-                value += " " + _strip_comment(lines[j]).strip()
-            items = _flow_items(value.strip()[1:-1])
-            return _mapping(items) if value.startswith("{") else {k: _scalar(v) for k, v in enumerate(items)}
-        if value:
-            return None
-        block = []
-        for item in lines[i + 1 :]:
-            if not item.strip() or item.lstrip().startswith("#"):
-                continue
-            if not item[0].isspace() and not item.startswith("-"):
-                break  # the next top-level key
-            block.append(_strip_comment(item).strip())
-        if all(b.startswith("-") for b in block):
-            return {k: _scalar(b[1:].strip()) for k, b in enumerate(block)}
-        return _mapping(block)
-    return None
-
-
-def _strip_comment(text: str) -> str:
-    """``text`` up to a ``#`` that starts a YAML comment (after a space, outside quotes)."""
-    quote = None
-    for i, ch in enumerate(text):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or text[i - 1].isspace()):
-            return text[:i]
-    return text
-
-
-def _closed(value: str) -> bool:
-    return value.rstrip().endswith(("]", "}"))
-
-
-def _flow_items(inner: str) -> list[str]:
-    """Split a flow collection's inside on commas outside quotes."""
-    items = re.findall(r"""\s*((?:'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^,'"])+)\s*(?:,|$)""", inner)
-    return [item.strip() for item in items if item.strip()]
-
-
-def _mapping(items: list[str]) -> dict[int, str]:
-    out = {}
-    for item in items:
-        match = re.match(r"""['"]?(\d+)['"]?\s*:\s*(.*)$""", item)
-        if match:
-            out[int(match.group(1))] = _scalar(match.group(2))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if not re.search(r"^names\s*:", text, re.MULTILINE):
+            return None  # some other YAML beside the data: not ours to judge
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValueError(f"{name}: YAML does not parse{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(node, yaml.MappingNode) or not isinstance(doc, dict) or doc.get("names") is None:
+        return None
+    names_nodes = [value for key, value in node.value if isinstance(key, yaml.ScalarNode) and key.value == "names"]
+    if len(names_nodes) > 1:
+        lines = [str(value.start_mark.line + 1) for value in names_nodes]
+        raise ValueError(f"{name}: expected one 'names:', got {len(names_nodes)} (lines {', '.join(lines)}); YAML readers "
+                         "keep the last, so which names the labels mean is ambiguous: remove all but one")  # fmt: skip
+    names = doc["names"]
+    if isinstance(names, list):
+        pairs = list(enumerate(names))
+    elif isinstance(names, dict):
+        keys = [key.value for key, _ in names_nodes[0].value if isinstance(key, yaml.ScalarNode)]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"{name}: expected each class id once under 'names:', got {', '.join(twice)} more than once")
+        pairs = list(names.items())
+    else:
+        raise ValueError(f"{name}: expected 'names:' to be a list or an {{id: name}} mapping, got {type(names).__name__}")
+    out: dict[int, str] = {}
+    for key, value in pairs:
+        if type(key) is not int or key < 0:
+            raise ValueError(f"{name}: expected class ids 0, 1, ... under 'names:', got {key!r}")
+        if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"{name}: names[{key}] reads as {yaml.safe_dump(value).split(chr(10))[0]!s} "
+                             f"({type(value).__name__}), not a class name; quote it")  # fmt: skip
+        out[key] = str(value)
     return out
-
-
-def _scalar(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1].replace("''", "'")
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return text[1:-1]
-    return text
 
 
 def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple], list[str]]:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from ingest.clean import clean
+from ingest.clean import CleanAborted, clean
 from ingest.config import CleanConfig
 
 GOOD = "Training/라벨링데이터/CAT/ARCH/good.mp4.json"
@@ -49,6 +49,15 @@ def _clean(root: Path, tmp_path: Path, **kw) -> tuple[pl.DataFrame, pl.DataFrame
     out = tmp_path / "out"
     clean(CleanConfig(root=root, out=out, workers=1, quiet=True, max_quarantine_fraction=1.0, **kw))
     return pl.read_parquet(out / "manifest.parquet"), pl.read_parquet(out / "quarantine.parquet")
+
+
+def _nothing_clean(root: Path, tmp_path: Path, **kw) -> pl.DataFrame:
+    """Every record quarantined: the run stops (an empty manifest is never a success); the quarantine is written."""
+    out = tmp_path / "out"
+    with pytest.raises(CleanAborted, match="all 1 records quarantined"):
+        clean(CleanConfig(root=root, out=out, workers=1, quiet=True, max_quarantine_fraction=1.0, **kw))
+    assert not (out / "manifest.parquet").exists()
+    return pl.read_parquet(out / "quarantine.parquet")
 
 
 def _good_kept(manifest: pl.DataFrame) -> None:
@@ -167,13 +176,14 @@ def test_exact_duplicate_records_in_one_file(tmp_path) -> None:
 
 def test_label_file_over_the_size_limit(tmp_path) -> None:
     root = _root(tmp_path)
-    (root / BAD).write_text(json.dumps(_doc()))
+    (root / BAD).write_text(json.dumps({**_doc(), "note": "x" * 500}))
+    limit = (root / GOOD).stat().st_size
     rules = tmp_path / "rules.toml"
-    rules.write_text('[rules."annotation.too_large"]\nmax_bytes = 100\n')
+    rules.write_text(f'[rules."annotation.too_large"]\nmax_bytes = {limit}\n')
     manifest, quarantine = _clean(root, tmp_path, rules=rules)
-    assert manifest.filter(pl.col("group_id") == "bad.mp4").is_empty()
+    _good_kept(manifest)
     [(rule, detail)] = _rows(quarantine, BAD)
-    assert rule == ["annotation.too_large"] and "at most 100 bytes" in detail
+    assert rule == ["annotation.too_large"] and f"at most {limit} bytes" in detail
 
 
 def test_huge_label_string_is_quarantined_and_the_report_stays_small(tmp_path) -> None:
@@ -280,8 +290,7 @@ def test_a_table_symlinked_from_outside_the_root_is_refused(tmp_path) -> None:
     outside = tmp_path / "elsewhere.csv"
     outside.write_text("image,label,x,y,w,h\nimages/a.jpg,cat,4,4,40,30\n")
     root.joinpath("boxes.csv").symlink_to(outside)
-    manifest, quarantine = _clean(root, tmp_path, format="table", annotations="boxes.csv")
-    assert manifest.is_empty()
+    quarantine = _nothing_clean(root, tmp_path, format="table", annotations="boxes.csv")
     assert quarantine.select("source_file", "rule").rows() == [("boxes.csv", ["path.outside_root"])]
 
 
@@ -295,7 +304,6 @@ def test_an_image_named_with_a_newline_by_an_annotation_is_refused(tmp_path) -> 
     }
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "instances_default.json").write_text(json.dumps(doc))
-    manifest, quarantine = _clean(root, tmp_path, format="coco")
-    assert manifest.is_empty()
+    quarantine = _nothing_clean(root, tmp_path, format="coco")
     [row] = quarantine.iter_rows(named=True)
     assert row["rule"] == ["path.bad_name"] and "images/a.jpg\\n" in row["detail"] and "control character" in row["detail"]

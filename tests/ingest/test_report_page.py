@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from common.fonts import HANGUL
 from ingest.report_page import thumbnail
 
 from _browser import check_page, chromium
@@ -23,7 +24,7 @@ def decode(uri: str) -> Image.Image:
 def test_report_page_loads_in_chromium_without_errors_and_every_image_resolves(demo_clean: Path) -> None:
     assert chromium() is not None, "chromium is needed for this test (.ci/run installs Debian's package)"
     report = json.loads((demo_clean / "report.json").read_text())
-    check = check_page(demo_clean / "report.html")
+    check = check_page(demo_clean / "report.html", fonts_of="td")
     assert check.title == "pawpipe ingest report"
     assert check.errors == []
     assert check.broken_images == []
@@ -31,6 +32,8 @@ def test_report_page_loads_in_chromium_without_errors_and_every_image_resolves(d
     assert check.images >= boxed > 0  # a thumbnail for every example quarantined for its box or label
     charts = 4 + bool(report["label_disagreement"]) + 2  # rules, repairs, warnings, classes x2, formats, modes
     assert check.svgs >= charts
+    korean = [t for t in check.texts if not t.text.isascii()]  # the demo's class names (AI Hub's Korean emotions)
+    assert korean and all(t.drawn_by(HANGUL) == sum(not c.isascii() for c in t.text) for t in korean), korean
 
 
 def test_thumbnail_draws_a_box_that_leaves_the_image_on_a_widened_canvas(tmp_path: Path) -> None:

@@ -126,3 +126,15 @@ def test_cli_builds_a_selection(small_dataset: Path, scores_file: Path, tmp_path
     assert "expected --keep SHARE with --select FILE" in capsys.readouterr().err
     assert main([*argv, "--select", str(scores_file), "--keep", "0.5", "--by", "el2n", "--keep-per-class-min", "2"]) == 0
     assert "training samples by el2n (keep 0.5)" in capsys.readouterr().out
+
+
+def test_random_with_near_duplicates_last_is_deduplication_alone() -> None:
+    train = pl.DataFrame({"sample_id": [f"s{i}" for i in range(8)], "label_id": [0] * 8,
+                          "near_duplicate": [False, True, True, True, False, True, True, True]})  # fmt: skip
+    plain = choose(train, None, method="random", keep=0.25)
+    dedup = choose(train, None, method="random", keep=0.25, near_duplicates_last=True)
+    # Two of eight kept: de-duplication keeps exactly the two frames that are no near-copy; plain random is the
+    # seeded draw, near-copies or not (the default for random, so a plain baseline stays plain).
+    assert dedup.filter(pl.col("selected"))["sample_id"].to_list() == ["s0", "s4"]
+    assert plain.equals(choose(train, None, method="random", keep=0.25, near_duplicates_last=False))
+    assert plain.filter(pl.col("selected"))["sample_id"].to_list() == ["s0", "s6"]  # seed 0's draw: s6 is a near-copy

@@ -94,3 +94,44 @@ def test_a_rule_set_naming_the_rule_without_an_audit_changes_nothing(demo_raw: P
 def test_a_missing_audit_is_one_line(demo_raw: Path, tmp_path: Path):
     with pytest.raises(ValueError, match=r"suspects.parquet: expected a train audit's suspects.parquet"):
         clean(CleanConfig(root=demo_raw, out=tmp_path / "x", workers=1, quiet=True, suspects=tmp_path / "nothing"))
+
+
+def _weak_judge(audit: Path) -> None:
+    """The audit.json a chance-level run leaves: its model judged 168 validation samples no better than chance."""
+    judge = {"run": "runs/x", "samples": 168, "accuracy": 0.1845, "chance": 0.1667, "chance_class": "행복/즐거움", "weak": True}
+    (audit / "audit.json").write_text(json.dumps({"judge": judge}), encoding="utf-8")
+
+
+@pytest.mark.parametrize("action", ["drop", "clip"])
+def test_a_weak_judge_is_refused_for_drop_and_relabel_unless_forced(demo_raw: Path, demo_clean: Path, tmp_path: Path, action: str):
+    original = pl.read_parquet(demo_clean / "manifest.parquet")
+    audit, ids = _audit(tmp_path / "audit", original)
+    _weak_judge(audit)
+    rules = _rules(tmp_path, f'[rules."label.suspect"]\naction = "{action}"\n')
+    what = "drop" if action == "drop" else "relabel"
+    with pytest.raises(ValueError, match=rf"too weak to judge labels \(validation accuracy 0.184 over 168 samples, chance 0.167\); "
+                                         rf"label.suspect will not {what} on its verdicts"):  # fmt: skip
+        clean(CleanConfig(root=demo_raw, out=tmp_path / "out", workers=1, quiet=True, suspects=audit, rules=rules))
+    assert not (tmp_path / "out").exists()
+    forced = _rules(tmp_path, f'[rules."label.suspect"]\naction = "{action}"\nforce = true\n')
+    result = clean(CleanConfig(root=demo_raw, out=tmp_path / "out", workers=1, quiet=True, suspects=audit, rules=forced))
+    acted = result.quarantine if action == "drop" else result.manifest.filter(pl.col("label_original").is_not_null())
+    assert sorted(acted.filter(pl.col("sample_id").is_in(ids[:3])).get_column("sample_id").to_list()) == sorted(ids[:3])
+
+
+def test_a_weak_judge_may_still_warn(demo_raw: Path, demo_clean: Path, tmp_path: Path):
+    original = pl.read_parquet(demo_clean / "manifest.parquet")
+    audit, _ = _audit(tmp_path / "audit", original)
+    _weak_judge(audit)
+    rules = _rules(tmp_path, '[rules."label.suspect"]\naction = "warn"\n')
+    result = clean(CleanConfig(root=demo_raw, out=tmp_path / "out", workers=1, quiet=True, suspects=audit, rules=rules))
+    assert result.manifest.height == original.height
+
+
+def test_a_weak_judge_reviewed_by_a_person_is_obeyed(demo_raw: Path, demo_clean: Path, tmp_path: Path):
+    original = pl.read_parquet(demo_clean / "manifest.parquet")
+    audit, ids = _audit(tmp_path / "audit", original)
+    _weak_judge(audit)
+    pl.DataFrame({"sample_id": ids[:1], "decision": ["accept"]}).write_parquet(audit / "decisions.parquet")  # a person reviewed it
+    result = clean(CleanConfig(root=demo_raw, out=tmp_path / "out", workers=1, quiet=True, suspects=audit))
+    assert sorted(result.quarantine.filter(pl.col("rule").list.contains("label.suspect"))["sample_id"].to_list()) == sorted(ids[:3])

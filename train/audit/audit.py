@@ -57,6 +57,7 @@ from train.audit.disagreement import disagreement
 from train.audit.groups import judge_groups
 from train.audit.neighbours import K_NEIGHBOURS, neighbour_probs
 from train.audit.summary import RunSummary, sum_by_sample, summarise
+from train.audit.judge import judge_strength
 from train.fit.dynamics import list_parts
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     write_review_sheet(job.out / REVIEW_SHEET, suspects, groups)
     summary = _summary(job, runs, vocabulary, cl, cutoff, cutoff_how, probs_source, suspects, view_cutoff=view_cutoff)
     summary["groups"] = _group_summary(groups, group_source)
+    summary["judge"] = judge_strength(job.view if job.view is not None else runs[0].path)
     write_json(job.out / "audit.json", summary)
     write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery,
                  groups=groups)  # fmt: skip

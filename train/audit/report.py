@@ -14,6 +14,7 @@ import polars as pl
 from common.atomic import write_bytes, write_text
 from common.contracts.shard_tables import SAMPLES_FILE
 from common.contracts.tar_layout import JPG, member_name
+from common.fonts import CSS_FONT_FAMILY, chart_names, chart_rc
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,10 @@ def _figure_png(path: Path, draw) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = draw(plt)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with matplotlib.rc_context(chart_rc()):  # the class names' Hangul from a CJK font, Latin from DejaVu Sans
+        fig = draw(plt)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     write_bytes(path, buf.getvalue())
 
@@ -100,12 +102,6 @@ def cut_gallery(out: Path, ids: list[str], *, shards: Path | None, split: str) -
     return found
 
 
-def _tick_names(vocabulary: list[str]) -> list[str]:
-    """Class names for the plots; class ids where a name holds characters the default font lacks
-    (AI Hub's Korean emotions), with the id -> name table printed in the page."""
-    return vocabulary if all(name.isascii() for name in vocabulary) else [str(i) for i in range(len(vocabulary))]
-
-
 VIDEO_STRIP = 8  # frames shown per suspect video, spread over the video
 
 
@@ -135,7 +131,7 @@ def _video_strips(out: Path, suspects: pl.DataFrame, groups: pl.DataFrame, *, sh
 
 def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Path | None, split: str, gallery: int,
                  groups: pl.DataFrame | None = None) -> Path:  # fmt: skip
-    names = _tick_names(summary["vocabulary"])
+    names = chart_names(summary["vocabulary"])  # class ids where no installed font draws them (the page's table maps them)
     cl = summary["confident_learning"]
     agreement = signal_agreement(suspects)
     _figure_png(out / "noise_matrix.png", lambda plt: _noise_matrix(plt, np.array(cl["noise_matrix"]), names))
@@ -173,7 +169,7 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
         view = (f"; where {e(summary['view'])} trained on the sample, its AUM with cut-off {summary['view_aum_cutoff']:.3f}, and "
                 f"{summary['out_of_sample']} samples it never fitted judged by its view alone")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>label audit</title><style>
-body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} .grid{{display:flex;flex-wrap:wrap;gap:10px}}
+body{{font-family:{CSS_FONT_FAMILY};margin:1.5em;max-width:1200px}} .grid{{display:flex;flex-wrap:wrap;gap:10px}}
 .card{{width:220px;border:1px solid #ccc;padding:6px;font-size:13px}} .card img{{width:100%}}
 .label_issue{{border-color:#c0504d;border-width:2px}} .noimg{{height:120px;background:#eee}} td{{padding:2px 8px}}
 .video{{border:1px solid #ccc;padding:6px;margin:8px 0;font-size:13px}} .strip img,.strip .noimg{{height:96px;margin-right:3px;display:inline-block;width:96px}}

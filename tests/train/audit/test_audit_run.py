@@ -41,6 +41,12 @@ def test_audit_of_an_ordinary_and_a_threshold_run(audited_runs, tmp_path: Path):
     assert summary["threshold_runs"] == [str(threshold)]
     assert summary["aum_cutoff"] == pytest.approx(threshold_cutoff(aum(dyn), extra_class=4))
     assert len(summary["confident_learning"]["noise_matrix"]) == 4
+    last = [e for e in map(json.loads, (plain / "metrics.jsonl").read_text().splitlines()) if e["event"] == "eval"][-1]
+    correct = round(last["accuracy"] * 8)  # 8 validation samples, at most 3 of a class: weak up to 3 + 2.326 * sqrt(8 * 0.375 * 0.625)
+    assert max(c["support"] for c in last["per_class"].values()) == 3
+    assert {k: summary["judge"][k] for k in ("run", "samples", "accuracy", "chance", "weak")} == {
+        "run": str(plain), "samples": 8, "accuracy": last["accuracy"], "chance": 0.375, "weak": correct <= 6,
+    }
     page = (out / "audit.html").read_text()
     for png in ("noise_matrix.png", "noise_rates.png", "signals.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in page
