@@ -41,9 +41,16 @@ def _without_root_powers(argv: list[str]) -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", *argv]
 
 
-def _clean_cli(root: Path, out: Path) -> subprocess.CompletedProcess:
+def _clean_unlisted(root: Path, folder: Path, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``ingest clean`` (exit 0) while ``folder`` cannot be listed: the manifest and the quarantine."""
     argv = _without_root_powers([INGEST, "clean", str(root), "--out", str(out), "--workers", "1", "--quiet"])
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    folder.chmod(0)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    return pl.read_parquet(out / "manifest.parquet"), pl.read_parquet(out / "quarantine.parquet")
 
 
 # -- tables -------------------------------------------------------------------------------------------------
@@ -94,34 +101,21 @@ def test_an_unreadable_label_folder_is_quarantined_by_name_and_the_run_goes_on(t
     other = root / "Training/라벨링데이터/DOG/SIT"
     other.mkdir(parents=True)
     (other / "dog.mp4.json").write_text(json.dumps(_doc(), ensure_ascii=False))
-    other.chmod(0)
-    try:
-        done = _clean_cli(root, tmp_path / "out")
-    finally:
-        other.chmod(0o755)
-    assert done.returncode == 0, done.stderr
-    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    manifest, quarantine = _clean_unlisted(root, other, tmp_path / "out")
     assert _rows(quarantine, "Training/라벨링데이터/DOG/SIT/") == [
         (["annotation.malformed"], "annotation.malformed: Training/라벨링데이터/DOG/SIT/: cannot list the folder (Permission denied); the files in it were not read")
     ]
-    _good_kept(pl.read_parquet(tmp_path / "out" / "manifest.parquet"))
+    _good_kept(manifest)
 
 
 def test_an_unreadable_frame_folder_quarantines_its_video_and_the_run_goes_on(tmp_path) -> None:
     root = _root(tmp_path)
     (root / BAD).write_text(json.dumps(_doc(), ensure_ascii=False))
-    frames = root / BAD_FRAMES
-    frames.chmod(0)
-    try:
-        done = _clean_cli(root, tmp_path / "out")
-    finally:
-        frames.chmod(0o755)
-    assert done.returncode == 0, done.stderr
-    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    manifest, quarantine = _clean_unlisted(root, root / BAD_FRAMES, tmp_path / "out")
     assert _rows(quarantine, BAD) == [
         (["annotation.malformed"], f"annotation.malformed: {BAD}: cannot list its frame folder {BAD_FRAMES} (Permission denied); its frames were not read")
     ]
-    _good_kept(pl.read_parquet(tmp_path / "out" / "manifest.parquet"))
+    _good_kept(manifest)
 
 
 def test_an_unreadable_yolo_label_folder_is_quarantined_by_name(tmp_path) -> None:
@@ -132,17 +126,11 @@ def test_an_unreadable_yolo_label_folder_is_quarantined_by_name(tmp_path) -> Non
         write_jpeg(root / "images" / split / f"{split}.jpg")
         (root / "labels" / split).mkdir(parents=True)
         (root / "labels" / split / f"{split}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
-    (root / "labels" / "val").chmod(0)
-    try:
-        done = _clean_cli(root, tmp_path / "out")
-    finally:
-        (root / "labels" / "val").chmod(0o755)
-    assert done.returncode == 0, done.stderr
-    quarantine = pl.read_parquet(tmp_path / "out" / "quarantine.parquet")
+    manifest, quarantine = _clean_unlisted(root, root / "labels" / "val", tmp_path / "out")
     assert _rows(quarantine, "labels/val/") == [
         (["annotation.malformed"], "annotation.malformed: labels/val/: cannot list the folder (Permission denied); the files in it were not read")
     ]
-    assert pl.read_parquet(tmp_path / "out" / "manifest.parquet").get_column("image_path").to_list() == ["images/train/train.jpg"]
+    assert manifest.get_column("image_path").to_list() == ["images/train/train.jpg"]
 
 
 # -- keys and ids written twice --------------------------------------------------------------------------------
