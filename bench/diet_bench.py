@@ -14,20 +14,30 @@ Then, on the same clean validation set, with the same model, schedule and number
 
 * **full**: ``train run`` on every training sample; its training dynamics give
   ``train scores`` (EL2N at an early epoch, forgetting counts, AUM);
-* **score**: ``shards build --select scores.parquet --keep 0.5 --by el2n`` and a new run (frames
-  ingest flagged as near-copies rank last, the default);
-* **el2n_only**: the same without that (``--no-near-duplicates-last``): EL2N alone;
-* **random**: ``shards build --keep 0.5 --by random`` (seeded, stratified per class) and a new run.
+Four diet arms keep the same share (``--keep-share``, 0.5) of each class, so each pair differs in
+one thing:
 
-The diet runs see half the samples per epoch, so they take about half the steps: the question is
-what that costs in accuracy. Accuracies are whole-validation-set accuracy after the last epoch,
-averaged over ``--seeds`` training seeds (the data and the selections stay fixed). The
+* **random**: ``shards build --keep 0.5 --by random`` (seeded, stratified per class): the baseline;
+* **dedup**: the same with ``--near-duplicates-last``: the frames ingest flagged as near-copies go
+  first, the rest is the random draw: **de-duplication alone**;
+* **score**: ``--select scores.parquet --by el2n`` (near-copies last, the default): the score with
+  de-duplication;
+* **score_only**: the same with ``--no-near-duplicates-last``: EL2N alone.
+
+"score beats random" would partly measure de-duplication; the question a score must answer is
+whether **score** beats **dedup**. The diet runs see half the samples per epoch, so they take about
+half the steps: what does that cost in accuracy? Each arm runs ``--seeds`` training seeds (the data
+and the selections stay fixed); each run's accuracy is reported two ways: after the last epoch, and
+the mean of the last ``--last-k`` epochs' evaluations (steadier: one epoch's wobble is not the
+effect). Every seed's figure is printed and saved; the table gives mean and spread (min-max). The
 ingest report's near-duplicate counts are printed too: how redundant the frames really are.
 
-    python bench/diet_bench.py [--quick] [--data video|demo] [--videos 36] [--poses 4] [--repeats 4] [--epochs 10] [--seeds 3]
+    python bench/diet_bench.py [--quick] [--data video|demo] [--videos 48] [--poses 4] [--repeats 4] [--epochs 10] [--seeds 3] [--last-k 3]
 
-The last lines are ``RATIO diet_score_vs_random <acc_score / acc_random>`` and
-``RATIO diet_vs_full <acc_score / acc_full>`` (higher is better).
+The result is saved to ``bench/results/diet-<date>-<commit>-seed0-1-2.json`` (``bench/result_file.py``).
+The last lines are ``RATIO diet_score_vs_dedup``, ``RATIO diet_score_vs_random``, ``RATIO diet_dedup_vs_random``
+and ``RATIO diet_vs_full`` (score / full), each on the last-k mean accuracy averaged over the seeds
+(higher is better).
 """
 
 from __future__ import annotations
@@ -57,6 +67,8 @@ from shards.config import ShardConfig  # noqa: E402
 from train.audit.importance import write_scores  # noqa: E402
 from train.config import load_train_config as load_config  # noqa: E402
 from train.fit.run import train_from_config  # noqa: E402
+
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 
 CLASSES = ("happy", "calm", "sad", "angry", "afraid", "aggressive")  # one per demo shape, same order
@@ -104,8 +116,10 @@ def train(shards: Path, run_dir: Path, args: argparse.Namespace, *, seed: int) -
     })  # fmt: skip
     start = time.perf_counter()
     result = train_from_config(cfg, run_dir=run_dir)
-    return {"accuracy": result.last_metrics["accuracy"], "macro_f1": result.last_metrics["macro_f1"],
-            "steps": result.progress.step, "seconds": time.perf_counter() - start}  # fmt: skip
+    epochs = [e["accuracy"] for e in map(json.loads, (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
+              if e.get("event") == "eval" and e.get("end_of_epoch")]  # fmt: skip
+    return {"accuracy": result.last_metrics["accuracy"], "last_k": float(np.mean(epochs[-args.last_k :])), "epochs": epochs,
+            "macro_f1": result.last_metrics["macro_f1"], "steps": result.progress.step, "seconds": time.perf_counter() - start}  # fmt: skip
 
 
 def main() -> int:
@@ -118,7 +132,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="demo: frames per video")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int)
-    parser.add_argument("--seeds", type=int, help="training seeds per arm (accuracies averaged)")
+    parser.add_argument("--seeds", type=int, help="training seeds per arm (3; every seed reported, then mean and spread)")
+    parser.add_argument("--last-k", type=int, default=3, help="also report the mean accuracy of the last K epochs (3)")
     parser.add_argument("--keep-share", type=float, default=0.5, help="share of the training samples the diets keep")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
@@ -141,6 +156,7 @@ def main() -> int:
 
 
 def run(work: Path, args: argparse.Namespace) -> int:
+    rec = Recorder("diet", seed=list(range(args.seeds)), setting=[args.data] if args.data != "video" else [], args=vars(args), quick=args.quick)
     size = int(round(args.image_size * 256 / 224))
     if args.data == "video":
         copies = write_videos(work / "raw", videos=args.videos, val_videos=12, poses=args.poses, repeats=args.repeats)
@@ -168,16 +184,18 @@ def run(work: Path, args: argparse.Namespace) -> int:
               f"recall {hit / max(frames.filter(pl.col('copy')).height, 1):.3f}")  # fmt: skip
 
     full_shards = make_shards(work / "clean", work / "shards_full", size=size)
-    runs: dict[str, list[dict]] = {"full": [], "score": [], "el2n_only": [], "random": []}
+    runs: dict[str, list[dict]] = {name: [] for name in ARMS}
     runs["full"].append(train(full_shards, work / "run_full_0", args, seed=0))
     start = time.perf_counter()
     scores = write_scores([work / "run_full_0"], work / "scores.parquet")
     print(f"scores of {scores.height} samples in {time.perf_counter() - start:.1f} s (EL2N at epoch {scores['el2n_epoch'].min()})")
+    keep = {"keep": args.keep_share}
+    scored = {"select": work / "scores.parquet", "by": "el2n", **keep}
     diets = {
-        "score": make_shards(work / "clean", work / "shards_score", size=size, select=work / "scores.parquet", keep=args.keep_share, by="el2n"),
-        "el2n_only": make_shards(work / "clean", work / "shards_el2n_only", size=size, select=work / "scores.parquet",
-                                 keep=args.keep_share, by="el2n", near_duplicates_last=False),
-        "random": make_shards(work / "clean", work / "shards_random", size=size, keep=args.keep_share, by="random"),
+        "random": make_shards(work / "clean", work / "shards_random", size=size, by="random", near_duplicates_last=False, **keep),
+        "dedup": make_shards(work / "clean", work / "shards_dedup", size=size, by="random", near_duplicates_last=True, **keep),
+        "score": make_shards(work / "clean", work / "shards_score", size=size, near_duplicates_last=True, **scored),
+        "score_only": make_shards(work / "clean", work / "shards_score_only", size=size, near_duplicates_last=False, **scored),
     }  # fmt: skip
     for seed in range(args.seeds):
         if seed:
@@ -185,19 +203,30 @@ def run(work: Path, args: argparse.Namespace) -> int:
         for name, shards in diets.items():
             runs[name].append(train(shards, work / f"run_{name}_{seed}", args, seed=seed))
 
-    print(f"\n{'run':<10} {'samples':>8} {'val accuracy':>13} {'macro-F1':>9} {'steps':>6} {'train s':>8}   per seed")
-    acc = {}
+    print(f"\n{'arm':<11} {'samples':>7} {'last epoch (min-max)':>22} {f'last {args.last_k} (min-max)':>22} {'steps':>6} {'train s':>8}"
+          f"   last-{args.last_k} per seed")  # fmt: skip
+    arms, mean = {}, {}
     for name, rs in runs.items():
         shards = full_shards if name == "full" else diets[name]
         written = json.loads((shards / "dataset.json").read_text(encoding="utf-8"))["counts"]["train"]["written"]
-        acc[name] = sum(r["accuracy"] for r in rs) / len(rs)
-        f1 = sum(r["macro_f1"] for r in rs) / len(rs)
-        secs = sum(r["seconds"] for r in rs) / len(rs)
-        print(f"{name:<10} {written:>8} {acc[name]:>13.4f} {f1:>9.4f} {rs[0]['steps']:>6} {secs:>8.0f}   "
-              + " ".join(f"{r['accuracy']:.4f}" for r in rs))  # fmt: skip
-    print(f"RATIO diet_score_vs_random {acc['score'] / acc['random']:.4f}")
-    print(f"RATIO diet_vs_full {acc['score'] / acc['full']:.4f}")
+        last, last_k = [r["accuracy"] for r in rs], [r["last_k"] for r in rs]
+        mean[name] = float(np.mean(last_k))
+        arms[name] = {"samples": written, "seeds": rs, "last_epoch_mean": float(np.mean(last)), "last_k_mean": mean[name],
+                      "last_k_min": min(last_k), "last_k_max": max(last_k)}  # fmt: skip
+        print(f"{name:<11} {written:>7} {np.mean(last):>8.4f} ({min(last):.3f}-{max(last):.3f}) {mean[name]:>8.4f} "
+              f"({min(last_k):.3f}-{max(last_k):.3f}) {rs[0]['steps']:>6} {np.mean([r['seconds'] for r in rs]):>8.0f}   "
+              + " ".join(f"{v:.4f}" for v in last_k))  # fmt: skip
+    wins = sum(s > d for s, d in zip((r["last_k"] for r in runs["score"]), (r["last_k"] for r in runs["dedup"]), strict=True))
+    print(f"score beats dedup on {wins} of {args.seeds} seeds (last-{args.last_k} accuracy)")
+    rec.ratio("diet_score_vs_dedup", mean["score"] / mean["dedup"])
+    rec.ratio("diet_score_vs_random", mean["score"] / mean["random"])
+    rec.ratio("diet_dedup_vs_random", mean["dedup"] / mean["random"])
+    rec.ratio("diet_vs_full", mean["score"] / mean["full"])
+    rec.finish(data=shape, training_samples=train_rows, near_duplicates=near, arms=arms, score_beats_dedup_seeds=wins)
     return 0
+
+
+ARMS = ("full", "random", "dedup", "score", "score_only")
 
 
 if __name__ == "__main__":

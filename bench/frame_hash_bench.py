@@ -27,8 +27,8 @@ Every frame is written as a file and hashed the project's way: ``ingest.probe.pr
 distance, not how fast. Printed: the distance percentiles per kind and per frame size, and for
 max_distance 0..12 the share of near-copies caught (recall) and of distinct frames wrongly flagged,
 with the largest distance that flags at most 1 % of the distinct frames. Saved as JSON (command,
-commit, machine, seed, every figure) to ``bench/results/frame_hash-<date>-<commit>-seed<seed>.json``
-(``--quick`` runs add ``-quick``).
+commit, machine, seed, every figure) through ``bench/result_file.py`` to
+``bench/results/frame_hash-<date>-<commit>[-quick]-seed<seed>.json``.
 
     python bench/frame_hash_bench.py [--quick] [--seed 0] [--scenes 48] [--sizes 192x144,320x240,1280x720,1920x1080]
 
@@ -41,14 +41,9 @@ per size, 2880 frames) about 3 minutes. The last lines are ``RATIO near_copy_rec
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import io
-import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.probe import probe_one  # noqa: E402
 from validation_rules.perceptual import hamming  # noqa: E402
 from validation_rules.ruleset import RuleSet  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-REPO = Path(__file__).resolve().parents[1]
 NEAR = ("still", "shift1", "shift2", "shift3", "requality", "bright-10", "bright-5", "bright+5", "bright+10", "zoom")
 DISTINCT = ("pan10", "pan20", "pan40", "animal_moved", "later")
 DISTANCES = tuple(range(0, 13))
@@ -228,20 +223,6 @@ def summarise(rows: pl.DataFrame) -> dict:
     }
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:  # not Linux: the platform's own word
-        pass
-    return platform.processor() or platform.machine()
-
-
 def print_tables(summary: dict, sizes: list[str], default: int) -> None:
     kinds = summary["kinds"]
     print(f"\nHamming distance to the scene's first frame (64-bit dHash), {kinds['still']['all']['n']} frames per kind")
@@ -280,18 +261,17 @@ def main() -> int:
     ap.add_argument("--sizes", default="192x144,320x240,1280x720,1920x1080", help="frame sizes, WxH, comma-separated")
     ap.add_argument("--max-distance", type=int, help="the distance the RATIO lines report (default: the rule's default)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating and hashing frames")
-    ap.add_argument("--out", type=Path, help="the result JSON (default bench/results/frame_hash-<date>-<commit>-seed<seed>.json)")
+    ap.add_argument("--out", type=Path, help="the result JSON (default bench/results/frame_hash-<date>-<commit>[-quick]-seed<seed>.json)")
     args = ap.parse_args()
     scenes = args.scenes or (6 if args.quick else 48)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     default = RuleSet.load().param("image.near_duplicate", "max_distance")
     at = default if args.max_distance is None else args.max_distance
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("diff", "--name-only", "HEAD").splitlines()  # tracked files that differ from the commit
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "numpy": np.__version__}  # fmt: skip
+    rec = Recorder("frame_hash", seed=args.seed, args=vars(args), quick=args.quick, out=args.out,
+                   versions={"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "numpy": np.__version__})  # fmt: skip
+    machine = rec.doc["machine"]
     print(f"frame hash bench: seed {args.seed}, {scenes} scenes x {len(sizes)} sizes x {len(NEAR) + len(DISTINCT)} frames; "
-          f"commit {commit}{' (uncommitted changes)' if dirty else ''}; {machine['cpu']}, {machine['cores']} cores")  # fmt: skip
+          f"commit {rec.commit}; {machine['cpu']}, {machine['cores']} cores")  # fmt: skip
 
     start = time.perf_counter()
     tasks = [(args.seed, i, size) for size in sizes for i in range(scenes)]
@@ -303,23 +283,15 @@ def main() -> int:
     print_tables(summary, size_names, at)
     print(f"{rows.height} frames hashed in {seconds:.1f} s")
 
-    today = datetime.date.today().isoformat()
-    out = args.out or REPO / "bench" / "results" / f"frame_hash-{today}-{commit}-seed{args.seed}{'-quick' if args.quick else ''}.json"
     near, distinct = rows.filter(pl.col("near")).get_column("distance"), rows.filter(~pl.col("near")).get_column("distance")
-    ratios = {"max_distance": at, "near_copy_recall": round(float((near <= at).mean()), 4),
-              "distinct_kept": round(float((distinct > at).mean()), 4)}  # fmt: skip
-    result = {
-        "bench": "frame_hash", "date": today, "command": shlex.join(sys.orig_argv), "commit": commit, "uncommitted_changes": dirty,
-        "machine": machine, "seed": args.seed, "quick": args.quick, "scenes_per_size": scenes, "sizes": size_names,
-        "photos": len(photos()), "jpeg_quality": QUALITY, "near_kinds": list(NEAR), "distinct_kinds": list(DISTINCT),
-        "false_flag_limit": FALSE_FLAG_LIMIT, "rule_default": default, "seconds": round(seconds, 1), **summary,
-        "ratios": ratios, "distances": rows.select("size", "scene", "photo", "animal_radius", "kind", "distance").to_dicts(),
-    }  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"saved {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    print(f"RATIO near_copy_recall {ratios['near_copy_recall']:.4f}")
-    print(f"RATIO distinct_kept {ratios['distinct_kept']:.4f}")
+    rec.ratio("near_copy_recall", (near <= at).mean())
+    rec.ratio("distinct_kept", (distinct > at).mean())
+    rec.finish(
+        scenes_per_size=scenes, sizes=size_names, photos=len(photos()), jpeg_quality=QUALITY, near_kinds=list(NEAR),
+        distinct_kinds=list(DISTINCT), false_flag_limit=FALSE_FLAG_LIMIT, rule_default=default, ratio_distance=at,
+        hash_seconds=round(seconds, 1), **summary,
+        distances=rows.select("size", "scene", "photo", "animal_radius", "kind", "distance").to_dicts(),
+    )  # fmt: skip
     return 0
 
 

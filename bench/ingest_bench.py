@@ -7,7 +7,9 @@
 
     python bench/ingest_bench.py [--quick]
 
-The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
+Every run saves its command, commit, machine, each stage's timings and the ratios through
+``bench/result_file.py`` to ``bench/results/ingest-<date>-<commit>[-quick]-seed0.json``. The last
+lines are ``RATIO <name> <project/baseline>`` (higher is better).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ingest.probe import probe_images  # noqa: E402
 from ingest.sources import SourceOptions  # noqa: E402
 from ingest.sources.aihub import EMOTIONS, FRAMES_DIR, LABELS_DIR, parse  # noqa: E402
 from validation_rules import RuleSet, apply_rules  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 
 def make_label_tree(root: Path, videos: int, frames: int, rng: np.random.Generator) -> int:
@@ -255,13 +258,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 cores")
     args = ap.parse_args()
+    rec = Recorder("ingest", seed=0, args=vars(args), quick=args.quick, versions={"polars": pl.__version__})
     videos, frames = (6000, 35) if args.quick else (61000, 35)
     rule_rows = 200_000 if args.quick else 2_000_000
     images = 24 if args.quick else 120
     rng = np.random.default_rng(0)
     cores = os.cpu_count() or 1
     print(f"machine: {platform.machine()} {cores} cores, Python {platform.python_version()}, polars {pl.__version__}")
-    results = []
+    results, pool = [], None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n = make_label_tree(root / "labels", videos, frames, rng)
@@ -272,6 +276,7 @@ def main() -> None:
         results.append(("parse AI Hub labels, 1 process", n, "records", t_ours, t_naive, "parse_vs_naive"))
         if cores > 1:
             t_pool, _ = timed(lambda: parse(root / "labels", SourceOptions(workers=cores, quiet=True)))
+            pool = {"processes": cores, "records": n, "seconds": round(t_pool, 3), "per_s": round(n / t_pool, 1)}
             print(f"  parse with {cores} processes: {n / t_pool:,.0f} records/s ({t_ours / t_pool:.2f}x one process)")
 
         frame = rule_frame(rule_rows, rng)
@@ -295,7 +300,11 @@ def main() -> None:
         print(f"{name:<34} {count:>10,} {count / ours:>12,.0f} {count / naive:>12,.0f} {naive / ours:>6.1f}x   ({unit})")
     print()
     for *_, ours, naive, key in results:
-        print(f"RATIO {key} {naive / ours:.2f}")
+        rec.ratio(key, naive / ours)
+    stages = {key: {"stage": name, "items": count, "unit": unit, "pawpipe_s": round(ours, 3), "naive_s": round(naive, 3),
+                    "pawpipe_per_s": round(count / ours, 1), "naive_per_s": round(count / naive, 1)}
+              for name, count, unit, ours, naive, key in results}  # fmt: skip
+    rec.finish(label_files=videos, records=n, rule_rows=rule_rows, images=images, stages=stages, parse_pool=pool)
 
 
 if __name__ == "__main__":

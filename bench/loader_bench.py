@@ -31,7 +31,10 @@ cache folder (the baseline), and the medians are compared.
     python bench/loader_bench.py [--quick] [--case all|throughput|reopen] [--workers 2] [--images 4000]
                                  [--epochs 3] [--rounds 3] [--index-samples 2000000] [--opens 5]
 
-The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
+Every run saves its command, commit, machine, each loader's and each open's figures and the ratios
+through ``bench/result_file.py`` to ``bench/results/loader-<date>-<commit>[-<case>][-quick]-seed0.json``
+(the case tagged when it is not ``all``). The last lines are ``RATIO <name> <project/baseline>``
+(higher is better).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 FRAME_SIZES = [(400, 300), (300, 400), (360, 360), (480, 270)]
 CLASSES = 6
@@ -189,8 +194,8 @@ def reopen_child(split: Path, cache: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "checked": loader.shards.checked, "shards": len(loader.shards.shards)}
 
 
-def reopen_case(base: Path, n: int, opens: int) -> float:
-    """Time ``opens`` re-opens with the check cache against as many without; print a table, return the ratio."""
+def reopen_case(base: Path, n: int, opens: int) -> dict:
+    """Time ``opens`` re-opens with the check cache against as many without; print a table, return every open's figures."""
     started = time.perf_counter()
     make_index_split(base / "split", n)
     size = sum(p.stat().st_size for p in (base / "split").iterdir())
@@ -218,7 +223,8 @@ def reopen_case(base: Path, n: int, opens: int) -> float:
     print(f"| every shard checked at every open (no cache) | {first['shards']} | {without:.2f} | "
           f"{sum(r['seconds'] for r in uncached):.1f} |")  # fmt: skip
     print(f"| checked once, passes remembered (check cache) | 0 | {with_cache:.2f} | {sum(r['seconds'] for r in cached):.1f} |")
-    return without / with_cache
+    return {"samples": n, "shards": first["shards"], "bytes": size, "first_open": first, "cached": cached, "uncached": uncached,
+            "cached_median_s": with_cache, "uncached_median_s": without}  # fmt: skip
 
 
 def main() -> None:
@@ -242,22 +248,24 @@ def main() -> None:
         print(json.dumps(reopen_child(Path(args.reopen_child[0]), Path(args.reopen_child[1]))))
         return
 
+    rec = Recorder("loader", seed=0, args=vars(args), quick=args.quick, setting=[args.case] if args.case != "all" else [])
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}")
-    ratios = {}
+    figures = {}
     if args.case in ("all", "throughput"):
-        ratios["dali_vs_torch_loader"] = throughput_case(args, epochs)
+        figures["throughput"] = throughput_case(args, epochs)
+        rec.ratio("dali_vs_torch_loader", figures["throughput"]["dali"]["per_s"] / figures["throughput"]["torch"]["per_s"])
     if args.case in ("all", "reopen"):
         with tempfile.TemporaryDirectory(prefix="loader_bench_reopen_") as tmp:
-            ratios["loader_reopen_speedup"] = reopen_case(Path(tmp), args.index_samples or (30_000 if args.quick else 2_000_000),
-                                                          args.opens or (2 if args.quick else 5))  # fmt: skip
+            figures["reopen"] = reopen_case(Path(tmp), args.index_samples or (30_000 if args.quick else 2_000_000),
+                                            args.opens or (2 if args.quick else 5))  # fmt: skip
+        rec.ratio("loader_reopen_speedup", figures["reopen"]["uncached_median_s"] / figures["reopen"]["cached_median_s"])
     print()
-    for name, ratio in ratios.items():
-        print(f"RATIO {name} {ratio:.2f}")
+    rec.finish(**figures)
 
 
-def throughput_case(args: argparse.Namespace, epochs: int) -> float:
-    """DALI against the PyTorch twin over the same shards; prints the table, returns the ratio."""
+def throughput_case(args: argparse.Namespace, epochs: int) -> dict:
+    """DALI against the PyTorch twin over the same shards; prints the table, returns the best round of each and every round."""
     n = args.images or (1200 if args.quick else 4000)
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         started = time.perf_counter()
@@ -289,7 +297,8 @@ def throughput_case(args: argparse.Namespace, epochs: int) -> float:
         r = results[backend]
         print(f"| {names[backend]} | {args.workers} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['ram'] / 2**20:.0f} MiB | "
               f"{r['shape']} {r['dtype']} |")  # fmt: skip
-    return results["dali"]["per_s"] / results["torch"]["per_s"]
+    return {"images": n, "samples": samples, "shards": train.height, "bytes_per_sample": size / samples, "workers": args.workers,
+            "epochs": epochs, "rounds": rounds, "image_size": SIZE, "batch": BATCH, **results, "every_round": runs}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ relabelling (``RATIO noise_video_gap_recovered_relabel``), to set drop against r
     python bench/noise_bench.py --noise-unit video --videos 168 --val-videos 24 --frames 6 --epochs 20 \
         --rounds 1 --crossval 3 --relabel --no-naive --seed S
 
-Every run saves its command, commit, machine and figures to ``bench/results/noise-<date>-<commit>-seed<S>.json``.
+Every run saves its command, commit, machine and figures through ``bench/result_file.py`` to
+``bench/results/noise-<date>-<commit>[-video][-pair-colours][-quick]-seed<S>.json``.
 
 The last lines are ``RATIO <name> <value>`` (higher is better): ``noise_video_f1``, ``noise_precision``,
 ``noise_recall``, ``noise_f1`` and ``noise_gap_recovered`` of the first round, and with two rounds
@@ -80,6 +81,7 @@ from train.audit.crossval import crossval  # noqa: E402
 from train.audit.score import format_scores, score_audit, score_groups  # noqa: E402
 from train.config import load_train_config as load_config  # noqa: E402
 from train.fit.run import train_from_config  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 
 def make_shards(clean_dir: Path, out: Path, *, size: int) -> Path:
@@ -156,16 +158,18 @@ def main() -> int:
     args.image_size = args.image_size or 32
     args.rounds = args.rounds or (1 if args.quick else 2)
     torch.set_num_threads(1)
+    rec = Recorder("noise", seed=args.seed, args=vars(args), quick=args.quick,
+                   setting=[*([args.noise_unit] if args.noise_unit != "frame" else []), *(["pair_colours"] if args.pair_colours else [])])  # fmt: skip
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="noise_bench_"))
     try:
-        return run(work, args)
+        return run(work, args, rec)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work: Path, args: argparse.Namespace) -> int:
+def run(work: Path, args: argparse.Namespace, rec: Recorder) -> int:
     size = int(round(args.image_size * 256 / 224))
     if not (work / "raw" / "planted_flips.csv").is_file():  # --keep: a rerun continues (runs resume, shards too)
         generate(work / "raw", videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.noise, val_videos=args.val_videos,
@@ -180,7 +184,7 @@ def run(work: Path, args: argparse.Namespace) -> int:
           f"({len(truth) / train_rows:.1%}), validation {manifest.filter(pl.col('split') == 'val').height} (clean); "
           f"{args.image_size} px, {args.epochs} epochs, flipped per {args.noise_unit}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")  # fmt: skip
 
-    results = {}
+    results, extra = {}, {}
     results["noisy"] = train(make_shards(work / "clean", work / "shards_noisy", size=size), work / "run_noisy", args)
     start = time.perf_counter()
     suspects = run_audit(AuditJob(runs=[work / "run_noisy"], manifest=work / "clean", out=work / "audit", gallery=24))
@@ -192,7 +196,8 @@ def run(work: Path, args: argparse.Namespace) -> int:
             train(work / "shards_noisy", runs[-1], args, **{"audit.threshold_samples": True, "audit.threshold_subset": subset})
         sharpened = run_audit(AuditJob(runs=runs, manifest=work / "clean", out=work / "audit_threshold", gallery=24))
         print(f"\naudit with two threshold-sample runs (AUM cut-off {sharpened.get_column('aum_cutoff')[0]:.3f}):")
-        print(format_scores(score_audit(sharpened, pl.read_csv(work / "raw" / "planted_flips.csv")), planted=len(truth)))
+        extra["frames_threshold_runs"] = score_audit(sharpened, pl.read_csv(work / "raw" / "planted_flips.csv"))
+        print(format_scores(extra["frames_threshold_runs"], planted=len(truth)))
 
     planted = pl.read_csv(work / "raw" / "planted_flips.csv")
     scores = score_audit(suspects, planted)
@@ -223,6 +228,7 @@ def run(work: Path, args: argparse.Namespace) -> int:
         scores2 = score_audit(second, pl.read_csv(work / "raw" / "planted_flips.csv"))
         print(format_scores(scores2, planted=len(truth)))
         verdict2 = scores2.row(0, named=True)
+        extra["frames_round2"] = scores2
         clean(CleanConfig(root=work / "raw", out=work / "clean_audited2", workers=2, quiet=True, suspects=work / "audit_round2",
                           max_quarantine_fraction=1.0, overwrite=True))  # fmt: skip
         results["cleaned2"] = train(make_shards(work / "clean_audited2", work / "shards_cleaned2", size=size), work / "run_cleaned2", args)
@@ -257,63 +263,28 @@ def run(work: Path, args: argparse.Namespace) -> int:
           + (f", by relabelling {recovered(results['relabelled']['accuracy']):.3f}" if args.relabel else "")
           + (f", by dropping the lowest AUMs at the oracle count {recovered(results['naive']['accuracy']):.3f}" if not args.no_naive else "")
           + (f"; by the second round {recovered(results['cleaned2']['accuracy']):.3f}" if args.rounds == 2 else ""))
-    record = {"command": " ".join(sys.argv), "args": {k: str(v) for k, v in vars(args).items()}, "accuracy": results,
-              "frames": scores.to_dicts(), "videos": results_videos, "gap_recovered": recovered(results["cleaned"]["accuracy"])}  # fmt: skip
-    print(f"saved {save_result('noise', record)}")
-    print(f"RATIO noise_video_f1 {videos['f1']:.4f}")
+    rec.ratio("noise_video_f1", videos["f1"])
     if args.crossval:
-        print(f"RATIO noise_video_f1_crossval {results_videos['crossval']['f1']:.4f}")
+        rec.ratio("noise_video_f1_crossval", results_videos["crossval"]["f1"])
     if args.noise_unit == "video":
-        print(f"RATIO noise_video_gap_recovered {recovered(results['cleaned']['accuracy']):.4f}")
+        rec.ratio("noise_video_gap_recovered", recovered(results["cleaned"]["accuracy"]))
         if args.relabel:
-            print(f"RATIO noise_video_gap_recovered_relabel {recovered(results['relabelled']['accuracy']):.4f}")
-    print(f"RATIO noise_precision {verdict['precision']:.4f}")
-    print(f"RATIO noise_recall {verdict['recall']:.4f}")
-    print(f"RATIO noise_f1 {verdict['f1']:.4f}")
-    print(f"RATIO noise_gap_recovered {recovered(results['cleaned']['accuracy']):.4f}")
+            rec.ratio("noise_video_gap_recovered_relabel", recovered(results["relabelled"]["accuracy"]))
+    rec.ratio("noise_precision", verdict["precision"])
+    rec.ratio("noise_recall", verdict["recall"])
+    rec.ratio("noise_f1", verdict["f1"])
+    rec.ratio("noise_gap_recovered", recovered(results["cleaned"]["accuracy"]))
     if args.rounds == 2:
-        print(f"RATIO noise_f1_round2 {verdict2['f1']:.4f}")
-        print(f"RATIO noise_gap_recovered_round2 {recovered(results['cleaned2']['accuracy']):.4f}")
+        rec.ratio("noise_f1_round2", verdict2["f1"])
+        rec.ratio("noise_gap_recovered_round2", recovered(results["cleaned2"]["accuracy"]))
+    rec.finish(accuracy=results, frames=scores.to_dicts(), videos=results_videos, gap_recovered=recovered(results["cleaned"]["accuracy"]),
+               **{name: table.to_dicts() for name, table in extra.items()})  # fmt: skip
     return 0
 
 
 def _video_line(v: dict) -> str:
     return (f"{v['flagged']} of {v['videos']} flagged as label_issue, {v['planted']} planted: precision {v['precision']:.3f}, "
             f"recall {v['recall']:.3f}, F1 {v['f1']:.3f}")
-
-
-def code_version() -> str:
-    """The commit the code was loaded from (taken when the run starts: a commit made while it runs is not its code),
-    with ``-dirty`` when tracked files differ from it."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
-    return f"{commit}-dirty" if dirty else commit
-
-
-CODE = code_version()
-
-
-def save_result(bench: str, record: dict) -> Path:
-    """``bench/results/<bench>-<date>-<commit>-seed<S>.json``: the command, commit, machine and every figure of this run."""
-    import datetime
-
-    root = Path(__file__).resolve().parent
-    commit = CODE
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine()) \
-        if Path("/proc/cpuinfo").is_file() else platform.machine()  # fmt: skip
-    doc = {"bench": bench, "date": datetime.date.today().isoformat(), "commit": commit, "machine": {"cpu": cpu, "cores": os.cpu_count()}, **record}
-    # the setting in the name as well: two settings run from one commit on one day must not share a file
-    setting = "".join(f"-{k.replace('_', '-')}" for k in ("pair_colours", "quick") if record["args"].get(k) == "True")
-    unit = f"-{record['args']['noise_unit']}" if record["args"].get("noise_unit", "frame") != "frame" else ""
-    path = root / "results" / f"{bench}-{doc['date']}-{commit}{unit}{setting}-seed{record['args'].get('seed', '0')}.json"
-    if path.exists():  # a rerun of the same setting keeps the earlier file
-        path = path.with_name(f"{path.stem}-{datetime.datetime.now().strftime('%H%M%S')}.json")
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-    return path
 
 
 if __name__ == "__main__":

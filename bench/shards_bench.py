@@ -18,6 +18,8 @@ decode paths taken and how far each path's pictures are from the naive full deco
 
     python bench/shards_bench.py [--quick] [--no-ray]
 
+Every run saves its command, commit, machine, each method's timings, the spin tests and the ratios
+through ``bench/result_file.py`` to ``bench/results/shards-<date>-<commit>[-no-ray][-quick]-seed0.json``.
 The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 """
 
@@ -50,6 +52,7 @@ from common.executor import LocalExecutor, RayExecutor  # noqa: E402
 from common.ray_local import local_cluster  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 FRAME_SIZES = [(1280, 720), (720, 1280), (1440, 1440), (1920, 1080)]
 SHORT_SIDE_QUANTILES = [(0.0, 48), (0.25, 182), (0.5, 460), (0.75, 738), (1.0, 1440)]  # piecewise-linear inverse CDF
@@ -211,6 +214,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 cores")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray runs")
     args = ap.parse_args()
+    rec = Recorder("shards", seed=0, args=vars(args), quick=args.quick, setting=["no_ray"] if args.no_ray else [])
     samples, frames, max_samples, repeats = (500, 20, 50, 1) if args.quick else (4000, 120, 250, 2)
     rng = np.random.default_rng(0)
     cores = os.cpu_count() or 1
@@ -272,10 +276,20 @@ def main() -> None:
               f"local pool of 2: {local_ms:.2f} ms per task including the pool's start; --executor ray vs --workers 2 on "
               f"{planned} planned shards: {(best['ray'][0] - t_two) / planned * 1000:+.0f} ms per shard (connect and worker start included)")  # fmt: skip
     print()
-    print(f"RATIO shards_vs_naive_1worker {t_naive / t_one:.2f}")
-    print(f"RATIO shards_2w_vs_1w {t_one / t_two:.2f}")
+    rec.ratio("shards_vs_naive_1worker", t_naive / t_one)
+    rec.ratio("shards_2w_vs_1w", t_one / t_two)
     if "ray" in best:
-        print(f"RATIO shards_ray_vs_local {t_two / best['ray'][0]:.2f}")
+        rec.ratio("shards_ray_vs_local", t_two / best["ray"][0])
+    methods = {name: {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3) if cpu else None, "samples_per_s": round(samples / wall, 1),
+                      "samples_per_cpu_s": round(samples / cpu, 1) if cpu else None}
+               for name, wall, cpu in rows}  # fmt: skip
+    ray = None
+    if "ray" in best:
+        ray = {"task_ms": round(overhead[0], 3), "local_task_ms": round(overhead[1], 3), "in_flight": overhead[2],
+               "per_planned_shard_ms_vs_2_workers": round((best["ray"][0] - t_two) / two.built * 1000, 1)}  # fmt: skip
+    rec.finish(samples=samples, frames=frames, max_samples=max_samples, best_of=repeats, planned_shards=two.built,
+               free_cores={"before": round(cores_before, 2), "after": round(cores_after, 2)}, methods=methods,
+               decode_paths={k: v / samples for k, v in sorted(one.paths.items())}, mean_abs_difference_to_naive=diff, ray=ray)  # fmt: skip
 
 
 def ray_installed() -> bool:

@@ -16,7 +16,9 @@ lower bound. Also reported: the cost of recording per-sample dynamics (model alo
 
     python bench/train_bench.py [--quick] [--image-size 64] [--batch-size 16] [--device auto]
 
-The last lines are ``RATIO <name> <project/baseline>`` (higher is better).
+Every run saves its command, commit, machine, device, each side's images and seconds and the ratios
+through ``bench/result_file.py`` to ``bench/results/train-<date>-<commit>[-quick]-seed0.json``. The
+last lines are ``RATIO <name> <project/baseline>`` (higher is better).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from train.fit.model import build_model  # noqa: E402
 from train.fit.optim import build_optimizer  # noqa: E402
 from train.fit.schedule import WarmupCosine  # noqa: E402
 from train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 
 class Take:
@@ -123,6 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads on the CPU (the loader gets the rest)")
     ap.add_argument("--shards", type=Path, help="use existing shards (with dataset.json) instead of building the demo ones")
     args = ap.parse_args()
+    rec = Recorder("train", seed=0, args=vars(args), quick=args.quick, versions={"torch": torch.__version__})
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -183,9 +187,13 @@ def main() -> None:
         print(f"{name:<40} {n / seconds:>8.1f} {n:>7d} {seconds:>7.2f}")
     rate = {name: n / seconds for name, seconds, n in rows}
     print()
-    print(f"RATIO dynamics_on_vs_off {rate['model alone, dynamics on'] / rate['model alone, dynamics off']:.2f}")
+    rec.ratio("dynamics_on_vs_off", rate["model alone, dynamics on"] / rate["model alone, dynamics off"])
     if e2e is not None:
-        print(f"RATIO train_end_to_end_vs_model_alone {rate['end-to-end from shards, dynamics on'] / rate['model alone, dynamics on']:.2f}")
+        rec.ratio("train_end_to_end_vs_model_alone", rate["end-to-end from shards, dynamics on"] / rate["model alone, dynamics on"])
+    rec.finish(device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+               torch_threads=args.threads if device.type == "cpu" else None, image_size=image_size, batch_size=bs,
+               steps=batches, best_of=repeats, precision=resolve_precision("auto", device).name,
+               sides={name: {"images": n, "seconds": round(seconds, 3), "img_per_s": round(n / seconds, 1)} for name, seconds, n in rows})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 * ``ShardConfig``: every build option, from TOML and the command line;
 * ``read_build(out)``: the build's journal document (options, fingerprint) of a shards folder.
 
-The files a build hands on (``dataset.json``, the shard tables, the tar member layout) are typed
+The files a build hands on (``dataset.json``, the shard tables, the tar member layout, and the record
+``shards verify`` leaves, ``verified.json``) are typed
 in ``common.contracts``: readers import those, not this stage.
 """
 

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--by", choices=["el2n", "forgetting", "random"], help="data diet: rank by (el2n)")
     b.add_argument("--keep-per-class-min", type=int, help="data diet: keep at least this many samples of each class (1)")
     b.add_argument("--near-duplicates-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="data diet: rank frames ingest flagged image.near_duplicate after the others (default: yes)")
+                   help="data diet: rank frames ingest flagged image.near_duplicate after the others "
+                        "(default: yes for el2n/forgetting, no for random; random with it is de-duplication alone)")
 
     v = sub.add_parser("verify", help="check a shards folder: checksums, indexes, DALI decode, manifest coverage")
     v.add_argument("shards", type=Path, help="the shards folder (`shards build --out`)")
@@ -51,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 EXAMPLES = """\
-  shards build demo/clean --out demo/shards
-  shards build data/clean --out data/shards --num-partitions 4 --partition 0   # one of 4 machines
-  shards build data/clean --out data/shards --finalize                         # when all 4 are done
+  shards build demo/clean --out demo/shards          # demo/clean: made by `make demo` (ingest clean)
+  shards build CLEAN --out SHARDS --num-partitions 4 --partition 0   # one of 4 machines
+  shards build CLEAN --out SHARDS --finalize                         # when all 4 are done
   shards verify demo/shards"""
 
 

@@ -55,14 +55,24 @@ def record_build(out: Path, document: dict) -> None:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: unreadable ({exc}); remove it and the folder's shards to start over") from None
         if old.get("fingerprint") != document["fingerprint"]:
-            diff = [k for k in ("options", "manifest_sha256", "libraries", "format") if old.get(k) != document.get(k)]
-            raise ValueError(
-                f"{out}: holds a build with other {', '.join(diff) or 'settings'} "
-                f"(was {[old.get(k) for k in diff]}, now {[document.get(k) for k in diff]}); "
-                "use a new --out folder, or delete this one to rebuild"
-            )
+            changed = ", ".join(f"{key}: {was} -> {now}" for key, was, now in _differences(old, document)) or "another fingerprint"
+            raise ValueError(f"{out}: holds a build with other options: {changed}; use a new --out folder, or delete this one to rebuild")
         return
     write_json(path, document)
+
+
+def _differences(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """``(field, old, new)`` for each decisive field that differs: an option by its name (``size``), the
+    manifest as ``manifest_sha256`` (first 12 hex digits), a library as ``pillow``; ``None`` when absent."""
+    found = []
+    for section in ("options", "libraries"):
+        was, now = old.get(section) or {}, new.get(section) or {}
+        found += [(key, was.get(key), now.get(key)) for key in dict.fromkeys([*was, *now]) if was.get(key) != now.get(key)]
+    if old.get("manifest_sha256") != new.get("manifest_sha256"):  # a digest: its start tells them apart
+        found.append(("manifest_sha256", str(old.get("manifest_sha256"))[:12], str(new.get("manifest_sha256"))[:12]))
+    if old.get("format") != new.get("format"):
+        found.append(("format", old.get("format"), new.get("format")))
+    return found
 
 
 def read_build(out: Path) -> dict:

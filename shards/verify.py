@@ -5,7 +5,8 @@ Per tar: size and sha256 against shards.parquet; members read from the tar heade
 samples.parquet and the manifest; the class histogram; then every image decoded by DALI on
 the CPU through ``fn.readers.webdataset`` with that index (the reader and decoder training
 uses). Per split: every clean manifest row in exactly one shard or in failed.parquet, and the
-counts in dataset.json. Every mismatch names the split, tar and key.
+counts in dataset.json. Every mismatch names the split, tar and key. A pass is recorded, with each
+file's size and mtime, in ``SHARDS/verified.json`` (``common.contracts.verified_file``), for the loaders to compare.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from common.schema import listed_splits
 from shards.journal import read_build
 from shards.plan import manifest_sha256, read_manifest
 from shards.roi import error_line
+from common.contracts.verified_file import VERIFIED_FILE, Stamp, forget_pass, record_pass, stamp
 from shards.writer import Member, expected_index, scan_tar
 
 DALI_BATCH = 32
@@ -42,27 +44,50 @@ class VerifyReport:
     samples: int = 0
     decoded: int = 0
     failed: int = 0
+    files: dict[str, Stamp] = field(default_factory=dict)  # what was checked, stamped before it was read
+    record: str = ""  # what became of SHARDS/verified.json
 
     def describe(self) -> str:
         verdict = "OK" if not self.errors else f"{len(self.errors)} mismatches"
         return (f"verify: {verdict}: {self.shards} shards, {self.samples} samples ({self.decoded} decoded with DALI), "
-                f"{self.failed} in failed.parquet")  # fmt: skip
+                f"{self.failed} in failed.parquet; {self.record}")  # fmt: skip
+
+    def stamp(self, out: Path, path: Path) -> None:
+        self.files[path.relative_to(out).as_posix()] = stamp(path)
 
 
 def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, decode: bool = True, quiet: bool = False) -> VerifyReport:
-    """Check everything; mismatches are collected (not raised) so one run lists them all."""
+    """Check everything; mismatches are collected (not raised) so one run lists them all. A pass is
+    recorded in ``SHARDS/verified.json`` (``common.contracts.verified_file``: what the loaders compare with), a
+    mismatch removes that record."""
     out = Path(shards_dir)
+    report = _check(out, manifest_dir=manifest_dir, decode=decode, quiet=quiet)
+    try:
+        if report.errors:
+            forget_pass(out)
+            report.record = f"no {VERIFIED_FILE} (removed, if an earlier pass had left one)"
+        else:
+            record_pass(out, report.files, decoded=decode)
+            report.record = f"recorded in {out / VERIFIED_FILE}"
+    except OSError as exc:  # a read-only shards folder can still be verified
+        report.record = f"not recorded: {exc.filename or out / VERIFIED_FILE}: {exc.strerror or exc}"
+    return report
+
+
+def _check(out: Path, *, manifest_dir: str | Path | None, decode: bool, quiet: bool) -> VerifyReport:
     report = VerifyReport()
     build = read_build(out)
     manifest_dir = Path(manifest_dir or build["manifest_dir"])
     if manifest_sha256(manifest_dir) != build["manifest_sha256"]:
         report.errors.append(f"{manifest_dir}/manifest.parquet: differs from the one the shards were built from")
     manifest = read_manifest(manifest_dir)
+    splits = listed_splits(manifest.get_column("split").unique())
     try:
+        for path in (out / DATASET_FILE, out / FAILED_FILE, *(out / s / t for s in splits for t in (SHARDS_FILE, SAMPLES_FILE))):
+            report.stamp(out, path)
         dataset = DatasetFile.read(out / DATASET_FILE)
         failed = _read_table(out / FAILED_FILE, FAILED)
-        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES))
-                  for s in listed_splits(manifest.get_column("split").unique())}  # fmt: skip
+        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES)) for s in splits}
     except (OSError, pl.exceptions.PolarsError) as exc:
         report.errors.append(f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`")
         return report
@@ -102,6 +127,7 @@ def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, deco
     where = f"{folder.name}/{row['shard']}"
     tar = folder / row["shard"]
     try:
+        report.stamp(folder.parent, tar)
         size, digest = _sha256(tar)
     except OSError as exc:
         return [f"{where}: cannot read ({exc.strerror or exc})"]
@@ -115,6 +141,7 @@ def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, deco
     text, groups = expected_index(members)
     idx = index_path(tar)
     try:
+        report.stamp(folder.parent, idx)
         got = idx.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(f"{where}: index {idx.name} unreadable ({exc})")

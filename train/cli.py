@@ -1,6 +1,6 @@
 """``train``: run, status, daemon, cancel, eval, predict, plan. Parses arguments, builds the config, calls one function.
 
-    train run --config demo/train.toml --out RUN_DIR [--data SHARDS] [--set optim.lr=1e-3] [--new]
+    train run --config train/demo.toml --out RUN_DIR [--data SHARDS] [--set optim.lr=1e-3] [--new]
     train run --out RUN_DIR                          # resume RUN_DIR with its own config.json
     train status RUN_DIR [--json] [--watch [SECONDS]] | train status --queue QUEUE [--json]
     train submit QUEUE CONFIG.toml [--name NAME]     # checked, then queued for the daemon
@@ -32,6 +32,7 @@ from common.atomic import write_json, write_text
 from common.contracts.dataset_file import DATASET_FILE
 from common.contracts.status_file import STATUS_FILE
 from common.schema import SPLITS
+from common.textwidth import columns, ljust
 from train.config import ConfigError, TrainConfig, load_train_config
 from train.fit.logs import setup_logging
 
@@ -43,9 +44,12 @@ DATA_HELP = "the `shards build` folder (with dataset.json) or one of its split f
 
 def shards_root(data: Path | None) -> Path | None:
     """``--data`` for training: the shards folder; a split folder inside it stands for the folder."""
+    from train.data.dataset import check_shards_folder
+
     if data is None:
         return None
     _not_another_tools(data)
+    check_shards_folder(data, what="--data")
     if not (data / DATASET_FILE).is_file() and (data.parent / DATASET_FILE).is_file():
         log.info("--data %s is a split folder: training on the shards folder %s", data, data.parent)
         return data.parent
@@ -111,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="check a run config and queue it for `train daemon --queue QUEUE`")
     submit.add_argument("queue", type=Path, help="the daemon's queue folder (made if missing)")
     submit.add_argument("config", type=Path, help="a run config TOML")
-    submit.add_argument("--name", help="the run's name (default: the config file's stem); a name in use gets _2, _3...")
+    submit.add_argument("--name", help="the run's name (default: the config file's stem); a name in use gets -2, -3...")
 
     daemon = sub.add_parser("daemon", help="train the configs queued in a folder, one after another")
     daemon.add_argument("--queue", type=Path, required=True, help="queue folder (pending/, running/, runs/, done/)")
@@ -186,12 +190,13 @@ def _parser() -> argparse.ArgumentParser:
     scores.add_argument("runs", type=Path, nargs="+", help="run directories (scores are averaged over them)")
     scores.add_argument("--out", type=Path, required=True, help="scores.parquet to write")
     scores.add_argument("--el2n-epoch", type=int, help="epoch whose probabilities give EL2N (default: 10 %% into training)")
-    return parser
+    return cli.finish_parser(parser, examples=EXAMPLES)
 
 
 def _run(args: argparse.Namespace) -> int:
     from train.daemon.signals import RunSignals
-    from train.fit.run import train_from_config
+    from train.fit.resume import finished_run
+    from train.fit.run import named_run_dir, train_from_config
 
     config = args.config
     if config is None and args.out is not None and (args.out / "config.json").is_file():
@@ -215,7 +220,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.out is not None:
         _not_another_tools_output(args.out)
-    if args.out is not None and not args.new and args.resume is None and (done := _already_finished(args.out)):
+    run_dir = args.out if args.out is not None else named_run_dir(cfg)
+    if run_dir is not None and not args.new and args.resume is None and (done := finished_run(run_dir, cfg.model_dump(mode="json"))):
         print(done)
         return 0
     signals = RunSignals().install()
@@ -246,7 +252,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.queue is not None:
         from train.daemon.daemon import format_queue, queue_rows
 
-        rows = queue_rows(_queue_folder(args.queue))
+        rows = queue_rows(args.queue)
         print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
         return 0
     from train.daemon.status import format_status, read_status
@@ -263,21 +269,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    """Queue a copy of a checked config: the daemon takes ``pending/*.toml`` in name order."""
+    """Queue a copy of a checked config (its shards there too): the daemon takes them in submission order."""
     from train.daemon.daemon import Queue
+    from train.data.dataset import check_shards_folder
 
     if args.config.suffix != ".toml":
         raise ConfigError(f"{args.config}: expected a run config .toml (the daemon runs `train run --config NAME.toml`)")
-    load_train_config(args.config, overrides=[])  # a config that does not validate is refused now, not hours later
-    q = Queue(_queue_folder(args.queue)).ensure()
-    base = args.name or args.config.stem
-    if not base or base.startswith(".") or "/" in base:
-        raise ConfigError(f"--name {base!r}: expected a plain file name")
-    name, n = base, 1
-    while q.used(name) or (q.pending / f"{name}.toml").exists():
-        n += 1
-        name = f"{base}_{n}"  # "_" sorts after ".": the daemon takes the first submission first
-    write_text(q.pending / f"{name}.toml", args.config.read_text(encoding="utf-8"))
+    cfg = load_train_config(args.config, overrides=[])  # a config that does not validate is refused now, not hours later
+    check_shards_folder(cfg.data.shards, what=f"{args.config}: data.shards")  # the daemon's run gets no --data
+    q = Queue.open(args.queue, create=True)
+    name = q.submit(args.config.read_text(encoding="utf-8"), args.name or args.config.stem, source=args.config)
     ahead = len(list(q.pending.glob("*.toml"))) - 1 + len(list(q.running.glob("*.toml")))
     print(f"queued {name}: {q.pending / (name + '.toml')} ({ahead} run(s) ahead of it); `train status --queue {q.root}` shows the queue")
     return 0
@@ -292,47 +293,28 @@ def _not_another_tools_output(out: Path) -> None:
         raise ConfigError(f"--out {out}: this is {describe(found)}, not a run directory; choose another folder")
 
 
-def _already_finished(run_dir: Path) -> str | None:
-    """What to say when ``run_dir`` finished (its epochs, or early stopping): nothing is left to resume."""
-    from train.daemon.status import read_status
-
-    if not (run_dir / STATUS_FILE).is_file():
-        return None
-    doc = read_status(run_dir)
-    if doc.get("state") != "finished":
-        return None
-    return (f"run {run_dir}: already finished ({doc.get('epoch')} of {doc.get('epochs')} epochs, stopped by "
-            f"{doc.get('stopped_by')}); nothing to resume. `train run --new --out {run_dir}` starts over")  # fmt: skip
-
-
-def _queue_folder(queue: Path) -> Path:
-    """``--queue`` must name a folder (made on first use); a file there is a usage error, said in one line."""
-    if queue.exists() and not queue.is_dir():
-        raise ConfigError(f"{queue}: expected a queue folder (pending/, running/, done/...), got a file")
-    return queue
-
-
 def _daemon(args: argparse.Namespace) -> int:
     from train.daemon.daemon import Daemon
 
-    return Daemon(_queue_folder(args.queue), once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
+    return Daemon(args.queue, once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts).serve()
 
 
 def _cancel(args: argparse.Namespace) -> int:
     from train.daemon.daemon import cancel
 
-    print(cancel(_queue_folder(args.queue), args.name))
+    print(cancel(args.queue, args.name))
     return 0
 
 
 def format_metrics(metrics: dict) -> str:
+    width = max([24, *map(columns, metrics["per_class"])])  # terminal columns: a Korean class name's syllables take two
     lines = [
         f"samples {metrics['count']}  loss {metrics['loss']:.4f}  nll {metrics['nll']:.4f}  "
         f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  macro-recall {metrics['macro_recall']:.4f}",
-        f"{'class':<24} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
+        f"{ljust('class', width)} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
     ]
     for name, c in metrics["per_class"].items():
-        lines.append(f"{name:<24} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8d}")
+        lines.append(f"{ljust(name, width)} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8d}")
     lines.append("confusion matrix (rows: label, columns: prediction, vocabulary order):")
     lines.extend("  " + " ".join(f"{v:>6d}" for v in row) for row in metrics["confusion"])
     return "\n".join(lines)
@@ -462,7 +444,13 @@ def _audit(args: argparse.Namespace) -> int:
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     print(f"{args.out}: {suspects.height} samples: {counts.get('label_issue', 0)} label issues, "
           f"{counts.get('ambiguous', 0)} ambiguous, {counts.get('ok', 0)} ok; report {args.out / 'audit.html'}")  # fmt: skip
-    groups = json.loads((args.out / "audit.json").read_text(encoding="utf-8"))["groups"]
+    summary = json.loads((args.out / "audit.json").read_text(encoding="utf-8"))
+    groups = summary["groups"]
+    if summary["judge"]["weak"]:
+        from train.audit.judge import describe
+
+        print(f"train: warning: the model is too weak to judge labels: {describe(summary['judge'])}; "
+              "`ingest clean --suspects` will not drop or relabel on these verdicts unless the rule set forces it", file=sys.stderr)
     if groups["groups"]:
         v = groups["verdicts"]
         print(f"{args.out}: {groups['groups']} videos (groups of 2+ frames with one label): {v['label_issue']} label issues, {v['ambiguous']} ambiguous, "
@@ -490,7 +478,7 @@ def _scores(args: argparse.Namespace) -> int:
 
 
 EXAMPLES = """\
-  train run --config demo/train.toml --data demo/shards --out runs/demo
+  train run --config train/demo.toml --data demo/shards --out runs/demo   # demo/shards: made by `make demo`
   train run --out runs/demo                       # resume it (Ctrl-C stops it at a checkpoint)
   train status runs/demo
   train eval --checkpoint runs/demo/checkpoints/best.pt --data demo/shards/val
@@ -499,7 +487,7 @@ EXAMPLES = """\
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = cli.finish_parser(_parser(), examples=EXAMPLES).parse_args(argv)
+    args = _parser().parse_args(argv)
     handler = {"run": _run, "status": _status, "daemon": _daemon, "cancel": _cancel, "eval": _eval, "predict": _predict,
                "plan": _plan, "audit": _audit, "crossval": _crossval, "scores": _scores, "submit": _submit}[args.command]  # fmt: skip
     # FileNotFoundError is a usage error here (a --config or --checkpoint that is not there);

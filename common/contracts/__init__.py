@@ -9,7 +9,9 @@
 * ``common.contracts.status_file``: a training run's ``status.json``: ``RunStatus``, ``STATES``,
   ``write_status_file``/``read_status_file``, ``epochs_done``;
 * ``common.contracts.dynamics_table``: the per-sample training dynamics: ``dynamics_schema``;
-* ``common.contracts.json_file``: reading a JSON hand-off through its model, with one-line errors.
+* ``common.contracts.json_file``: reading a JSON hand-off through its model, with one-line errors;
+* ``common.contracts.verified_file``: ``SHARDS/verified.json``, what the last passing ``shards verify``
+  checked (``record_pass``, ``forget_pass``) and what changed since (``since_verify``, the loaders' warning).
 
 The ingest tables (manifest, quarantine, probes) are ``common.schema``; ``labels.json`` is
 ``common.labels``.

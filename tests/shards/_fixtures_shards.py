@@ -19,6 +19,7 @@ from PIL import Image
 from common.labels import build_labels
 from ingest.probe import probe_one
 from common.schema import MANIFEST, conform
+from common.contracts.verified_file import VERIFIED_FILE
 
 VOCABULARY = ("happy", "sad", "angry")
 SMALL = {"size": 96, "max_samples": 5, "workers": 1, "quiet": True}  # fast options for tests
@@ -98,5 +99,7 @@ def make_dataset(base: Path, *, copies: int = 1, test: bool = False) -> Path:
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` by relative path (lock files aside): the unit of byte-identity comparisons."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    """Every file under ``folder`` by relative path (lock files and the record of a verify aside): the unit of
+    byte-identity comparisons."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".lock" and p.relative_to(folder) != Path(VERIFIED_FILE)}  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from _fixtures_shards import tree_bytes
@@ -81,3 +82,15 @@ def test_each_line_names_where_its_value_came_from(tmp_path: Path, capsys):
         f"shards: error: {config} + (command line): (top level): Value error, partition 2 is not below num_partitions 2\n"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rebuild_with_other_options_names_only_the_fields_that_differ(small_dataset: Path, small_build: Path, tmp_path: Path, capsys):
+    out = tmp_path / "again"
+    shutil.copytree(small_build, out)
+    again = ["build", str(small_dataset), "--out", str(out), "--max-samples", "5", "--workers", "1", "--quiet"]
+    assert main([*again, "--size", "128", "--quality", "80"]) == 2
+    assert capsys.readouterr().err == (
+        f"shards: error: {out}: holds a build with other options: size: 96 -> 128, quality: 90 -> 80; "
+        "use a new --out folder, or delete this one to rebuild\n"
+    )
+    assert main([*again, "--size", "96"]) == 0  # the same options: the finished shards are kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -26,12 +28,18 @@ def _first_jpg(out: Path) -> tuple[Path, str, int]:
     return tar, member.name[: -len(".jpg")], member.offset
 
 
-def test_good_build_verifies(small_build: Path, capsys):
-    assert main(["verify", str(small_build), "--quiet"]) == 0
-    assert "verify: OK" in capsys.readouterr().out
+def test_good_build_verifies_and_records_each_file_it_checked(damaged: Path, capsys):
+    assert main(["verify", str(damaged), "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith(f"verify: OK: 5 shards, 18 samples (18 decoded with DALI), 3 in failed.parquet; "
+                                            f"recorded in {damaged / 'verified.json'}\n")  # fmt: skip
+    record = json.loads((damaged / "verified.json").read_text())
+    checked = ["dataset.json", "failed.parquet", *(str(p.relative_to(damaged)) for p in damaged.glob("*/*") if p.parent.name != "_journal")]
+    assert (record["tool"], record["decoded"], sorted(record["files"])) == ("shards verify", True, sorted(checked))
+    assert all(record["files"][name] == [os.stat(damaged / name).st_size, os.stat(damaged / name).st_mtime_ns] for name in checked)
 
 
 def test_damaged_jpeg_is_named(damaged: Path, capsys):
+    assert verify(damaged, quiet=True).errors == [] and (damaged / "verified.json").is_file()
     tar, key, offset = _first_jpg(damaged)
     data = bytearray(tar.read_bytes())
     data[offset + 2 : offset + 200] = bytes(198)  # wipe the JPEG header segments
@@ -41,6 +49,7 @@ def test_damaged_jpeg_is_named(damaged: Path, capsys):
     assert any(f"train/shard-000000.tar: key {key}: DALI cannot decode {key}.jpg" in e for e in errors)
     assert main(["verify", str(damaged), "--quiet"]) == 1
     assert f"MISMATCH train/shard-000000.tar: key {key}" in capsys.readouterr().out
+    assert not (damaged / "verified.json").exists()  # a verify that failed vouches for nothing, nor does an earlier pass
 
 
 def test_wrong_label_and_bad_index_are_named(damaged: Path):

@@ -58,3 +58,15 @@ def loaders():
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_shards(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``shards build`` of the demo data at 48 px, 8 samples per shard (22 train, 35 val samples); read-only:
+    copy it before changing it."""
+    from shards.build import build
+    from shards.config import ShardConfig
+
+    out = tmp_path_factory.mktemp("demo_shards") / "shards"
+    build(ShardConfig(manifest_dir=demo_clean, out=out, size=48, max_samples=8, workers=1, quiet=True))
+    return out

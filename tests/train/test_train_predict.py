@@ -49,7 +49,8 @@ def test_predict_and_eval_from_a_checkpoint(tmp_path: Path):
     out = tmp_path / "preds.parquet"
     predict_checkpoint(ckpt, tmp_path, out=out, device="cpu", loader=loader)
     written = pq.read_table(out)
-    assert written.num_rows == 6 and written.column_names[:5] == ["sample_id", "label_id", "label", "pred_id", "pred"]
+    assert written.num_rows == 6 and written.column_names[:6] == ["sample_id", "image_path", "label_id", "label", "pred_id", "pred"]
+    assert written.column("image_path").to_pylist() == [None] * 6  # tensors in memory come from no image file
     metrics = eval_checkpoint(ckpt, tmp_path, device="cpu", loader=loader, class_weights=None)
     assert metrics["count"] == 6
     preds = written.column("pred_id").to_pylist()
@@ -89,3 +90,31 @@ def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_read
     first = lambda split: next(iter(open_loader(split, train=False, batch_size=4, image_size=32, device="cpu", seed=0,
                                                  backend="dali", workers=1))).images  # noqa: E731
     assert not torch.equal(first(shards / "val"), first(other / "val"))
+
+
+def test_predict_names_each_samples_image_and_says_where_its_weights_came_from(demo_clean: Path, demo_shards: Path, tmp_path: Path,
+                                                                               caplog):  # fmt: skip
+    """Each prediction carries the source image's path (the manifest's ``image_path``, as the shards
+    recorded it); loading the checkpoint's weights is not logged as a random initialisation."""
+    import logging
+
+    import polars as pl
+
+    from train.data.dataset import read_dataset_info
+
+    shards = demo_shards
+    vocabulary = read_dataset_info(shards).vocabulary
+    cfg = TrainConfig.model_validate({"compute": {"device": "cpu"}, "data": {"image_size": 32, "workers": 1}})
+    ckpt = save_checkpoint(tmp_path / "best.pt", {"model": build_model(len(vocabulary)).state_dict(), "ema": None,
+                                                  "config": cfg.model_dump(mode="json"), "vocabulary": vocabulary})  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        table = predict_checkpoint(ckpt, shards / "val", out=tmp_path / "preds.parquet", device="cpu")
+    manifest = pl.read_parquet(demo_clean / "manifest.parquet").filter(pl.col("split") == "val")
+    written = pl.read_parquet(tmp_path / "preds.parquet")
+    assert written.height == table.num_rows == 35
+    assert written.select("sample_id", "image_path").sort("sample_id").rows() == (
+        manifest.select("sample_id", "image_path").sort("sample_id").rows())  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "random initialisation" in m]
+    assert f"weights: {ckpt} (model)" in messages

@@ -2,13 +2,14 @@
 
 The queue is a folder; every state is a place, and every move between places is a rename::
 
-    QUEUE/pending/NAME.toml    dropped in by a person (cp/mv); taken in file-name order
+    QUEUE/pending/NAME.toml    queued by ``train submit`` or dropped in by a person (cp/mv); taken in submission order
     QUEUE/running/NAME.toml    the run in progress (at most one); after a restart it is resumed first
     QUEUE/runs/NAME/           its run directory (``train run --out``): checkpoints, metrics, status.json
     QUEUE/done/NAME.toml       the config of a run that ended, next to
     QUEUE/done/NAME.json       {"state": "finished" | "failed" | "cancelled", final and best metrics, epochs done, exit code, error, ...}
     QUEUE/cancel/NAME          a cancel request for the running run (``train cancel``)
     QUEUE/daemon.lock          one daemon per queue
+    QUEUE/queue.lock           held for a moment while a name is chosen and a config moved (submit, cancel, the pick)
 
 Each run is a child process, ``python -m train run --config running/NAME.toml --out runs/NAME``,
 so a crash or a leak in one run (GPU memory included) never outlives it. The daemon passes its
@@ -19,14 +20,17 @@ SIGTERM, so it checkpoints even if the daemon is killed with -9). A child that c
 out of memory) is resumed from its last checkpoint up to ``max_restarts`` times, then recorded failed;
 a run that stops itself with an error (exit 1 or 2: bad config, non-finite loss) is failed at once.
 
-A name already used (``runs/NAME`` or ``done/NAME.json`` exists) gets a suffix when picked up
-(``NAME-2``), so re-queueing a config never mixes two runs. Files changed in the last
+Submission order: ``train submit`` writes the config's place as its first line (``Queue.submit``); a
+file dropped in by hand stands at its modification time; equal places go by name. A name already
+used (``runs/NAME`` or ``done/NAME.json`` exists; for ``train submit``, a pending one too) gets a
+suffix (``NAME-2``), so re-queueing a config never mixes two runs. Files changed in the last
 ``settle_s`` seconds are left for the next poll (a copy still in progress).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import json
 import logging
@@ -36,14 +40,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_json
+from common.textwidth import columns, ljust
+from common.atomic import write_json, write_text
 from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
 from train.config import ConfigError, load_train_config
-from train.daemon.lock import RunLock
+from train.daemon.lock import RunLock, RunLocked
 from train.daemon.signals import RunSignals
 
 log = logging.getLogger(__name__)
@@ -51,9 +57,46 @@ log = logging.getLogger(__name__)
 FINAL_STATES = ("finished", "failed", "cancelled")
 
 
+QUEUE_LOCK = "queue.lock"  # held while a name is chosen and a config moved: submit, cancel, the daemon's pick
+ORDER_MARK = "# train submit: order "  # the first line train submit writes: its place in the queue
+
+
 @dataclass(frozen=True)
 class Queue:
+    """A queue folder (module docstring). ``Queue.open`` is the one way in for ``train submit``, ``cancel``,
+    ``status`` and the daemon; ``changing`` the one lock under which they choose names and move files."""
+
     root: Path
+
+    @classmethod
+    def open(cls, root: str | Path, *, create: bool = False) -> Queue:
+        """The queue at ``root``; a file there is refused, and so is a missing folder unless ``create``
+        (``submit`` and the daemon make it; a mistyped ``cancel`` or ``status`` must not)."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"{root}: expected a queue folder (pending/, running/, done/...), got a file")
+        if not create and not root.is_dir():
+            raise ConfigError(f"{root}: no such queue folder; `train submit {root} CONFIG` makes it")
+        return cls(root).ensure() if create else cls(root)
+
+    @contextlib.contextmanager
+    def changing(self, timeout_s: float = 30.0) -> Iterator[Queue]:
+        """Hold ``QUEUE/queue.lock`` (waiting up to ``timeout_s`` for whoever has it): a name chosen under
+        it is still free when the file lands, and a config is moved by one process only."""
+        lock = RunLock(self.root, name=QUEUE_LOCK, busy="being changed")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                lock.acquire()
+                break
+            except RunLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        try:
+            yield self
+        finally:
+            lock.release()
 
     @property
     def pending(self) -> Path:
@@ -80,15 +123,54 @@ class Queue:
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
-    def used(self, name: str) -> bool:
-        return (self.runs / name).exists() or (self.done / f"{name}.json").exists() or (self.running / f"{name}.toml").exists()
+    def used(self, name: str, *, pending: bool = False) -> bool:
+        """Whether a run of that name ran or runs (``pending``: or waits in ``pending/``)."""
+        return ((self.runs / name).exists() or (self.done / f"{name}.json").exists() or (self.running / f"{name}.toml").exists()
+                or (pending and (self.pending / f"{name}.toml").exists()))  # fmt: skip
 
-    def unique(self, name: str) -> str:
+    def unique(self, name: str, *, pending: bool = False) -> str:
+        """``name``, or ``name-2``, ``name-3``... the first not ``used``."""
         candidate, n = name, 1
-        while self.used(candidate):
+        while self.used(candidate, pending=pending):
             n += 1
             candidate = f"{name}-{n}"
         return candidate
+
+    def submit(self, text: str, name: str, *, source: Path) -> str:
+        """Queue a checked config's ``text`` as ``pending/NAME.toml`` after every run queued before it; NAME
+        is ``name`` or, when a run has it, ``name-2``... (``unique``). Returns NAME.
+
+        The first line it writes, ``# train submit: order N, TIME, from SOURCE``, is its place: N is the
+        clock in ns, one more than the last queued config's when the clock has not moved on since.
+        """
+        if not name or name.startswith(".") or "/" in name:
+            raise ConfigError(f"--name {name!r}: expected a plain file name")
+        with self.changing():
+            name = self.unique(name, pending=True)
+            last = max((self.order(path) for path in self.pending.glob("*.toml")), default=0)
+            order = max(time.time_ns(), last + 1)
+            when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            write_text(self.pending / f"{name}.toml", f"{ORDER_MARK}{order}, {when}, from {source.resolve()}\n{text}")
+        return name
+
+    def order(self, path: Path) -> int:
+        """A pending config's place (ns): the order ``submit`` wrote in its first line, else (a file dropped
+        in by hand) its modification time; 0 for a file gone meanwhile."""
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline()
+            if first.startswith(ORDER_MARK):
+                try:
+                    return int(first[len(ORDER_MARK) :].split(",", 1)[0])
+                except ValueError:
+                    pass  # edited by hand: its time, as any other dropped file
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def pending_in_order(self) -> list[Path]:
+        """``pending/*.toml`` in the order the daemon takes them: submission order, the name breaking ties."""
+        return sorted(self.pending.glob("*.toml"), key=lambda path: (self.order(path), path.name))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -144,7 +226,7 @@ def record_result(queue: Queue, name: str, config: Path, state: str, **fields: A
 class Daemon:
     def __init__(self, queue: str | Path, *, once: bool = False, poll_s: float = 5.0, settle_s: float = 2.0,
                  max_restarts: int = 2, python: str = sys.executable) -> None:  # fmt: skip
-        self.queue = Queue(Path(queue)).ensure()
+        self.queue = Queue.open(queue, create=True)
         self.once, self.poll_s, self.settle_s = once, poll_s, settle_s
         self.max_restarts, self.python = max_restarts, python
         self.signals = RunSignals(forward=self._forward)
@@ -183,18 +265,19 @@ class Daemon:
                 continue
             return path.stem, path
         now = time.time()
-        for path in sorted(q.pending.glob("*.toml")):
-            try:
-                if now - path.stat().st_mtime < self.settle_s:
+        with q.changing():
+            for path in q.pending_in_order():
+                try:
+                    if now - path.stat().st_mtime < self.settle_s:
+                        continue
+                    name = q.unique(path.stem)
+                    target = q.running / f"{name}.toml"
+                    os.rename(path, target)
+                except FileNotFoundError:  # moved by hand meanwhile
                     continue
-                name = q.unique(path.stem)
-                target = q.running / f"{name}.toml"
-                os.rename(path, target)
-            except FileNotFoundError:  # cancelled meanwhile
-                continue
-            if name != path.stem:
-                log.info("queue: %s is already used; running %s as %s", path.stem, path.name, name)
-            return name, target
+                if name != path.stem:
+                    log.info("queue: %s is already used; running %s as %s", path.stem, path.name, name)
+                return name, target
         return None
 
     def _run(self, name: str, config: Path) -> None:
@@ -266,30 +349,25 @@ def _relay(stream: Any, tail: collections.deque[str]) -> None:
 def cancel(queue: str | Path, name: str) -> str:
     """``train cancel``: a pending run is recorded cancelled at once; a running one stops at its next
     step with a checkpoint and is then recorded cancelled by the daemon."""
-    q = Queue(Path(queue)).ensure()
-    pending = q.pending / f"{name}.toml"
-    if pending.exists():
-        target_name = q.unique(name)
-        taken = q.done / f"{target_name}.toml"
-        try:
-            os.rename(pending, taken)  # atomic: either we or the daemon has it
-        except FileNotFoundError:
-            pass
-        else:
+    q = Queue.open(queue)
+    with q.changing():  # the daemon picks under the same lock: the run is either still pending or running
+        pending = q.pending / f"{name}.toml"
+        if pending.exists():
+            target_name = q.unique(name)
+            taken = q.done / f"{target_name}.toml"
+            os.rename(pending, taken)
             record_result(q, target_name, taken, "cancelled", exit_code=None)
             return f"{name}: cancelled before it started"
-    if (q.running / f"{name}.toml").exists():
-        (q.cancel / name).touch()
-        return f"{name}: cancel requested; the run stops at its next step with a checkpoint and is recorded as cancelled"
+        if (q.running / f"{name}.toml").exists():
+            (q.cancel / name).touch()
+            return f"{name}: cancel requested; the run stops at its next step with a checkpoint and is recorded as cancelled"
     known = sorted(p.stem for p in (*q.pending.glob("*.toml"), *q.running.glob("*.toml")))
     raise ValueError(f"{q.root}: no pending or running run named {name!r}; expected one of {known}")
 
 
 def queue_rows(queue: str | Path) -> list[dict[str, Any]]:
     """One row per ended, running and queued run: name, state, epochs done, step, last and best validation accuracy, when."""
-    q = Queue(Path(queue))
-    if not q.root.is_dir():
-        raise ValueError(f"{q.root}: no such queue folder")
+    q = Queue.open(queue)
     rows = []
     for path in sorted(q.done.glob("*.json")):
         doc = _read_json(path)
@@ -304,7 +382,7 @@ def queue_rows(queue: str | Path) -> list[dict[str, Any]]:
         rows.append({"name": path.stem, "state": "running", "epochs": epochs_done(doc), "step": doc.get("step"),
                      "accuracy": (doc.get("last_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
                      "when": doc.get("updated"), "note": note})  # fmt: skip
-    for path in sorted(q.pending.glob("*.toml")):
+    for path in q.pending_in_order():
         rows.append({"name": path.stem, "state": "pending", "epochs": None, "step": None, "accuracy": None, "best": None,
                      "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)), "note": None})  # fmt: skip
     for row in rows:
@@ -323,5 +401,5 @@ def format_queue(rows: list[dict[str, Any]]) -> str:
             "" if r["accuracy"] is None else f"{r['accuracy']:.4f}", "" if r["best"] is None else f"{r['best']:.4f}",
             r["when"] or "", (r["note"] or "")[:60],
         ))  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+    widths = [max(columns(row[i]) for row in table) for i in range(len(header))]  # display width: a Korean run name is wide
+    return "\n".join("  ".join(ljust(cell, w) for cell, w in zip(row, widths)).rstrip() for row in table)

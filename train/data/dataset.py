@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile, SplitCounts, find_dataset_file
 from common.labels import ClassWeights
 from common.labels import class_weights as compute_class_weights
+from train.config import ConfigError
 
 
 class DatasetInfo(BaseModel):
@@ -59,6 +60,22 @@ class DatasetInfo(BaseModel):
             )
         beta = self.class_weights.effective_number_beta
         return compute_class_weights(counts, scheme, beta=0.999 if beta is None else beta)
+
+
+def check_shards_folder(path: str | Path | None, *, what: str = "data.shards") -> Path:
+    """``path`` when it is a shards folder (``dataset.json`` in it, or in its parent for a split folder);
+    else a ``ConfigError`` naming ``what`` (the field or flag that gave it) and the path: checked where a
+    run is asked for (``train run``, ``train submit``), not when its loaders open."""
+    if path is None:
+        raise ConfigError(f"{what}: expected the shards folder (with {DATASET_FILE}), got nothing")
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what}: {path}: no such folder; expected a `shards build` output (with {DATASET_FILE})")
+    try:
+        find_dataset_file(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    return path
 
 
 def read_dataset_info(path: str | Path) -> DatasetInfo:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from common.contracts.tar_layout import CLS, JPG, member_key
 from train.data.batch import Batch
-from train.data.shardset import EpochPlan, ShardSet, check_state, loader_state
+from train.data.shardset import EpochPlan, ShardSet, check_state, loader_state, undecodable
 from train.data.transforms import TransformSpec, dali_transform
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,8 @@ def _to_torch(tensor: Any) -> torch.Tensor:
 
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "encountered:" in lines[:-1]:  # an operator's error: what it met follows the pipeline definition's traceback
+        return lines[lines.index("encountered:") + 1][:300]
     useful = [line for line in lines if not line.startswith(("Critical error", "Error in", "which was used", "File ", "Current pipeline"))]
     return (useful or lines or [repr(exc)])[0][:300]
 
@@ -260,10 +262,7 @@ def _diagnose(shards: ShardSet, plan: EpochPlan, window: int, exc: RuntimeError)
                         image.load()
                 except (OSError, SyntaxError, ValueError) as bad:
                     key = member_key(name)
-                    return ValueError(
-                        f"{piece.shard.path}: key {key} (sample_id {shards.sample_id(key)}): cannot decode {name}: {bad} "
-                        f"(DALI: {_first_line(exc)}); the shard changed or is corrupt: rebuild it with `shards build`"
-                    )
+                    return undecodable(piece.shard.path, key, bad, sample_id=shards.sample_id(key), also=f" (DALI: {_first_line(exc)})")
     return RuntimeError(
         f"{shards.split_dir}: the DALI pipeline failed in epoch {plan.epoch} (samples {plan.start}..{stop} of the epoch's "
         f"order were decoded again with PIL without error): {_first_line(exc)}"

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from common.contracts.tar_layout import CLS, JPG, JSON
 from train.data.batch import Batch
-from train.data.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys
+from train.data.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys, undecodable
 from train.data.transforms import PilTransform, TransformSpec
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class _ShardStream(IterableDataset):
         try:
             return self.transform(jpg, rng)
         except (OSError, SyntaxError, ValueError) as exc:  # what PIL raises for broken or truncated files
-            raise ValueError(f"{url}: key {key}: cannot decode .jpg: {exc}; rebuild the shard with `shards build`") from None
+            raise undecodable(url, key, exc) from None
 
 
 def _label(url: str, key: str, cls: bytes) -> int:

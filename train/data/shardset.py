@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import polars as pl
 from common.contracts import tar_layout
 from common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
 from common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
+from common.contracts.verified_file import since_verify
 from train.data.check_cache import PassedChecks, check_code, stamp
 from train.data.transforms import TransformSpec
 
@@ -138,6 +140,7 @@ class ShardSet:
             raise ValueError(f"{table_path}: expected at least one shard with samples, found none")
         log.info("%s: checked %d of %d shards; the others are unchanged since they passed (%s)", split_dir, checked,
                  len(shards), passes.path)  # fmt: skip
+        _say_since_verify(split_dir)
         differ = samples.filter(pl.col("key") != pl.col("sample_id"))
         key_to_id = dict(zip(differ["key"].to_list(), differ["sample_id"].to_list()))
         mean_bytes = float(table["bytes"].sum()) / max(int(table["samples"].sum()), 1)
@@ -145,6 +148,27 @@ class ShardSet:
 
     def sample_id(self, key: str) -> str:
         return self.key_to_id.get(key, key)
+
+    def image_paths(self) -> dict[str, str]:
+        """sample_id -> ``image_path`` (the manifest's, relative to the dataset root) of every sample of the
+        split, from each sample's ``.json`` member (one read per sample, at the offset its index gives)."""
+        paths: dict[str, str] = {}
+        for shard in self.shards:
+            lines = shard.index.read_text(encoding="ascii").splitlines()[1:]
+            with open(shard.path, "rb") as tar:
+                for line in lines:
+                    fields = line.split()
+                    members = {fields[i]: (int(fields[i + 1]), int(fields[i + 2])) for i in range(0, len(fields), 4)}
+                    key = index_keys([line])[0]
+                    try:
+                        offset, size = members[tar_layout.JSON]
+                        tar.seek(offset)
+                        doc = json.loads(tar.read(size))
+                        paths[doc["sample_id"]] = doc["image_path"]
+                    except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                        raise ValueError(f"{shard.path}: key {key}: expected a .json member with sample_id and image_path, "
+                                         f"got {type(exc).__name__}: {exc}; run `shards verify {self.split_dir.parent}`") from None
+        return paths
 
     def plan(self, epoch: int, *, seed: int, shuffle: bool, rank: int, world_size: int) -> EpochPlan:
         """Shard order of ``epoch`` (drawn from ``(seed, epoch)`` when shuffling) and ``rank``'s range."""
@@ -161,6 +185,29 @@ class ShardSet:
             return (self.total // world_size) // batch_size
         start, stop = rank_range(self.total, rank, world_size)
         return -(-(stop - start) // batch_size)
+
+
+def _say_since_verify(split_dir: Path) -> None:
+    """A warning when the split's files changed since ``shards verify`` last passed (a JPEG corrupted in
+    place keeps its shard's size, so the check at open cannot see it; the verify's record can)."""
+    found = since_verify(split_dir)
+    root = split_dir.parent
+    if found is None:
+        log.info("%s: no passing `shards verify` on record; `shards verify %s` decodes every sample", split_dir, root)
+    elif found.changed:
+        n = len(found.changed)
+        log.warning("%s: %d file%s changed since `shards verify` passed at %s: %s; run `shards verify %s` before trusting it",
+                    split_dir, n, "" if n == 1 else "s", found.verified, ", ".join(found.changed[:5]) + (", ..." if n > 5 else ""),
+                    root)  # fmt: skip
+
+
+def undecodable(tar: str | Path, key: str, exc: BaseException, *, sample_id: str | None = None, also: str = "") -> ValueError:
+    """The one line both loaders stop with when a sample's image does not decode: its bytes changed after
+    the build (the shards were checked then), so ``shards verify`` is the way to find every damaged one."""
+    reason = re.sub(r" <_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc)) or type(exc).__name__  # PIL names its buffer object
+    who = f"key {key}" + (f" (sample_id {sample_id})" if sample_id is not None else "")
+    return ValueError(f"{tar}: {who}: cannot decode {member_name(key, tar_layout.JPG)}: {reason}{also}; the shard changed after "
+                      f"it was built: `shards verify {Path(tar).parent.parent}` names every damaged sample")  # fmt: skip
 
 
 def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:

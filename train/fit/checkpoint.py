@@ -107,7 +107,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: s
     """
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        # Through our own handle: a write that fails (a full disk) closes it here, so the space the
+        # unlinked temporary file holds is free again for the run's status and record; torch.save on a
+        # path leaves its writer, and the file, open in the traceback.
+        with open(tmp, "wb") as handle:
+            torch.save({"format": FORMAT, **state}, handle)
         if keep_previous and path.exists():
             with atomic_path(path.with_name(keep_previous)) as previous:
                 previous.unlink()

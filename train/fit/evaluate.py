@@ -9,7 +9,8 @@ order, shard layout or number of ranks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,19 @@ from train.config import TrainConfig
 from train.data.batch import Batch, Loader
 from train.data.dataset import read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
+from train.data.shardset import ShardSet
 from train.fit.checkpoint import load_checkpoint
 from train.fit.device import Precision, resolve_device, resolve_precision
 from train.fit.loss import ClassWeightedCE
 from train.fit.metrics import MetricAccumulator
 from train.fit.model import PawNet, build_model
 
+log = logging.getLogger(__name__)
+
 PREDICTION_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
+        ("image_path", pa.string()),  # the source image (the manifest's path under the dataset root); null without shards
         ("label_id", pa.int64()),  # the label in the data (-1 when the split has none)
         ("label", pa.string()),
         ("pred_id", pa.int64()),
@@ -90,9 +95,11 @@ def predict(
     precision: Precision = Precision(None),
     channels_last: bool = False,
     embeddings: bool = False,
+    image_paths: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """One row per sample (``PREDICTION_SCHEMA``), sorted by ``sample_id``; a sample seen twice is an error.
-    ``embeddings``: also the column ``embedding``, each image's penultimate features (``PawNet.forward_with_embedding``)."""
+    ``embeddings``: also the column ``embedding``, each image's penultimate features (``PawNet.forward_with_embedding``).
+    ``image_paths``: sample_id -> source image (``ShardSet.image_paths``); None: a null ``image_path``."""
     ids: list[str] = []
     labels_out, preds_out, conf_out, probs_out, emb_out = [], [], [], [], []
     batches = _logits(model, loader, device=device, precision=precision, channels_last=channels_last, embeddings=embeddings)
@@ -132,6 +139,7 @@ def predict(
     return pa.table(
         {
             "sample_id": pa.array([ids[i] for i in order], pa.string()),
+            "image_path": pa.array([(image_paths or {}).get(ids[i]) for i in order], pa.string()),
             "label_id": pa.array(label_ids.numpy()),
             "label": pa.array([name(i) for i in label_ids.tolist()], pa.string()),
             "pred_id": pa.array(pred_ids.numpy()),
@@ -164,6 +172,7 @@ def _load(checkpoint: str | Path, *, device: torch.device, weights: str) -> tupl
     use_ema = weights == "ema" or (weights == "auto" and state.get("ema") is not None)
     model = build_model(len(vocabulary), arch=cfg.model.arch, drop_rate=cfg.model.drop_rate)
     model.load_state_dict(state["ema"] if use_ema else state["model"])
+    log.info("weights: %s (%s)", checkpoint, "ema" if use_ema else "model")
     model.to(device).eval()
     return model, cfg, vocabulary, state.get("normalize")
 
@@ -230,7 +239,8 @@ def predict_checkpoint(
     model, cfg, vocabulary, loader, dev, precision = _inference_setup(
         checkpoint, data, device=device, batch_size=batch_size, weights=weights, loader=loader
     )
+    shards = getattr(loader, "shards", None)  # the shard loaders' ShardSet; tensors in memory have no image files
     table = predict(model, loader, vocabulary=vocabulary, device=dev, precision=precision, channels_last=cfg.compute.channels_last,
-                    embeddings=embeddings)
+                    embeddings=embeddings, image_paths=shards.image_paths() if isinstance(shards, ShardSet) else None)
     write_parquet(out, table)
     return table

@@ -115,7 +115,8 @@ def build_model(
     pretrained: str | Path | None = None,
     freeze_bn: bool = False,
 ) -> PawNet:
-    """Build the network; load backbone weights from a local file when given, else keep random init (logged)."""
+    """Build the network; load backbone weights from a local file when given (logged), else keep timm's
+    random initialisation (the caller says so: a checkpoint's weights may be loaded next)."""
     model = PawNet(num_classes, arch=arch, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     if pretrained:
         report = load_pretrained(model, pretrained)
@@ -123,8 +124,6 @@ def build_model(
             "pretrained backbone from %s (%s layout): %d tensors loaded, classifier skipped (%d keys)",
             pretrained, report["layout"], report["loaded"], len(report["skipped"]),
         )
-    else:
-        log.info("random initialisation (no pretrained weights given)")
     model.freeze_bn = freeze_bn
     model.train()
     return model

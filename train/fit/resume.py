@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_text
+from common.contracts.status_file import STATUS_FILE
 from train.config import TrainConfig
-from train.fit.checkpoint import latest_checkpoint, load_checkpoint
+from train.daemon.status import read_status
+from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import prune_parts
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,11 @@ def _neutral(key: str) -> bool:
 
 
 def config_differences(
-    saved: dict[str, Any], current: dict[str, Any], *, defaults: dict[str, Any] | None = None
+    saved: dict[str, Any], current: dict[str, Any], *, defaults: dict[str, Any] | None = None, neutral: bool = False
 ) -> list[tuple[str, Any, Any]]:
-    """``(key, saved value, current value)`` for every field that matters and differs (JSON-mode dumps).
+    """``(key, saved value, current value)`` for every field that matters and differs (JSON-mode dumps);
+    ``neutral``: for the fields that may differ (``NEUTRAL``) instead, where the run is (``out_dir``,
+    ``run_name``) aside.
 
     ``defaults``: the config's defaults; a field the saved config lacks (one the config gained after
     that checkpoint was written, e.g. ``data.jitter``) compares as its default, what the run used.
@@ -69,7 +73,7 @@ def config_differences(
     missing = object()
     found = []
     for key in sorted(set(a) | set(b)):
-        if _neutral(key):
+        if _neutral(key) != neutral or key in ("out_dir", "run_name"):
             continue
         old, new = a.get(key, missing), b.get(key, missing)
         if isinstance(old, list) and isinstance(new, (list, tuple)):
@@ -77,6 +81,44 @@ def config_differences(
         if old != new:
             found.append((key, None if old is missing else old, None if new is missing else new))
     return found
+
+
+def _listed(diffs: list[tuple[str, Any, Any]]) -> str:
+    return ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in diffs)
+
+
+def finished_run(run_dir: Path, current_config: dict[str, Any]) -> str | None:
+    """What ``train run`` says of a run directory whose run finished; None when it holds no finished run.
+
+    A finished run trains no further: an option that would change what it trained (``config_differences``:
+    more epochs, another learning rate) is refused in one line naming each one and the way to get it;
+    one that changes nothing once it is done (``NEUTRAL``: the device, the shards' place) is named as
+    ignored. The recorded config is the run's ``config.json``.
+    """
+    if not (run_dir / STATUS_FILE).is_file():
+        return None
+    doc = read_status(run_dir)
+    if doc.get("state") != "finished":
+        return None
+    recorded_path = run_dir / "config.json"
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{recorded_path}: cannot read the finished run's config ({exc}); start over with --new") from None
+    defaults = TrainConfig().model_dump(mode="json")
+    done = f"{doc.get('epoch')} of {doc.get('epochs')} epochs, stopped by {doc.get('stopped_by')}"
+    differ = config_differences(recorded, current_config, defaults=defaults)
+    if differ:
+        if doc.get("stopped_by") == "epochs" and any(key == "schedule.epochs" for key, _, _ in differ):
+            way = (f"To train on for more epochs, start a new run from its checkpoint: train run --config {recorded_path} "
+                   f"--out {run_dir}-longer --resume {run_dir / 'checkpoints' / LAST} (with the same options); "
+                   "or start over with --new")  # fmt: skip
+        else:
+            way = "To train with them, give it a new run directory (--out DIR or --name NAME) or start over with --new"
+        raise ValueError(f"{run_dir}: finished ({done}); it trains no further with other options: {_listed(differ)}. {way}")
+    ignored = config_differences(recorded, current_config, defaults=defaults, neutral=True)
+    said = f"nothing to resume, so these options were ignored: {_listed(ignored)}." if ignored else "nothing to resume."
+    return f"run {run_dir}: already finished ({done}); {said} `train run --new --out {run_dir}` starts over"
 
 
 @dataclass
@@ -105,10 +147,9 @@ def find_resume_point(
     if own:
         diffs = config_differences(state["config"], current_config, defaults=TrainConfig().model_dump(mode="json"))
         if diffs:
-            listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in diffs)
             raise ValueError(
                 f"{run_dir}: holds a checkpoint of a different run ({path.name} at step {state['progress']['step']}): "
-                f"{listed}; resume with the run's own config (train run --out {run_dir}) or start over with --new"
+                f"{_listed(diffs)}; resume with the run's own config (train run --out {run_dir}) or start over with --new"
             )
     if list(state["vocabulary"]) != list(vocabulary):
         raise ValueError(f"{path}: vocabulary {state['vocabulary']} differs from the shards' {vocabulary}; label ids would not match")

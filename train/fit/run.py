@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from train.config import TrainConfig
 from train.daemon.lock import LOCK_FILE, RunLock, RunLocked
 from train.daemon.signals import RunSignals
 from train.data.batch import Loader
-from train.data.dataset import DatasetInfo, read_dataset_info
+from train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
 from train.fit.checkpoint import TrainProgress, load_checkpoint, rank_state, restore_rng
 from train.fit.checkpoint_saver import CheckpointSaver
@@ -90,10 +91,15 @@ class RunResult:
         return self.stopped_by in ("epochs", "early_stopping")
 
 
+def named_run_dir(cfg: TrainConfig) -> Path | None:
+    """``out_dir/run_name``; None when the config names no run (each run gets a new folder, ``_new_run_dir``)."""
+    return cfg.out_dir / cfg.run_name if cfg.run_name else None
+
+
 def _new_run_dir(cfg: TrainConfig) -> Path:
     """``out_dir/run_name``; without a name, a new timestamped folder every time."""
-    if cfg.run_name:
-        return cfg.out_dir / cfg.run_name
+    if (named := named_run_dir(cfg)) is not None:
+        return named
     name = time.strftime("%Y%m%d-%H%M%S")
     path = cfg.out_dir / name
     suffix = 1
@@ -184,10 +190,19 @@ def _run_claimed(ctx: RunContext) -> RunResult:
         with run_log(ctx.run_dir / "train.log", enabled=ctx.rank == 0):  # every start and resume of the run, appended
             result = _train(ctx, report)
     except BaseException as exc:
-        report.failed(exc)
+        _keeping_the_error(report.failed, exc)
         raise
     report.ended(result.progress, finished=result.finished, stopped_by=result.stopped_by)
     return result
+
+
+def _keeping_the_error(write: Callable[..., None], *args: Any) -> None:
+    """After a run failed: ``write`` what is left to write (the record, the failed status), logging an
+    ``OSError`` it meets (a disk still full) so that the run's own error stays the one reported."""
+    try:
+        write(*args)
+    except OSError as exc:
+        log.warning("after the run failed, could not write %s: %s", exc.filename, exc.strerror or exc)
 
 
 def _train(ctx: RunContext, report: RunReport) -> RunResult:
@@ -202,6 +217,9 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
         pretrained=cfg.model.pretrained,
         freeze_bn=cfg.model.freeze_bn,
     )
+    if point.checkpoint is None and not cfg.model.pretrained:
+        log.info("random initialisation (no pretrained weights given)")
+    init = "checkpoint" if point.checkpoint is not None else "pretrained" if cfg.model.pretrained else "random"
     model = place_model(model, device, channels_last=cfg.compute.channels_last)  # before the optimizer sees it
     sync_bn = resolve_sync_bn(cfg.compute.sync_bn, device=device, world_size=world, batch_size=cfg.data.batch_size)
     steps_per_epoch = optimizer_steps_per_epoch(len(train_loader), cfg.optim.accumulate)
@@ -279,7 +297,7 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
     )
     log.info(
         "training %s (%d parameters, %s init) on %s, %s; %d epochs x %d steps, warm-up %d; run dir %s",
-        cfg.model.arch, n_params, "pretrained" if cfg.model.pretrained else "random", device, precision.name,
+        cfg.model.arch, n_params, init, device, precision.name,
         cfg.schedule.epochs, steps_per_epoch, schedule.warmup_steps, run_dir,
     )  # fmt: skip
     saver = CheckpointSaver(ctx, trainer, record.checkpoints)
@@ -290,8 +308,10 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
         restore_rng(rng)  # last thing before training: the same random draws as the uninterrupted run
     try:
         stopped_by = session.fit()
-    finally:
-        record.close()
+    except BaseException:
+        _keeping_the_error(record.close)
+        raise
+    record.close()
     return RunResult(
         run_dir=run_dir,
         progress=trainer.progress,
@@ -313,9 +333,7 @@ def train_from_config(
 ) -> RunResult:
     """``train run``: join torchrun's process group if any, read ``SHARDS/dataset.json``, open the
     train/val loaders, train (see ``run_training``)."""
-    if cfg.data.shards is None:
-        raise ValueError("data.shards: expected the shards folder (with dataset.json), got nothing")
-    info: DatasetInfo = read_dataset_info(cfg.data.shards)
+    info: DatasetInfo = read_dataset_info(check_shards_folder(cfg.data.shards))
     created = init_distributed(cfg.compute.device)
     try:
         device = resolve_device(cfg.compute.device)
