@@ -91,6 +91,7 @@ class Recorder:
         self.seeds = seed if isinstance(seed, list) else ([] if seed is None else [seed])
         self.setting = [*setting, *(["quick"] if quick else [])]
         self.ratios: dict[str, float] = {}
+        self.written: Path | None = None  # the file ``finish`` wrote
         self.doc = {
             "bench": bench, "date": self.date, "commit": self.commit, "uncommitted_changes": uncommitted(),
             "command": shlex.join(sys.orig_argv), "machine": machine(**(versions or {})), "load_average_at_start": _load(),
@@ -119,6 +120,7 @@ class Recorder:
         path = self.path()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        self.written = path
         print(f"saved {path.relative_to(BENCH.parent) if path.is_relative_to(BENCH.parent) else path}")
         for name, value in self.ratios.items():
             print(f"RATIO {name} {value:.4f}")
