@@ -17,9 +17,10 @@ Then, on the same clean validation set, with the same model, schedule and number
 Four diet arms keep the same share (``--keep-share``, 0.5) of each class, so each pair differs in
 one thing:
 
-* **random**: ``shards build --keep 0.5 --by random`` (seeded, stratified per class): the baseline;
-* **dedup**: the same with ``--near-duplicates-last``: the frames ingest flagged as near-copies go
-  first, the rest is the random draw: **de-duplication alone**;
+* **random**: ``shards build --keep 0.5 --by random --no-near-duplicates-last`` (seeded, stratified
+  per class): the baseline;
+* **dedup**: ``shards build --keep 0.5`` (random with near-copies last, the default without scores):
+  the frames ingest flagged as near-copies go first, the rest is the random draw: **de-duplication alone**;
 * **score**: ``--select scores.parquet --by el2n`` (near-copies last, the default): the score with
   de-duplication;
 * **score_only**: the same with ``--no-near-duplicates-last``: EL2N alone.

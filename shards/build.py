@@ -180,7 +180,7 @@ def _context(config: ShardConfig) -> _Context:
     selection = None
     if config.keep is not None:  # the plan covers the kept rows only; the rest are accounted for at finalize
         warnings = pl.read_parquet(config.manifest_dir / "manifest.parquet", columns=["sample_id", "warnings"])
-        selection = select_train(manifest, scores=config.select, method=config.by, keep=config.keep,
+        selection = select_train(manifest, scores=config.select, method=config.method(), keep=config.keep,
                                  keep_per_class_min=config.keep_per_class_min, seed=config.seed,
                                  near_duplicates_last=config.near_duplicates_last, warnings=warnings)  # fmt: skip
         manifest = selection.apply(manifest)

@@ -37,11 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
     b.add_argument("--select", type=Path, metavar="SCORES", help="data diet: `train scores` output ranking the training samples")
     b.add_argument("--keep", type=float, help="data diet: share of each class's training samples to keep, e.g. 0.5")
-    b.add_argument("--by", choices=["el2n", "forgetting", "random"], help="data diet: rank by (el2n)")
+    b.add_argument("--by", choices=["el2n", "forgetting", "random"],
+                   help="data diet: rank by (el2n with --select, else random: with near-copies last, de-duplication)")
     b.add_argument("--keep-per-class-min", type=int, help="data diet: keep at least this many samples of each class (1)")
     b.add_argument("--near-duplicates-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="data diet: rank frames ingest flagged image.near_duplicate after the others "
-                        "(default: yes for el2n/forgetting, no for random; random with it is de-duplication alone)")
+                   help="data diet: rank frames ingest flagged image.near_duplicate after the others (default: yes; "
+                        "--by random --no-near-duplicates-last is plain random)")
 
     v = sub.add_parser("verify", help="check a shards folder: checksums, indexes, DALI decode, manifest coverage")
     v.add_argument("shards", type=Path, help="the shards folder (`shards build --out`)")

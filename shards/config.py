@@ -40,14 +40,18 @@ class ShardConfig(ExecutorOptions):
     max_failed_fraction: float = Field(0.05, gt=0.0, le=1.0)  # abort above this share (after 1000 samples)
     quiet: bool = False
     # Data diet (shards.select): keep this share of each class's training samples, ranked by `by`
-    # from a `train scores` file; validation stays whole.
+    # (default: el2n with a `train scores` file, else random); validation stays whole.
     select: Path | None = None  # scores.parquet
     keep: float | None = Field(None, gt=0.0, le=1.0)
-    by: Literal["el2n", "forgetting", "random"] = "el2n"
+    by: Literal["el2n", "forgetting", "random"] | None = None
     keep_per_class_min: int = Field(1, ge=0)
-    # Frames ingest flagged image.near_duplicate rank last. None: yes for el2n/forgetting, no for random
-    # (plain random is the baseline; random with near-copies last is de-duplication alone).
-    near_duplicates_last: bool | None = None
+    # Frames ingest flagged image.near_duplicate go last, whatever the ranking: with `random`, that is
+    # de-duplication alone, the measured recommendation (docs/diet.md); plain random is the baseline.
+    near_duplicates_last: bool = True
+
+    def method(self) -> str:
+        """The ranking: ``by`` as given, else ``el2n`` when a scores file is given and ``random`` when not."""
+        return self.by or ("el2n" if self.select is not None else "random")
 
     @model_validator(mode="after")
     def _partition_in_range(self) -> ShardConfig:
@@ -59,7 +63,7 @@ class ShardConfig(ExecutorOptions):
     def _selection_complete(self) -> ShardConfig:
         if self.select is not None and self.keep is None:
             raise ValueError("select: expected --keep SHARE with --select FILE")
-        if self.keep is not None and self.select is None and self.by != "random":
+        if self.keep is not None and self.select is None and self.method() != "random":
             raise ValueError(f"keep: --by {self.by} ranks by scores; expected --select scores.parquet (or --by random)")
         return self
 

@@ -11,14 +11,15 @@ they were and the class weights in labels.json still fit):
   gets right teach it least);
 * ``forgetting``: most often forgotten first, never-learned above all (Toneva et al., ICLR 2019),
   ties by EL2N when the file has it;
-* ``random``: a seeded uniform draw per class (the baseline; needs no scores).
+* ``random``: a seeded uniform draw per class (needs no scores).
 
-With ``near_duplicates_last`` (the default for the score methods), frames that ``ingest clean``
-flagged as near-copies of a frame kept before them (warning ``image.near_duplicate``, same video and
-label) rank after every other frame of their class: a score alone cannot see that four frames are
-one pose, so without this it keeps all copies of a hard pose and drops every copy of an easy one.
-``random`` with it is de-duplication alone (the near-copies go first, the rest is a random draw):
-the fair baseline a score must beat.
+With ``near_duplicates_last`` (the default), frames that ``ingest clean`` flagged as near-copies of a
+frame kept before them (warning ``image.near_duplicate``, same video and label) rank after every
+other frame of their class: a score alone cannot see that four frames are one pose, so without this
+it keeps all copies of a hard pose and drops every copy of an easy one. ``random`` with it is
+de-duplication alone (the near-copies go first, the rest is a random draw): measured, no score beat
+it (docs/diet.md), so it is what ``--keep`` does without ``--select``. Plain random (the baseline) is
+``--by random --no-near-duplicates-last``.
 
 Remaining ties are broken by a seeded permutation of the sample ids, so a selection depends only on
 the manifest, the scores and the seed. A training sample without a score (not in the file) is kept:
@@ -106,7 +107,7 @@ def read_scores(path: str | Path, method: str) -> pl.DataFrame:
 
 def choose(
     train: pl.DataFrame, scores: pl.DataFrame | None, *, method: str, keep: float, keep_per_class_min: int = 1, seed: int = 0,
-    near_duplicates_last: bool | None = None,
+    near_duplicates_last: bool = True,
 ) -> pl.DataFrame:
     """Per training row (``sample_id``, ``label_id``, optional ``near_duplicate``): ``scored`` and ``selected``, by ``sample_id``.
 
@@ -117,7 +118,6 @@ def choose(
     """
     if method not in METHODS:
         raise ValueError(f"--by: expected one of {', '.join(METHODS)}, got {method!r}")
-    near_duplicates_last = resolve_near_duplicates_last(method, near_duplicates_last)
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"--keep: expected a share in (0, 1], got {keep}")
     dup = pl.col("near_duplicate").fill_null(False) if "near_duplicate" in train.columns else pl.lit(False)
@@ -145,7 +145,7 @@ def choose(
 
 def select_train(
     manifest: pl.DataFrame, *, scores: Path | None, method: str, keep: float, keep_per_class_min: int, seed: int,
-    near_duplicates_last: bool | None = None, warnings: pl.DataFrame | None = None,
+    near_duplicates_last: bool = True, warnings: pl.DataFrame | None = None,
 ) -> Selection:
     """The ``Selection`` of the manifest's training rows; ``warnings``: the manifest's ``sample_id``, ``warnings``."""
     table = read_scores(scores, method) if scores is not None else None
@@ -156,9 +156,4 @@ def select_train(
         train = train.join(flagged, on="sample_id", how="left")
     chosen = choose(train, table, method=method, keep=keep, keep_per_class_min=keep_per_class_min, seed=seed,
                     near_duplicates_last=near_duplicates_last)  # fmt: skip
-    return Selection(method, keep, keep_per_class_min, resolve_near_duplicates_last(method, near_duplicates_last), scores, digest, chosen)
-
-
-def resolve_near_duplicates_last(method: str, asked: bool | None) -> bool:
-    """Unless asked: near-copies rank last for the score methods, not for ``random`` (the plain baseline)."""
-    return method != "random" if asked is None else asked
+    return Selection(method, keep, keep_per_class_min, near_duplicates_last, scores, digest, chosen)

@@ -45,8 +45,8 @@ def test_near_duplicates_rank_after_the_other_frames_of_their_class() -> None:
     assert choose(flagged, SCORES, **keep).filter(pl.col("selected"))["sample_id"].to_list() == ["s2", "s4", "s5", "s6", "s8", "s9"]
     alone = choose(flagged, SCORES, **keep, near_duplicates_last=False).filter(pl.col("selected"))["sample_id"].to_list()
     assert alone == chosen(**keep) == ["s1", "s3", "s5", "s6", "s7", "s9"]
-    randomly = choose(flagged, None, method="random", keep=0.5, seed=3).filter(pl.col("selected"))["sample_id"].to_list()
-    assert randomly == chosen(method="random", keep=0.5, scores=None, seed=3)  # the naive baseline stays naive
+    plain = choose(flagged, None, method="random", keep=0.5, seed=3, near_duplicates_last=False).filter(pl.col("selected"))["sample_id"]
+    assert plain.to_list() == chosen(method="random", keep=0.5, scores=None, seed=3)  # the naive baseline, asked for, stays naive
 
 
 def test_no_class_vanishes_and_the_minimum_holds() -> None:
@@ -67,7 +67,9 @@ def test_scores_are_required_to_rank() -> None:
     with pytest.raises(ValueError, match="--by el2n: expected --select"):
         choose(TRAIN, None, method="el2n", keep=0.5)
     with pytest.raises(ValueError, match="keep: --by el2n ranks by scores"):
-        ShardConfig(manifest_dir=Path("c"), out=Path("o"), keep=0.5)
+        ShardConfig(manifest_dir=Path("c"), out=Path("o"), keep=0.5, by="el2n")
+    assert ShardConfig(manifest_dir=Path("c"), out=Path("o"), keep=0.5).method() == "random"  # without scores: de-duplication
+    assert ShardConfig(manifest_dir=Path("c"), out=Path("o"), keep=0.5, select=Path("s.parquet")).method() == "el2n"
     with pytest.raises(ValueError, match="expected --keep SHARE with --select FILE"):
         ShardConfig(manifest_dir=Path("c"), out=Path("o"), select=Path("s.parquet"))
 
@@ -131,10 +133,9 @@ def test_cli_builds_a_selection(small_dataset: Path, scores_file: Path, tmp_path
 def test_random_with_near_duplicates_last_is_deduplication_alone() -> None:
     train = pl.DataFrame({"sample_id": [f"s{i}" for i in range(8)], "label_id": [0] * 8,
                           "near_duplicate": [False, True, True, True, False, True, True, True]})  # fmt: skip
-    plain = choose(train, None, method="random", keep=0.25)
-    dedup = choose(train, None, method="random", keep=0.25, near_duplicates_last=True)
+    dedup = choose(train, None, method="random", keep=0.25)  # near-copies last: the default
+    plain = choose(train, None, method="random", keep=0.25, near_duplicates_last=False)
     # Two of eight kept: de-duplication keeps exactly the two frames that are no near-copy; plain random is the
-    # seeded draw, near-copies or not (the default for random, so a plain baseline stays plain).
+    # seeded draw, near-copies or not.
     assert dedup.filter(pl.col("selected"))["sample_id"].to_list() == ["s0", "s4"]
-    assert plain.equals(choose(train, None, method="random", keep=0.25, near_duplicates_last=False))
     assert plain.filter(pl.col("selected"))["sample_id"].to_list() == ["s0", "s6"]  # seed 0's draw: s6 is a near-copy
