@@ -66,7 +66,7 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tu
         if max_pixels is not None and w * h > max_pixels:  # before getexif(), which decodes a whole PNG
             return {**row, "status": "too_large", "error": f"{w}x{h} pixels (as stored)", "width": w, "height": h, "image_format": fmt, "image_mode": mode}
         orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-        if fmt == "JPEG" and not jpeg_scan_bytes(data):
+        if fmt == "JPEG" and not jpeg_has_scan(data):
             return {**row, "status": "unreadable", "error": "a JPEG with headers but no image data (cut after its headers)"}
         if fmt == "JPEG":
             img.draft(None, (max(1, w // 8), max(1, h // 8)))  # DCT-domain downscale, whole stream read
@@ -85,33 +85,29 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tu
     return {**row, "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation, "dhash": phash}
 
 
-def jpeg_scan_bytes(data: bytes) -> int:
-    """Bytes of entropy-coded data after the JPEG's first scan header, up to the next marker that is not a
-    restart or a stuffed byte. libjpeg decodes a file cut right after its headers (EOI appended) to a flat
-    grey picture with a warning Pillow does not pass on; 0 here says there is no picture in it."""
+def jpeg_has_scan(data: bytes) -> bool:
+    """Whether the JPEG's first scan header is followed by entropy-coded data (not at once by a marker
+    other than a restart, nor by the end of the file). libjpeg decodes a file cut right after its
+    headers (EOI appended) to a flat grey picture with a warning Pillow does not pass on; False here
+    says there is no picture in it. Looks at the marker segments only, never the scan."""
     pos = 2  # after SOI
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return len(data)  # not a marker where one should be: not ours to judge, the decoder decides
+            return True  # not a marker where one should be: not ours to judge, the decoder decides
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker == 0xD9:  # EOI before any scan
-            return 0
+            return False
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
             pos += 2
             continue
         start = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
         if marker == 0xDA:  # SOS: the scan follows its header
-            end = start
-            while end + 1 < len(data) and not (data[end] == 0xFF and data[end + 1] not in _IN_SCAN):
-                end = data.find(b"\xff", end + 1) if data[end] != 0xFF else end + 2
-                if end < 0:
-                    return len(data) - start
-            return max(0, min(end, len(data)) - start)
+            return start < len(data) and not (data[start] == 0xFF and (start + 1 >= len(data) or data[start + 1] not in _IN_SCAN))
         pos = start
-    return 0
+    return False
 
 
 _IN_SCAN = frozenset({0x00, *range(0xD0, 0xD8)})  # a stuffed 0xFF and restart markers stay inside a scan
