@@ -106,6 +106,10 @@ def train_config(shards: Path, args: argparse.Namespace, **extra):
 
 
 def train(shards: Path, run_dir: Path, args: argparse.Namespace, **extra) -> dict:
+    if json.loads((shards / "dataset.json").read_text(encoding="utf-8"))["counts"]["train"]["written"] == 0:
+        nan = float("nan")  # the cleaning left no training sample: nothing to train, the arm's figures are NaN
+        print(f"{run_dir.name}: no training samples left in {shards}; not trained")
+        return {"accuracy": nan, "last_k": nan, "epochs": [], "macro_f1": nan, "best_accuracy": nan, "seconds": 0.0, "no_training_samples": True}
     cfg = train_config(shards, args, **extra)
     start = time.perf_counter()
     result = train_from_config(cfg, run_dir=run_dir)
