@@ -104,27 +104,35 @@ def _clean(config: CleanConfig) -> CleanResult:
     )  # fmt: skip
 
     out = config.out.resolve()
-    share = quarantine.height / max(records.height, 1)
-    aborted = share > config.max_quarantine_fraction or manifest.height == 0
+    refused = _abort_reason(config, fmt, parsed.notes, report, records_in=records.height, clean=manifest.height)
     with FolderLock(out.parent, name=f".{out.name}.lock", busy=f"written by `{TOOL}`", names=out), staged_folder(out, tool=TOOL) as stage:
         write_parquet(stage / "quarantine.parquet", quarantine)
         write_parquet(stage / "orphans.parquet", orphans)
         write_json(stage / "report.json", report)
         write_json(stage / "clean_config.json", resolved)
         write_html(stage / "report.html", report)
-        if not aborted:  # an aborted run's set has no manifest, so nothing downstream takes it for a clean one
+        if refused is None:  # an aborted run's set has no manifest, so nothing downstream takes it for a clean one
             write_json(stage / "labels.json", labels)
             write_parquet(stage / "manifest.parquet", manifest)
-    top = ", ".join(f"{rule} {n}{report_mod.RULE_HINTS.get(rule, '')}" for rule, n in sorted(report["rules"].items(), key=lambda kv: -kv[1])[:3] if n)
-    if manifest.height == 0:  # an empty manifest is never a success, whatever the threshold
-        why = f"no annotation records found (read {fmt}: {report_mod.what_was_read(parsed.notes)})" if not records.height else f"all {records.height} records quarantined ({top})"
-        raise CleanAborted(f"{root}: {why}; manifest not written, see {out / 'report.html'}")
-    if aborted:
-        raise CleanAborted(
-            f"{root}: {quarantine.height} of {records.height} records quarantined ({share:.0%}: {top}), above "
-            f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}; manifest not written, see {out / 'report.html'}"
-        )
+    if refused is not None:
+        raise CleanAborted(f"{root}: {refused}; manifest not written, see {out / 'report.html'}")
     return CleanResult(manifest=manifest, quarantine=quarantine, report=report)
+
+
+def _abort_reason(config: CleanConfig, fmt: str, notes: dict, report: dict, *, records_in: int, clean: int) -> str | None:
+    """Why the manifest must not be written, or None: an empty manifest is never a success, whatever the
+    threshold, and a quarantined share above ``max_quarantine_fraction`` stops the run."""
+    top = ", ".join(f"{rule} {n}{report_mod.RULE_HINTS.get(rule, '')}" for rule, n in sorted(report["rules"].items(), key=lambda kv: -kv[1])[:3] if n)
+    quarantined = records_in - clean
+    share = quarantined / max(records_in, 1)
+    if not records_in:
+        return f"no annotation records found (read {fmt}: {report_mod.what_was_read(notes)})"
+    if not clean:
+        return f"all {records_in} records quarantined ({top})"
+    if share > config.max_quarantine_fraction:
+        return (f"{quarantined} of {records_in} records quarantined ({share:.0%}: {top}), above "
+                f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}")
+    return None
 
 
 # Fields that change how the work runs, not what it produces: a rerun may change them freely.
