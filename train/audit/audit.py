@@ -354,7 +354,7 @@ def _judge_groups(signals: pl.DataFrame, embedded: pl.DataFrame | None, job: Aud
         knn = neighbour_probs(emb, labels, joined.get_column("group_id").fill_null("").to_numpy(), num_classes=k, device=_device(job))
         views.append(knn)
         neighbour = neighbour.with_columns(neighbour_label=pl.Series([vocabulary[i] for i in knn.argmax(axis=1)]))
-        words.append(f"the {K_NEIGHBOURS} nearest other videos in the last checkpoint's feature space")
+        words.append(f"the {K_NEIGHBOURS} nearest other videos (fewer where a label has fewer) in the last checkpoint's feature space")
     if job.oof is not None:
         oof = frames.select("sample_id").join(read_oof(job.oof, k), on="sample_id", how="left", maintain_order="left")
         if oof.get_column("probs").null_count() == 0:

@@ -48,9 +48,25 @@ def test_unlabelled_rows_give_no_vote_and_chunks_agree() -> None:
         for j in np.flatnonzero((groups != groups[i]) & (labels >= 0)):
             if groups[j] not in best or sim[i, j] > sim[i, best[groups[j]]]:
                 best[groups[j]] = j
-        top = sorted(best.values(), key=lambda j: -sim[i, j])[:4]
-        expected = (np.bincount(labels[top], minlength=3) + 1 / 3) / 5
+        # a row asks min(4, its label's videos - 1) of them: a video counts for its most common label
+        modes = [np.bincount(labels[(groups == v) & (labels >= 0)], minlength=3).argmax() for v in range(1, 10)]  # 0: unlabelled
+        asks = 4 if labels[i] < 0 else max(1, min(4, modes.count(labels[i]) - 1))
+        top = sorted(best.values(), key=lambda j: -sim[i, j])[:asks]
+        expected = (np.bincount(labels[top], minlength=3) + 1 / 3) / (asks + 1)
         np.testing.assert_allclose(probs[i], expected, rtol=1e-6)
+
+
+def test_a_small_class_is_not_outvoted_by_a_nearby_one() -> None:
+    # six classes of four videos, every label right, every frame on its class's point; class 1 lies next to
+    # class 0. Ten neighbours would be 3 of class 0 and the 4 of class 1 next: class 0's frames would see class 1.
+    # A frame asks its label's other videos (3) at most, so each sees its own class.
+    points = np.eye(6, dtype=np.float32)
+    points[1] = [1, 0.2, 0, 0, 0, 0]
+    labels = np.repeat(np.arange(6), 4 * 2)  # 4 videos of 2 frames per class
+    groups = np.arange(len(labels)) // 2
+    probs = neighbour_probs(points[labels], labels, groups, num_classes=6)
+    np.testing.assert_array_equal(probs.argmax(axis=1), labels)
+    np.testing.assert_allclose(probs[labels == 0, 0], (3 + 1 / 6) / 4)
 
 
 def _videos(seed: int, *, videos: int = 30, frames: int = 6, planted: tuple[int, ...] = (2, 13, 25)) -> tuple[pl.DataFrame, np.ndarray]:
