@@ -3,7 +3,7 @@
 A dataset whose redundancy is known, cleaned once (``--data``):
 
 * ``video`` (default): frames as a 200 ms video cut gives them. Each video is one photograph and
-  one class; the animal (the class shape from ``ingest.demo_data.draw_frame``) takes ``--poses``
+  one class; the animal (the class shape from ``ingest.demo.data.draw_frame``) takes ``--poses``
   positions, and each pose is held for ``--repeats`` frames that differ only by a 1-2 pixel camera
   shake, a brightness flicker and the JPEG quality: ``(repeats - 1) / repeats`` of the frames
   are near-copies, and ``image.near_duplicate`` should find about that many;
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.clean import clean  # noqa: E402
 from ingest.config import CleanConfig  # noqa: E402
-from ingest.demo_data import draw_frame, generate  # noqa: E402
+from ingest.demo.data import draw_frame, generate  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.importance import write_scores  # noqa: E402

@@ -162,7 +162,7 @@ def make_index_split(split: Path, n: int) -> None:
     with the split's ``shards.parquet`` and ``samples.parquet``: what a loader reads when it opens."""
     from common.contracts.shard_tables import SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
     from common.contracts.tar_layout import CLS, JPG, JSON
-    from common.schema import polars_schema
+    from common.contracts.ingest_tables import polars_schema
     from shards.writer import ShardWriter
 
     picture = np.random.default_rng(0).bytes(300)

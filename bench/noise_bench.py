@@ -78,8 +78,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.clean import clean  # noqa: E402
 from ingest.config import CleanConfig  # noqa: E402
-from ingest.demo_data import NOISE_UNITS, generate  # noqa: E402
-from common.labels import build_labels  # noqa: E402
+from ingest.demo import NOISE_UNITS  # noqa: E402
+from ingest.demo.data import generate  # noqa: E402
+from common.contracts.labels_file import build_labels  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from train.audit.audit import AuditJob, run_audit  # noqa: E402

@@ -46,10 +46,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.labels import build_labels  # noqa: E402
-from common.schema import MANIFEST, conform  # noqa: E402
+from common.contracts.labels_file import build_labels  # noqa: E402
+from common.contracts.ingest_tables import MANIFEST, conform  # noqa: E402
 from common.executor import LocalExecutor, RayExecutor  # noqa: E402
-from common.ray_local import local_cluster  # noqa: E402
+from ray_local import local_cluster  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)

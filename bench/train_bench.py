@@ -1,6 +1,6 @@
 """Benchmark of the training step: end-to-end from shards versus the model alone on in-memory tensors.
 
-Same device, batch size, image size and trainer code (``train.fit.loop.Trainer``: AMP where the device
+Same device, batch size, image size and trainer code (``train.fit.trainer.Trainer``: AMP where the device
 has it, channels_last, per-sample dynamics on) on both sides:
 
 * **model alone**: ``train.synthetic.TensorLoader`` over normalised tensors already on the device,
@@ -40,7 +40,7 @@ from train.data.batch import Batch, Loader  # noqa: E402
 from train.config import OptimConfig  # noqa: E402
 from train.fit.device import resolve_device, resolve_precision  # noqa: E402
 from train.fit.dynamics import DynamicsWriter  # noqa: E402
-from train.fit.loop import Trainer  # noqa: E402
+from train.fit.trainer import Trainer  # noqa: E402
 from train.fit.loss import ClassWeightedCE  # noqa: E402
 from train.fit.model import build_model  # noqa: E402
 from train.fit.optim import build_optimizer  # noqa: E402
@@ -78,7 +78,7 @@ def make_shards(base: Path, *, videos: int, frames: int, size: int) -> Path:
     """Demo dataset -> ``ingest clean`` -> ``shards build``; returns the shards folder."""
     from ingest.clean import clean
     from ingest.config import CleanConfig
-    from ingest.demo_data import generate
+    from ingest.demo.data import generate
     from shards.build import build
     from shards.config import ShardConfig
 

@@ -15,7 +15,6 @@
 * ``common.fonts``: fonts for Korean class names in pages and charts: ``CSS_FONT_FAMILY``,
   ``chart_rc``, ``chart_names``.
 * ``common.textwidth``: terminal column width (wide Hangul counts two): ``columns``, ``ljust``.
-* ``common.ray_local``: a throwaway local Ray cluster for tests and benches: ``local_cluster``.
 
 * ``common.executor``: where the batch jobs' units of work run (local processes or a Ray
   cluster): ``Executor``, ``LocalExecutor``, ``RayExecutor``, ``ExecutorOptions``,
@@ -23,7 +22,6 @@
 * ``common.lock``: one process per folder, a ``flock`` that dies with its holder:
   ``FolderLock``, ``FolderLocked``.
 * ``common.contracts``: one typed contract per file a stage hands to the next (``dataset.json``,
-  the shard tables, the tar member layout, ``status.json``, the training dynamics), used by
-  writers and readers alike; ``common.schema`` (the ingest tables) and ``common.labels``
-  (``labels.json``) are the ingest ones.
+  the shard tables, the tar member layout, ``status.json``, the training dynamics, and ingest's:
+  the manifest and quarantine tables, ``labels.json``), used by writers and readers alike.
 """

@@ -11,12 +11,12 @@ the rest are this stage's insides):
   layout constants (``aihub.EMOTIONS``, ``LABELS_DIR``, ``FRAMES_DIR``);
 * ``ingest.probe``: ``probe_images``, ``probe_one``: what each image file is, without trusting it;
 * ``ingest.split``: ``assign_splits``, ``groups_in_both_splits``;
-* ``ingest.demo_data``: ``generate`` (the demo dataset), ``draw_frame``, ``LOOK_ALIKE``;
-  ``ingest.demo_check``: ``check``, ``format_table``;
+* ``ingest.demo`` (a room: the demo dataset, for ``make demo`` and the tests): ``data.generate``,
+  ``data.draw_frame``, ``data.LOOK_ALIKE``; ``check.check``, ``check.format_table``;
 * ``ingest.cli``: ``main``, the ``ingest`` command.
 
 Other stages import nothing from here: ``shards`` reads the output files through the contracts in
-``common`` (``common.schema``, ``common.labels``), and the rules live in ``validation_rules``.
+``common`` (``common.contracts.ingest_tables``, ``common.contracts.labels_file``), and the rules live in ``validation_rules``.
 Nothing is re-exported at the package level, so ``ingest --help`` does not load polars and the
 rule engine.
 """

@@ -23,10 +23,10 @@ from common.lock import FolderLock
 from ingest import report as report_mod
 from common.atomic import staged_folder, write_json, write_parquet
 from ingest.config import CleanConfig
-from common.labels import build_labels
+from common.contracts.labels_file import build_labels
 from ingest.probe import probe_images
 from ingest.report_page import write_html
-from common.schema import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from common.contracts.ingest_tables import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
 from ingest.grouping import GroupBy, apply_grouping
 from ingest.sources import AUTO, SourceOptions, get_source
 from ingest.sources import parse as parse_source

@@ -10,7 +10,7 @@ from common import cli
 from common.executor import add_executor_arguments
 from common.config import load_config
 from ingest.config import CleanConfig
-from ingest.demo_data import NOISE_UNITS
+from ingest.demo import NOISE_UNITS
 from ingest.sources import FORMAT_CHOICES
 
 
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_summary(result.report, config.out)
         return 0
     if args.command == "demo-data":
-        from ingest.demo_data import generate
+        from ingest.demo.data import generate
 
         expected = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, label_noise=args.label_noise,
                             val_videos=args.val_videos, noise_unit=args.noise_unit, pair_colours=args.pair_colours)
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{len(expected['quarantined'])} injected faults, {len(expected['kept_oddities'])} valid oddities)")  # fmt: skip
         return 0
     if args.command == "demo-check":
-        from ingest.demo_check import check, format_table
+        from ingest.demo.check import check, format_table
 
         results = check(args.root, args.out)
         print(format_table(results))

@@ -26,7 +26,7 @@ import polars as pl
 from PIL import Image, ImageOps
 
 from common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
-from common.schema import PROBES, empty, polars_schema
+from common.contracts.ingest_tables import PROBES, empty, polars_schema
 from ingest.pool import chunked, map_chunks, worker_count
 from ingest.sources.files import bad_name, file_kind
 

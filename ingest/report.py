@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from common.schema import BBOX_COLUMNS, listed_splits
+from common.contracts.ingest_tables import BBOX_COLUMNS, listed_splits
 from ingest.sources import Parsed
 from validation_rules import list_rules, near_duplicate_flags
 

@@ -1,6 +1,6 @@
 """``shards build``: manifest -> shuffled, verified WebDataset shards, in parallel, resumable.
 
-The plan (``shards.plan``) fixes which samples go to which planned shard; each planned shard
+The plan (``shards.assign``) fixes which samples go to which planned shard; each planned shard
 is built whole by one worker (``shards.worker.build_shard``: a local process or a Ray task,
 ``common.executor``), which writes its tar(s) and index atomically and then its journal
 entry (``shards.journal``). A rerun skips planned shards whose entry and files are in place
@@ -34,12 +34,12 @@ from common.lock import FolderLock
 from common.atomic import check_outputs, sweep_temps, write_parquet
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
 from common.contracts.shard_tables import FAILED, FAILED_FILE, NOT_SELECTED, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
-from common.labels import load_labels
+from common.contracts.labels_file import load_labels
 from common.progress import progress
-from common.schema import SPLITS, listed_splits, polars_schema
+from common.contracts.ingest_tables import SPLITS, listed_splits, polars_schema
 from shards import journal
 from shards.config import ShardConfig
-from shards.plan import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
+from shards.assign import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
 from shards.select import Selection, select_train
 from shards.worker import ShardTask, build_shard
 

@@ -26,9 +26,9 @@ from common.contracts.dataset_file import DATASET_FILE, DatasetFile
 from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
 from common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
 from common.progress import progress
-from common.schema import listed_splits
+from common.contracts.ingest_tables import listed_splits
 from shards.journal import read_build
-from shards.plan import manifest_sha256, read_manifest
+from shards.assign import manifest_sha256, read_manifest
 from shards.roi import error_line
 from common.contracts.verified_file import VERIFIED_FILE, Stamp, forget_pass, record_pass, stamp
 from shards.writer import Member, expected_index, scan_tar

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.clean import clean
 from ingest.config import CleanConfig
-from ingest.demo_data import generate
+from ingest.demo.data import generate
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -13,8 +13,9 @@ command line may import; the rest are this stage's insides):
 * ``train.fit`` (the training side): ``run.train_from_config`` and ``run.run_training`` ->
   ``RunResult``; ``evaluate.eval_checkpoint``, ``evaluate.predict_checkpoint``; the checkpoint
   layout (``checkpoint``), the per-sample dynamics (``dynamics.read_dynamics``);
-* ``train.daemon`` (runs that outlive a terminal): ``daemon.Daemon``/``daemon.Queue``,
-  ``status.read_status``/``format_status``, ``lock.RunLock``, ``signals.RunSignals``, and the
+* ``train.rundir`` (a run's folder, daemon or not): ``status.read_status``/``format_status``,
+  ``lock.RunLock``, ``signals.RunSignals``;
+* ``train.daemon`` (runs that outlive a terminal): ``daemon.Daemon``/``daemon.Queue``, and the
   systemd unit ``train/daemon/systemd/pawpipe-train.service``;
 * ``train.audit``: the label audit, cross-validation and importance scores (``train audit``,
   ``train crossval``, ``train scores``).

@@ -31,7 +31,7 @@ from common import cli
 from common.atomic import write_json, write_text
 from common.contracts.dataset_file import DATASET_FILE
 from common.contracts.status_file import STATUS_FILE
-from common.schema import SPLITS
+from common.contracts.ingest_tables import SPLITS
 from common.textwidth import columns, ljust
 from train.config import ConfigError, TrainConfig, load_train_config
 from train.fit.logs import setup_logging
@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from train.daemon.signals import RunSignals
+    from train.rundir.signals import RunSignals
     from train.fit.resume import finished_run
     from train.fit.run import named_run_dir, train_from_config
 
@@ -255,7 +255,7 @@ def _status(args: argparse.Namespace) -> int:
         rows = queue_rows(args.queue)
         print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
         return 0
-    from train.daemon.status import format_status, read_status
+    from train.rundir.status import format_status, read_status
 
     if not (args.run_dir / STATUS_FILE).exists() and (args.run_dir / "pending").is_dir():
         raise ConfigError(f"{args.run_dir}: a queue folder, not a run directory; use train status --queue {args.run_dir}")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.config import COMMAND_LINE, ConfigError, apply_overrides, read_config_file, validate
-from common.labels import WEIGHT_SCHEMES
+from common.contracts.labels_file import WEIGHT_SCHEMES
 
 
 class _Section(BaseModel):
@@ -55,7 +55,7 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    class_weights: Literal[WEIGHT_SCHEMES] = "balanced"  # common.labels.WEIGHT_SCHEMES
+    class_weights: Literal[WEIGHT_SCHEMES] = "balanced"  # common.contracts.labels_file.WEIGHT_SCHEMES
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from common.schema import SPLITS
+from common.contracts.ingest_tables import SPLITS
 from validation_rules.registry import RuleParams, register_rule
 
 # The copy that stays is the one in the smallest (split rank, group id), ranks in SPLITS order:

@@ -11,8 +11,8 @@
 * ``common.contracts.dynamics_table``: the per-sample training dynamics: ``dynamics_schema``;
 * ``common.contracts.json_file``: reading a JSON hand-off through its model, with one-line errors;
 * ``common.contracts.verified_file``: ``SHARDS/verified.json``, what the last passing ``shards verify``
-  checked (``record_pass``, ``forget_pass``) and what changed since (``since_verify``, the loaders' warning).
-
-The ingest tables (manifest, quarantine, probes) are ``common.schema``; ``labels.json`` is
-``common.labels``.
+  checked (``record_pass``, ``forget_pass``) and what changed since (``since_verify``, the loaders' warning).;
+* ``common.contracts.ingest_tables``: the Arrow schemas of every table ingest produces (``RECORDS``,
+  ``PROBES``, ``MANIFEST``, ``QUARANTINE``);
+* ``common.contracts.labels_file``: ``CLEAN/labels.json``, the label vocabulary and class weights.
 """

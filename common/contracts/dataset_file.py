@@ -2,14 +2,14 @@
 verify`` and the trainer (``train.data.dataset``).
 
     {"format": 1, "label_field": "inspect.emotion", "labels": [...names, index = label id...],
-     "num_classes": K, "class_weights": {labels.json's, common.labels.ClassWeights},
+     "num_classes": K, "class_weights": {labels.json's, common.contracts.labels_file.ClassWeights},
      "counts": {"train": {"manifest", "written", "failed", "shards", "bytes", "per_class": [...]}, "val": ..., "test": ...},
      "image": {"encoding", "size", "size_is", "max_upscale", "crop", "margin", "quality"},
      "pixel_stats": {"computed_on": "train", "scale": "0-255 (uint8 RGB)", "pixels", "mean": [r, g, b], "std": [...]},
      "seed": 0, "shards": {"train": [tar names], ...}, "fingerprint": "...",
      "selection": {...}}                      # data-diet builds only (``shards.select``)
 
-``counts`` and ``shards`` have one entry per split (``common.schema.SPLITS``): ``train`` and ``val``
+``counts`` and ``shards`` have one entry per split (``common.contracts.ingest_tables.SPLITS``): ``train`` and ``val``
 always, ``test`` when the manifest has test rows (a held-out split the trainer never reads).
 
 The build writes every field; a hand-made file needs only ``labels`` (the sections it gives are
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.atomic import write_json
 from common.contracts.json_file import Section, read_json, validate
-from common.labels import ClassWeights
+from common.contracts.labels_file import ClassWeights
 
 DATASET_FILE = "dataset.json"
 

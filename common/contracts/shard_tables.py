@@ -7,7 +7,7 @@ loaders (``train.data.shardset``) and the label audit.
     SHARDS/failed.parquet            the manifest rows no tar holds, with why
 
 Every clean manifest row is in exactly one tar, or in failed.parquet, or (training rows of a
-data-diet build) in samples.parquet with reason ``not_selected``. ``common.schema.polars_schema``
+data-diet build) in samples.parquet with reason ``not_selected``. ``common.contracts.ingest_tables.polars_schema``
 gives the polars dtypes; ``check_columns`` holds a table to them on its way out and in.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from common.schema import polars_schema
+from common.contracts.ingest_tables import polars_schema
 
 SHARDS_FILE = "shards.parquet"
 SAMPLES_FILE = "samples.parquet"

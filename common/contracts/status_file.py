@@ -1,4 +1,4 @@
-"""``RUN_DIR/status.json``: what a training run is doing, written by the run (``train.daemon.status.StatusWriter``)
+"""``RUN_DIR/status.json``: what a training run is doing, written by the run (``train.rundir.status.StatusWriter``)
 every few seconds, read by ``train status`` and the queue daemon.
 
     {"pid": 4242, "state": "training", "run_dir": "...", "started": "...", "epochs": 30, "world_size": 1,

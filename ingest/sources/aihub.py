@@ -21,7 +21,7 @@ import msgspec
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from common.schema import ORPHANS, RECORDS, conform, empty, polars_schema
+from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, empty, polars_schema
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import INT64, Malformed, all_finite, cannot_read, does_not_parse, failure, is_int64, is_number, json_float
 from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, may_repeat_keys, shown, walk, with_refused

@@ -46,7 +46,7 @@ from typing import TypeVar
 
 import polars as pl
 
-from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, does_not_parse, failure_row, is_int64, json_float, positive_size
 from ingest.sources.files import DuplicateKey, NotUnicode, admit, loads_json, may_repeat_keys, with_refused

@@ -9,7 +9,7 @@ Columns are found by common names (case and surrounding spaces ignored):
   ``x1, y1, x2, y2``. Corner sets are pixel edges, 0-based: ``w = xmax - xmin`` (the VOC
   1-based inclusive convention belongs to VOC XML, not to tables);
 * optional: group ``group | group_id | video | video_id | subject | subject_id``, split
-  ``split | subset`` (``training``, ``valid``, ``test2017``...: ``common.schema.split_alias``),
+  ``split | subset`` (``training``, ``valid``, ``test2017``...: ``common.contracts.ingest_tables.split_alias``),
   image size ``image_width | img_width | width`` and the same for height (``width``/``height``
   only when the box does not use them).
 
@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.schema import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
+from common.contracts.ingest_tables import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources.files import check_file, shown
 

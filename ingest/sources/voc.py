@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest.pool import chunked, map_chunks, worker_count
-from common.schema import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
+from common.contracts.ingest_tables import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_read, does_not_parse, failure_row, positive_size, text_float
 from ingest.sources.files import admit, walk, with_refused

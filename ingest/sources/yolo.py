@@ -36,7 +36,7 @@ import polars as pl
 import yaml
 
 from ingest.pool import chunked, map_chunks, worker_count
-from common.schema import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
 from ingest.sources.files import admit, shown, walk, with_refused

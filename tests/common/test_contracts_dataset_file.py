@@ -18,7 +18,7 @@ from common.contracts.dataset_file import (
     SplitCounts,
     find_dataset_file,
 )
-from common.labels import ClassWeights
+from common.contracts.labels_file import ClassWeights
 
 
 def _doc(**kw) -> DatasetFile:

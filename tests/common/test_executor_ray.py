@@ -26,7 +26,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the Ray tests need the extra: pip install 'pawpipe[ray]'")
 
-from common.ray_local import command_line, local_cluster  # noqa: E402
+from bench.ray_local import command_line, local_cluster  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
 

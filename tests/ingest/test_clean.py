@@ -12,8 +12,8 @@ import pytest
 
 from ingest.clean import CleanAborted, clean
 from ingest.config import CleanConfig
-from ingest.demo_check import check
-from common.schema import MANIFEST, QUARANTINE
+from ingest.demo.check import check
+from common.contracts.ingest_tables import MANIFEST, QUARANTINE
 
 OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html")
 

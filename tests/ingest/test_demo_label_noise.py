@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ingest.demo_data import COLOURS, FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, draw_frame, generate, plan_videos
+from ingest.demo.data import COLOURS, FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, draw_frame, generate, plan_videos
 from ingest.sources.aihub import EMOTIONS
 
 

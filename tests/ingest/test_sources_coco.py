@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from _fixtures_formats import COCO_CATEGORIES, LAYOUTS, add_test_part, coco_doc, make_coco, write_json
 
-from common.schema import RECORDS
+from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, coco
 
 OPTS = SourceOptions(workers=1)

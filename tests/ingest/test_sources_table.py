@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_table
 
-from common.schema import RECORDS, split_alias, split_alias_expr
+from common.contracts.ingest_tables import RECORDS, split_alias, split_alias_expr
 from ingest.sources import SourceOptions, table
 
 OPTS = SourceOptions(workers=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_voc, voc_object, voc_xml, write_jpeg
 
-from common.schema import RECORDS
+from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, voc
 
 OPTS = SourceOptions(workers=1)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_yolo, write_jpeg
 
-from common.schema import RECORDS
+from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, yolo
 
 OPTS = SourceOptions(workers=1)

@@ -16,9 +16,9 @@ import polars as pl
 import skimage.data
 from PIL import Image
 
-from common.labels import build_labels
+from common.contracts.labels_file import build_labels
 from ingest.probe import probe_one
-from common.schema import MANIFEST, conform
+from common.contracts.ingest_tables import MANIFEST, conform
 from common.contracts.verified_file import VERIFIED_FILE
 
 VOCABULARY = ("happy", "sad", "angry")

@@ -12,7 +12,7 @@ import pytest
 
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile
 from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
-from common.schema import polars_schema
+from common.contracts.ingest_tables import polars_schema
 from shards import build as build_mod
 from shards.build import BuildAborted, build
 from shards.config import ShardConfig

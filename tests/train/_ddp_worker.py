@@ -26,7 +26,7 @@ from train.data.batch import Batch
 from train.data.loader import open_loader
 from train.fit.checkpoint import TrainProgress
 from train.fit.device import Precision, rank_seed, seed_everything
-from train.fit.loop import Trainer
+from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer

@@ -123,7 +123,7 @@ def reference_run(config: Path, out: Path, **overrides) -> Path:
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from train.daemon.lock import RunLock
+    from train.rundir.lock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)

@@ -4,7 +4,7 @@ import torch
 from train.config import OptimConfig
 from train.data.synthetic import TensorLoader, synthetic_images
 from train.fit.device import Precision
-from train.fit.loop import NonFiniteLossError, Trainer
+from train.fit.trainer import NonFiniteLossError, Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer, param_groups

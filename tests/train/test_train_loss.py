@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from common.labels import class_weights
+from common.contracts.labels_file import class_weights
 from train.config import OptimConfig
 from train.data.dataset import read_dataset_info
 from train.data.synthetic import TensorLoader
 from train.fit.device import Precision
-from train.fit.loop import Trainer
+from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE, plain_ce_and_margin
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer

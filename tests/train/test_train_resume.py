@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.daemon.signals import RunSignals
+from train.rundir.signals import RunSignals
 from train.fit.checkpoint import LAST, PREVIOUS, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import list_parts, read_dynamics
 from train.fit.resume import ResumePoint, clean_after, config_differences

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.clean import clean
 from ingest.config import CleanConfig
-from common.schema import MANIFEST
+from common.contracts.ingest_tables import MANIFEST
 
 
 def _audit(folder: Path, manifest: pl.DataFrame, decisions: dict[str, str] | None = None) -> tuple[Path, list[str]]:

@@ -26,7 +26,7 @@ import polars as pl
 
 from common.atomic import write_json, write_parquet
 from common.contracts.dataset_file import DATASET_FILE
-from common.labels import build_labels
+from common.contracts.labels_file import build_labels
 from train.config import TrainConfig
 
 log = logging.getLogger(__name__)

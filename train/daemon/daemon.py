@@ -49,8 +49,8 @@ from common.textwidth import columns, ljust
 from common.atomic import write_json, write_text
 from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
 from train.config import ConfigError, load_train_config
-from train.daemon.lock import RunLock, RunLocked
-from train.daemon.signals import RunSignals
+from train.rundir.lock import RunLock, RunLocked
+from train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 

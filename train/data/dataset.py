@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile, SplitCounts, find_dataset_file
-from common.labels import ClassWeights
-from common.labels import class_weights as compute_class_weights
+from common.contracts.labels_file import ClassWeights
+from common.contracts.labels_file import class_weights as compute_class_weights
 from train.config import ConfigError
 
 

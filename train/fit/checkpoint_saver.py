@@ -19,7 +19,7 @@ from train.data.batch import Loader
 from train.fit.checkpoint import BEST, LAST, PREVIOUS, rng_state, save_checkpoint
 from train.fit.context import RunContext
 from train.fit.device import gather_objects
-from train.fit.loop import Trainer
+from train.fit.trainer import Trainer
 from train.fit.metrics import summary
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from train.config import TrainConfig
-from train.daemon.signals import RunSignals
+from train.rundir.signals import RunSignals
 from train.data.batch import Loader
 from train.fit.device import Precision
 from train.fit.resume import ResumePoint

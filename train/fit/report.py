@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from train.config import TrainConfig
-from train.daemon.status import StatusWriter
+from train.rundir.status import StatusWriter
 from train.fit.checkpoint import TrainProgress
 from train.fit.context import RunContext
 from train.fit.metrics import summary
@@ -26,7 +26,7 @@ def _now() -> str:
 
 
 class RunReport:
-    """The run's ``status.json`` (``train.daemon.status.StatusWriter``): rank 0 writes it; on other ranks
+    """The run's ``status.json`` (``train.rundir.status.StatusWriter``): rank 0 writes it; on other ranks
     every method does nothing."""
 
     def __init__(self, ctx: RunContext) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from common.atomic import write_text
 from common.contracts.status_file import STATUS_FILE
 from train.config import TrainConfig
-from train.daemon.status import read_status
+from train.rundir.status import read_status
 from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import prune_parts
 

@@ -11,7 +11,7 @@ The run directory is the unit of work. ``run_training``:
 3. trains (``train.fit.session``: the epoch loop); after every optimizer update it may write
    ``last.pt`` mid-epoch (every ``checkpoint.every_minutes`` / ``every_steps``, on SIGUSR1, on a
    stop; the files are ``train.fit.checkpoint_saver``'s), stops cleanly on SIGTERM/SIGINT
-   (``train.daemon.signals``), and keeps ``status.json`` current (``train.fit.report``).
+   (``train.rundir.signals``), and keeps ``status.json`` current (``train.fit.report``).
 
 A mid-epoch checkpoint holds ``progress.batch_in_epoch`` and the loader's ``state_dict()`` (for
 DALI, the pipeline's own checkpoint: reader position, shuffle buffer, augmentation RNGs), so a
@@ -44,8 +44,8 @@ import torch
 import torch.distributed as dist
 
 from train.config import TrainConfig
-from train.daemon.lock import LOCK_FILE, RunLock, RunLocked
-from train.daemon.signals import RunSignals
+from train.rundir.lock import LOCK_FILE, RunLock, RunLocked
+from train.rundir.signals import RunSignals
 from train.data.batch import Loader
 from train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
@@ -63,7 +63,7 @@ from train.fit.device import (
     seed_everything,
 )
 from train.fit.logs import run_log
-from train.fit.loop import Trainer
+from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model, place_model
 from train.fit.optim import build_optimizer

@@ -7,7 +7,7 @@
     RUN/tb/              TensorBoard event files (``tensorboard --logdir RUN/tb``)
     RUN/checkpoints/     last.pt, prev.pt, best.pt (train/fit/checkpoint.py)
     RUN/dynamics/        epoch_NNNN.bSTART-STOP.parquet parts (train/fit/dynamics.py)
-    RUN/status.json      what the run is doing now (train/daemon/status.py)
+    RUN/status.json      what the run is doing now (train/rundir/status.py)
 
 Only the main rank writes; other ranks get a record whose methods do nothing. A resumed run
 appends to ``metrics.jsonl`` (after ``train.fit.resume.clean_after`` removed the lines past its

@@ -17,7 +17,7 @@ from typing import Any
 import torch.distributed as dist
 
 from common.progress import progress as progress_bar
-from train.daemon.signals import RunSignals
+from train.rundir.signals import RunSignals
 from train.data.batch import Batch, Loader
 from train.fit.checkpoint import TrainProgress
 from train.fit.checkpoint_saver import CheckpointSaver
@@ -25,7 +25,7 @@ from train.fit.context import RunContext
 from train.fit.device import any_rank
 from train.fit.dynamics import EpochDynamics
 from train.fit.evaluate import evaluate
-from train.fit.loop import Trainer, UpdateInfo
+from train.fit.trainer import Trainer, UpdateInfo
 from train.fit.metrics import summary
 from train.fit.pace import Eta, Pace, format_seconds
 from train.fit.report import ProgressLine, RunReport

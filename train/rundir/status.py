@@ -64,7 +64,7 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
 
 def _running(run_dir: Path, pid: object) -> bool:
     """Whether the run's trainer lives: the kernel's lock says so exactly (a reused pid does not fool it)."""
-    from train.daemon.lock import LOCK_FILE, RunLock
+    from train.rundir.lock import LOCK_FILE, RunLock
 
     if (run_dir / LOCK_FILE).exists():
         return RunLock(run_dir).holder() is not None

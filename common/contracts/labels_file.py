@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import ConfigDict
 
 from common.contracts.json_file import Section
-from common.schema import listed_splits
+from common.contracts.ingest_tables import listed_splits
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ingest.demo import NOISE_UNITS
 from ingest.sources.aihub import CAT_ACTIONS, DOG_ACTIONS, EMOTIONS, FRAMES_DIR, LABELS_DIR
 
 FRAME_SIZES = ((320, 240), (240, 320), (288, 288))  # landscape, portrait, square
@@ -167,7 +168,6 @@ def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
     }.get(fault, {"x": x, "y": y, "width": w, "height": h})
 
 
-NOISE_UNITS = ("frame", "video")
 
 
 def generate(
