@@ -50,7 +50,10 @@ browser:
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig fonts-noto-cjk >/dev/null; \
 	    else echo "make test needs fonts-noto-cjk (Debian/Ubuntu: sudo apt-get install fonts-noto-cjk)"; exit 1; fi; }
 
+# Style first (ruff: the formatter and the linter, 120 columns; settings in pyproject.toml), then the tests.
 test: venv browser
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 bench-quick: venv

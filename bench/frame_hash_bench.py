@@ -1,4 +1,5 @@
-"""Benchmark of the near-duplicate distance: perceptual-hash distances of near-copies against distinct frames of one video.
+"""Benchmark of the near-duplicate distance: perceptual-hash distances of near-copies \
+against distinct frames of one video.
 
 Rule ``image.near_duplicate`` flags a frame within ``max_distance`` bits of the 64-bit dHash of
 a frame kept before it (same video and label). Its default should catch the near-copies a 200 ms
@@ -23,7 +24,8 @@ Moves are in pixels of the frame at every size, as the issue states them; a 2 px
 Every frame is written as a file and hashed the project's way: ``ingest.probe.probe_one`` (the
 1/8-scale JPEG decode of the whole-file check, then ``ingest.probe.dhash``), distances with
 ``validation_rules.perceptual.hamming``; at each frame size of ``--sizes`` (the users' frames are
-1920x1080 and 1280x720, the demo's 320x240, the rule's test frames 192x144). There is no naive baseline: the question is which
+1920x1080 and 1280x720, the demo's 320x240, the rule's test frames 192x144). There is no naive
+baseline: the question is which
 distance, not how fast. Printed: the distance percentiles per kind and per frame size, and for
 max_distance 0..12 the share of near-copies caught (recall) and of distinct frames wrongly flagged,
 with the largest distance that flags at most 1 % of the distinct frames. Saved as JSON (command,
@@ -57,10 +59,11 @@ from PIL import Image, ImageDraw, ImageEnhance, features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
+
 from ingest.probe import probe_one  # noqa: E402
 from validation_rules.perceptual import hamming  # noqa: E402
 from validation_rules.ruleset import RuleSet  # noqa: E402
-from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 NEAR = ("still", "shift1", "shift2", "shift3", "requality", "bright-10", "bright-5", "bright+5", "bright+10", "zoom")
 DISTINCT = ("pan10", "pan20", "pan40", "animal_moved", "later")
@@ -77,8 +80,15 @@ QUALITY = 90
 def photos() -> tuple[np.ndarray, ...]:
     from skimage import data
 
-    return (data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.stereo_motorcycle()[0], data.retina(),
-            data.immunohistochemistry())  # fmt: skip
+    return (
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.stereo_motorcycle()[0],
+        data.retina(),
+        data.immunohistochemistry(),
+    )
 
 
 class Scene:
@@ -91,7 +101,11 @@ class Scene:
         cw = min(pw, ph * ww / wh) * rng.uniform(0.6, 0.95)
         ch = cw * wh / ww
         x0, y0 = rng.uniform(0, pw - cw), rng.uniform(0, ph - ch)
-        self.world = Image.fromarray(photo).convert("RGB").resize((ww, wh), Image.Resampling.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+        self.world = (
+            Image.fromarray(photo)
+            .convert("RGB")
+            .resize((ww, wh), Image.Resampling.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+        )
         self.size = size
         self.share = rng.uniform(0.08, 0.34)  # the animal's radius over the frame height (the users' box sizes)
         self.radius = int(h * self.share)
@@ -99,13 +113,24 @@ class Scene:
         oh, ow = other.shape[:2]
         side = min(oh, ow) * rng.uniform(0.3, 0.6)
         sx, sy = rng.uniform(0, ow - side), rng.uniform(0, oh - side)
-        self.animal = Image.fromarray(other).convert("RGB").resize((d, d), Image.Resampling.BICUBIC, box=(sx, sy, sx + side, sy + side))
+        self.animal = (
+            Image.fromarray(other)
+            .convert("RGB")
+            .resize((d, d), Image.Resampling.BICUBIC, box=(sx, sy, sx + side, sy + side))
+        )
         self.mask = Image.new("L", (d, d))
         ImageDraw.Draw(self.mask).ellipse((0, 0, d - 1, d - 1), fill=255)
         self.centre = (w * rng.uniform(0.3, 0.7), h * rng.uniform(0.35, 0.65))
 
-    def capture(self, rng: np.random.Generator, *, camera: tuple[int, int] = (0, 0), animal: tuple[float, float] = (0.0, 0.0),
-                zoom: float = 1.0, brightness: float = 1.0) -> bytes:  # fmt: skip
+    def capture(
+        self,
+        rng: np.random.Generator,
+        *,
+        camera: tuple[int, int] = (0, 0),
+        animal: tuple[float, float] = (0.0, 0.0),
+        zoom: float = 1.0,
+        brightness: float = 1.0,
+    ) -> bytes:
         """A frame (JPEG bytes): the camera moved by ``camera`` px, the animal by ``animal`` px, with fresh grain."""
         w, h = self.size
         img = self.world.copy()
@@ -117,11 +142,17 @@ class Scene:
             img = img.crop((x0, y0, x0 + w, y0 + h))
         else:
             mx, my, zw, zh = x0 + w / 2, y0 + h / 2, w / zoom, h / zoom
-            img = img.resize((w, h), Image.Resampling.BILINEAR, box=(mx - zw / 2, my - zh / 2, mx + zw / 2, my + zh / 2))
+            img = img.resize(
+                (w, h), Image.Resampling.BILINEAR, box=(mx - zw / 2, my - zh / 2, mx + zw / 2, my + zh / 2)
+            )
         if brightness != 1.0:
             img = ImageEnhance.Brightness(img).enhance(brightness)
-        grain = rng.standard_normal((h, w, 1), dtype=np.float32) * 3 + rng.standard_normal((h, w, 3), dtype=np.float32) * 2
-        return jpeg(Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8)), QUALITY)
+        grain = (
+            rng.standard_normal((h, w, 1), dtype=np.float32) * 3 + rng.standard_normal((h, w, 3), dtype=np.float32) * 2
+        )
+        return jpeg(
+            Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + grain, 0, 255).astype(np.uint8)), QUALITY
+        )
 
 
 def jpeg(img: Image.Image, quality: int) -> bytes:
@@ -153,7 +184,12 @@ def scene_frames(scene: Scene, rng: np.random.Generator) -> list[tuple[str, byte
     frames.append(("zoom", scene.capture(rng, zoom=1 + float(rng.choice([-1, 1])) * rng.uniform(0.01, 0.02))))
     frames += [(f"pan{k}", scene.capture(rng, camera=step(rng, k))) for k in (10, 20, 40)]
     frames.append(("animal_moved", scene.capture(rng, animal=toward(rng, r))))
-    frames.append(("later", scene.capture(rng, camera=step(rng, rng.uniform(10, 40)), animal=toward(rng, r * rng.uniform(0.5, 1.5)))))
+    frames.append(
+        (
+            "later",
+            scene.capture(rng, camera=step(rng, rng.uniform(10, 40)), animal=toward(rng, r * rng.uniform(0.5, 1.5))),
+        )
+    )
     return frames
 
 
@@ -173,26 +209,40 @@ def measure_scene(task: tuple[int, int, tuple[int, int]]) -> list[dict]:
             assert row["status"] == "ok" and row["dhash"] is not None, row
             hashes[kind] = np.uint64(row["dhash"])
     return [
-        {"size": f"{size[0]}x{size[1]}", "scene": index, "photo": photo, "animal_radius": round(scene.share, 3), "kind": kind,
-         "near": kind in NEAR, "distance": int(hamming(hashes["first"], hashes[kind]))}
+        {
+            "size": f"{size[0]}x{size[1]}",
+            "scene": index,
+            "photo": photo,
+            "animal_radius": round(scene.share, 3),
+            "kind": kind,
+            "near": kind in NEAR,
+            "distance": int(hamming(hashes["first"], hashes[kind])),
+        }
         for kind, _ in frames[1:]
-    ]  # fmt: skip
+    ]
 
 
 def summarise(rows: pl.DataFrame) -> dict:
-    """Every figure the tables show: percentiles per kind (all sizes, and per size), recall and false flags per distance."""
+    """Every figure the tables show: percentiles per kind (all sizes, and per size), recall and false flags
+    per distance."""
+
     def pct(d: pl.Series) -> dict:
         a = d.to_numpy()
         # inverted CDF: p95 is the smallest distance that holds 95 % of the frames (a distance a rule can use)
-        return {"n": int(a.size), **{f"p{q}": int(np.percentile(a, q, method="inverted_cdf")) for q in PERCENTILES},
-                "max": int(a.max()), "mean": round(float(a.mean()), 3)}  # fmt: skip
+        return {
+            "n": int(a.size),
+            **{f"p{q}": int(np.percentile(a, q, method="inverted_cdf")) for q in PERCENTILES},
+            "max": int(a.max()),
+            "mean": round(float(a.mean()), 3),
+        }
 
     sizes = rows.get_column("size").unique(maintain_order=True).to_list()
     kinds = {}
     for kind in (*NEAR, *DISTINCT):
         part = rows.filter(pl.col("kind") == kind)
         kinds[kind] = {
-            "near": kind in NEAR, "all": pct(part.get_column("distance")),
+            "near": kind in NEAR,
+            "all": pct(part.get_column("distance")),
             "by_size": {s: pct(part.filter(pl.col("size") == s).get_column("distance")) for s in sizes},
             "histogram": np.bincount(part.get_column("distance").to_numpy(), minlength=65).tolist(),
             "caught": {str(d): round(float((part.get_column("distance") <= d).mean()), 4) for d in DISTANCES},
@@ -201,8 +251,13 @@ def summarise(rows: pl.DataFrame) -> dict:
     def rates(part: pl.DataFrame) -> dict:
         near = part.filter(pl.col("near")).get_column("distance")
         distinct = part.filter(~pl.col("near")).get_column("distance")
-        return {str(d): {"near_copy_recall": round(float((near <= d).mean()), 4),
-                         "distinct_flagged": round(float((distinct <= d).mean()), 4)} for d in DISTANCES}  # fmt: skip
+        return {
+            str(d): {
+                "near_copy_recall": round(float((near <= d).mean()), 4),
+                "distinct_flagged": round(float((distinct <= d).mean()), 4),
+            }
+            for d in DISTANCES
+        }
 
     by_distance = rates(rows)
     within = [d for d in DISTANCES if by_distance[str(d)]["distinct_flagged"] <= FALSE_FLAG_LIMIT]
@@ -211,8 +266,11 @@ def summarise(rows: pl.DataFrame) -> dict:
     by_radius = {}
     for lo, hi in RADIUS_BINS:
         part = moved.filter((pl.col("animal_radius") >= lo) & (pl.col("animal_radius") < hi)).get_column("distance")
-        by_radius[f"{lo:.2f}-{hi:.2f}"] = {"n": part.len(), "p50": int(np.percentile(part.to_numpy(), 50, method="inverted_cdf")) if part.len() else None,
-                                           "within_4": round(float((part <= 4).mean()), 4) if part.len() else None}  # fmt: skip
+        by_radius[f"{lo:.2f}-{hi:.2f}"] = {
+            "n": part.len(),
+            "p50": int(np.percentile(part.to_numpy(), 50, method="inverted_cdf")) if part.len() else None,
+            "within_4": round(float((part <= 4).mean()), 4) if part.len() else None,
+        }
     return {
         "kinds": kinds,
         "by_distance": by_distance,
@@ -230,27 +288,47 @@ def print_tables(summary: dict, sizes: list[str], default: int) -> None:
     print(f"{'kind':<14} {'':<8}{head}{'max':>6}   " + "  ".join(f"{s + ' p50/p95':>20}" for s in sizes))
     for kind, k in kinds.items():
         per = "  ".join(f"{k['by_size'][s]['p50']:>13} / {k['by_size'][s]['p95']:<4}" for s in sizes)
-        print(f"{kind:<14} {'near' if k['near'] else 'distinct':<8}" + "".join(f"{k['all']['p' + str(q)]:>6}" for q in PERCENTILES)
-              + f"{k['all']['max']:>6}   {per}")  # fmt: skip
-    print(f"\n{'max_distance':>12} {'recall':>8} {'flagged':>8}   " + "  ".join(f"{s + ' recall/flagged':>26}" for s in sizes))
+        print(
+            f"{kind:<14} {'near' if k['near'] else 'distinct':<8}"
+            + "".join(f"{k['all']['p' + str(q)]:>6}" for q in PERCENTILES)
+            + f"{k['all']['max']:>6}   {per}"
+        )
+    print(
+        f"\n{'max_distance':>12} {'recall':>8} {'flagged':>8}   "
+        + "  ".join(f"{s + ' recall/flagged':>26}" for s in sizes)
+    )
     for d in DISTANCES:
         r = summary["by_distance"][str(d)]
-        per = "  ".join(f"{summary['by_distance_per_size'][s][str(d)]['near_copy_recall']:>17.3f} / "
-                        f"{summary['by_distance_per_size'][s][str(d)]['distinct_flagged']:<6.3f}" for s in sizes)  # fmt: skip
+        per = "  ".join(
+            f"{summary['by_distance_per_size'][s][str(d)]['near_copy_recall']:>17.3f} / "
+            f"{summary['by_distance_per_size'][s][str(d)]['distinct_flagged']:<6.3f}"
+            for s in sizes
+        )
         mark = "  <- default" if d == default else ""
         print(f"{d:>12} {r['near_copy_recall']:>8.3f} {r['distinct_flagged']:>8.3f}   {per}{mark}")
-    print(f"\nper kind, share within the distance: " + ", ".join(f"d={d}" for d in (2, 4, 6, 8, 10, 12)))
+    print("\nper kind, share within the distance: " + ", ".join(f"d={d}" for d in (2, 4, 6, 8, 10, 12)))
     for kind, k in kinds.items():
         print(f"  {kind:<14} " + " ".join(f"{k['caught'][str(d)]:>6.3f}" for d in (2, 4, 6, 8, 10, 12)))
-    print("animal moved by its radius, by radius (share of the frame height): " + ", ".join(
-        f"{b}: median {v['p50']}, {v['within_4']:.0%} within 4 (n={v['n']})" for b, v in summary["animal_moved_by_radius"].items() if v["n"]))  # fmt: skip
+    print(
+        "animal moved by its radius, by radius (share of the frame height): "
+        + ", ".join(
+            f"{b}: median {v['p50']}, {v['within_4']:.0%} within 4 (n={v['n']})"
+            for b, v in summary["animal_moved_by_radius"].items()
+            if v["n"]
+        )
+    )
     largest = summary["largest_distance_within_limit"]
     flag0 = summary["by_distance"]["0"]["distinct_flagged"]
-    print(f"\nlargest max_distance flagging at most {FALSE_FLAG_LIMIT:.0%} of the distinct frames: "
-          + (str(largest) if largest is not None else f"none (distance 0 already flags {flag0:.1%})"))
+    print(
+        f"\nlargest max_distance flagging at most {FALSE_FLAG_LIMIT:.0%} of the distinct frames: "
+        + (str(largest) if largest is not None else f"none (distance 0 already flags {flag0:.1%})")
+    )
     best = summary["distance_max_recall_minus_flagged"]
     r = summary["by_distance"][str(best)]
-    print(f"max_distance with the largest recall - flagged share: {best} (recall {r['near_copy_recall']:.3f}, flagged {r['distinct_flagged']:.3f})")
+    print(
+        f"max_distance with the largest recall - flagged share: {best} (recall {r['near_copy_recall']:.3f}, flagged "
+        f"{r['distinct_flagged']:.3f})"
+    )
 
 
 def main() -> int:
@@ -259,19 +337,37 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seeds every scene: window, animal, moves, grain, qualities")
     ap.add_argument("--scenes", type=int, help="scenes (videos) per frame size (default 48; --quick 6)")
     ap.add_argument("--sizes", default="192x144,320x240,1280x720,1920x1080", help="frame sizes, WxH, comma-separated")
-    ap.add_argument("--max-distance", type=int, help="the distance the RATIO lines report (default: the rule's default)")
+    ap.add_argument(
+        "--max-distance", type=int, help="the distance the RATIO lines report (default: the rule's default)"
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating and hashing frames")
-    ap.add_argument("--out", type=Path, help="the result JSON (default bench/results/frame_hash-<date>-<commit>[-quick]-seed<seed>.json)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="the result JSON (default bench/results/frame_hash-<date>-<commit>[-quick]-seed<seed>.json)",
+    )
     args = ap.parse_args()
     scenes = args.scenes or (6 if args.quick else 48)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     default = RuleSet.load().param("image.near_duplicate", "max_distance")
     at = default if args.max_distance is None else args.max_distance
-    rec = Recorder("frame_hash", seed=args.seed, args=vars(args), quick=args.quick, out=args.out,
-                   versions={"pillow": PIL.__version__, "libjpeg_turbo": features.version("libjpeg_turbo"), "numpy": np.__version__})  # fmt: skip
+    rec = Recorder(
+        "frame_hash",
+        seed=args.seed,
+        args=vars(args),
+        quick=args.quick,
+        out=args.out,
+        versions={
+            "pillow": PIL.__version__,
+            "libjpeg_turbo": features.version("libjpeg_turbo"),
+            "numpy": np.__version__,
+        },
+    )
     machine = rec.doc["machine"]
-    print(f"frame hash bench: seed {args.seed}, {scenes} scenes x {len(sizes)} sizes x {len(NEAR) + len(DISTINCT)} frames; "
-          f"commit {rec.commit}; {machine['cpu']}, {machine['cores']} cores")  # fmt: skip
+    print(
+        f"frame hash bench: seed {args.seed}, {scenes} scenes x {len(sizes)} sizes x {len(NEAR) + len(DISTINCT)} "
+        f"frames; commit {rec.commit}; {machine['cpu']}, {machine['cores']} cores"
+    )
 
     start = time.perf_counter()
     tasks = [(args.seed, i, size) for size in sizes for i in range(scenes)]
@@ -283,15 +379,26 @@ def main() -> int:
     print_tables(summary, size_names, at)
     print(f"{rows.height} frames hashed in {seconds:.1f} s")
 
-    near, distinct = rows.filter(pl.col("near")).get_column("distance"), rows.filter(~pl.col("near")).get_column("distance")
+    near, distinct = (
+        rows.filter(pl.col("near")).get_column("distance"),
+        rows.filter(~pl.col("near")).get_column("distance"),
+    )
     rec.ratio("near_copy_recall", (near <= at).mean())
     rec.ratio("distinct_kept", (distinct > at).mean())
     rec.finish(
-        scenes_per_size=scenes, sizes=size_names, photos=len(photos()), jpeg_quality=QUALITY, near_kinds=list(NEAR),
-        distinct_kinds=list(DISTINCT), false_flag_limit=FALSE_FLAG_LIMIT, rule_default=default, ratio_distance=at,
-        hash_seconds=round(seconds, 1), **summary,
+        scenes_per_size=scenes,
+        sizes=size_names,
+        photos=len(photos()),
+        jpeg_quality=QUALITY,
+        near_kinds=list(NEAR),
+        distinct_kinds=list(DISTINCT),
+        false_flag_limit=FALSE_FLAG_LIMIT,
+        rule_default=default,
+        ratio_distance=at,
+        hash_seconds=round(seconds, 1),
+        **summary,
         distances=rows.select("size", "scene", "photo", "animal_radius", "kind", "distance").to_dicts(),
-    )  # fmt: skip
+    )
     return 0
 
 

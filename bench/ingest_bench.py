@@ -31,11 +31,12 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
+
 from ingest.probe import probe_images  # noqa: E402
 from ingest.sources import SourceOptions  # noqa: E402
 from ingest.sources.aihub import EMOTIONS, FRAMES_DIR, LABELS_DIR, parse  # noqa: E402
 from validation_rules import RuleSet, apply_rules  # noqa: E402
-from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 
 def make_label_tree(root: Path, videos: int, frames: int, rng: np.random.Generator) -> int:
@@ -47,21 +48,42 @@ def make_label_tree(root: Path, videos: int, frames: int, rng: np.random.Generat
         anns = []
         for f in range(frames):
             x, y = (int(a) for a in rng.integers(-20, 900, 2))
-            anns.append({
-                "frame_number": f * 3, "timestamp": f * 100,
-                "bounding_box": {"x": x, "y": y, "width": int(rng.integers(50, 700)), "height": int(rng.integers(50, 500))},
-                "keypoints": {str(k): ({"x": int(x + k), "y": int(y + k)} if k % 3 else None) for k in range(1, 16)},
-            })  # fmt: skip
+            anns.append(
+                {
+                    "frame_number": f * 3,
+                    "timestamp": f * 100,
+                    "bounding_box": {
+                        "x": x,
+                        "y": y,
+                        "width": int(rng.integers(50, 700)),
+                        "height": int(rng.integers(50, 500)),
+                    },
+                    "keypoints": {
+                        str(k): ({"x": int(x + k), "y": int(y + k)} if k % 3 else None) for k in range(1, 16)
+                    },
+                }
+            )
         doc = {
             "file_video": f"v{v}.mp4",
             "metadata": {
-                "seq": v, "species": species, "action": "걷기/뛰기", "location": "실내", "height": 720, "width": 1280,
-                "duration": 10, "animal": {"breed": "믹스", "gender": "F", "age": "3", "neuter": "Y"},
+                "seq": v,
+                "species": species,
+                "action": "걷기/뛰기",
+                "location": "실내",
+                "height": 720,
+                "width": 1280,
+                "duration": 10,
+                "animal": {"breed": "믹스", "gender": "F", "age": "3", "neuter": "Y"},
                 "owner": {"pain": "N", "disease": "N", "emotion": EMOTIONS[v % 6], "situation": "x", "animalCount": 1},
-                "inspect": {"action": action, "painDisease": "N", "abnormalAction": "N", "emotion": EMOTIONS[(v * 7) % 6]},
+                "inspect": {
+                    "action": action,
+                    "painDisease": "N",
+                    "abnormalAction": "N",
+                    "emotion": EMOTIONS[(v * 7) % 6],
+                },
             },
             "annotations": anns,
-        }  # fmt: skip
+        }
         (folder / f"v{v:06d}.mp4.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return videos * frames
 
@@ -76,12 +98,20 @@ def naive_parse(root: Path) -> pl.DataFrame:
         for ann in doc["annotations"]:
             box = ann["bounding_box"]
             frame_dir = str(path.parent.relative_to(root)).replace(LABELS_DIR, FRAMES_DIR) + "/" + path.name[:-5]
-            rows.append({
-                "image_path": f"{frame_dir}/frame_{ann['frame_number']}_timestamp_{ann['timestamp']}.jpg",
-                "label": meta["inspect"]["emotion"], "owner": meta["owner"]["emotion"],
-                "x": box["x"], "y": box["y"], "w": box["width"], "h": box["height"],
-                "exists": os.path.exists(root / f"{frame_dir}/frame_{ann['frame_number']}_timestamp_{ann['timestamp']}.jpg"),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "image_path": f"{frame_dir}/frame_{ann['frame_number']}_timestamp_{ann['timestamp']}.jpg",
+                    "label": meta["inspect"]["emotion"],
+                    "owner": meta["owner"]["emotion"],
+                    "x": box["x"],
+                    "y": box["y"],
+                    "w": box["width"],
+                    "h": box["height"],
+                    "exists": os.path.exists(
+                        root / f"{frame_dir}/frame_{ann['frame_number']}_timestamp_{ann['timestamp']}.jpg"
+                    ),
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -180,9 +210,11 @@ def naive_rules(rows: list[dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
 def assert_same_parse(records: pl.DataFrame, naive: pl.DataFrame) -> None:
     """The columns the naive loop delivers hold the same values, row for row."""
     ours = records.select(
-        "image_path", "label", pl.col("owner_emotion").alias("owner"),
+        "image_path",
+        "label",
+        pl.col("owner_emotion").alias("owner"),
         *(pl.col(f"bbox_{c}").cast(pl.Int64).alias(c) for c in "xywh"),
-    ).sort("image_path")  # fmt: skip
+    ).sort("image_path")
     theirs = naive.select("image_path", "label", "owner", "x", "y", "w", "h").sort("image_path")
     assert ours.equals(theirs), "the parser and the naive loop disagree"
 
@@ -209,15 +241,30 @@ def rule_frame(n: int, rng: np.random.Generator) -> pl.DataFrame:
     h = np.where((u >= 0.04) & (u < 0.05), rng.uniform(0, 6, n), h)
     labels = np.array(list(EMOTIONS) + ["몰라"])
     label = np.where(rng.random(n) < 0.01, 6, rng.integers(0, 6, n))
-    return pl.DataFrame({
-        "source_file": [f"f{i // 35}.json" for i in range(n)], "record": [str(i % 35) for i in range(n)],
-        "image_path": [f"img/{i}.jpg" for i in range(n)], "group_id": [f"v{i // 35}" for i in range(n)],
-        "split": np.where(rng.random(n) < 0.1, "val", "train"), "label": labels[label],
-        "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h, "bbox_raw": [None] * n,
-        "meta_width": np.full(n, 1280), "meta_height": np.full(n, 720), "parse_error": [None] * n,
-        "status": np.where(rng.random(n) < 0.01, "missing", "ok"), "error": [None] * n,
-        "width": np.full(n, 1280), "height": np.full(n, 720), "content_hash": [f"h{i}" for i in range(n)],
-    }, schema_overrides={"bbox_raw": pl.String, "parse_error": pl.String, "error": pl.String})  # fmt: skip
+    return pl.DataFrame(
+        {
+            "source_file": [f"f{i // 35}.json" for i in range(n)],
+            "record": [str(i % 35) for i in range(n)],
+            "image_path": [f"img/{i}.jpg" for i in range(n)],
+            "group_id": [f"v{i // 35}" for i in range(n)],
+            "split": np.where(rng.random(n) < 0.1, "val", "train"),
+            "label": labels[label],
+            "bbox_x": x,
+            "bbox_y": y,
+            "bbox_w": w,
+            "bbox_h": h,
+            "bbox_raw": [None] * n,
+            "meta_width": np.full(n, 1280),
+            "meta_height": np.full(n, 720),
+            "parse_error": [None] * n,
+            "status": np.where(rng.random(n) < 0.01, "missing", "ok"),
+            "error": [None] * n,
+            "width": np.full(n, 1280),
+            "height": np.full(n, 720),
+            "content_hash": [f"h{i}" for i in range(n)],
+        },
+        schema_overrides={"bbox_raw": pl.String, "parse_error": pl.String, "error": pl.String},
+    )
 
 
 def make_images(root: Path, n: int, rng: np.random.Generator) -> list[str]:
@@ -286,24 +333,40 @@ def main() -> None:
         t_naive, (naive_clean, naive_rejected) = timed(naive_rules, rows)
         assert_same_rules(outcome, naive_clean, naive_rejected)
         results.append(("apply all rules", rule_rows, "rows", t_ours, t_naive, "rules_vs_pydantic_loop"))
-        print(f"  rules: both kept the same {outcome.clean.height:,} rows and rejected the same {outcome.rejected.height:,} for the same rules")
+        print(
+            f"  rules: both kept the same {outcome.clean.height:,} rows and rejected the same "
+            f"{outcome.rejected.height:,} for the same rules"
+        )
 
         (root / "img").mkdir()
         names = make_images(root / "img", images, rng)
         t_ours, probes = timed(probe_images, root / "img", names, workers=1, quiet=True)
         t_naive, ok = timed(naive_image_check, root / "img", names)
         assert probes.filter(pl.col("status") == "ok").height == ok == images
-        results.append(("whole-file image check, 1 core", images, "images", t_ours, t_naive, "image_check_vs_full_decode"))
+        results.append(
+            ("whole-file image check, 1 core", images, "images", t_ours, t_naive, "image_check_vs_full_decode")
+        )
 
     print(f"\n{'stage':<34} {'items':>10} {'pawpipe/s':>12} {'naive/s':>12} {'ratio':>7}")
     for name, count, unit, ours, naive, _ in results:
-        print(f"{name:<34} {count:>10,} {count / ours:>12,.0f} {count / naive:>12,.0f} {naive / ours:>6.1f}x   ({unit})")
+        print(
+            f"{name:<34} {count:>10,} {count / ours:>12,.0f} {count / naive:>12,.0f} {naive / ours:>6.1f}x   ({unit})"
+        )
     print()
     for *_, ours, naive, key in results:
         rec.ratio(key, naive / ours)
-    stages = {key: {"stage": name, "items": count, "unit": unit, "pawpipe_s": round(ours, 3), "naive_s": round(naive, 3),
-                    "pawpipe_per_s": round(count / ours, 1), "naive_per_s": round(count / naive, 1)}
-              for name, count, unit, ours, naive, key in results}  # fmt: skip
+    stages = {
+        key: {
+            "stage": name,
+            "items": count,
+            "unit": unit,
+            "pawpipe_s": round(ours, 3),
+            "naive_s": round(naive, 3),
+            "pawpipe_per_s": round(count / ours, 1),
+            "naive_per_s": round(count / naive, 1),
+        }
+        for name, count, unit, ours, naive, key in results
+    }
     rec.finish(label_files=videos, records=n, rule_rows=rule_rows, images=images, stages=stages, parse_pool=pool)
 
 

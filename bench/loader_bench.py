@@ -70,8 +70,10 @@ def make_frames(raw: Path, n: int, seed: int = 0) -> None:
     from skimage import data
 
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(Image.fromarray(p).resize((1024, 1024), Image.Resampling.BICUBIC))
-              for p in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina())]  # fmt: skip
+    photos = [
+        np.asarray(Image.fromarray(p).resize((1024, 1024), Image.Resampling.BICUBIC))
+        for p in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina())
+    ]
     grain = rng.normal(0.0, 3.0, (1200, 1200, 3)).astype(np.float32)
     rows = []
     for i in range(n):
@@ -83,8 +85,18 @@ def make_frames(raw: Path, n: int, seed: int = 0) -> None:
         (raw / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(raw / rel, "JPEG", quality=90)
         bw, bh = w * rng.uniform(0.65, 0.95), h * rng.uniform(0.65, 0.95)
-        rows.append({"image_path": rel, "label": f"class{i % CLASSES}", "x": (w - bw) / 2, "y": (h - bh) / 2,
-                     "w": bw, "h": bh, "group": f"g{i // 4}", "split": "val" if i % 10 == 9 else "train"})  # fmt: skip
+        rows.append(
+            {
+                "image_path": rel,
+                "label": f"class{i % CLASSES}",
+                "x": (w - bw) / 2,
+                "y": (h - bh) / 2,
+                "w": bw,
+                "h": bh,
+                "group": f"g{i // 4}",
+                "split": "val" if i % 10 == 9 else "train",
+            }
+        )
     pl.DataFrame(rows).write_csv(raw / "labels.csv")
 
 
@@ -96,8 +108,17 @@ def make_shards(base: Path, n: int, workers: int) -> Path:
 
     make_frames(base / "raw", n)
     clean(CleanConfig(root=base / "raw", out=base / "clean", format="table", workers=workers, quiet=True))
-    build(ShardConfig(manifest_dir=base / "clean", out=base / "shards", size=256, quality=90, max_samples=500,
-                      workers=workers, quiet=True))  # fmt: skip
+    build(
+        ShardConfig(
+            manifest_dir=base / "clean",
+            out=base / "shards",
+            size=256,
+            quality=90,
+            max_samples=500,
+            workers=workers,
+            quiet=True,
+        )
+    )
     return base / "shards"
 
 
@@ -138,8 +159,16 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
         import webdataset  # noqa: F401
     baseline = pss_bytes(os.getpid())
     peak = baseline
-    loader = build_loader(shards / "train", train=True, batch_size=BATCH, image_size=SIZE, device="cpu", seed=0,
-                          backend=backend, workers=workers)  # fmt: skip
+    loader = build_loader(
+        shards / "train",
+        train=True,
+        batch_size=BATCH,
+        image_size=SIZE,
+        device="cpu",
+        seed=0,
+        backend=backend,
+        workers=workers,
+    )
     images, checksum = 0, 0.0
     for epoch in range(epochs + 1):
         if epoch == 1:
@@ -153,16 +182,24 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
                 checksum += float(batch.images[:, :, ::32, ::32].float().mean())
     seconds = time.perf_counter() - started
     shape = list(batch.images.shape)
-    return {"backend": backend, "images": images, "seconds": seconds, "per_s": images / seconds,
-            "ram": peak - baseline, "shape": shape, "dtype": str(batch.images.dtype), "checksum": checksum}  # fmt: skip
+    return {
+        "backend": backend,
+        "images": images,
+        "seconds": seconds,
+        "per_s": images / seconds,
+        "ram": peak - baseline,
+        "shape": shape,
+        "dtype": str(batch.images.dtype),
+        "checksum": checksum,
+    }
 
 
 def make_index_split(split: Path, n: int) -> None:
     """``n`` small samples in shards of ``INDEX_SHARD_SAMPLES`` (tars and indexes by ``ShardWriter``),
     with the split's ``shards.parquet`` and ``samples.parquet``: what a loader reads when it opens."""
+    from common.contracts.ingest_tables import polars_schema
     from common.contracts.shard_tables import SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
     from common.contracts.tar_layout import CLS, JPG, JSON
-    from common.contracts.ingest_tables import polars_schema
     from shards.writer import ShardWriter
 
     picture = np.random.default_rng(0).bytes(300)
@@ -190,17 +227,27 @@ def reopen_child(split: Path, cache: Path) -> dict:
     from train.data.loader import build_loader
 
     started = time.perf_counter()
-    loader = build_loader(split, train=False, batch_size=BATCH, image_size=SIZE, device="cpu", seed=0, backend="torch", workers=0)
-    return {"seconds": time.perf_counter() - started, "checked": loader.shards.checked, "shards": len(loader.shards.shards)}
+    loader = build_loader(
+        split, train=False, batch_size=BATCH, image_size=SIZE, device="cpu", seed=0, backend="torch", workers=0
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "checked": loader.shards.checked,
+        "shards": len(loader.shards.shards),
+    }
 
 
 def reopen_case(base: Path, n: int, opens: int) -> dict:
-    """Time ``opens`` re-opens with the check cache against as many without; print a table, return every open's figures."""
+    """Time ``opens`` re-opens with the check cache against as many without; print a table, return every
+    open's figures."""
     started = time.perf_counter()
     make_index_split(base / "split", n)
     size = sum(p.stat().st_size for p in (base / "split").iterdir())
-    print(f"re-open input: {n} samples in {-(-n // INDEX_SHARD_SAMPLES)} shards, {size / 2**30:.2f} GiB "
-          f"(made in {time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
+    print(
+        f"re-open input: {n} samples in {-(-n // INDEX_SHARD_SAMPLES)} shards, {size / 2**30:.2f} GiB "
+        f"(made in {time.perf_counter() - started:.1f} s)",
+        flush=True,
+    )
 
     def open_once(cache: Path) -> dict:
         cmd = [sys.executable, __file__, "--reopen-child", str(base / "split"), str(cache)]
@@ -208,23 +255,46 @@ def reopen_case(base: Path, n: int, opens: int) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     first = open_once(base / "cache")
-    print(f"first open (fills the cache): {first['seconds']:.2f} s, {first['checked']}/{first['shards']} shards checked", flush=True)
+    print(
+        f"first open (fills the cache): {first['seconds']:.2f} s, {first['checked']}/{first['shards']} shards checked",
+        flush=True,
+    )
     cached, uncached = [], []
     for r in range(opens):
         for kind in ("cached", "uncached") if r % 2 == 0 else ("uncached", "cached"):
             run = open_once(base / "cache" if kind == "cached" else base / f"empty-{r}")
             (cached if kind == "cached" else uncached).append(run)
-            print(f"round {r + 1}/{opens} {kind}: {run['seconds']:.2f} s, {run['checked']}/{run['shards']} shards checked", flush=True)
+            print(
+                f"round {r + 1}/{opens} {kind}: {run['seconds']:.2f} s, {run['checked']}/{run['shards']} shards "
+                "checked",
+                flush=True,
+            )
     assert all(run["checked"] == 0 for run in cached) and all(run["checked"] == run["shards"] for run in uncached)
-    with_cache, without = statistics.median(r["seconds"] for r in cached), statistics.median(r["seconds"] for r in uncached)
+    with_cache, without = (
+        statistics.median(r["seconds"] for r in cached),
+        statistics.median(r["seconds"] for r in uncached),
+    )
     print(f"\nre-opening an eval loader over {n} samples, {opens} opens each, median seconds per open\n")
     print("| open | shards checked | seconds per open | seconds for the opens |")
     print("|---|---|---|---|")
-    print(f"| every shard checked at every open (no cache) | {first['shards']} | {without:.2f} | "
-          f"{sum(r['seconds'] for r in uncached):.1f} |")  # fmt: skip
-    print(f"| checked once, passes remembered (check cache) | 0 | {with_cache:.2f} | {sum(r['seconds'] for r in cached):.1f} |")
-    return {"samples": n, "shards": first["shards"], "bytes": size, "first_open": first, "cached": cached, "uncached": uncached,
-            "cached_median_s": with_cache, "uncached_median_s": without}  # fmt: skip
+    print(
+        f"| every shard checked at every open (no cache) | {first['shards']} | {without:.2f} | "
+        f"{sum(r['seconds'] for r in uncached):.1f} |"
+    )
+    print(
+        f"| checked once, passes remembered (check cache) | 0 | {with_cache:.2f} | "
+        f"{sum(r['seconds'] for r in cached):.1f} |"
+    )
+    return {
+        "samples": n,
+        "shards": first["shards"],
+        "bytes": size,
+        "first_open": first,
+        "cached": cached,
+        "uncached": uncached,
+        "cached_median_s": with_cache,
+        "uncached_median_s": without,
+    }
 
 
 def main() -> None:
@@ -233,10 +303,16 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None, help="frames to generate (default 4000; --quick 1200)")
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs (default 3; --quick 2)")
     ap.add_argument("--workers", type=int, default=2, help="DALI threads = DataLoader workers")
-    ap.add_argument("--rounds", type=int, default=None, help="runs of each loader, alternating; best kept (default 3; --quick 1)")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="runs of each loader, alternating; best kept (default 3; --quick 1)"
+    )
     ap.add_argument("--case", choices=("all", "throughput", "reopen"), default="all", help="which measurements to run")
-    ap.add_argument("--index-samples", type=int, default=None, help="samples of the re-open case (default 2000000; --quick 30000)")
-    ap.add_argument("--opens", type=int, default=None, help="re-opens with and without the check cache (default 5; --quick 2)")
+    ap.add_argument(
+        "--index-samples", type=int, default=None, help="samples of the re-open case (default 2000000; --quick 30000)"
+    )
+    ap.add_argument(
+        "--opens", type=int, default=None, help="re-opens with and without the check cache (default 5; --quick 2)"
+    )
     ap.add_argument("--child", nargs=2, metavar=("BACKEND", "SHARDS"), help=argparse.SUPPRESS)
     ap.add_argument("--reopen-child", nargs=2, metavar=("SPLIT", "CACHE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -248,57 +324,97 @@ def main() -> None:
         print(json.dumps(reopen_child(Path(args.reopen_child[0]), Path(args.reopen_child[1]))))
         return
 
-    rec = Recorder("loader", seed=0, args=vars(args), quick=args.quick, setting=[args.case] if args.case != "all" else [])
+    rec = Recorder(
+        "loader", seed=0, args=vars(args), quick=args.quick, setting=[args.case] if args.case != "all" else []
+    )
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}")
+    print(
+        f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}"
+    )
     figures = {}
     if args.case in ("all", "throughput"):
         figures["throughput"] = throughput_case(args, epochs)
-        rec.ratio("dali_vs_torch_loader", figures["throughput"]["dali"]["per_s"] / figures["throughput"]["torch"]["per_s"])
+        rec.ratio(
+            "dali_vs_torch_loader", figures["throughput"]["dali"]["per_s"] / figures["throughput"]["torch"]["per_s"]
+        )
     if args.case in ("all", "reopen"):
         with tempfile.TemporaryDirectory(prefix="loader_bench_reopen_") as tmp:
-            figures["reopen"] = reopen_case(Path(tmp), args.index_samples or (30_000 if args.quick else 2_000_000),
-                                            args.opens or (2 if args.quick else 5))  # fmt: skip
-        rec.ratio("loader_reopen_speedup", figures["reopen"]["uncached_median_s"] / figures["reopen"]["cached_median_s"])
+            figures["reopen"] = reopen_case(
+                Path(tmp),
+                args.index_samples or (30_000 if args.quick else 2_000_000),
+                args.opens or (2 if args.quick else 5),
+            )
+        rec.ratio(
+            "loader_reopen_speedup", figures["reopen"]["uncached_median_s"] / figures["reopen"]["cached_median_s"]
+        )
     print()
     rec.finish(**figures)
 
 
 def throughput_case(args: argparse.Namespace, epochs: int) -> dict:
-    """DALI against the PyTorch twin over the same shards; prints the table, returns the best round of each and every round."""
+    """DALI against the PyTorch twin over the same shards; prints the table, returns the best round of each
+    and every round."""
     n = args.images or (1200 if args.quick else 4000)
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         started = time.perf_counter()
         shards = make_shards(Path(tmp), n, args.workers)
         train = pl.read_parquet(shards / "train" / "shards.parquet")
         samples, size = int(train["samples"].sum()), int(train["bytes"].sum())
-        print(f"input: {samples} train samples in {train.height} shards, {size / samples / 1024:.1f} kB per sample "
-              f"(made in {time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
+        print(
+            f"input: {samples} train samples in {train.height} shards, {size / samples / 1024:.1f} kB per sample "
+            f"(made in {time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
         for tar in sorted((shards / "train").glob("*.tar")):  # warm the page cache
             tar.read_bytes()
         rounds = args.rounds or (1 if args.quick else 3)
         runs: dict[str, list[dict]] = {"torch": [], "dali": []}
         for r in range(rounds):
             for backend in ("torch", "dali") if r % 2 == 0 else ("dali", "torch"):
-                cmd = [sys.executable, __file__, "--child", backend, str(shards), "--workers", str(args.workers),
-                       "--epochs", str(epochs)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    backend,
+                    str(shards),
+                    "--workers",
+                    str(args.workers),
+                    "--epochs",
+                    str(epochs),
+                ]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
                 runs[backend].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}/{rounds} {backend}: {runs[backend][-1]['per_s']:.0f} images/s", flush=True)
         # best of the rounds: the machine is shared, and interference only ever slows a run down
         results = {b: {**max(rs, key=lambda x: x["per_s"]), "ram": max(x["ram"] for x in rs)} for b, rs in runs.items()}
 
-    print(f"\ntrain transform at {SIZE} px, batch {BATCH}, {args.workers} workers/threads, {epochs} timed epoch(s) of "
-          f"{results['dali']['images'] // epochs} images, best of {rounds} round(s)\n")  # fmt: skip
+    print(
+        f"\ntrain transform at {SIZE} px, batch {BATCH}, {args.workers} workers/threads, {epochs} timed epoch(s) of "
+        f"{results['dali']['images'] // epochs} images, best of {rounds} round(s)\n"
+    )
     print("| loader | workers | images/s | seconds | peak RAM above baseline (PSS) | batch |")
     print("|---|---|---|---|---|---|")
     names = {"torch": "PyTorch twin (webdataset + PIL + DataLoader)", "dali": "DALI, CPU backend"}
     for backend in ("torch", "dali"):
         r = results[backend]
-        print(f"| {names[backend]} | {args.workers} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['ram'] / 2**20:.0f} MiB | "
-              f"{r['shape']} {r['dtype']} |")  # fmt: skip
-    return {"images": n, "samples": samples, "shards": train.height, "bytes_per_sample": size / samples, "workers": args.workers,
-            "epochs": epochs, "rounds": rounds, "image_size": SIZE, "batch": BATCH, **results, "every_round": runs}  # fmt: skip
+        print(
+            f"| {names[backend]} | {args.workers} | {r['per_s']:.0f} | {r['seconds']:.2f} | {r['ram'] / 2**20:.0f} MiB "
+            f"| {r['shape']} {r['dtype']} |"
+        )
+    return {
+        "images": n,
+        "samples": samples,
+        "shards": train.height,
+        "bytes_per_sample": size / samples,
+        "workers": args.workers,
+        "epochs": epochs,
+        "rounds": rounds,
+        "image_size": SIZE,
+        "batch": BATCH,
+        **results,
+        "every_round": runs,
+    }
 
 
 if __name__ == "__main__":

@@ -88,9 +88,18 @@ def local_cluster(num_cpus: int) -> Iterator[LocalCluster]:
     temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths are limited to 107 bytes
     port = _free_port()
     ray = Path(sys.executable).with_name("ray")
-    argv = [str(ray), "start", "--head", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--port={port}",
-            "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-            "--disable-usage-stats"]  # fmt: skip
+    argv = [
+        str(ray),
+        "start",
+        "--head",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     start = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env)

@@ -61,8 +61,13 @@ def cpu_model() -> str:
 
 def machine(**versions: str) -> dict:
     """The CPU, cores, platform and Python, plus the library versions a bench's figures depend on."""
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            **versions}  # fmt: skip
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **versions,
+    }
 
 
 def _load() -> list[float] | None:
@@ -80,9 +85,17 @@ class Recorder:
     ``versions`` go into ``machine``; ``out``, when given, is the file written instead of the one named above.
     """
 
-    def __init__(self, bench: str, *, seed: int | list[int] | None = None, setting: list[str] | tuple[str, ...] = (),
-                 args: dict | None = None, quick: bool = False, versions: dict[str, str] | None = None,
-                 out: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bench: str,
+        *,
+        seed: int | list[int] | None = None,
+        setting: list[str] | tuple[str, ...] = (),
+        args: dict | None = None,
+        quick: bool = False,
+        versions: dict[str, str] | None = None,
+        out: Path | None = None,
+    ) -> None:
         self.bench = bench
         self.commit = code_version()
         self.out = out
@@ -93,11 +106,17 @@ class Recorder:
         self.ratios: dict[str, float] = {}
         self.written: Path | None = None  # the file ``finish`` wrote
         self.doc = {
-            "bench": bench, "date": self.date, "commit": self.commit, "uncommitted_changes": uncommitted(),
-            "command": shlex.join(sys.orig_argv), "machine": machine(**(versions or {})), "load_average_at_start": _load(),
-            "seeds": self.seeds, "setting": self.setting,
+            "bench": bench,
+            "date": self.date,
+            "commit": self.commit,
+            "uncommitted_changes": uncommitted(),
+            "command": shlex.join(sys.orig_argv),
+            "machine": machine(**(versions or {})),
+            "load_average_at_start": _load(),
+            "seeds": self.seeds,
+            "setting": self.setting,
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in (args or {}).items()},
-        }  # fmt: skip
+        }
 
     def ratio(self, name: str, value: float) -> None:
         self.ratios[name] = round(float(value), 4)

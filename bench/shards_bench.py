@@ -46,13 +46,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.contracts.labels_file import build_labels  # noqa: E402
-from common.contracts.ingest_tables import MANIFEST, conform  # noqa: E402
-from common.executor import LocalExecutor, RayExecutor  # noqa: E402
 from ray_local import local_cluster  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
+
+from common.contracts.ingest_tables import MANIFEST, conform  # noqa: E402
+from common.contracts.labels_file import build_labels  # noqa: E402
+from common.executor import LocalExecutor, RayExecutor  # noqa: E402
 from shards.build import build  # noqa: E402
 from shards.config import ShardConfig  # noqa: E402
-from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
 FRAME_SIZES = [(1280, 720), (720, 1280), (1440, 1440), (1920, 1080)]
 SHORT_SIDE_QUANTILES = [(0.0, 48), (0.25, 182), (0.5, 460), (0.75, 738), (1.0, 1440)]  # piecewise-linear inverse CDF
@@ -64,7 +65,9 @@ def make_frames(n: int, rng: np.random.Generator) -> list[tuple[bytes, int, int]
     """JPEG frames cut from real photographs at random windows, with grain."""
     from skimage import data
 
-    photos = [Image.fromarray(p) for p in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina())]
+    photos = [
+        Image.fromarray(p) for p in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina())
+    ]
     frames = []
     for i in range(n):
         w, h = FRAME_SIZES[i % len(FRAME_SIZES)]
@@ -107,13 +110,27 @@ def make_dataset(base: Path, samples: int, frames: int, rng: np.random.Generator
         (root / rel).write_bytes(data)
         x, y, bw, bh = draw_box(w, h, rng)
         label_id = int(rng.integers(0, len(VOCABULARY)))
-        rows.append({
-            "sample_id": hashlib.blake2b(rel.encode(), digest_size=8).hexdigest(), "image_path": rel,
-            "group_id": rel.split("/")[0], "split": "val" if i % 10 == 9 else "train",
-            "label": VOCABULARY[label_id], "label_id": label_id, "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh,
-            "width": w, "height": h, "image_format": "JPEG", "image_mode": "RGB", "orientation": 1,
-            "file_bytes": len(data), "content_hash": hashlib.sha256(data).hexdigest(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "sample_id": hashlib.blake2b(rel.encode(), digest_size=8).hexdigest(),
+                "image_path": rel,
+                "group_id": rel.split("/")[0],
+                "split": "val" if i % 10 == 9 else "train",
+                "label": VOCABULARY[label_id],
+                "label_id": label_id,
+                "bbox_x": x,
+                "bbox_y": y,
+                "bbox_w": bw,
+                "bbox_h": bh,
+                "width": w,
+                "height": h,
+                "image_format": "JPEG",
+                "image_mode": "RGB",
+                "orientation": 1,
+                "file_bytes": len(data),
+                "content_hash": hashlib.sha256(data).hexdigest(),
+            }
+        )
     manifest = conform(pl.DataFrame(rows), MANIFEST)
     manifest.write_parquet(clean / "manifest.parquet")
     (clean / "labels.json").write_text(json.dumps(build_labels(manifest, VOCABULARY, label_field="emotion")))
@@ -131,15 +148,23 @@ def naive_build(root: Path, manifest: pl.DataFrame, out: Path, max_samples: int)
         for row in manifest.iter_rows(named=True):
             img = Image.open(root / row["image_path"]).convert("RGB")
             x, y, w, h = row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]
-            box = (max(0, math.floor(x - MARGIN * w)), max(0, math.floor(y - MARGIN * h)),
-                   min(img.width, math.ceil(x + w + MARGIN * w)), min(img.height, math.ceil(y + h + MARGIN * h)))  # fmt: skip
+            box = (
+                max(0, math.floor(x - MARGIN * w)),
+                max(0, math.floor(y - MARGIN * h)),
+                min(img.width, math.ceil(x + w + MARGIN * w)),
+                min(img.height, math.ceil(y + h + MARGIN * h)),
+            )
             crop = img.crop(box)
             scale = min(1.0, SIZE / min(crop.size))
-            crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BICUBIC)
+            crop = crop.resize(
+                (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BICUBIC
+            )
             buf = io.BytesIO()
             crop.save(buf, "JPEG", quality=QUALITY)
             meta = {"sample_id": row["sample_id"], "label": row["label"], "bbox": [x, y, w, h], "crop": list(box)}
-            sink.write({"__key__": row["sample_id"], "jpg": buf.getvalue(), "cls": str(row["label_id"]).encode(), "json": meta})
+            sink.write(
+                {"__key__": row["sample_id"], "jpg": buf.getvalue(), "cls": str(row["label_id"]).encode(), "json": meta}
+            )
             n += 1
     return n
 
@@ -205,8 +230,11 @@ def task_overhead_ms(executor, tasks: int) -> float:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".lock"
+    }
 
 
 def main() -> None:
@@ -218,28 +246,47 @@ def main() -> None:
     samples, frames, max_samples, repeats = (500, 20, 50, 1) if args.quick else (4000, 120, 250, 2)
     rng = np.random.default_rng(0)
     cores = os.cpu_count() or 1
-    print(f"machine: {platform.machine()} {cores} cores, {platform.processor() or platform.platform()}, "
-          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()} {cores} cores, {platform.processor() or platform.platform()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         root, manifest = make_dataset(base / "data", samples, frames, rng)
         short = np.minimum(manifest["bbox_w"].to_numpy(), manifest["bbox_h"].to_numpy())
         area = (manifest["bbox_w"] * manifest["bbox_h"] / (manifest["width"] * manifest["height"])).to_numpy()
-        print(f"input: {samples} samples on {frames} distinct frames, mean file {manifest['file_bytes'].mean() / 1e3:.0f} kB; "
-              f"box short side quartiles {np.percentile(short, [25, 50, 75]).round().astype(int).tolist()} px, "
-              f"median box area {np.median(area):.0%} of the frame")  # fmt: skip
+        print(
+            f"input: {samples} samples on {frames} distinct frames, mean file "
+            f"{manifest['file_bytes'].mean() / 1e3:.0f} kB; box short side quartiles "
+            f"{np.percentile(short, [25, 50, 75]).round().astype(int).tolist()} px, median box area "
+            f"{np.median(area):.0%} of the frame"
+        )
         for path in root.rglob("*.jpg"):  # warm the page cache: measure decoding, not the disk
             path.read_bytes()
         cores_before = free_cores()
 
         def ours(workers: int | str, out: Path):
-            executor = {"executor": "ray", "ray_address": ray_cluster.address} if workers == "ray" else {"workers": workers}
-            return build(ShardConfig(manifest_dir=base / "data" / "clean", out=out, **executor,
-                                     size=SIZE, margin=MARGIN, quality=QUALITY, max_samples=max_samples, quiet=True))  # fmt: skip
+            executor = (
+                {"executor": "ray", "ray_address": ray_cluster.address} if workers == "ray" else {"workers": workers}
+            )
+            return build(
+                ShardConfig(
+                    manifest_dir=base / "data" / "clean",
+                    out=out,
+                    **executor,
+                    size=SIZE,
+                    margin=MARGIN,
+                    quality=QUALITY,
+                    max_samples=max_samples,
+                    quiet=True,
+                )
+            )
 
         with contextlib.ExitStack() as stack:
             ray_cluster = None if args.no_ray or not ray_installed() else stack.enter_context(local_cluster(num_cpus=2))
-            runs = [("naive", naive_build, None), ("w1", ours, 1), ("w2", ours, 2)] + ([("ray", ours, "ray")] if ray_cluster else [])
+            runs = [("naive", naive_build, None), ("w1", ours, 1), ("w2", ours, 2)] + (
+                [("ray", ours, "ray")] if ray_cluster else []
+            )
             best: dict[str, tuple[float, float, object]] = {}
             for rep in range(repeats):  # interleaved, best of `repeats`: the machine may be shared
                 for name, fn, arg in runs:
@@ -249,21 +296,35 @@ def main() -> None:
                         best[name] = run
             overhead = None
             if ray_cluster:
-                assert tree_digest(base / "ray-0") == tree_digest(base / "w2-0"), "Ray's shards differ from the local executor's"
+                assert tree_digest(base / "ray-0") == tree_digest(base / "w2-0"), (
+                    "Ray's shards differ from the local executor's"
+                )
                 with RayExecutor(ray_cluster.address) as ray_executor:
-                    overhead = (task_overhead_ms(ray_executor, 400), task_overhead_ms(LocalExecutor(), 400), ray_executor.window)
+                    overhead = (
+                        task_overhead_ms(ray_executor, 400),
+                        task_overhead_ms(LocalExecutor(), 400),
+                        ray_executor.window,
+                    )
         (t_naive, c_naive, n_naive), (t_one, c_one, one), (t_two, c_two, two) = best["naive"], best["w1"], best["w2"]
         assert n_naive == one.samples == two.samples == samples, (n_naive, one.samples, two.samples)
         diff = picture_difference(base / "w1-0", base / "naive-0")
         cores_after = free_cores()
 
     paths = ", ".join(f"{k} {v / samples:.0%}" for k, v in sorted(one.paths.items()))
-    print(f"decode paths: {paths}; mean |difference| to the naive loop's pictures (0-255): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in diff.items()))
-    print(f"free cores for two busy processes (spin test, 2.0 = idle machine): {cores_before:.2f} before, {cores_after:.2f} after")
+    print(
+        f"decode paths: {paths}; mean |difference| to the naive loop's pictures (0-255): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in diff.items())
+    )
+    print(
+        f"free cores for two busy processes (spin test, 2.0 = idle machine): {cores_before:.2f} before, "
+        f"{cores_after:.2f} after"
+    )
     print(f"\n{'method':<42} {'samples/s':>10} {'per CPU-s':>10} {'wall s':>8} {'vs naive':>9}")
-    rows = [("naive PIL loop + webdataset.ShardWriter", t_naive, c_naive), ("shards build --workers 1", t_one, c_one),
-            ("shards build --workers 2", t_two, c_two)]  # fmt: skip
+    rows = [
+        ("naive PIL loop + webdataset.ShardWriter", t_naive, c_naive),
+        ("shards build --workers 1", t_one, c_one),
+        ("shards build --workers 2", t_two, c_two),
+    ]
     if "ray" in best:
         rows.append(("shards build --executor ray (2 CPUs)", best["ray"][0], None))  # its CPU time is the cluster's
     for name, wall, cpu in rows:
@@ -272,24 +333,46 @@ def main() -> None:
     if "ray" in best:
         ray_ms, local_ms, window = overhead
         planned = two.built
-        print(f"Ray per-task overhead: {ray_ms:.2f} ms per no-op task (400 tasks in order, {window} in flight, warm workers); "
-              f"local pool of 2: {local_ms:.2f} ms per task including the pool's start; --executor ray vs --workers 2 on "
-              f"{planned} planned shards: {(best['ray'][0] - t_two) / planned * 1000:+.0f} ms per shard (connect and worker start included)")  # fmt: skip
+        print(
+            f"Ray per-task overhead: {ray_ms:.2f} ms per no-op task (400 tasks in order, {window} in flight, warm "
+            f"workers); local pool of 2: {local_ms:.2f} ms per task including the pool's start; --executor ray vs "
+            f"--workers 2 on {planned} planned shards: {(best['ray'][0] - t_two) / planned * 1000:+.0f} ms per shard "
+            "(connect and worker start included)"
+        )
     print()
     rec.ratio("shards_vs_naive_1worker", t_naive / t_one)
     rec.ratio("shards_2w_vs_1w", t_one / t_two)
     if "ray" in best:
         rec.ratio("shards_ray_vs_local", t_two / best["ray"][0])
-    methods = {name: {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3) if cpu else None, "samples_per_s": round(samples / wall, 1),
-                      "samples_per_cpu_s": round(samples / cpu, 1) if cpu else None}
-               for name, wall, cpu in rows}  # fmt: skip
+    methods = {
+        name: {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3) if cpu else None,
+            "samples_per_s": round(samples / wall, 1),
+            "samples_per_cpu_s": round(samples / cpu, 1) if cpu else None,
+        }
+        for name, wall, cpu in rows
+    }
     ray = None
     if "ray" in best:
-        ray = {"task_ms": round(overhead[0], 3), "local_task_ms": round(overhead[1], 3), "in_flight": overhead[2],
-               "per_planned_shard_ms_vs_2_workers": round((best["ray"][0] - t_two) / two.built * 1000, 1)}  # fmt: skip
-    rec.finish(samples=samples, frames=frames, max_samples=max_samples, best_of=repeats, planned_shards=two.built,
-               free_cores={"before": round(cores_before, 2), "after": round(cores_after, 2)}, methods=methods,
-               decode_paths={k: v / samples for k, v in sorted(one.paths.items())}, mean_abs_difference_to_naive=diff, ray=ray)  # fmt: skip
+        ray = {
+            "task_ms": round(overhead[0], 3),
+            "local_task_ms": round(overhead[1], 3),
+            "in_flight": overhead[2],
+            "per_planned_shard_ms_vs_2_workers": round((best["ray"][0] - t_two) / two.built * 1000, 1),
+        }
+    rec.finish(
+        samples=samples,
+        frames=frames,
+        max_samples=max_samples,
+        best_of=repeats,
+        planned_shards=two.built,
+        free_cores={"before": round(cores_before, 2), "after": round(cores_after, 2)},
+        methods=methods,
+        decode_paths={k: v / samples for k, v in sorted(one.paths.items())},
+        mean_abs_difference_to_naive=diff,
+        ray=ray,
+    )
 
 
 def ray_installed() -> bool:

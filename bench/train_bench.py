@@ -36,17 +36,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.data.batch import Batch, Loader  # noqa: E402
+from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
+
 from train.config import OptimConfig  # noqa: E402
+from train.data.batch import Batch, Loader  # noqa: E402
+from train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
 from train.fit.device import resolve_device, resolve_precision  # noqa: E402
 from train.fit.dynamics import DynamicsWriter  # noqa: E402
-from train.fit.trainer import Trainer  # noqa: E402
 from train.fit.loss import ClassWeightedCE  # noqa: E402
 from train.fit.model import build_model  # noqa: E402
 from train.fit.optim import build_optimizer  # noqa: E402
 from train.fit.schedule import WarmupCosine  # noqa: E402
-from train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
-from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
+from train.fit.trainer import Trainer  # noqa: E402
 
 
 class Take:
@@ -120,11 +121,17 @@ def make_trainer(num_classes: int, device: torch.device, steps: int) -> Trainer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: about a minute on 2 cores")
-    ap.add_argument("--image-size", type=int, help="training resolution (default 48 quick, 64 full on CPU; 224 on CUDA)")
+    ap.add_argument(
+        "--image-size", type=int, help="training resolution (default 48 quick, 64 full on CPU; 224 on CUDA)"
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads on the CPU (the loader gets the rest)")
-    ap.add_argument("--shards", type=Path, help="use existing shards (with dataset.json) instead of building the demo ones")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads on the CPU (the loader gets the rest)"
+    )
+    ap.add_argument(
+        "--shards", type=Path, help="use existing shards (with dataset.json) instead of building the demo ones"
+    )
     args = ap.parse_args()
     rec = Recorder("train", seed=0, args=vars(args), quick=args.quick, versions={"torch": torch.__version__})
     device = resolve_device(args.device)
@@ -137,8 +144,14 @@ def main() -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}, "
         f"Python {platform.python_version()}, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {args.threads} torch thread(s)"))
-    print(f"EfficientNet-B0 at {image_size} px, batch {bs}, precision {resolve_precision('auto', device).name}, {batches} steps per measurement")
+    print(
+        f"device: {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {args.threads} torch thread(s)")
+    )
+    print(
+        f"EfficientNet-B0 at {image_size} px, batch {bs}, precision {resolve_precision('auto', device).name}, "
+        f"{batches} steps per measurement"
+    )
 
     rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +184,9 @@ def main() -> None:
             shards = args.shards or make_shards(base / "data", videos=videos, frames=frames, size=stored)
             print(f"input: shards at {shards}, stored at {stored} px ({time.perf_counter() - started:.0f} s to build)")
             info = read_dataset_info(shards)
-            loader = open_loader(shards / "train", train=True, batch_size=bs, image_size=image_size, device=str(device), seed=0)
+            loader = open_loader(
+                shards / "train", train=True, batch_size=bs, image_size=image_size, device=str(device), seed=0
+            )
             print(f"       {type(loader).__name__}: {len(loader)} full batches per epoch, {info.num_classes} classes")
             trainer = make_trainer(info.num_classes, device, steps=10_000)
             timed_epoch(trainer, Take(loader, 2), dynamics_dir=None, epoch=0)
@@ -189,11 +204,23 @@ def main() -> None:
     print()
     rec.ratio("dynamics_on_vs_off", rate["model alone, dynamics on"] / rate["model alone, dynamics off"])
     if e2e is not None:
-        rec.ratio("train_end_to_end_vs_model_alone", rate["end-to-end from shards, dynamics on"] / rate["model alone, dynamics on"])
-    rec.finish(device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-               torch_threads=args.threads if device.type == "cpu" else None, image_size=image_size, batch_size=bs,
-               steps=batches, best_of=repeats, precision=resolve_precision("auto", device).name,
-               sides={name: {"images": n, "seconds": round(seconds, 3), "img_per_s": round(n / seconds, 1)} for name, seconds, n in rows})  # fmt: skip
+        rec.ratio(
+            "train_end_to_end_vs_model_alone",
+            rate["end-to-end from shards, dynamics on"] / rate["model alone, dynamics on"],
+        )
+    rec.finish(
+        device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        torch_threads=args.threads if device.type == "cpu" else None,
+        image_size=image_size,
+        batch_size=bs,
+        steps=batches,
+        best_of=repeats,
+        precision=resolve_precision("auto", device).name,
+        sides={
+            name: {"images": n, "seconds": round(seconds, 3), "img_per_s": round(n / seconds, 1)}
+            for name, seconds, n in rows
+        },
+    )
 
 
 if __name__ == "__main__":

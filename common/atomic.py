@@ -192,7 +192,9 @@ def check_outputs(folder: str | os.PathLike[str], *, tool: str, needs: tuple[str
     record = read_outputs(folder)
     if record is None:
         if not folder.is_dir():
-            raise ValueError(f"{folder}: expected {describe(tool)} folder, got {'a file' if folder.exists() else 'nothing'}")
+            raise ValueError(
+                f"{folder}: expected {describe(tool)} folder, got {'a file' if folder.exists() else 'nothing'}"
+            )
         found = what_is(folder)
         if found not in (tool, None, ""):
             raise ValueError(f"{folder}: this is {describe(found)}, not {describe(tool)}")
@@ -205,9 +207,12 @@ def check_outputs(folder: str | os.PathLike[str], *, tool: str, needs: tuple[str
     files = record.get("files", {})
     missing = [n for n in needs if n not in files]
     if missing:
-        raise ValueError(f"{folder}: the last `{tool}` into it wrote no {', '.join(missing)} (it stopped early; see its report)")
+        raise ValueError(
+            f"{folder}: the last `{tool}` into it wrote no {', '.join(missing)} (it stopped early; see its report)"
+        )
     changed = [n for n, size in files.items() if not (folder / n).is_file() or (folder / n).stat().st_size != size]
     if changed:
         raise ValueError(
-            f"{folder}: {', '.join(changed)} differ from the set `{tool}` wrote (files from different runs?); rerun `{tool}`"
+            f"{folder}: {', '.join(changed)} differ from the set `{tool}` wrote (files from different runs?); rerun "
+            f"`{tool}`"
         )

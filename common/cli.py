@@ -58,7 +58,9 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return found
 
 
-def run(prog: str, fn: Callable[[], int], *, resumable: bool = False, usage_errors: tuple[type[BaseException], ...] = ()) -> int:
+def run(
+    prog: str, fn: Callable[[], int], *, resumable: bool = False, usage_errors: tuple[type[BaseException], ...] = ()
+) -> int:
     """Call ``fn`` and turn whatever escapes it into one line on stderr (a ``ConfigError``: one per
     invalid field) and an exit code (above)."""
     hint = f"; {RESUME}" if resumable else ""

@@ -63,7 +63,9 @@ class Executor(ABC):
         self.close()
 
 
-def _in_order(submit: Callable[[Any], Any], fetch: Callable[[Any], Any], jobs: Iterable, window: int, pending: deque) -> Iterator[Any]:
+def _in_order(
+    submit: Callable[[Any], Any], fetch: Callable[[Any], Any], jobs: Iterable, window: int, pending: deque
+) -> Iterator[Any]:
     """Submit up to ``window`` jobs ahead, yield the head's result, refill: ordered, bounded."""
     jobs = iter(jobs)
 
@@ -91,7 +93,9 @@ class LocalExecutor(Executor):
         pool = multiprocessing.get_context("spawn").Pool(workers)
         pending: deque = deque()
         try:
-            yield from _in_order(lambda job: pool.apply_async(fn, (job,)), lambda res: res.get(), jobs, 2 * workers, pending)
+            yield from _in_order(
+                lambda job: pool.apply_async(fn, (job,)), lambda res: res.get(), jobs, 2 * workers, pending
+            )
             pool.close()
             pool.join()
         finally:
@@ -114,8 +118,11 @@ class RayExecutor(Executor):
                 # The workers import this project: from its folder when it sits on shared storage
                 # at the same path on every node (or here, on one machine), else from the
                 # pawpipe installed on each node.
-                ray.init(address=self.address, logging_level=logging.WARNING,
-                         runtime_env={"env_vars": {"PYTHONPATH": f"{PROJECT_DIR}{os.pathsep}${{PYTHONPATH}}"}})  # fmt: skip
+                ray.init(
+                    address=self.address,
+                    logging_level=logging.WARNING,
+                    runtime_env={"env_vars": {"PYTHONPATH": f"{PROJECT_DIR}{os.pathsep}${{PYTHONPATH}}"}},
+                )
             except ConnectionError as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ValueError(
@@ -171,7 +178,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ValueError(f"executor 'ray': Ray is not installed; install the extra: pip install '{RAY_EXTRA}'") from None
+        raise ValueError(
+            f"executor 'ray': Ray is not installed; install the extra: pip install '{RAY_EXTRA}'"
+        ) from None
     return ray
 
 
@@ -179,18 +188,24 @@ class ExecutorOptions(BaseModel):
     """Config fields that choose the executor; the batch jobs' configs inherit them."""
 
     executor: Literal["local", "ray"] = "local"  # where the units of work run
-    ray_address: str | None = None  # executor "ray": HOST:PORT of the head, or "auto" (RAY_ADDRESS, else this machine's cluster)
+    ray_address: str | None = (
+        None  # executor "ray": HOST:PORT of the head, or "auto" (RAY_ADDRESS, else this machine's cluster)
+    )
 
     @model_validator(mode="after")
     def _address_needs_ray(self) -> ExecutorOptions:
         if self.ray_address is not None and self.executor != "ray":
-            raise ValueError(f"ray_address {self.ray_address!r} is only used with executor 'ray', got executor {self.executor!r}")
+            raise ValueError(
+                f"ray_address {self.ray_address!r} is only used with executor 'ray', got executor {self.executor!r}"
+            )
         return self
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line flags of ``ExecutorOptions`` (None when not given: the config decides)."""
-    parser.add_argument("--executor", choices=["local", "ray"], help="run the work in local processes (default) or on a Ray cluster")
+    parser.add_argument(
+        "--executor", choices=["local", "ray"], help="run the work in local processes (default) or on a Ray cluster"
+    )
     parser.add_argument("--ray-address", help="with --executor ray: HOST:PORT of the Ray head, or auto (default)")
 
 

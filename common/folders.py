@@ -30,7 +30,11 @@ def what_is(folder: str | Path) -> str | None:
     return "" if any(not p.name.startswith(".") for p in folder.iterdir()) else None  # hidden: locks, temporaries
 
 
-_WORDS = {"ingest clean": "an `ingest clean` output", "shards build": "a `shards build` output", "train run": "a `train run` folder"}
+_WORDS = {
+    "ingest clean": "an `ingest clean` output",
+    "shards build": "a `shards build` output",
+    "train run": "a `train run` folder",
+}
 
 
 def describe(tool: str | None) -> str:
@@ -53,7 +57,9 @@ def check_target(out: str | Path, tool: str, *, overwrite: bool | None = None) -
     if found is None or found == tool:
         return
     if found == "":
-        raise ValueError(f"{out}: expected a new or empty folder (or an earlier `{tool}` output), got {describe(found)}")
+        raise ValueError(
+            f"{out}: expected a new or empty folder (or an earlier `{tool}` output), got {describe(found)}"
+        )
     if not overwrite:
         hint = "pass --overwrite to replace it" if overwrite is False else "choose another folder"
         raise ValueError(f"{out}: this is {describe(found)}, not {describe(tool)}; {hint}")

@@ -23,7 +23,8 @@ _warned: set[str] = set()
 
 
 def chart_rc() -> dict:
-    """matplotlib settings (``matplotlib.rc_context``): Latin from DejaVu Sans, the rest from the installed ``HANGUL`` fonts."""
+    """matplotlib settings (``matplotlib.rc_context``): Latin from DejaVu Sans, the rest from the installed
+    ``HANGUL`` fonts."""
     return {"font.family": [LATIN, *installed(HANGUL)]}
 
 
@@ -68,6 +69,10 @@ def chart_names(names: list[str]) -> list[str]:
         return names
     if missing not in _warned:
         _warned.add(missing)
-        log.warning("charts show class ids, not names: no installed font has the glyphs %s (fonts: %s); %s",
-                    missing, ", ".join(chart_rc()["font.family"]), FIX)  # fmt: skip
+        log.warning(
+            "charts show class ids, not names: no installed font has the glyphs %s (fonts: %s); %s",
+            missing,
+            ", ".join(chart_rc()["font.family"]),
+            FIX,
+        )
     return [str(i) for i in range(len(names))]

@@ -38,8 +38,14 @@ class FolderLock:
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)
-            who = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}" if holder else "another process"
-            raise FolderLocked(f"{self.names}: already {self.busy} by {who}; stop it first or use another folder") from None
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
+                if holder
+                else "another process"
+            )
+            raise FolderLocked(
+                f"{self.names}: already {self.busy} by {who}; stop it first or use another folder"
+            ) from None
         previous = _read(fd)
         if previous:
             self.took_over = previous

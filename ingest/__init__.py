@@ -16,7 +16,8 @@ the rest are this stage's insides):
 * ``ingest.cli``: ``main``, the ``ingest`` command.
 
 Other stages import nothing from here: ``shards`` reads the output files through the contracts in
-``common`` (``common.contracts.ingest_tables``, ``common.contracts.labels_file``), and the rules live in ``validation_rules``.
+``common`` (``common.contracts.ingest_tables``, ``common.contracts.labels_file``), and the rules live in
+``validation_rules``.
 Nothing is re-exported at the package level, so ``ingest --help`` does not load polars and the
 rule engine.
 """

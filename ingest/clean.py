@@ -17,22 +17,21 @@ from pathlib import Path
 
 import polars as pl
 
+from common.atomic import staged_folder, write_json, write_parquet
+from common.contracts.ingest_tables import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from common.contracts.labels_file import build_labels
 from common.executor import ExecutorOptions, open_executor, use_executor
 from common.folders import check_target
 from common.lock import FolderLock
 from ingest import report as report_mod
-from common.atomic import staged_folder, write_json, write_parquet
 from ingest.config import CleanConfig
-from common.contracts.labels_file import build_labels
+from ingest.grouping import GroupBy, apply_grouping
 from ingest.probe import probe_images
 from ingest.report_page import write_html
-from common.contracts.ingest_tables import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
-from ingest.grouping import GroupBy, apply_grouping
 from ingest.sources import AUTO, SourceOptions, get_source
 from ingest.sources import parse as parse_source
 from ingest.split import assign_splits, groups_in_both_splits
 from validation_rules import RuleSet, apply_rules, join_suspects, suspect_rules
-
 
 TOOL = "ingest clean"
 
@@ -63,32 +62,44 @@ def _clean(config: CleanConfig) -> CleanResult:
         _check_same_config(config, root)
     rules = RuleSet.load(config.rules)  # before parsing: the size limits apply while files are read
     options = SourceOptions(
-        label=config.label, annotations=config.annotations, workers=config.workers, quiet=config.quiet,
-        max_file_bytes=rules.param("annotation.too_large", "max_bytes"), allow_roots=tuple(map(str, config.allow_roots)),
-    )  # fmt: skip
+        label=config.label,
+        annotations=config.annotations,
+        workers=config.workers,
+        quiet=config.quiet,
+        max_file_bytes=rules.param("annotation.too_large", "max_bytes"),
+        allow_roots=tuple(map(str, config.allow_roots)),
+    )
     fmt, parsed = parse_source(root, config.format, options)
 
     grouping = apply_grouping(parsed.records, GroupBy.parse(config.group_by))
     records = grouping.frame.with_columns(sample_id=_sample_ids(grouping.frame))
     paths = records.get_column("image_path").drop_nulls().unique(maintain_order=True).to_list()
     max_pixels = rules.param("image.too_large", "max_pixels")
-    probes = probe_images(root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels, allowed=options.allow_roots)
+    probes = probe_images(
+        root, paths, workers=config.workers, quiet=config.quiet, max_pixels=max_pixels, allowed=options.allow_roots
+    )
     frame = get_source(fmt).post_probe(records.join(probes, on="image_path", how="left", maintain_order="left"))
 
     vocabulary = config.labels or parsed.vocabulary or _infer_vocabulary(frame)
     ruleset = rules.with_params("label.unknown", vocabulary=tuple(vocabulary))
     ruleset = suspect_rules(ruleset, config.suspects)
     if config.resplit_by_group:  # the data's own train/val folders give way; its held-out test stays
-        frame = frame.with_columns(split=pl.when(pl.col("split").is_in(CORE_SPLITS)).then(None).otherwise(pl.col("split")))
+        frame = frame.with_columns(
+            split=pl.when(pl.col("split").is_in(CORE_SPLITS)).then(None).otherwise(pl.col("split"))
+        )
     frame = assign_splits(frame, val_fraction=config.val_fraction, seed=config.seed)
     if config.suspects is not None:
         frame = join_suspects(frame, config.suspects)
     outcome = apply_rules(frame, ruleset)
 
-    extra = [c for c in parsed.extra_columns if c not in MANIFEST.names] + (["label_original"] if config.suspects else [])
+    extra = [c for c in parsed.extra_columns if c not in MANIFEST.names] + (
+        ["label_original"] if config.suspects else []
+    )
     label_ids = {name: i for i, name in enumerate(vocabulary)}
     manifest = conform(
-        outcome.clean.with_columns(label_id=pl.col("label").replace_strict(label_ids, default=None, return_dtype=pl.Int64)),
+        outcome.clean.with_columns(
+            label_id=pl.col("label").replace_strict(label_ids, default=None, return_dtype=pl.Int64)
+        ),
         MANIFEST,
         extra=extra,
     ).sort("split", "group_id", "image_path", "sample_id")
@@ -99,13 +110,23 @@ def _clean(config: CleanConfig) -> CleanResult:
     orphans = parsed.orphans if parsed.orphans is not None else empty(ORPHANS)
     resolved = _resolved_config(config, root, fmt, ruleset, vocabulary)
     report = report_mod.build_report(
-        fmt=fmt, parsed=parsed, frame=frame, manifest=manifest, quarantine=quarantine, orphans=orphans,
-        leaked_groups=groups_in_both_splits(manifest), grouping=grouping.summary(), config=resolved,
-    )  # fmt: skip
+        fmt=fmt,
+        parsed=parsed,
+        frame=frame,
+        manifest=manifest,
+        quarantine=quarantine,
+        orphans=orphans,
+        leaked_groups=groups_in_both_splits(manifest),
+        grouping=grouping.summary(),
+        config=resolved,
+    )
 
     out = config.out.resolve()
     refused = _abort_reason(config, fmt, parsed.notes, report, records_in=records.height, clean=manifest.height)
-    with FolderLock(out.parent, name=f".{out.name}.lock", busy=f"written by `{TOOL}`", names=out), staged_folder(out, tool=TOOL) as stage:
+    with (
+        FolderLock(out.parent, name=f".{out.name}.lock", busy=f"written by `{TOOL}`", names=out),
+        staged_folder(out, tool=TOOL) as stage,
+    ):
         write_parquet(stage / "quarantine.parquet", quarantine)
         write_parquet(stage / "orphans.parquet", orphans)
         write_json(stage / "report.json", report)
@@ -119,10 +140,16 @@ def _clean(config: CleanConfig) -> CleanResult:
     return CleanResult(manifest=manifest, quarantine=quarantine, report=report)
 
 
-def _abort_reason(config: CleanConfig, fmt: str, notes: dict, report: dict, *, records_in: int, clean: int) -> str | None:
+def _abort_reason(
+    config: CleanConfig, fmt: str, notes: dict, report: dict, *, records_in: int, clean: int
+) -> str | None:
     """Why the manifest must not be written, or None: an empty manifest is never a success, whatever the
     threshold, and a quarantined share above ``max_quarantine_fraction`` stops the run."""
-    top = ", ".join(f"{rule} {n}{report_mod.RULE_HINTS.get(rule, '')}" for rule, n in sorted(report["rules"].items(), key=lambda kv: -kv[1])[:3] if n)
+    top = ", ".join(
+        f"{rule} {n}{report_mod.RULE_HINTS.get(rule, '')}"
+        for rule, n in sorted(report["rules"].items(), key=lambda kv: -kv[1])[:3]
+        if n
+    )
     quarantined = records_in - clean
     share = quarantined / max(records_in, 1)
     if not records_in:
@@ -130,8 +157,10 @@ def _abort_reason(config: CleanConfig, fmt: str, notes: dict, report: dict, *, r
     if not clean:
         return f"all {records_in} records quarantined ({top})"
     if share > config.max_quarantine_fraction:
-        return (f"{quarantined} of {records_in} records quarantined ({share:.0%}: {top}), above "
-                f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}")
+        return (
+            f"{quarantined} of {records_in} records quarantined ({share:.0%}: {top}), above "
+            f"max_quarantine_fraction {config.max_quarantine_fraction:.0%}"
+        )
     return None
 
 
@@ -156,8 +185,8 @@ def _check_same_config(config: CleanConfig, root: Path) -> None:
     if changed:
         first = changed[0]
         raise ValueError(
-            f"{config.out}: an `ingest clean` output of another config ({', '.join(changed)} differ: "
-            f"{first} was {recorded[first]!r}, now {now.get(first)!r}); pass --overwrite to replace it, or choose another --out"
+            f"{config.out}: an `ingest clean` output of another config ({', '.join(changed)} differ: {first} was "
+            f"{recorded[first]!r}, now {now.get(first)!r}); pass --overwrite to replace it, or choose another --out"
         )
 
 

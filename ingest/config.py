@@ -21,9 +21,12 @@ class CleanConfig(ExecutorOptions):
     annotations: str | None = None  # coco/table: the annotation file under root
     labels: tuple[str, ...] | None = None  # the vocabulary; default: the source's own, else inferred
     rules: Path | None = None  # rule set TOML; default validation_rules/default.toml
-    allow_roots: tuple[Path, ...] = ()  # folders outside root that symlinks under it may lead into (frames on another disk)
+    allow_roots: tuple[
+        Path, ...
+    ] = ()  # folders outside root that symlinks under it may lead into (frames on another disk)
     suspects: Path | None = None  # a `train audit` folder: apply rule label.suspect (see validation_rules/suspect.py)
-    group_by: str = "auto"  # which images are one video (ingest.grouping.RULES): auto | source | folder | stem:REGEX | column:NAME | none
+    # which images are one video (ingest.grouping.RULES): auto | source | folder | stem:REGEX | column:NAME | none
+    group_by: str = "auto"
     resplit_by_group: bool = False  # ignore the data's own train/val folders: split grouped and stratified (test stays)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # used when the dataset has no split of its own
     seed: int = 0
@@ -38,7 +41,9 @@ class CleanConfig(ExecutorOptions):
     def _existing_folders(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
         for folder in value:
             if not folder.is_dir():
-                raise ValueError(f"{folder}: expected a folder to allow, got {'a file' if folder.exists() else 'nothing'}")
+                raise ValueError(
+                    f"{folder}: expected a folder to allow, got {'a file' if folder.exists() else 'nothing'}"
+                )
         return tuple(folder.resolve() for folder in value)
 
     @field_validator("group_by")

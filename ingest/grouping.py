@@ -62,7 +62,9 @@ class GroupBy:
                 try:
                     re.compile(arg)
                 except re.error as exc:
-                    raise ValueError(f"--group-by {text}: expected a regular expression after 'stem:', got an error: {exc}") from None
+                    raise ValueError(
+                        f"--group-by {text}: expected a regular expression after 'stem:', got an error: {exc}"
+                    ) from None
             return cls(kind, arg)
         if not sep and kind in ("auto", "source", "folder", "none"):
             return cls(kind)
@@ -143,7 +145,13 @@ def apply_grouping(frame: pl.DataFrame, rule: GroupBy) -> Grouping:
             extra = [c for c in frame.columns if c not in ("parse_error", "parse_rule")]
             raise ValueError(f"--group-by column:{rule.arg}: expected a column of the annotations, got columns {extra}")
         value = pl.col(rule.arg).cast(pl.String)
-        return _result(frame, pl.coalesce(pl.when(value.str.strip_chars() != "").then(value), path), f"column {rule.arg}", images, None)
+        return _result(
+            frame,
+            pl.coalesce(pl.when(value.str.strip_chars() != "").then(value), path),
+            f"column {rule.arg}",
+            images,
+            None,
+        )
     matched, warning = _regex(path, rule.arg), None
     misses = named.filter(matched.is_null()).get_column("image_path").n_unique()
     if misses:
@@ -168,14 +176,23 @@ def _auto(named: pl.DataFrame) -> tuple[pl.Expr | None, str, str | None]:
         best_share = max(best_share, share)
     if set_aside is not None:
         name, n = set_aside
-        return None, "", (
-            f"image names look like video frames ({name}) but would make {n} groups for {classes} classes (a split by "
-            f"video needs two per class); kept one group per image: pass --group-by folder | stem:REGEX | none to choose"
+        return (
+            None,
+            "",
+            (
+                f"image names look like video frames ({name}) but would make {n} groups for {classes} classes (a split "
+                "by video needs two per class); kept one group per image: pass --group-by folder | stem:REGEX | none "
+                "to choose"
+            ),
         )
     if paths.height and best_share >= _LOOKS_LIKE_FRAMES:
-        return None, "", (
-            f"{best_share:.0%} of the image names look like video frames, not all: kept one group per image, so frames of "
-            f"one video can land in train and val; pass --group-by folder | stem:REGEX to group them"
+        return (
+            None,
+            "",
+            (
+                f"{best_share:.0%} of the image names look like video frames, not all: kept one group per image, so "
+                "frames of one video can land in train and val; pass --group-by folder | stem:REGEX to group them"
+            ),
         )
     return None, "", None
 

@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageOps
 
-from common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
 from common.contracts.ingest_tables import PROBES, empty, polars_schema
+from common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
 from ingest.pool import chunked, map_chunks, worker_count
 from ingest.sources.files import bad_name, file_kind
 
@@ -45,7 +45,11 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tu
         return {**row, "status": "bad_name", "error": f"the file name {why}"}
     real = resolve_under(root, rel, allowed)
     if real is None:
-        return {**row, "status": "outside_root", "error": "a path that leaves the root (--allow-root DIR admits a folder a symlink leads to)"}
+        return {
+            **row,
+            "status": "outside_root",
+            "error": "a path that leaves the root (--allow-root DIR admits a folder a symlink leads to)",
+        }
     try:
         st_mode = os.stat(real).st_mode
         if not stat.S_ISREG(st_mode):
@@ -64,10 +68,22 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tu
         img = Image.open(io.BytesIO(data))
         fmt, mode, (w, h) = img.format, img.mode, img.size
         if max_pixels is not None and w * h > max_pixels:  # before getexif(), which decodes a whole PNG
-            return {**row, "status": "too_large", "error": f"{w}x{h} pixels (as stored)", "width": w, "height": h, "image_format": fmt, "image_mode": mode}
+            return {
+                **row,
+                "status": "too_large",
+                "error": f"{w}x{h} pixels (as stored)",
+                "width": w,
+                "height": h,
+                "image_format": fmt,
+                "image_mode": mode,
+            }
         orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
         if fmt == "JPEG" and not jpeg_has_scan(data):
-            return {**row, "status": "unreadable", "error": "a JPEG with headers but no image data (cut after its headers)"}
+            return {
+                **row,
+                "status": "unreadable",
+                "error": "a JPEG with headers but no image data (cut after its headers)",
+            }
         if fmt == "JPEG":
             img.draft(None, (max(1, w // 8), max(1, h // 8)))  # DCT-domain downscale, whole stream read
         img.load()
@@ -82,7 +98,15 @@ def probe_one(root: str, rel: str, *, max_pixels: int | None = None, allowed: tu
         phash = dhash(img)
     except (OSError, ValueError):  # a mode PIL cannot convert: the image stays, without a hash
         phash = None
-    return {**row, "width": w, "height": h, "image_format": fmt, "image_mode": mode, "orientation": orientation, "dhash": phash}
+    return {
+        **row,
+        "width": w,
+        "height": h,
+        "image_format": fmt,
+        "image_mode": mode,
+        "orientation": orientation,
+        "dhash": phash,
+    }
 
 
 def jpeg_has_scan(data: bytes) -> bool:
@@ -105,7 +129,9 @@ def jpeg_has_scan(data: bytes) -> bool:
             continue
         start = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
         if marker == 0xDA:  # SOS: the scan follows its header
-            return start < len(data) and not (data[start] == 0xFF and (start + 1 >= len(data) or data[start + 1] not in _IN_SCAN))
+            return start < len(data) and not (
+                data[start] == 0xFF and (start + 1 >= len(data) or data[start + 1] not in _IN_SCAN)
+            )
         pos = start
     return False
 
@@ -131,7 +157,12 @@ def _probe_chunk(args: tuple[str, list[str], int | None, tuple[str, ...]]) -> li
 
 
 def probe_images(
-    root: str | Path, paths: Iterable[str], *, workers: int | None = None, quiet: bool = False, max_pixels: int | None = None,
+    root: str | Path,
+    paths: Iterable[str],
+    *,
+    workers: int | None = None,
+    quiet: bool = False,
+    max_pixels: int | None = None,
     allowed: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """Probe every distinct path under ``root``; returns one ``PROBES`` row per path, in input order.
@@ -145,6 +176,14 @@ def probe_images(
     allowed = tuple(os.path.realpath(a) for a in allowed)
     jobs = [(root, list(part), max_pixels, allowed) for part in chunked(paths, workers=workers, max_chunk=_CHUNK)]
     rows: list[dict] = []
-    for out in map_chunks(_probe_chunk, jobs, sizes=[len(p) for _, p, *_ in jobs], workers=workers, desc="probe images", unit="img", quiet=quiet):
+    for out in map_chunks(
+        _probe_chunk,
+        jobs,
+        sizes=[len(p) for _, p, *_ in jobs],
+        workers=workers,
+        desc="probe images",
+        unit="img",
+        quiet=quiet,
+    ):
         rows += out
     return pl.from_dicts(rows, schema=polars_schema(PROBES)) if rows else empty(PROBES)

@@ -35,7 +35,9 @@ def build_report(
         "clean": manifest.height,
         "quarantined": quarantine.height,
         "rules": {rule: rule_hits.get(rule, 0) for rule in list_rules() if rule in active},
-        "repairs": _count_list(manifest.with_columns(pl.col("repairs").list.eval(pl.element().str.extract(r"^([^:]+):"))), "repairs"),
+        "repairs": _count_list(
+            manifest.with_columns(pl.col("repairs").list.eval(pl.element().str.extract(r"^([^:]+):"))), "repairs"
+        ),
         "warnings": _count_list(manifest, "warnings"),
         "orphan_images": orphans.height,
         "orphan_examples": orphans.get_column("image_path").head(10).to_list(),
@@ -48,13 +50,21 @@ def build_report(
         },
         "classes": {"before": _counts(frame, "label"), "after": _counts(manifest, "label")},
         "splits": {
-            split: {"samples": part.height, "groups": part.get_column("group_id").n_unique(), "classes": _counts(part, "label")}
+            split: {
+                "samples": part.height,
+                "groups": part.get_column("group_id").n_unique(),
+                "classes": _counts(part, "label"),
+            }
             # test is listed when the dataset has test records, even if all of them were quarantined
-            for split, part in ((s, manifest.filter(pl.col("split") == s)) for s in listed_splits(frame.get_column("split").unique()))
+            for split, part in (
+                (s, manifest.filter(pl.col("split") == s)) for s in listed_splits(frame.get_column("split").unique())
+            )
         },
         "grouping": grouping,  # which rule made the groups (ingest.grouping), how many, and a warning if any
         "groups_in_both_splits": leaked_groups,
-        "label_disagreement": _disagreement(frame) if {"owner_emotion", "inspect_emotion"} <= set(frame.columns) else None,
+        "label_disagreement": _disagreement(frame)
+        if {"owner_emotion", "inspect_emotion"} <= set(frame.columns)
+        else None,
         "examples": _examples(quarantine, frame, list(rule_hits)),
         "source_notes": parsed.notes,
         "near_duplicates": near_duplicate_summary(frame, manifest),
@@ -86,7 +96,11 @@ def _examples(quarantine: pl.DataFrame, frame: pl.DataFrame, rules: list[str]) -
     page's thumbnails); every text bounded."""
     boxes = None
     if {"sample_id", *BBOX_COLUMNS} <= set(frame.columns):
-        boxes = frame.select("sample_id", *BBOX_COLUMNS).filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first")
+        boxes = (
+            frame.select("sample_id", *BBOX_COLUMNS)
+            .filter(pl.col("sample_id").is_not_null())
+            .unique("sample_id", keep="first")
+        )
     out = {}
     for rule in rules:
         rows = quarantine.filter(pl.col("rule").list.contains(rule)).head(_EXAMPLES_PER_RULE)
@@ -95,9 +109,13 @@ def _examples(quarantine: pl.DataFrame, frame: pl.DataFrame, rules: list[str]) -
         else:
             rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in BBOX_COLUMNS)
         out[rule] = rows.select(
-            "source_file", "record", pl.col("image_path").str.slice(0, 500), pl.col("rule").alias("rules"),
-            pl.col("detail").str.slice(0, 500), *BBOX_COLUMNS,
-        ).to_dicts()  # fmt: skip
+            "source_file",
+            "record",
+            pl.col("image_path").str.slice(0, 500),
+            pl.col("rule").alias("rules"),
+            pl.col("detail").str.slice(0, 500),
+            *BBOX_COLUMNS,
+        ).to_dicts()
     return out
 
 
@@ -129,7 +147,11 @@ def _disagreement(frame: pl.DataFrame) -> dict[str, dict]:
         .sort("inspect_emotion")
     )
     return {
-        _short(row["inspect_emotion"]): {"videos": row["videos"], "disagree": row["disagree"], "rate": round(row["disagree"] / row["videos"], 4)}
+        _short(row["inspect_emotion"]): {
+            "videos": row["videos"],
+            "disagree": row["disagree"],
+            "rate": round(row["disagree"] / row["videos"], 4),
+        }
         for row in stats.iter_rows(named=True)
     }
 

@@ -31,11 +31,16 @@ THUMB_MAX_BYTES = 64 << 20
 # Rules whose image is fine to open: the record failed on its box or label, not on its file.
 NO_THUMBNAIL = ("image.", "path.", "annotation.")
 OPENABLE_IMAGE_RULES = ("image.duplicate", "image.near_duplicate", "image.size_mismatch")
-_CSS = "body{font-family:" + CSS_FONT_FAMILY + """;max-width:1000px;margin:2em auto;color:#222}
+_CSS = (
+    "body{font-family:"
+    + CSS_FONT_FAMILY
+    + """;max-width:1000px;margin:2em auto;color:#222}
 th{text-align:left;padding-right:1em} td.n{text-align:right;font-variant-numeric:tabular-nums;padding-right:1em}
 .chart svg{max-width:100%;height:auto} .examples{display:flex;flex-wrap:wrap;gap:10px}
 .card{width:220px;border:1px solid #ccc;padding:6px;font-size:12px;word-break:break-all}
-.card img{display:block;max-width:100%;margin-bottom:4px} .noimg{height:60px;background:#eee;color:#777;text-align:center;line-height:60px}"""
+.card img{display:block;max-width:100%;margin-bottom:4px} \
+.noimg{height:60px;background:#eee;color:#777;text-align:center;line-height:60px}"""
+)
 
 
 def write_html(path: Path, report: dict) -> None:
@@ -44,42 +49,90 @@ def write_html(path: Path, report: dict) -> None:
     records = max(report["records_in"], 1)
     summary = "".join(
         f"<tr><th>{e(name)}</th><td class=n>{value:,}</td><td class=n>{value / records:.1%}</td></tr>"
-        for name, value in (("records in", report["records_in"]), ("clean", report["clean"]), ("quarantined", report["quarantined"]))
+        for name, value in (
+            ("records in", report["records_in"]),
+            ("clean", report["clean"]),
+            ("quarantined", report["quarantined"]),
+        )
     )
     summary += f"<tr><th>orphan images</th><td class=n>{report['orphan_images']:,}</td><td></td></tr>"
-    summary += f"<tr><th>groups in both splits</th><td class=n>{len(report['groups_in_both_splits']):,}</td><td></td></tr>"
+    summary += (
+        f"<tr><th>groups in both splits</th><td class=n>{len(report['groups_in_both_splits']):,}</td><td></td></tr>"
+    )
     grouping = report.get("grouping") or {}
     if grouping:
-        summary += (f"<tr><th>grouped by</th><td colspan=2>{e(grouping['rule'])}: {grouping['images']:,} images in "
-                    f"{grouping['groups']:,} groups</td></tr>")  # fmt: skip
+        summary += (
+            f"<tr><th>grouped by</th><td colspan=2>{e(grouping['rule'])}: {grouping['images']:,} images in "
+            f"{grouping['groups']:,} groups</td></tr>"
+        )
     notes = [grouping.get("warning")] if grouping.get("warning") else []
     if report["groups_in_both_splits"]:
         leaked = report["groups_in_both_splits"]
-        notes.append(f"the data's own split puts {len(leaked):,} groups in more than one split (frames of one video in train "
-                     f"and validation): {', '.join(leaked[:20])}{' ...' if len(leaked) > 20 else ''}; "
-                     f"ingest clean --resplit-by-group splits them by group")  # fmt: skip
+        notes.append(
+            f"the data's own split puts {len(leaked):,} groups in more than one split (frames of one video in train "
+            f"and validation): {', '.join(leaked[:20])}{' ...' if len(leaked) > 20 else ''}; "
+            f"ingest clean --resplit-by-group splits them by group"
+        )
     with matplotlib.rc_context(chart_rc()):  # Latin, then a Hangul font: Korean class names measured and named right
         sections = [
             f"<h1>pawpipe ingest report</h1><p>{e(report['root'])} ({e(report['format'])})</p><table>{summary}</table>",
             "".join(f"<p class=warning><b>warning:</b> {e(n)}</p>" for n in notes),
             _bars("Quarantined records per rule", report["rules"], total=records, of="of records", color="#e45756"),
-            _bars("Repairs per rule (kept records)", report["repairs"], total=records, of="of records", color="#f58518"),
-            _bars("Warnings per rule (kept records)", report["warnings"], total=records, of="of records", color="#eeca3b"),
-            _grouped("Classes before and after cleaning", {"before": report["classes"]["before"], "after": report["classes"]["after"]}),
-            _grouped("Classes per split (share of the split)", {f"{s} ({i['samples']:,} in {i['groups']:,} groups)": i["classes"]
-                                                                for s, i in report["splits"].items()}, shares=True),  # fmt: skip
+            _bars(
+                "Repairs per rule (kept records)", report["repairs"], total=records, of="of records", color="#f58518"
+            ),
+            _bars(
+                "Warnings per rule (kept records)", report["warnings"], total=records, of="of records", color="#eeca3b"
+            ),
+            _grouped(
+                "Classes before and after cleaning",
+                {"before": report["classes"]["before"], "after": report["classes"]["after"]},
+            ),
+            _grouped(
+                "Classes per split (share of the split)",
+                {
+                    f"{s} ({i['samples']:,} in {i['groups']:,} groups)": i["classes"]
+                    for s, i in report["splits"].items()
+                },
+                shares=True,
+            ),
         ]
         if report.get("label_disagreement"):
             rows = report["label_disagreement"]
-            sections.append(_bars("Owner vs inspector emotion: videos labelled differently", {k: v["disagree"] for k, v in rows.items()},
-                                  totals={k: v["videos"] for k, v in rows.items()}, of="of the class's videos", color="#b279a2"))  # fmt: skip
+            sections.append(
+                _bars(
+                    "Owner vs inspector emotion: videos labelled differently",
+                    {k: v["disagree"] for k, v in rows.items()},
+                    totals={k: v["videos"] for k, v in rows.items()},
+                    of="of the class's videos",
+                    color="#b279a2",
+                )
+            )
         if report.get("near_duplicates"):
             sections.append(_near_duplicates(report["near_duplicates"]))
-        sections.append(_bars("Image formats", report["images"]["by_format"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
-        sections.append(_bars("Image modes", report["images"]["by_mode"], total=max(report["images"]["distinct"], 1), of="of images", color="#9d755d"))
+        sections.append(
+            _bars(
+                "Image formats",
+                report["images"]["by_format"],
+                total=max(report["images"]["distinct"], 1),
+                of="of images",
+                color="#9d755d",
+            )
+        )
+        sections.append(
+            _bars(
+                "Image modes",
+                report["images"]["by_mode"],
+                total=max(report["images"]["distinct"], 1),
+                of="of images",
+                color="#9d755d",
+            )
+        )
         sections.append(_examples(report))
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>pawpipe ingest report</title>'
-            f'<style>{_CSS}</style></head><body>{"".join(sections)}</body></html>\n')  # fmt: skip
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>pawpipe ingest report</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n"
+    )
     write_text(path, page)
 
 
@@ -100,8 +153,15 @@ def _svg(figure) -> str:
     return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
 
 
-def _bars(title: str, values: dict[str, int], *, total: int = 0, totals: dict[str, int] | None = None, of: str = "",
-          color: str = "#4c78a8") -> str:  # fmt: skip
+def _bars(
+    title: str,
+    values: dict[str, int],
+    *,
+    total: int = 0,
+    totals: dict[str, int] | None = None,
+    of: str = "",
+    color: str = "#4c78a8",
+) -> str:
     """Horizontal bars, each labelled ``count (share %)`` of ``total`` (or of its own ``totals[name]``)."""
     head = f"<h2>{html.escape(title)}</h2>"
     if not values:
@@ -162,12 +222,19 @@ def _near_duplicates(near: dict) -> str:
     dists = [str(d) for d in near["distances"]]
     classes = sorted({c for d in dists for c in near["by_distance"][d]["classes"]})
     head = "".join(f"<th>distance &le; {d}</th>" for d in dists)
-    rows = "".join(f"<tr><td>{e(c)}</td>" + "".join(f"<td class=n>{near['by_distance'][d]['classes'].get(c, 0):,}</td>" for d in dists)
-                   + "</tr>" for c in classes)  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{e(c)}</td>"
+        + "".join(f"<td class=n>{near['by_distance'][d]['classes'].get(c, 0):,}</td>" for d in dists)
+        + "</tr>"
+        for c in classes
+    )
     total = "".join(f"<td class=n><b>{near['by_distance'][d]['near_duplicates']:,}</b></td>" for d in dists)
     share = "".join(f"<td class=n>{near['by_distance'][d]['epoch_share_saved']:.1%}</td>" for d in dists)
-    return (f"<h2>Near-duplicate training frames (same video and label, of {near['train_samples']:,})</h2>"
-            f"<table><tr><th>class</th>{head}</tr>{rows}<tr><th>all</th>{total}</tr><tr><th>epoch saved</th>{share}</tr></table>")  # fmt: skip
+    return (
+        "<h2>Near-duplicate training frames (same video and label, of "
+        f"{near['train_samples']:,})</h2><table><tr><th>class</th>{head}</tr>{rows}"
+        f"<tr><th>all</th>{total}</tr><tr><th>epoch saved</th>{share}</tr></table>"
+    )
 
 
 # -- quarantined examples ------------------------------------------------------------------------------
@@ -179,9 +246,15 @@ def _examples(report: dict) -> str:
         cards = []
         for row in rows:
             uri = thumbnail(root, row) if _openable(row.get("rules") or [rule]) else None
-            img = f'<img src="{uri}" alt="{e(str(row.get("image_path")))}">' if uri else '<div class="noimg">no thumbnail</div>'
-            cards.append(f'<div class="card">{img}<code>{e(str(row["source_file"]))}</code> [{e(str(row["record"]))}]<br>'
-                         f'{e(row.get("detail") or "")}</div>')  # fmt: skip
+            img = (
+                f'<img src="{uri}" alt="{e(str(row.get("image_path")))}">'
+                if uri
+                else '<div class="noimg">no thumbnail</div>'
+            )
+            cards.append(
+                f'<div class="card">{img}<code>{e(str(row["source_file"]))}</code> [{e(str(row["record"]))}]<br>'
+                f"{e(row.get('detail') or '')}</div>"
+            )
         parts.append(f"<h3>{e(rule)}</h3><div class=examples>{''.join(cards)}</div>")
     return "".join(parts)
 

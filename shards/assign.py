@@ -24,9 +24,26 @@ from common.contracts.ingest_tables import BBOX_COLUMNS, MANIFEST, SPLITS, colum
 
 # The manifest columns a shard depends on: identity, label, box, the image facts the crop plan
 # uses and the hash the file is checked against (not provenance, repairs or warnings).
-PLAN_COLUMNS = columns(MANIFEST, "sample_id", "image_path", "group_id", "split", "label", "label_id", *BBOX_COLUMNS,
-                       "width", "height", "image_format", "image_mode", "orientation", "content_hash")  # fmt: skip
-ROW_COLUMNS = ("key", *(name for name in PLAN_COLUMNS if name != "split"))  # a shard task's rows (its split is the task's)
+PLAN_COLUMNS = columns(
+    MANIFEST,
+    "sample_id",
+    "image_path",
+    "group_id",
+    "split",
+    "label",
+    "label_id",
+    *BBOX_COLUMNS,
+    "width",
+    "height",
+    "image_format",
+    "image_mode",
+    "orientation",
+    "content_hash",
+)
+ROW_COLUMNS = (
+    "key",
+    *(name for name in PLAN_COLUMNS if name != "split"),
+)  # a shard task's rows (its split is the task's)
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -59,11 +76,15 @@ def read_manifest(manifest_dir: str | Path) -> pl.DataFrame:
         problems.append(f"split: expected one of {SPLITS}, got {bad_split.get_column('split').unique().to_list()[:5]}")
     dup = frame.filter(pl.col("sample_id").is_duplicated() | pl.col("sample_id").is_null())
     if dup.height:
-        problems.append(f"sample_id: expected unique non-null ids, got repeats like {dup.get_column('sample_id').head(3).to_list()}")
+        problems.append(
+            f"sample_id: expected unique non-null ids, got repeats like {dup.get_column('sample_id').head(3).to_list()}"
+        )
     bad_label = frame.filter(pl.col("label_id").is_null() | (pl.col("label_id") < 0))
     if bad_label.height:
-        problems.append(f"label_id: expected ids >= 0, got {bad_label.get_column('label_id').head(3).to_list()} "
-                        f"for {bad_label.get_column('sample_id').head(3).to_list()}")  # fmt: skip
+        problems.append(
+            f"label_id: expected ids >= 0, got {bad_label.get_column('label_id').head(3).to_list()} "
+            f"for {bad_label.get_column('sample_id').head(3).to_list()}"
+        )
     if problems:
         raise ValueError(f"{path}: " + "; ".join(problems))
     return frame

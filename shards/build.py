@@ -28,18 +28,27 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from common.atomic import check_outputs, sweep_temps, write_parquet
+from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
+from common.contracts.ingest_tables import SPLITS, listed_splits, polars_schema
+from common.contracts.labels_file import load_labels
+from common.contracts.shard_tables import (
+    FAILED,
+    FAILED_FILE,
+    NOT_SELECTED,
+    SAMPLES,
+    SAMPLES_FILE,
+    SHARDS,
+    SHARDS_FILE,
+    check_columns,
+)
 from common.executor import Executor, LocalExecutor, open_executor
 from common.folders import check_target
 from common.lock import FolderLock
-from common.atomic import check_outputs, sweep_temps, write_parquet
-from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
-from common.contracts.shard_tables import FAILED, FAILED_FILE, NOT_SELECTED, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
-from common.contracts.labels_file import load_labels
 from common.progress import progress
-from common.contracts.ingest_tables import SPLITS, listed_splits, polars_schema
 from shards import journal
-from shards.config import ShardConfig
 from shards.assign import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
+from shards.config import ShardConfig
 from shards.select import Selection, select_train
 from shards.worker import ShardTask, build_shard
 
@@ -47,7 +56,9 @@ MIN_SAMPLES_FOR_ABORT = 1000
 
 SHARDS_DTYPES, SAMPLES_DTYPES, FAILED_DTYPES = polars_schema(SHARDS), polars_schema(SAMPLES), polars_schema(FAILED)
 # A journal entry's samples (shards.worker): samples.parquet's columns but the reason, decode_path named "path".
-_ENTRY_SAMPLES = {"path" if name == "decode_path" else name: dtype for name, dtype in SAMPLES_DTYPES.items() if name != "reason"}
+_ENTRY_SAMPLES = {
+    "path" if name == "decode_path" else name: dtype for name, dtype in SAMPLES_DTYPES.items() if name != "reason"
+}
 
 
 class BuildAborted(RuntimeError):
@@ -94,14 +105,18 @@ def build(config: ShardConfig) -> BuildSummary:
 def partition_lock(config: ShardConfig) -> FolderLock:
     """The lock of this partition (or of finalize) on ``--out``: one process builds it at a time."""
     name = ".finalize.lock" if config.finalize else f".build-{config.partition}-of-{config.num_partitions}.lock"
-    return FolderLock(config.out, name=name, busy="being built" + ("" if config.finalize else f" (partition {config.partition})"))
+    return FolderLock(
+        config.out, name=name, busy="being built" + ("" if config.finalize else f" (partition {config.partition})")
+    )
 
 
 def _build_locked(config: ShardConfig) -> BuildSummary:
     if config.finalize:
         started = time.perf_counter()
         doc = finalize(config)
-        return BuildSummary(out=config.out, partition="finalize", planned=0, seconds=time.perf_counter() - started, finalized=doc)
+        return BuildSummary(
+            out=config.out, partition="finalize", planned=0, seconds=time.perf_counter() - started, finalized=doc
+        )
     with open_executor(config) as executor:  # first: a missing extra or an unreachable cluster fails before planning
         return _build(config, executor)
 
@@ -110,12 +125,16 @@ def _build(config: ShardConfig, executor: Executor) -> BuildSummary:
     started = time.perf_counter()
     ctx = _context(config)
     mine = [p for p in ctx.planned if p.partition(config.num_partitions) == config.partition]
-    summary = BuildSummary(out=config.out, partition=f"{config.partition} of {config.num_partitions}", planned=len(mine))
+    summary = BuildSummary(
+        out=config.out, partition=f"{config.partition} of {config.num_partitions}", planned=len(mine)
+    )
     _sweep_partials(config.out, {(p.split, p.name) for p in mine})
     todo, done_samples = [], 0
     for p in mine:
         entry = journal.read_entry(config.out, p.split, p.name)
-        if journal.is_finished(config.out, entry, ctx.fingerprint) and not (config.retry_failed and entry["failed"]["sample_id"]):
+        if journal.is_finished(config.out, entry, ctx.fingerprint) and not (
+            config.retry_failed and entry["failed"]["sample_id"]
+        ):
             summary.skipped += 1
             done_samples += p.stop - p.start
         else:
@@ -160,7 +179,9 @@ class _Context:
     planned: list[PlannedShard]
     fingerprint: str
     selection: Selection | None = None  # a data-diet build (--select/--keep): the training rows left out
-    allowed: tuple[str, ...] = ()  # folders outside the root that symlinks under it may lead into (ingest's --allow-root)
+    allowed: tuple[
+        str, ...
+    ] = ()  # folders outside the root that symlinks under it may lead into (ingest's --allow-root)
 
 
 def _context(config: ShardConfig) -> _Context:
@@ -170,35 +191,66 @@ def _context(config: ShardConfig) -> _Context:
         raise ValueError(f"{root}: expected the dataset root folder, got {'a file' if root.exists() else 'nothing'}")
     manifest = read_manifest(config.manifest_dir)
     if manifest.is_empty():  # an empty manifest is never a success: nothing downstream could use the shards
-        raise ValueError(f"{config.manifest_dir / 'manifest.parquet'}: expected clean samples, got none; see its report.html")
+        raise ValueError(
+            f"{config.manifest_dir / 'manifest.parquet'}: expected clean samples, got none; see its report.html"
+        )
     labels = load_labels(config.manifest_dir)
     num_classes = len(labels["vocabulary"])
     too_big = manifest.filter(manifest["label_id"] >= num_classes)
     if too_big.height:
-        raise ValueError(f"{config.manifest_dir}: label_id {too_big['label_id'][0]} for sample "
-                         f"{too_big['sample_id'][0]!r}, expected < {num_classes} (labels.json vocabulary)")  # fmt: skip
+        raise ValueError(
+            f"{config.manifest_dir}: label_id {too_big['label_id'][0]} for sample "
+            f"{too_big['sample_id'][0]!r}, expected < {num_classes} (labels.json vocabulary)"
+        )
     selection = None
     if config.keep is not None:  # the plan covers the kept rows only; the rest are accounted for at finalize
         warnings = pl.read_parquet(config.manifest_dir / "manifest.parquet", columns=["sample_id", "warnings"])
-        selection = select_train(manifest, scores=config.select, method=config.method(), keep=config.keep,
-                                 keep_per_class_min=config.keep_per_class_min, seed=config.seed,
-                                 near_duplicates_last=config.near_duplicates_last, warnings=warnings)  # fmt: skip
+        selection = select_train(
+            manifest,
+            scores=config.select,
+            method=config.method(),
+            keep=config.keep,
+            keep_per_class_min=config.keep_per_class_min,
+            seed=config.seed,
+            near_duplicates_last=config.near_duplicates_last,
+            warnings=warnings,
+        )
         manifest = selection.apply(manifest)
     doc = journal.build_document(
-        {**config.output_options(), **(selection.options() if selection else {})}, manifest_dir=config.manifest_dir, manifest_sha256=manifest_sha256(config.manifest_dir), root=root
+        {**config.output_options(), **(selection.options() if selection else {})},
+        manifest_dir=config.manifest_dir,
+        manifest_sha256=manifest_sha256(config.manifest_dir),
+        root=root,
     )
     journal.record_build(config.out, doc)
     splits = shuffled_splits(manifest, seed=config.seed)
-    return _Context(root, labels, splits, plan_shards(splits, max_samples=config.max_samples), doc["fingerprint"], selection,
-                    config.allowed_roots())
+    return _Context(
+        root,
+        labels,
+        splits,
+        plan_shards(splits, max_samples=config.max_samples),
+        doc["fingerprint"],
+        selection,
+        config.allowed_roots(),
+    )
 
 
 def _tasks(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], parent_pid: int | None):
     options = config.output_options()
     for p in todo:
         rows = ctx.splits[p.split].slice(p.start, p.stop - p.start).select(ROW_COLUMNS).to_dicts()
-        yield ShardTask(str(config.out.resolve()), str(ctx.root), p.split, p.name, rows, options,
-                        len(ctx.labels["vocabulary"]), ctx.fingerprint, parent_pid, ctx.allowed)  # fmt: skip
+        yield ShardTask(
+            str(config.out.resolve()),
+            str(ctx.root),
+            p.split,
+            p.name,
+            rows,
+            options,
+            len(ctx.labels["vocabulary"]),
+            ctx.fingerprint,
+            parent_pid,
+            ctx.allowed,
+        )
 
 
 def _run(config: ShardConfig, ctx: _Context, todo: list[PlannedShard], executor: Executor):
@@ -248,7 +300,11 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> DatasetFile:
         else:
             missing.append(p)
     if missing:
-        where = (lambda p: f" (partition {p.partition(config.num_partitions)})") if config.num_partitions > 1 else (lambda p: "")
+        where = (
+            (lambda p: f" (partition {p.partition(config.num_partitions)})")
+            if config.num_partitions > 1
+            else (lambda p: "")
+        )
         raise ValueError(
             f"{out}: {len(missing)} of {len(ctx.planned)} planned shards are not finished, e.g. "
             + ", ".join(f"{p.split}/{p.name}{where(p)}" for p in missing[:5])
@@ -262,19 +318,37 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> DatasetFile:
     for split in listed_splits(split for split, rows in ctx.splits.items() if rows.height):
         mine = [entries[p] for p in ctx.planned if p.split == split]
         shards = pl.DataFrame(
-            [{"shard": part["shard"], "planned": e["planned"], "samples": part["samples"], "bytes": part["bytes"],
-              "sha256": part["sha256"], "classes": part["classes"]} for e in mine for part in e["parts"]],
+            [
+                {
+                    "shard": part["shard"],
+                    "planned": e["planned"],
+                    "samples": part["samples"],
+                    "bytes": part["bytes"],
+                    "sha256": part["sha256"],
+                    "classes": part["classes"],
+                }
+                for e in mine
+                for part in e["parts"]
+            ],
             schema=SHARDS_DTYPES,
-        )  # fmt: skip
+        )
         samples = pl.concat(
             [pl.DataFrame(e["samples"], schema=_ENTRY_SAMPLES) for e in mine] or [pl.DataFrame(schema=_ENTRY_SAMPLES)]
         ).rename({"path": "decode_path"})
         failed = pl.concat(
-            [pl.DataFrame({**e["failed"], "split": [split] * len(e["failed"]["sample_id"]),
-                           "planned_shard": [e["planned"]] * len(e["failed"]["sample_id"])},
-                          schema=FAILED_DTYPES).select(list(FAILED_DTYPES)) for e in mine]
+            [
+                pl.DataFrame(
+                    {
+                        **e["failed"],
+                        "split": [split] * len(e["failed"]["sample_id"]),
+                        "planned_shard": [e["planned"]] * len(e["failed"]["sample_id"]),
+                    },
+                    schema=FAILED_DTYPES,
+                ).select(list(FAILED_DTYPES))
+                for e in mine
+            ]
             or [pl.DataFrame(schema=FAILED_DTYPES)]
-        )  # fmt: skip
+        )
         _check_accounting(split, ctx.splits[split], samples, failed)
         if split == "train":
             for e in mine:
@@ -284,7 +358,11 @@ def finalize(config: ShardConfig, ctx: _Context | None = None) -> DatasetFile:
         _write_table(out / split / SHARDS_FILE, shards, SHARDS)
         samples = samples.with_columns(reason=pl.lit(None, dtype=SAMPLES_DTYPES["reason"]))
         left_out = ctx.selection.not_selected() if ctx.selection is not None and split == "train" else samples.clear()
-        _write_table(out / split / SAMPLES_FILE, pl.concat([samples, _not_selected_rows(left_out)], how="diagonal_relaxed"), SAMPLES)
+        _write_table(
+            out / split / SAMPLES_FILE,
+            pl.concat([samples, _not_selected_rows(left_out)], how="diagonal_relaxed"),
+            SAMPLES,
+        )
         failed_frames.append(failed)
         per_class = [0] * len(vocabulary)
         for label_id, n in samples.group_by("label_id").len().iter_rows():
@@ -335,18 +413,26 @@ def _not_selected_rows(left_out: pl.DataFrame) -> pl.DataFrame:
     """samples.parquet rows for training samples a data-diet build left out: no shard, reason not_selected."""
     dtype = SAMPLES_DTYPES
     return left_out.select(
-        "sample_id", pl.lit(None, dtype=dtype["key"]).alias("key"), pl.lit(None, dtype=dtype["shard"]).alias("shard"),
-        pl.col("label_id").cast(dtype["label_id"]), pl.lit(None, dtype=dtype["decode_path"]).alias("decode_path"),
+        "sample_id",
+        pl.lit(None, dtype=dtype["key"]).alias("key"),
+        pl.lit(None, dtype=dtype["shard"]).alias("shard"),
+        pl.col("label_id").cast(dtype["label_id"]),
+        pl.lit(None, dtype=dtype["decode_path"]).alias("decode_path"),
         pl.lit(NOT_SELECTED, dtype=dtype["reason"]).alias("reason"),
-    )  # fmt: skip
+    )
 
 
 def _pixel_stats(pixels: dict) -> PixelStats:
     n = pixels["count"]
     mean = [s / n for s in pixels["sum"]] if n else [0.0] * 3
     std = [math.sqrt(max(0.0, q / n - m * m)) for q, m in zip(pixels["sum_sq"], mean)] if n else [0.0] * 3
-    return PixelStats(computed_on="train", scale="0-255 (uint8 RGB)", pixels=n,
-                      mean=[round(v, 4) for v in mean], std=[round(v, 4) for v in std])  # fmt: skip
+    return PixelStats(
+        computed_on="train",
+        scale="0-255 (uint8 RGB)",
+        pixels=n,
+        mean=[round(v, 4) for v in mean],
+        std=[round(v, 4) for v in std],
+    )
 
 
 def _check_accounting(split: str, planned: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame) -> None:
@@ -357,7 +443,7 @@ def _check_accounting(split: str, planned: pl.DataFrame, samples: pl.DataFrame, 
     extra = ids.join(planned.select("sample_id"), on="sample_id", how="anti")
     if dup.height or lost.height or extra.height:
         raise RuntimeError(
-            f"accounting, split {split}: {planned.height} manifest rows, {samples.height} written + {failed.height} failed; "
-            f"repeated {dup['sample_id'].head(3).to_list()}, lost {lost['sample_id'].head(3).to_list()}, "
+            f"accounting, split {split}: {planned.height} manifest rows, {samples.height} written + {failed.height} "
+            f"failed; repeated {dup['sample_id'].head(3).to_list()}, lost {lost['sample_id'].head(3).to_list()}, "
             f"unknown {extra['sample_id'].head(3).to_list()}"
         )

@@ -11,7 +11,9 @@ from common.executor import add_executor_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shards", description="Clean manifest -> shuffled WebDataset shards for DALI.")
+    parser = argparse.ArgumentParser(
+        prog="shards", description="Clean manifest -> shuffled WebDataset shards for DALI."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="write the shards of an `ingest clean` output folder")
@@ -32,17 +34,30 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--num-partitions", type=int, help="K copies of this job share the work (1)")
     b.add_argument("--partition", type=int, help="which copy this is, 0..K-1 (0)")
     b.add_argument("--finalize", action="store_true", default=None, help="only write the split-level files")
-    b.add_argument("--retry-failed", action="store_true", default=None, help="redo finished shards that have failed samples")
+    b.add_argument(
+        "--retry-failed", action="store_true", default=None, help="redo finished shards that have failed samples"
+    )
     b.add_argument("--max-failed-fraction", type=float, help="abort above this failed share (0.05)")
     b.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
-    b.add_argument("--select", type=Path, metavar="SCORES", help="data diet: `train scores` output ranking the training samples")
+    b.add_argument(
+        "--select", type=Path, metavar="SCORES", help="data diet: `train scores` output ranking the training samples"
+    )
     b.add_argument("--keep", type=float, help="data diet: share of each class's training samples to keep, e.g. 0.5")
-    b.add_argument("--by", choices=["el2n", "forgetting", "random"],
-                   help="data diet: rank by (el2n with --select, else random: with near-copies last, de-duplication)")
-    b.add_argument("--keep-per-class-min", type=int, help="data diet: keep at least this many samples of each class (1)")
-    b.add_argument("--near-duplicates-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="data diet: rank frames ingest flagged image.near_duplicate after the others (default: yes; "
-                        "--by random --no-near-duplicates-last is plain random)")
+    b.add_argument(
+        "--by",
+        choices=["el2n", "forgetting", "random"],
+        help="data diet: rank by (el2n with --select, else random: with near-copies last, de-duplication)",
+    )
+    b.add_argument(
+        "--keep-per-class-min", type=int, help="data diet: keep at least this many samples of each class (1)"
+    )
+    b.add_argument(
+        "--near-duplicates-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="data diet: rank frames ingest flagged image.near_duplicate after the others (default: yes; "
+        "--by random --no-near-duplicates-last is plain random)",
+    )
 
     v = sub.add_parser("verify", help="check a shards folder: checksums, indexes, DALI decode, manifest coverage")
     v.add_argument("shards", type=Path, help="the shards folder (`shards build --out`)")
@@ -97,20 +112,26 @@ def _print_build(s) -> None:
 
     if s.partition != "finalize":
         print(f"partition {s.partition}: {s.planned} planned shards, {s.built} built, {s.skipped} already finished")
-        print(f"  {s.samples} samples written, {s.failed} failed, {s.bytes / 2**20:.1f} MiB, "
-              f"{s.seconds:.1f} s, {s.rate:.1f} samples/s")  # fmt: skip
+        print(
+            f"  {s.samples} samples written, {s.failed} failed, {s.bytes / 2**20:.1f} MiB, "
+            f"{s.seconds:.1f} s, {s.rate:.1f} samples/s"
+        )
         if s.paths:
             print("  decode paths: " + ", ".join(f"{k} {v}" for k, v in sorted(s.paths.items())))
         for reason, n in s.reasons.most_common():
             print(f"  failed {reason:<22} {n}")
     if s.finalized:
         for split, c in s.finalized.counts.items():
-            print(f"  {split}: {c.written} of {c.manifest} samples in {c.shards} shards "
-                  f"({c.bytes / 2**20:.1f} MiB), {c.failed} in {FAILED_FILE}")  # fmt: skip
+            print(
+                f"  {split}: {c.written} of {c.manifest} samples in {c.shards} shards "
+                f"({c.bytes / 2**20:.1f} MiB), {c.failed} in {FAILED_FILE}"
+            )
         if s.finalized.selection:
             sel = s.finalized.selection
-            print(f"  selection: {sel.selected} of {sel.train} training samples by {sel.method} (keep {sel.keep}), "
-                  f"{sel.not_selected} in train/{SAMPLES_FILE} as {NOT_SELECTED}")  # fmt: skip
+            print(
+                f"  selection: {sel.selected} of {sel.train} training samples by {sel.method} (keep {sel.keep}), "
+                f"{sel.not_selected} in train/{SAMPLES_FILE} as {NOT_SELECTED}"
+            )
         stats = s.finalized.pixel_stats
         print(f"  train mean {stats.mean} std {stats.std} (0-255)")
         print(f"wrote {s.out}/{DATASET_FILE}, {FAILED_FILE}, <split>/{SHARDS_FILE}, <split>/{SAMPLES_FILE}")

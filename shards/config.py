@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from common.executor import ExecutorOptions
 from common.config import load_config
+from common.executor import ExecutorOptions
 
 # The options that decide the bytes of every shard. Per-run options (workers, partition,
 # retry_failed...) are left out on purpose: any worker count or partitioning of the same
@@ -32,7 +32,9 @@ class ShardConfig(ExecutorOptions):
     max_samples: int = Field(3000, ge=1)  # per planned shard
     max_bytes: int = Field(256 * 2**20, ge=1)  # per tar; a planned shard over it is split into parts
     seed: int = 0  # of the global shuffle
-    workers: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)  # the cores this job may use (executor local)
+    workers: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)), ge=1
+    )  # the cores this job may use (executor local)
     num_partitions: int = Field(1, ge=1)  # K copies of the job on K machines (Slurm array, k8s indexed job)
     partition: int = Field(0, ge=0)  # which of them this is, 0..K-1
     finalize: bool = False  # only write the split-level parquet/json, once every partition is done
@@ -87,7 +89,9 @@ class ShardConfig(ExecutorOptions):
         try:
             root = json.loads(path.read_text(encoding="utf-8"))["root"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: expected a JSON object with the dataset 'root' (or pass --root), got {exc!r}") from None
+            raise ValueError(
+                f"{path}: expected a JSON object with the dataset 'root' (or pass --root), got {exc!r}"
+            ) from None
         return Path(root).resolve()
 
 

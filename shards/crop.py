@@ -100,13 +100,18 @@ def plan_crop(row: dict, *, crop: str, margin: float, size: int, max_upscale: fl
     """The crop plan for one manifest row (needs bbox_*, width, height, image_format, image_mode, orientation)."""
     width, height = row["width"], row["height"]
     if not width or not height:
-        raise CropError("crop.empty", f"{row['image_path']}: expected the image size in the manifest, got {width}x{height}")
+        raise CropError(
+            "crop.empty", f"{row['image_path']}: expected the image size in the manifest, got {width}x{height}"
+        )
     bbox = (row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"])
     if crop == "bbox" and any(v is None or not math.isfinite(v) for v in bbox):
         raise CropError("crop.empty", f"{row['image_path']}: expected a finite box, got {bbox}")
     box = crop_box(bbox, width, height, crop=crop, margin=margin)
     if box is None:
-        raise CropError("crop.empty", f"{row['image_path']}: box {bbox} with margin {margin} leaves nothing of a {width}x{height} image")
+        raise CropError(
+            "crop.empty",
+            f"{row['image_path']}: box {bbox} with margin {margin} leaves nothing of a {width}x{height} image",
+        )
     out = output_size(box[2] - box[0], box[3] - box[1], size=size, max_upscale=max_upscale)
     orientation = int(row.get("orientation") or 1)
     is_jpeg = row.get("image_format") == "JPEG"

@@ -55,8 +55,14 @@ def record_build(out: Path, document: dict) -> None:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: unreadable ({exc}); remove it and the folder's shards to start over") from None
         if old.get("fingerprint") != document["fingerprint"]:
-            changed = ", ".join(f"{key}: {was} -> {now}" for key, was, now in _differences(old, document)) or "another fingerprint"
-            raise ValueError(f"{out}: holds a build with other options: {changed}; use a new --out folder, or delete this one to rebuild")
+            changed = (
+                ", ".join(f"{key}: {was} -> {now}" for key, was, now in _differences(old, document))
+                or "another fingerprint"
+            )
+            raise ValueError(
+                f"{out}: holds a build with other options: {changed}; use a new --out folder, or delete this one to "
+                "rebuild"
+            )
         return
     write_json(path, document)
 
@@ -67,7 +73,9 @@ def _differences(old: dict, new: dict) -> list[tuple[str, object, object]]:
     found = []
     for section in ("options", "libraries"):
         was, now = old.get(section) or {}, new.get(section) or {}
-        found += [(key, was.get(key), now.get(key)) for key in dict.fromkeys([*was, *now]) if was.get(key) != now.get(key)]
+        found += [
+            (key, was.get(key), now.get(key)) for key in dict.fromkeys([*was, *now]) if was.get(key) != now.get(key)
+        ]
     if old.get("manifest_sha256") != new.get("manifest_sha256"):  # a digest: its start tells them apart
         found.append(("manifest_sha256", str(old.get("manifest_sha256"))[:12], str(new.get("manifest_sha256"))[:12]))
     if old.get("format") != new.get("format"):

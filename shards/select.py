@@ -56,8 +56,15 @@ class Selection:
 
     def options(self) -> dict:
         """What decides the shards' contents, for the build fingerprint (resume only the same selection)."""
-        return {"select": {"method": self.method, "keep": self.keep, "keep_per_class_min": self.keep_per_class_min,
-                           "near_duplicates_last": self.near_duplicates_last, "scores_sha256": self.scores_sha256}}  # fmt: skip
+        return {
+            "select": {
+                "method": self.method,
+                "keep": self.keep,
+                "keep_per_class_min": self.keep_per_class_min,
+                "near_duplicates_last": self.near_duplicates_last,
+                "scores_sha256": self.scores_sha256,
+            }
+        }
 
     def apply(self, manifest: pl.DataFrame) -> pl.DataFrame:
         """``manifest`` without the training rows left out."""
@@ -79,14 +86,21 @@ class Selection:
             for i, name in enumerate(vocabulary)
         }
         return SelectionSummary(
-            method=self.method, keep=self.keep, keep_per_class_min=self.keep_per_class_min,
+            method=self.method,
+            keep=self.keep,
+            keep_per_class_min=self.keep_per_class_min,
             near_duplicates_last=self.near_duplicates_last,
             near_duplicates=int(self.table.get_column("near_duplicate").sum()),
-            near_duplicates_selected=int((self.table.get_column("near_duplicate") & self.table.get_column("selected")).sum()),
-            scores=str(self.scores) if self.scores else None, scores_sha256=self.scores_sha256,
-            train=self.table.height, selected=int(self.table.get_column("selected").sum()),
-            not_selected=int((~self.table.get_column("selected")).sum()), per_class=per_class,
-        )  # fmt: skip
+            near_duplicates_selected=int(
+                (self.table.get_column("near_duplicate") & self.table.get_column("selected")).sum()
+            ),
+            scores=str(self.scores) if self.scores else None,
+            scores_sha256=self.scores_sha256,
+            train=self.table.height,
+            selected=int(self.table.get_column("selected").sum()),
+            not_selected=int((~self.table.get_column("selected")).sum()),
+            per_class=per_class,
+        )
 
 
 def read_scores(path: str | Path, method: str) -> pl.DataFrame:
@@ -99,17 +113,26 @@ def read_scores(path: str | Path, method: str) -> pl.DataFrame:
     need = ["sample_id", *_PRIORITY[method][:1]]
     missing = [c for c in need if c not in scores.columns]
     if missing:
-        raise ValueError(f"{path}: expected column {missing[0]!r} (`train scores` output) for --by {method}, got {scores.columns}")
+        raise ValueError(
+            f"{path}: expected column {missing[0]!r} (`train scores` output) for --by {method}, got {scores.columns}"
+        )
     if scores.get_column("sample_id").is_duplicated().any():
         raise ValueError(f"{path}: sample_id: expected one row per sample, got repeats")
     return scores.select("sample_id", *[c for c in _PRIORITY[method] if c in scores.columns])
 
 
 def choose(
-    train: pl.DataFrame, scores: pl.DataFrame | None, *, method: str, keep: float, keep_per_class_min: int = 1, seed: int = 0,
+    train: pl.DataFrame,
+    scores: pl.DataFrame | None,
+    *,
+    method: str,
+    keep: float,
+    keep_per_class_min: int = 1,
+    seed: int = 0,
     near_duplicates_last: bool = True,
 ) -> pl.DataFrame:
-    """Per training row (``sample_id``, ``label_id``, optional ``near_duplicate``): ``scored`` and ``selected``, by ``sample_id``.
+    """Per training row (``sample_id``, ``label_id``, optional ``near_duplicate``): ``scored`` and ``selected``,
+    by ``sample_id``.
 
     >>> t = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "label_id": [0, 0, 0, 1]})
     >>> s = pl.DataFrame({"sample_id": ["a", "b", "c", "d"], "el2n": [0.1, 0.9, 0.5, 0.0]})
@@ -129,23 +152,42 @@ def choose(
             raise ValueError(f"--by {method}: expected --select scores.parquet (`train scores` output)")
         frame = frame.join(scores, on="sample_id", how="left")
         present = [c for c in priority if c in frame.columns]
-        frame = frame.with_columns(scored=pl.col(present[0]).is_not_null(), *[pl.col(c).fill_null(float("inf")) for c in present])
+        frame = frame.with_columns(
+            scored=pl.col(present[0]).is_not_null(), *[pl.col(c).fill_null(float("inf")) for c in present]
+        )
         order, descending = [*present, "_tie"], [True] * len(present) + [False]
         if near_duplicates_last:
             order, descending = ["near_duplicate", *order], [False, *descending]
     else:
-        frame = frame.with_columns(scored=pl.lit(True) if scores is None else pl.col("sample_id").is_in(scores.get_column("sample_id").implode()))
-        order, descending = (["near_duplicate", "_tie"], [False, False]) if near_duplicates_last else (["_tie"], [False])
+        frame = frame.with_columns(
+            scored=pl.lit(True)
+            if scores is None
+            else pl.col("sample_id").is_in(scores.get_column("sample_id").implode())
+        )
+        order, descending = (
+            (["near_duplicate", "_tie"], [False, False]) if near_duplicates_last else (["_tie"], [False])
+        )
     ranked = frame.sort(["label_id", *order], descending=[False, *descending]).with_columns(
         _rank=pl.int_range(pl.len()).over("label_id"),
-        _quota=pl.max_horizontal((pl.len() * keep + 0.5).floor(), pl.min_horizontal(pl.len(), keep_per_class_min)).over("label_id"),
+        _quota=pl.max_horizontal((pl.len() * keep + 0.5).floor(), pl.min_horizontal(pl.len(), keep_per_class_min)).over(
+            "label_id"
+        ),
     )
-    return ranked.select("sample_id", "label_id", "near_duplicate", "scored", selected=pl.col("_rank") < pl.col("_quota")).sort("sample_id")
+    return ranked.select(
+        "sample_id", "label_id", "near_duplicate", "scored", selected=pl.col("_rank") < pl.col("_quota")
+    ).sort("sample_id")
 
 
 def select_train(
-    manifest: pl.DataFrame, *, scores: Path | None, method: str, keep: float, keep_per_class_min: int, seed: int,
-    near_duplicates_last: bool = True, warnings: pl.DataFrame | None = None,
+    manifest: pl.DataFrame,
+    *,
+    scores: Path | None,
+    method: str,
+    keep: float,
+    keep_per_class_min: int,
+    seed: int,
+    near_duplicates_last: bool = True,
+    warnings: pl.DataFrame | None = None,
 ) -> Selection:
     """The ``Selection`` of the manifest's training rows; ``warnings``: the manifest's ``sample_id``, ``warnings``."""
     table = read_scores(scores, method) if scores is not None else None
@@ -154,6 +196,13 @@ def select_train(
     if warnings is not None:
         flagged = warnings.select("sample_id", near_duplicate=pl.col("warnings").list.contains(NEAR_DUPLICATE))
         train = train.join(flagged, on="sample_id", how="left")
-    chosen = choose(train, table, method=method, keep=keep, keep_per_class_min=keep_per_class_min, seed=seed,
-                    near_duplicates_last=near_duplicates_last)  # fmt: skip
+    chosen = choose(
+        train,
+        table,
+        method=method,
+        keep=keep,
+        keep_per_class_min=keep_per_class_min,
+        seed=seed,
+        near_duplicates_last=near_duplicates_last,
+    )
     return Selection(method, keep, keep_per_class_min, near_duplicates_last, scores, digest, chosen)

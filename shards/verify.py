@@ -23,14 +23,14 @@ import polars as pl
 import pyarrow as pa
 
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile
+from common.contracts.ingest_tables import listed_splits
 from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
 from common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
-from common.progress import progress
-from common.contracts.ingest_tables import listed_splits
-from shards.journal import read_build
-from shards.assign import manifest_sha256, read_manifest
-from shards.roi import error_line
 from common.contracts.verified_file import VERIFIED_FILE, Stamp, forget_pass, record_pass, stamp
+from common.progress import progress
+from shards.assign import manifest_sha256, read_manifest
+from shards.journal import read_build
+from shards.roi import error_line
 from shards.writer import Member, expected_index, scan_tar
 
 DALI_BATCH = 32
@@ -49,14 +49,18 @@ class VerifyReport:
 
     def describe(self) -> str:
         verdict = "OK" if not self.errors else f"{len(self.errors)} mismatches"
-        return (f"verify: {verdict}: {self.shards} shards, {self.samples} samples ({self.decoded} decoded with DALI), "
-                f"{self.failed} in failed.parquet; {self.record}")  # fmt: skip
+        return (
+            f"verify: {verdict}: {self.shards} shards, {self.samples} samples ({self.decoded} decoded with DALI), "
+            f"{self.failed} in failed.parquet; {self.record}"
+        )
 
     def stamp(self, out: Path, path: Path) -> None:
         self.files[path.relative_to(out).as_posix()] = stamp(path)
 
 
-def verify(shards_dir: str | Path, *, manifest_dir: str | Path | None = None, decode: bool = True, quiet: bool = False) -> VerifyReport:
+def verify(
+    shards_dir: str | Path, *, manifest_dir: str | Path | None = None, decode: bool = True, quiet: bool = False
+) -> VerifyReport:
     """Check everything; mismatches are collected (not raised) so one run lists them all. A pass is
     recorded in ``SHARDS/verified.json`` (``common.contracts.verified_file``: what the loaders compare with), a
     mismatch removes that record."""
@@ -83,13 +87,22 @@ def _check(out: Path, *, manifest_dir: str | Path | None, decode: bool, quiet: b
     manifest = read_manifest(manifest_dir)
     splits = listed_splits(manifest.get_column("split").unique())
     try:
-        for path in (out / DATASET_FILE, out / FAILED_FILE, *(out / s / t for s in splits for t in (SHARDS_FILE, SAMPLES_FILE))):
+        for path in (
+            out / DATASET_FILE,
+            out / FAILED_FILE,
+            *(out / s / t for s in splits for t in (SHARDS_FILE, SAMPLES_FILE)),
+        ):
             report.stamp(out, path)
         dataset = DatasetFile.read(out / DATASET_FILE)
         failed = _read_table(out / FAILED_FILE, FAILED)
-        tables = {s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES)) for s in splits}
+        tables = {
+            s: (_read_table(out / s / SHARDS_FILE, SHARDS), _read_table(out / s / SAMPLES_FILE, SAMPLES))
+            for s in splits
+        }
     except (OSError, pl.exceptions.PolarsError) as exc:
-        report.errors.append(f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`")
+        report.errors.append(
+            f"{out}: not finalized ({' '.join(str(exc).split())[:200]}); run `shards build ... --finalize`"
+        )
         return report
     except ValueError as exc:  # a file that breaks its contract (common.contracts)
         report.errors.append(str(exc))
@@ -114,7 +127,9 @@ def _check(out: Path, *, manifest_dir: str | Path | None, decode: bool, quiet: b
         listed = set(shards["shard"])
         for stray in sorted(p.name for p in (out / split).glob("*.tar") if p.name not in listed):
             report.errors.append(f"{split}/{stray}: a tar that shards.parquet does not list")
-        report.errors += _check_coverage(split, truth, samples, failed.filter(pl.col("split") == split), dataset, left_out)
+        report.errors += _check_coverage(
+            split, truth, samples, failed.filter(pl.col("split") == split), dataset, left_out
+        )
     bar.close()
     return report
 
@@ -133,7 +148,10 @@ def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, deco
         return [f"{where}: cannot read ({exc.strerror or exc})"]
     errors = []
     if size != row["bytes"] or digest != row["sha256"]:
-        errors.append(f"{where}: {size} bytes sha256 {digest[:16]}..., expected {row['bytes']} bytes sha256 {row['sha256'][:16]}...")
+        errors.append(
+            f"{where}: {size} bytes sha256 {digest[:16]}..., expected {row['bytes']} bytes sha256 "
+            f"{row['sha256'][:16]}..."
+        )
     try:
         members = scan_tar(tar)
     except (OSError, tarfile.TarError, ValueError) as exc:
@@ -148,26 +166,33 @@ def _check_shard(folder: Path, row: dict, rows: pl.DataFrame, labels: dict, deco
         got = None
     if got is not None and got != text:
         bad = next((i for i, (a, b) in enumerate(zip(got.splitlines(), text.splitlines())) if a != b), None)
-        errors.append(f"{where}: index {idx.name} does not match the tar (first difference at line {bad}, "
-                      f"{len(got.splitlines())} lines, expected {len(text.splitlines())})")  # fmt: skip
+        errors.append(
+            f"{where}: index {idx.name} does not match the tar (first difference at line {bad}, "
+            f"{len(got.splitlines())} lines, expected {len(text.splitlines())})"
+        )
     keys, ids, label_ids = rows["key"].to_list(), rows["sample_id"].to_list(), rows["label_id"].to_list()
     if len(groups) != len(keys) or len(groups) != row["samples"]:
-        errors.append(f"{where}: {len(groups)} samples in the tar, expected {row['samples']} (shards.parquet) "
-                      f"and {len(keys)} (samples.parquet)")  # fmt: skip
+        errors.append(
+            f"{where}: {len(groups)} samples in the tar, expected {row['samples']} (shards.parquet) "
+            f"and {len(keys)} (samples.parquet)"
+        )
     histogram = Counter()
     with open(tar, "rb") as handle:
         for (key, group), want_key, sample_id, label_id in zip(groups, keys, ids, label_ids):
             errors += _check_sample(handle, f"{where}: key {key}", key, group, want_key, sample_id, label_id, labels)
             histogram[label_id] += 1
     if [histogram.get(i, 0) for i in range(len(row["classes"]))] != list(row["classes"]):
-        errors.append(f"{where}: class histogram {row['classes']} in shards.parquet, tar holds {dict(sorted(histogram.items()))}")
+        errors.append(
+            f"{where}: class histogram {row['classes']} in shards.parquet, tar holds {dict(sorted(histogram.items()))}"
+        )
     if decoder is not None and groups and got == text:
         errors += decoder.check(tar, idx, where, groups, label_ids, report)
     return errors
 
 
-def _check_sample(handle, where: str, key: str, group: list[Member], want_key: str, sample_id: str, label_id: int,
-                  labels: dict) -> list[str]:  # fmt: skip
+def _check_sample(
+    handle, where: str, key: str, group: list[Member], want_key: str, sample_id: str, label_id: int, labels: dict
+) -> list[str]:
     if key != want_key:
         return [f"{where}: expected key {want_key} (sample {sample_id}) at this position, per samples.parquet"]
     exts = tuple(m.name[len(key) + 1 :] for m in group)
@@ -183,8 +208,10 @@ def _check_sample(handle, where: str, key: str, group: list[Member], want_key: s
     try:
         doc = json.loads(meta)
         if doc.get("sample_id") != sample_id or doc.get("label_id") != truth:
-            errors.append(f"{where}: .json names sample {doc.get('sample_id')!r} label {doc.get('label_id')}, "
-                          f"expected {sample_id!r} label {truth}")  # fmt: skip
+            errors.append(
+                f"{where}: .json names sample {doc.get('sample_id')!r} label {doc.get('label_id')}, "
+                f"expected {sample_id!r} label {truth}"
+            )
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         errors.append(f"{where}: .json unreadable ({exc})")
     return errors
@@ -193,7 +220,9 @@ def _check_sample(handle, where: str, key: str, group: list[Member], want_key: s
 class _DaliChecker:
     """Decode every image of a tar with DALI's webdataset reader (our index) and CPU decoder."""
 
-    def check(self, tar: Path, idx: Path, where: str, groups: list, label_ids: list[int], report: VerifyReport) -> list[str]:
+    def check(
+        self, tar: Path, idx: Path, where: str, groups: list, label_ids: list[int], report: VerifyReport
+    ) -> list[str]:
         from nvidia.dali import fn, pipeline_def, types
 
         n = len(groups)
@@ -201,8 +230,9 @@ class _DaliChecker:
 
         @pipeline_def(batch_size=batch, num_threads=1, device_id=None, prefetch_queue_depth=1, exec_dynamic=True)
         def pipeline():
-            jpg, cls = fn.readers.webdataset(paths=[str(tar)], index_paths=[str(idx)], ext=[JPG, CLS],
-                                             missing_component_behavior="error")  # fmt: skip
+            jpg, cls = fn.readers.webdataset(
+                paths=[str(tar)], index_paths=[str(idx)], ext=[JPG, CLS], missing_component_behavior="error"
+            )
             return fn.decoders.image(jpg, device="cpu", output_type=types.RGB), cls
 
         errors = []
@@ -249,15 +279,28 @@ class _DaliChecker:
 
 
 def _check_coverage(
-    split: str, truth: pl.DataFrame, samples: pl.DataFrame, failed: pl.DataFrame, dataset: DatasetFile, left_out: pl.DataFrame
+    split: str,
+    truth: pl.DataFrame,
+    samples: pl.DataFrame,
+    failed: pl.DataFrame,
+    dataset: DatasetFile,
+    left_out: pl.DataFrame,
 ) -> list[str]:
     errors = []
-    placed = pl.concat([samples.select("sample_id", where=pl.col("shard")),
-                        failed.select("sample_id", where=pl.lit("failed.parquet")),
-                        left_out.select("sample_id", where=pl.lit("not_selected"))])  # fmt: skip
-    for sample_id, places in placed.group_by("sample_id").agg("where").filter(pl.col("where").list.len() > 1).head(20).iter_rows():
+    placed = pl.concat(
+        [
+            samples.select("sample_id", where=pl.col("shard")),
+            failed.select("sample_id", where=pl.lit("failed.parquet")),
+            left_out.select("sample_id", where=pl.lit("not_selected")),
+        ]
+    )
+    for sample_id, places in (
+        placed.group_by("sample_id").agg("where").filter(pl.col("where").list.len() > 1).head(20).iter_rows()
+    ):
         errors.append(f"{split}: sample {sample_id} is in more than one place: {places}")
-    for sample_id, path in truth.join(placed, on="sample_id", how="anti").select("sample_id", "image_path").head(20).iter_rows():
+    for sample_id, path in (
+        truth.join(placed, on="sample_id", how="anti").select("sample_id", "image_path").head(20).iter_rows()
+    ):
         errors.append(f"{split}: manifest sample {sample_id} ({path}) is in no shard and not in failed.parquet")
     for sample_id, where in placed.join(truth, on="sample_id", how="anti").head(20).iter_rows():
         errors.append(f"{split}: {where}: sample {sample_id} is not a manifest row of this split")

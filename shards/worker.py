@@ -56,7 +56,12 @@ def build_shard(task: ShardTask) -> dict:
     histogram = np.zeros(768, dtype=np.int64)
 
     def fail(row: dict, reason: str, detail: str) -> None:
-        for name, value in (("sample_id", row["sample_id"]), ("image_path", row["image_path"]), ("reason", reason), ("detail", detail)):
+        for name, value in (
+            ("sample_id", row["sample_id"]),
+            ("image_path", row["image_path"]),
+            ("reason", reason),
+            ("detail", detail),
+        ):
             failed[name].append(value)
 
     try:
@@ -67,8 +72,19 @@ def build_shard(task: ShardTask) -> dict:
             for row in task.rows[start : start + BATCH]:
                 try:
                     data = _read_checked(task.root, row, task.allowed)
-                    ready.append((row, data, plan_crop(row, crop=opts["crop"], margin=opts["margin"],
-                                                       size=opts["size"], max_upscale=opts["max_upscale"])))  # fmt: skip
+                    ready.append(
+                        (
+                            row,
+                            data,
+                            plan_crop(
+                                row,
+                                crop=opts["crop"],
+                                margin=opts["margin"],
+                                size=opts["size"],
+                                max_upscale=opts["max_upscale"],
+                            ),
+                        )
+                    )
                 except CropError as exc:
                     fail(row, exc.reason, str(exc))
             regions = [(data, plan.box) for _, data, plan in ready if plan.path == "roi"]
@@ -82,16 +98,28 @@ def build_shard(task: ShardTask) -> dict:
                     fail(row, exc.reason, f"{row['image_path']}: {exc}")
                     continue
                 except _DECODE_ERRORS as exc:
-                    fail(row, "image.undecodable", f"{row['image_path']}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                    fail(
+                        row,
+                        "image.undecodable",
+                        f"{row['image_path']}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                    )
                     continue
                 histogram += np.asarray(img.histogram(), dtype=np.int64)
-                shard = writer.add(row["key"], {
-                    CLS: encode_label(row["label_id"]),
-                    JPG: encode(img, quality=opts["quality"]),
-                    JSON: _sample_json(row, plan),
-                })  # fmt: skip
-                for name, value in (("sample_id", row["sample_id"]), ("key", row["key"]), ("shard", shard),
-                                    ("label_id", row["label_id"]), ("path", path)):  # fmt: skip
+                shard = writer.add(
+                    row["key"],
+                    {
+                        CLS: encode_label(row["label_id"]),
+                        JPG: encode(img, quality=opts["quality"]),
+                        JSON: _sample_json(row, plan),
+                    },
+                )
+                for name, value in (
+                    ("sample_id", row["sample_id"]),
+                    ("key", row["key"]),
+                    ("shard", shard),
+                    ("label_id", row["label_id"]),
+                    ("path", path),
+                ):
                     samples[name].append(value)
         parts = writer.close()
     except _Orphaned:
@@ -109,8 +137,10 @@ def build_shard(task: ShardTask) -> dict:
         "fingerprint": task.fingerprint,
         "split": task.split,
         "planned": task.planned,
-        "parts": [{"shard": p.shard, "samples": p.samples, "bytes": p.bytes, "sha256": p.sha256,
-                   "classes": by_shard[p.shard]} for p in parts],  # fmt: skip
+        "parts": [
+            {"shard": p.shard, "samples": p.samples, "bytes": p.bytes, "sha256": p.sha256, "classes": by_shard[p.shard]}
+            for p in parts
+        ],
         "samples": samples,
         "failed": failed,
         "pixels": {
@@ -140,8 +170,11 @@ def _read_checked(root: str, row: dict, allowed: tuple[str, ...] = ()) -> bytes:
     if expected:
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
-            raise CropError("image.changed", f"{rel}: sha256 {got[:16]}..., expected the manifest's {expected[:16]}... "
-                                             "(the file changed since ingest clean)")  # fmt: skip
+            raise CropError(
+                "image.changed",
+                f"{rel}: sha256 {got[:16]}..., expected the manifest's {expected[:16]}... "
+                "(the file changed since ingest clean)",
+            )
     return data
 
 

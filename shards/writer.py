@@ -20,7 +20,15 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.contracts.tar_layout import INDEX_VERSION, MEMBERS, TAR_SUFFIX, index_entry, index_path, member_key, member_name
+from common.contracts.tar_layout import (
+    INDEX_VERSION,
+    MEMBERS,
+    TAR_SUFFIX,
+    index_entry,
+    index_path,
+    member_key,
+    member_name,
+)
 
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE

@@ -21,8 +21,16 @@ from pathlib import Path
 
 import websocket
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @dataclass
@@ -62,8 +70,11 @@ def check_page(page: Path, *, timeout: float = 60.0, fonts_of: str | None = None
         raise RuntimeError("chromium is not installed (Debian: apt-get install chromium; .ci/run does it)")
     port = _free_port()
     profile = tempfile.mkdtemp(prefix="pawpipe-chromium-")
-    proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         target = _page_target(port, timeout)
         ws = websocket.create_connection(target, timeout=timeout)
@@ -114,14 +125,18 @@ def _load_and_inspect(ws: websocket.WebSocket, url: str, timeout: float, fonts_o
         until(lambda m, n=send(f"{domain}.enable"): m.get("id") == n)
     send("Page.navigate", url=url)
     until(lambda m: m.get("method") == "Page.loadEventFired")
-    script = ("JSON.stringify({title: document.title, svgs: document.querySelectorAll('svg').length,"
-              " images: Array.from(document.images).map(i => [i.alt || i.src.slice(0, 80), i.complete && i.naturalWidth > 0])})")  # fmt: skip
+    script = (
+        "JSON.stringify({title: document.title, svgs: document.querySelectorAll('svg').length, images: "
+        "Array.from(document.images).map(i => [i.alt || i.src.slice(0, 80), i.complete && i.naturalWidth > 0])})"
+    )
     reply = until(lambda m, n=send("Runtime.evaluate", expression=script, returnByValue=True): m.get("id") == n)
     found = json.loads(reply["result"]["result"]["value"])
     check.title, check.svgs, check.images = found["title"], found["svgs"], len(found["images"])
     check.broken_images = [name for name, ok in found["images"] if not ok]
     if fonts_of:
-        check.texts = _rendered_texts(fonts_of, lambda method, **params: until(lambda m, n=send(method, **params): m.get("id") == n))
+        check.texts = _rendered_texts(
+            fonts_of, lambda method, **params: until(lambda m, n=send(method, **params): m.get("id") == n)
+        )
     return check
 
 
@@ -131,11 +146,21 @@ def _rendered_texts(selector: str, call) -> list[RenderedText]:
         call(f"{domain}.enable")
     root = call("DOM.getDocument", depth=0)["result"]["root"]["nodeId"]
     nodes = call("DOM.querySelectorAll", nodeId=root, selector=selector)["result"]["nodeIds"]
-    script = (f"JSON.stringify(Array.from(document.querySelectorAll({json.dumps(selector)})).map(e => {{"
-              " const r = document.createRange(); r.selectNodeContents(e); return [e.textContent, r.getBoundingClientRect().width]; }))")  # fmt: skip
+    script = (
+        f"JSON.stringify(Array.from(document.querySelectorAll({json.dumps(selector)})).map(e => {{ const r = "
+        "document.createRange(); r.selectNodeContents(e); return [e.textContent, r.getBoundingClientRect().width]; "
+        f"}}))"
+    )
     boxes = json.loads(call("Runtime.evaluate", expression=script, returnByValue=True)["result"]["result"]["value"])
     return [
-        RenderedText(text, width, {f["familyName"]: f["glyphCount"] for f in call("CSS.getPlatformFontsForNode", nodeId=node)["result"]["fonts"]})
+        RenderedText(
+            text,
+            width,
+            {
+                f["familyName"]: f["glyphCount"]
+                for f in call("CSS.getPlatformFontsForNode", nodeId=node)["result"]["fonts"]
+            },
+        )
         for node, (text, width) in zip(nodes, boxes, strict=True)
     ]
 
@@ -143,7 +168,9 @@ def _rendered_texts(selector: str, call) -> list[RenderedText]:
 def _collect(message: dict, check: PageCheck) -> None:
     method, params = message.get("method"), message.get("params", {})
     if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-        check.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+        check.errors.append(
+            "console: " + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", []))
+        )
     elif method == "Runtime.exceptionThrown":
         check.errors.append("exception: " + params["exceptionDetails"].get("text", ""))
     elif method == "Log.entryAdded" and params["entry"].get("level") == "error":

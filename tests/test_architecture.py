@@ -154,7 +154,13 @@ def test_stages_import_lower_stages_only_through_their_public_surface() -> None:
 
 
 def test_nothing_that_cleans_data_imports_the_demo() -> None:
-    users = sorted({i.source for i in Tree().imports() if i.defined.startswith("ingest.demo") and not i.source.startswith("ingest.demo")})
+    users = sorted(
+        {
+            i.source
+            for i in Tree().imports()
+            if i.defined.startswith("ingest.demo") and not i.source.startswith("ingest.demo")
+        }
+    )
     assert users == ["ingest.cli"]
 
 
@@ -167,35 +173,46 @@ def _fake(tmp_path: Path, files: dict[str, str]) -> Tree:
 
 
 def test_the_stage_check_can_fail(tmp_path: Path) -> None:
-    tree = _fake(tmp_path, {
-        "common/__init__.py": "", "common/util.py": "import high\n",
-        "low/__init__.py": "from low.impl import thing\n", "low/impl.py": "from common.util import x\nthing = 1\n",
-        "low/worker.py": "", "low/other.py": "",
-        "high/__init__.py": "",
-        "high/a.py": "from low import thing\nfrom low import worker\n",
-        "high/b.py": "from low.impl import thing\n",
-        "high/c.py": "import low.other\n",
-        "high/d.py": "def f():\n    from ..low import impl\n",
-    })  # fmt: skip
+    tree = _fake(
+        tmp_path,
+        {
+            "common/__init__.py": "",
+            "common/util.py": "import high\n",
+            "low/__init__.py": "from low.impl import thing\n",
+            "low/impl.py": "from common.util import x\nthing = 1\n",
+            "low/worker.py": "",
+            "low/other.py": "",
+            "high/__init__.py": "",
+            "high/a.py": "from low import thing\nfrom low import worker\n",
+            "high/b.py": "from low.impl import thing\n",
+            "high/c.py": "import low.other\n",
+            "high/d.py": "def f():\n    from ..low import impl\n",
+        },
+    )
     assert stage_violations(tree) == [
         "common.util -> high (high comes after common)",
         "high.a -> low.worker (import it from `low`, its public surface)",
         "high.b -> low.impl (import it from `low`, its public surface)",
         "high.c -> low.other (import it from `low`, its public surface)",
         "high.d -> low.impl (import it from `low`, its public surface)",  # relative, inside a function
-    ]  # fmt: skip
+    ]
 
 
 def test_the_cycle_check_can_fail(tmp_path: Path) -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
     # relative imports, and a cycle through a package face (high.b takes `thing` from low's face)
-    tree = _fake(tmp_path, {
-        "common/__init__.py": "",
-        "low/__init__.py": "from .impl import thing as thing\n", "low/impl.py": "from . import helper\nthing = 1\n",
-        "low/helper.py": "def f():\n    from .impl import thing\n",
-        "high/__init__.py": "", "high/b.py": "from low import thing\n",
-    })  # fmt: skip
+    tree = _fake(
+        tmp_path,
+        {
+            "common/__init__.py": "",
+            "low/__init__.py": "from .impl import thing as thing\n",
+            "low/impl.py": "from . import helper\nthing = 1\n",
+            "low/helper.py": "def f():\n    from .impl import thing\n",
+            "high/__init__.py": "",
+            "high/b.py": "from low import thing\n",
+        },
+    )
     assert tree.edges()["high.b"] == {"low.impl"}
     assert cycles(tree.edges()) == [["low.helper", "low.impl"]]
 
@@ -211,7 +228,15 @@ TRAIN_ROOMS = {
     "train.fit": {"train.config", "train.data", "train.rundir"},
     "train.audit": {"train.config", "train.data", "train.fit"},
     "train.plan": {"train.config", "train.data", "train.fit"},
-    "train.cli": {"train.config", "train.data", "train.fit", "train.rundir", "train.daemon", "train.audit", "train.plan"},
+    "train.cli": {
+        "train.config",
+        "train.data",
+        "train.fit",
+        "train.rundir",
+        "train.daemon",
+        "train.audit",
+        "train.plan",
+    },
     "train.__main__": {"train.cli"},
 }
 
@@ -234,7 +259,11 @@ def crossings(edges: dict[str, set[str]], rooms: dict[str, set[str]]) -> list[st
 
 
 def test_the_rooms_of_train_are_layered() -> None:
-    edges = {m: {d for d in deps if d.split(".")[0] == "train"} for m, deps in Tree().edges().items() if m.split(".")[0] == "train"}
+    edges = {
+        m: {d for d in deps if d.split(".")[0] == "train"}
+        for m, deps in Tree().edges().items()
+        if m.split(".")[0] == "train"
+    }
     assert crossings(edges, TRAIN_ROOMS) == []
     assert cycles(TRAIN_ROOMS) == []
 
@@ -242,4 +271,6 @@ def test_the_rooms_of_train_are_layered() -> None:
 def test_the_room_check_can_fail() -> None:
     rooms = {"p.low": set(), "p.high": {"p.low"}}
     assert crossings({"p.low.a": {"p.high.b"}, "p.high.b": {"p.low.a"}, "p.other": set()}, rooms) == [
-        "p.low.a -> p.high.b", "p.other: in no declared room"]  # fmt: skip
+        "p.low.a -> p.high.b",
+        "p.other: in no declared room",
+    ]

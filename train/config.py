@@ -175,4 +175,6 @@ def load_train_config(
         keys, value = parse_override(item)
         overridden += apply_overrides(doc, {".".join(keys): value})
     overridden += apply_overrides(doc, values or {})
-    return validate(TrainConfig, doc, source=str(Path(path)) if path is not None else COMMAND_LINE, overridden=overridden)
+    return validate(
+        TrainConfig, doc, source=str(Path(path)) if path is not None else COMMAND_LINE, overridden=overridden
+    )

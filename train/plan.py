@@ -118,7 +118,9 @@ class ActivationModel:
         return int(round(self.largest_per_sample * batch_size))
 
 
-def fit_activations(model: nn.Module, *, image_size: int, dtype: torch.dtype | None, sizes: tuple[int, int] = (2, 3)) -> ActivationModel:
+def fit_activations(
+    model: nn.Module, *, image_size: int, dtype: torch.dtype | None, sizes: tuple[int, int] = (2, 3)
+) -> ActivationModel:
     a, b = (measure_saved_activations(model, batch_size=s, image_size=image_size, dtype=dtype) for s in sizes)
     slope = (b.bytes - a.bytes) / (b.batch_size - a.batch_size)
     return ActivationModel(a.bytes - slope * a.batch_size, slope, b.largest / b.batch_size)
@@ -142,7 +144,16 @@ class Estimate:
     @property
     def allocator_visible(self) -> int:
         """What ``torch.cuda.max_memory_allocated`` should report (no context, no DALI, no fragmentation)."""
-        return self.weights + self.gradients + self.optimizer + self.ema + self.activations + self.transient + self.input + self.workspace
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.ema
+            + self.activations
+            + self.transient
+            + self.input
+            + self.workspace
+        )
 
     @property
     def total(self) -> int:
@@ -171,7 +182,9 @@ class MemoryPlanner:
         act = self.activations.bytes(batch_size)
         transient = 2 * self.activations.largest(batch_size)
         image = 3 * self.image_size**2
-        dali = (self.dali_prefetch_depth + 1) * batch_size * (3 * self.stored_size**2 + image * 4) + self.dali_fixed_mib * MiB
+        dali = (self.dali_prefetch_depth + 1) * batch_size * (
+            3 * self.stored_size**2 + image * 4
+        ) + self.dali_fixed_mib * MiB
         return Estimate(
             batch_size=batch_size,
             weights=self.weights,
@@ -234,7 +247,12 @@ class Recommendation:
 
 
 def recommend(
-    planner: MemoryPlanner, *, gpu_memory: int, headroom: float = 0.10, effective_batch: int = 64, candidates=CANDIDATE_BATCHES
+    planner: MemoryPlanner,
+    *,
+    gpu_memory: int,
+    headroom: float = 0.10,
+    effective_batch: int = 64,
+    candidates=CANDIDATE_BATCHES,
 ) -> Recommendation:
     """The largest candidate batch whose estimate fits ``gpu_memory * (1 - headroom)`` and the
     gradient accumulation that reaches ``effective_batch``: a batch that divides it exactly is
@@ -272,7 +290,9 @@ def format_plan(planner: MemoryPlanner, rec: Recommendation, *, gpu_memory: int)
         )
     lines.append("")
     if rec.batch_size is None:
-        lines.append("recommendation: no candidate batch size fits; lower --image-size, plan with --amp, or use a larger GPU")
+        lines.append(
+            "recommendation: no candidate batch size fits; lower --image-size, plan with --amp, or use a larger GPU"
+        )
     else:
         lines.append(
             f"recommendation: batch_size {rec.batch_size}, accumulate {rec.accumulate} "

@@ -7,13 +7,23 @@ them. Public surface (what other stages may import):
 * ``join_suspects``, ``suspect_rules``: feeding a ``train audit`` folder to rule ``label.suspect``.
 """
 
-from validation_rules.registry import Action, Repair, RuleParams, get_rule, list_rules, register_rule
-from validation_rules.ruleset import RuleSet
 from validation_rules.engine import RuleOutcome, apply_rules
 from validation_rules.perceptual import near_duplicate_flags
+from validation_rules.registry import Action, Repair, RuleParams, get_rule, list_rules, register_rule
+from validation_rules.ruleset import RuleSet
 from validation_rules.suspect import join_suspects, suspect_rules
 
 __all__ = [
-    "Action", "Repair", "RuleOutcome", "RuleParams", "RuleSet", "apply_rules", "get_rule", "join_suspects",
-    "list_rules", "near_duplicate_flags", "register_rule", "suspect_rules",
-]  # fmt: skip
+    "Action",
+    "Repair",
+    "RuleOutcome",
+    "RuleParams",
+    "RuleSet",
+    "apply_rules",
+    "get_rule",
+    "join_suspects",
+    "list_rules",
+    "near_duplicate_flags",
+    "register_rule",
+    "suspect_rules",
+]

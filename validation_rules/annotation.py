@@ -66,9 +66,24 @@ def _measure(frame: pl.DataFrame) -> pl.DataFrame:
     "a text field (the label, a path, a source attribute) is longer than its limit",
     action="drop",
     params=FieldLengthParams,
-    detail=lambda p: pl.when(pl.col("_label_chars") > p.max_label_chars)
-    .then(pl.format("field 'label': expected at most {} characters, got {}", pl.lit(p.max_label_chars), pl.col("_label_chars")))
-    .otherwise(pl.format("field '{}': expected at most {} characters, got {}", pl.col("_longest"), pl.lit(p.max_chars), pl.col("_longest_chars"))),
+    detail=lambda p: (
+        pl.when(pl.col("_label_chars") > p.max_label_chars)
+        .then(
+            pl.format(
+                "field 'label': expected at most {} characters, got {}",
+                pl.lit(p.max_label_chars),
+                pl.col("_label_chars"),
+            )
+        )
+        .otherwise(
+            pl.format(
+                "field '{}': expected at most {} characters, got {}",
+                pl.col("_longest"),
+                pl.lit(p.max_chars),
+                pl.col("_longest_chars"),
+            )
+        )
+    ),
     prepare=_measure,
 )
 def field_too_long(p: FieldLengthParams) -> pl.Expr:
@@ -89,7 +104,8 @@ def _first_of_each(frame: pl.DataFrame) -> pl.DataFrame:
     action="drop",
     detail=lambda p: pl.format(
         "record '{}': expected one record per image, label and box in a file, got a repeat of record '{}'",
-        pl.col("record"), pl.col("_first_record"),
+        pl.col("record"),
+        pl.col("_first_record"),
     ),
     prepare=_first_of_each,
 )

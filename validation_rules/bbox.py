@@ -34,7 +34,8 @@ _VALID = _finite(X) & _finite(Y) & _finite(W) & _finite(H)
     "the box is missing, null, non-numeric or non-finite",
     action="drop",
     detail=lambda p: pl.format(
-        "field 'bounding_box': expected 4 finite numbers x, y, width, height, got {}", pl.col("bbox_raw").fill_null("nothing")
+        "field 'bounding_box': expected 4 finite numbers x, y, width, height, got {}",
+        pl.col("bbox_raw").fill_null("nothing"),
     ),
     required=True,
 )
@@ -46,7 +47,12 @@ def _negative_repair(p: ClipParams) -> Repair:
     x, y = pl.min_horizontal(X, 0.0), pl.min_horizontal(Y, 0.0)
     return Repair(
         fixable=(X >= -p.max_clip_px) & (Y >= -p.max_clip_px),
-        columns={"bbox_x": pl.max_horizontal(X, 0.0), "bbox_y": pl.max_horizontal(Y, 0.0), "bbox_w": W + x, "bbox_h": H + y},
+        columns={
+            "bbox_x": pl.max_horizontal(X, 0.0),
+            "bbox_y": pl.max_horizontal(Y, 0.0),
+            "bbox_w": W + x,
+            "bbox_h": H + y,
+        },
         note=pl.format("bbox.negative: {} clipped to the image", _BOX),
     )
 
@@ -85,7 +91,10 @@ def _oob_repair(p: ClipParams) -> Repair:
     params=ClipParams,
     detail=lambda p: pl.format(
         "box {}: expected inside the decoded image {}x{} (clipped when <= {} px over)",
-        _BOX, pl.col("width"), pl.col("height"), pl.lit(p.max_clip_px),
+        _BOX,
+        pl.col("width"),
+        pl.col("height"),
+        pl.lit(p.max_clip_px),
     ),
     repair=_oob_repair,
 )

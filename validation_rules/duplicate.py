@@ -42,7 +42,9 @@ def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
     action="drop",
     detail=lambda p: pl.format(
         "image '{}' in group '{}': expected unique content, got the same bytes as group '{}'",
-        pl.col("image_path"), pl.col("group_id"), pl.col("_dup_keeper"),
+        pl.col("image_path"),
+        pl.col("group_id"),
+        pl.col("_dup_keeper"),
     ),
     prepare=_mark_duplicates,
 )

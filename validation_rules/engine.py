@@ -62,7 +62,9 @@ def apply_rules(frame: pl.DataFrame, ruleset: RuleSet) -> RuleOutcome:
     # The rejected side keeps the flags and what the rules' `prepare` added (their messages read it).
     rejected_needs = {c for c in scratch if not c.startswith(("_viol", "_fix", "_before"))}
     clean = frame.drop([c for c in scratch if c not in clean_needs]).filter(pl.col("_ok"))
-    clean = clean.with_columns(_list([_note(i, r, clean) for i, r in repairs]).alias("repairs"), _list(warnings).alias("warnings"))
+    clean = clean.with_columns(
+        _list([_note(i, r, clean) for i, r in repairs]).alias("repairs"), _list(warnings).alias("warnings")
+    )
     rejected = frame.drop([c for c in scratch if c not in rejected_needs]).filter(~pl.col("_ok"))
     rules = [pl.when(pl.col(f"_rej{i}")).then(pl.lit(a.rule.id)) for i, a in enumerate(ruleset.rules)]
     details = [

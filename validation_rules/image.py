@@ -42,7 +42,11 @@ class PixelParams(RuleParams):
     action="drop",
     params=PixelParams,
     detail=lambda p: pl.format(
-        "image '{}': expected at most {} pixels, got {}x{}", pl.col("image_path"), pl.lit(p.max_pixels), pl.col("width"), pl.col("height")
+        "image '{}': expected at most {} pixels, got {}x{}",
+        pl.col("image_path"),
+        pl.lit(p.max_pixels),
+        pl.col("width"),
+        pl.col("height"),
     ),
 )
 def too_large(p: PixelParams) -> pl.Expr:
@@ -60,7 +64,11 @@ def _meta_disagrees() -> pl.Expr:
     action="warn",
     detail=lambda p: pl.format(
         "image '{}': metadata says {}x{}, decoded {}x{}",
-        pl.col("image_path"), pl.col("meta_width"), pl.col("meta_height"), pl.col("width"), pl.col("height"),
+        pl.col("image_path"),
+        pl.col("meta_width"),
+        pl.col("meta_height"),
+        pl.col("width"),
+        pl.col("height"),
     ),
 )
 def size_mismatch(p: RuleParams) -> pl.Expr:

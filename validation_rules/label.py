@@ -15,7 +15,11 @@ class VocabularyParams(RuleParams):
 
 def _short(text: pl.Expr, limit: int = 200) -> pl.Expr:
     """At most ``limit`` characters of a value for a message (a hostile label can be megabytes)."""
-    return pl.when(text.str.len_chars() > limit).then(pl.format("{}... ({} characters)", text.str.slice(0, limit), text.str.len_chars())).otherwise(text)
+    return (
+        pl.when(text.str.len_chars() > limit)
+        .then(pl.format("{}... ({} characters)", text.str.slice(0, limit), text.str.len_chars()))
+        .otherwise(text)
+    )
 
 
 def _label_missing() -> pl.Expr:

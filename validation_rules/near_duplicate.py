@@ -18,8 +18,13 @@ from validation_rules.registry import register_rule
     action="warn",
     params=NearDuplicateParams,
     detail=lambda p: pl.format(
-        "image '{}' in group '{}': expected a distinct frame, got perceptual-hash distance {} (max {}) to kept sample '{}'",
-        pl.col("image_path"), pl.col("group_id"), pl.col("_near_distance"), pl.lit(p.max_distance), pl.col("_near_keeper"),
+        "image '{}' in group '{}': expected a distinct frame, got perceptual-hash distance {} (max {}) to kept "
+        "sample '{}'",
+        pl.col("image_path"),
+        pl.col("group_id"),
+        pl.col("_near_distance"),
+        pl.lit(p.max_distance),
+        pl.col("_near_keeper"),
     ),
     prepare=mark_near_duplicates,
     prepare_takes_params=True,

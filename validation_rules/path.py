@@ -20,7 +20,9 @@ def _gate_or(rule_id: str, image: pl.Expr) -> pl.Expr:
     action="drop",
     detail=lambda p: _gate_or(
         "path.outside_root",
-        pl.format("image path '{}': expected a file under the dataset root, got {}", pl.col("image_path"), pl.col("error")),
+        pl.format(
+            "image path '{}': expected a file under the dataset root, got {}", pl.col("image_path"), pl.col("error")
+        ),
     ),
     on_unparsed=True,
     required=True,
@@ -48,9 +50,19 @@ def not_regular(p: RuleParams) -> pl.Expr:
     "path.bad_name",
     "a label or image file name is not valid UTF-8 or holds a control character (shown escaped); never opened",
     action="drop",
-    detail=lambda p: pl.when(pl.col("parse_error").is_not_null()).then(pl.col("parse_error")).otherwise(
-        pl.format("image '{}': {}; rename it", pl.col("image_path").str.replace_all("\n", "\\n", literal=True)
-                  .str.replace_all("\r", "\\r", literal=True).str.replace_all("\t", "\\t", literal=True), pl.col("error"))
+    detail=lambda p: (
+        pl.when(pl.col("parse_error").is_not_null())
+        .then(pl.col("parse_error"))
+        .otherwise(
+            pl.format(
+                "image '{}': {}; rename it",
+                pl.col("image_path")
+                .str.replace_all("\n", "\\n", literal=True)
+                .str.replace_all("\r", "\\r", literal=True)
+                .str.replace_all("\t", "\\t", literal=True),
+                pl.col("error"),
+            )
+        )
     ),
     on_unparsed=True,
     required=True,

@@ -79,7 +79,8 @@ def mark_near_duplicates(frame: pl.DataFrame, p: NearDuplicateParams) -> pl.Data
         hashes = rows.get_column("dhash").to_numpy()
         ids = rows.get_column(ident).to_numpy()
         starts = rows.select(
-            pl.col("group_id").ne_missing(pl.col("group_id").shift()) | pl.col("label").ne_missing(pl.col("label").shift())
+            pl.col("group_id").ne_missing(pl.col("group_id").shift())
+            | pl.col("label").ne_missing(pl.col("label").shift())
         ).to_series()
         bounds = starts.arg_true().to_numpy()[1:]
         hit_rows, hit_keepers, hit_dists = [], [], []

@@ -91,11 +91,22 @@ def register_rule(
         if Action(action) is Action.CLIP and repair is None:
             raise ValueError(f"rule {rule_id!r}: a clip rule needs a repair")
         if (required or on_unparsed) and Action(action) is not Action.DROP:
-            raise ValueError(f"rule {rule_id!r}: a required rule, or one on unparsed records, drops; got action {action!r}")
+            raise ValueError(
+                f"rule {rule_id!r}: a required rule, or one on unparsed records, drops; got action {action!r}"
+            )
         _REGISTRY[rule_id] = Rule(
-            rule_id, description, Action(action), params, check, detail, repair, prepare, on_unparsed, prepare_takes_params,
+            rule_id,
+            description,
+            Action(action),
+            params,
+            check,
+            detail,
+            repair,
+            prepare,
+            on_unparsed,
+            prepare_takes_params,
             required,
-        )  # fmt: skip
+        )
         return check
 
     return wrap

@@ -47,7 +47,7 @@ class RuleSet:
             return cls.from_dict(table, source=str(DEFAULT_RULES))
         for rule_id, options in _read(Path(path)).items():
             if not isinstance(options, dict):
-                raise ValueError(f"rule set {path}: [rules.\"{rule_id}\"]: expected a table, got {options!r}")
+                raise ValueError(f'rule set {path}: [rules."{rule_id}"]: expected a table, got {options!r}')
             try:
                 rule = get_rule(rule_id)
             except KeyError as exc:
@@ -59,7 +59,9 @@ class RuleSet:
                     raise ValueError(f"rule set {path}: rule {rule_id!r} always runs (a record failing it is unusable)")
                 table.pop(rule_id, None)
             elif enabled is not True:
-                raise ValueError(f"rule set {path}: [rules.\"{rule_id}\"] field enabled: expected true or false, got {enabled!r}")
+                raise ValueError(
+                    f'rule set {path}: [rules."{rule_id}"] field enabled: expected true or false, got {enabled!r}'
+                )
             else:
                 table[rule_id] = {**table.get(rule_id, {}), **options}
         return cls.from_dict(table, source=f"{DEFAULT_RULES} + {path}")
@@ -81,7 +83,7 @@ class RuleSet:
                 action = Action(options.pop("action", rule.default_action.value))
             except ValueError:
                 raise ValueError(
-                    f"rule set {source}: [rules.\"{rule_id}\"] field action: expected one of drop, clip, warn, off"
+                    f'rule set {source}: [rules."{rule_id}"] field action: expected one of drop, clip, warn, off'
                 ) from None
             if (rule.required or rule.on_unparsed) and action is not Action.DROP:
                 raise ValueError(f"rule set {source}: rule {rule_id!r} always drops, got action {action.value!r}")
@@ -92,7 +94,7 @@ class RuleSet:
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise ValueError(
-                    f"rule set {source}: [rules.\"{rule_id}\"] field {'.'.join(map(str, first['loc']))}: {first['msg']}"
+                    f'rule set {source}: [rules."{rule_id}"] field {".".join(map(str, first["loc"]))}: {first["msg"]}'
                 ) from None
             active.append(ActiveRule(rule, action, params))
         return cls(tuple(active), source)
@@ -119,7 +121,12 @@ class RuleSet:
     def describe(self) -> list[dict[str, Any]]:
         """The resolved rule set as data, for run records and reports."""
         return [
-            {"id": a.rule.id, "action": a.action.value, "description": a.rule.description, **a.params.model_dump(mode="json")}
+            {
+                "id": a.rule.id,
+                "action": a.action.value,
+                "description": a.rule.description,
+                **a.params.model_dump(mode="json"),
+            }
             for a in self.rules
         ]
 
@@ -131,5 +138,5 @@ def _read(path: Path) -> dict[str, Any]:
         raise ValueError(f"rule set {path}: {exc}") from None
     rules = doc.get("rules", {})
     if not isinstance(rules, dict):
-        raise ValueError(f"rule set {path}: expected [rules.\"<id>\"] tables, got rules = {rules!r}")
+        raise ValueError(f'rule set {path}: expected [rules."<id>"] tables, got rules = {rules!r}')
     return rules

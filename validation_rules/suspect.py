@@ -31,9 +31,15 @@ from validation_rules.ruleset import ActiveRule, RuleSet
 
 RULE_ID = "label.suspect"
 COLUMNS = (
-    "suspect_verdict", "suspect_score", "suspect_label", "suspect_reason", "suspect_decision", "suspect_group_verdict",
-    "suspect_group_label", "label_original",
-)  # fmt: skip
+    "suspect_verdict",
+    "suspect_score",
+    "suspect_label",
+    "suspect_reason",
+    "suspect_decision",
+    "suspect_group_verdict",
+    "suspect_group_label",
+    "label_original",
+)
 
 
 class SuspectParams(RuleParams):
@@ -52,11 +58,17 @@ def read_suspects(audit: str | Path) -> pl.DataFrame:
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ValueError(f"{path}: expected a train audit's suspects.parquet: {exc}") from None
     names = pl.read_parquet_schema(path)
-    grouped = [c for c in ("group_verdict", "group_suggested_label") if c in names]  # audits before group verdicts lack them
+    grouped = [
+        c for c in ("group_verdict", "group_suggested_label") if c in names
+    ]  # audits before group verdicts lack them
     if grouped:
         suspects = suspects.hstack(pl.read_parquet(path, columns=grouped))
-    suspects = suspects.rename({"verdict": "suspect_verdict", "suggested_label": "suspect_label", "reason": "suspect_reason"})
-    suspects = suspects.rename({"group_verdict": "suspect_group_verdict", "group_suggested_label": "suspect_group_label"}, strict=False)
+    suspects = suspects.rename(
+        {"verdict": "suspect_verdict", "suggested_label": "suspect_label", "reason": "suspect_reason"}
+    )
+    suspects = suspects.rename(
+        {"group_verdict": "suspect_group_verdict", "group_suggested_label": "suspect_group_label"}, strict=False
+    )
     decisions = audit / "decisions.parquet"
     if decisions.is_file():
         chosen = pl.read_parquet(decisions, columns=["sample_id", "decision"]).rename({"decision": "suspect_decision"})
@@ -99,9 +111,10 @@ def _refuse_a_weak_judge(audit: Path, action: str) -> None:
         what = "drop" if action == "drop" else "relabel"
         raise ValueError(
             f"{audit}: the audited model is too weak to judge labels (validation accuracy {judge['accuracy']:.3f} over "
-            f"{judge['samples']} samples, chance {judge['chance']:.3f}); label.suspect will not {what} on its verdicts: "
-            f"train a stronger model and audit again, review the verdicts (train audit --review), or set force = true "
-            f"under [rules.\"{RULE_ID}\"]"
+            f"{judge['samples']} samples, chance {judge['chance']:.3f}); label.suspect will not {what} on its "
+            "verdicts: train a stronger model and audit again, review the verdicts (train audit --review), "
+            "or set force = true "
+            f'under [rules."{RULE_ID}"]'
         )
 
 
@@ -128,10 +141,14 @@ def _detail(p: SuspectParams) -> pl.Expr:
     return pl.format(
         "field 'label': expected a label the audit does not doubt, got '{}' ({}{}, score {}, suggested '{}'): {}",
         pl.col("label"),
-        pl.when(_by_video(p)).then(pl.format("video {}: label_issue", pl.col("group_id"))).otherwise(pl.col("suspect_verdict")),
+        pl.when(_by_video(p))
+        .then(pl.format("video {}: label_issue", pl.col("group_id")))
+        .otherwise(pl.col("suspect_verdict")),
         pl.when(pl.col("suspect_decision") == "accept").then(pl.lit(", accepted by a reviewer")).otherwise(pl.lit("")),
-        pl.col("suspect_score").round(3), _label(p), pl.col("suspect_reason"),
-    )  # fmt: skip
+        pl.col("suspect_score").round(3),
+        _label(p),
+        pl.col("suspect_reason"),
+    )
 
 
 def _relabel(p: SuspectParams) -> Repair:

@@ -3,7 +3,8 @@ verify`` and the trainer (``train.data.dataset``).
 
     {"format": 1, "label_field": "inspect.emotion", "labels": [...names, index = label id...],
      "num_classes": K, "class_weights": {labels.json's, common.contracts.labels_file.ClassWeights},
-     "counts": {"train": {"manifest", "written", "failed", "shards", "bytes", "per_class": [...]}, "val": ..., "test": ...},
+     "counts": {"train": {"manifest", "written", "failed", "shards", "bytes", "per_class": [...]},
+                "val": ..., "test": ...},
      "image": {"encoding", "size", "size_is", "max_upscale", "crop", "margin", "quality"},
      "pixel_stats": {"computed_on": "train", "scale": "0-255 (uint8 RGB)", "pixels", "mean": [r, g, b], "std": [...]},
      "seed": 0, "shards": {"train": [tar names], ...}, "fingerprint": "...",

@@ -119,15 +119,20 @@ HELD_OUT = "test"
 # splits the copy in the later one is the leak that is quarantined (``image.duplicate``).
 SPLITS = (*CORE_SPLITS, HELD_OUT)
 SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val",
-    "test": "test", "testing": "test",
-}  # fmt: skip
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 _SPLIT_NUMBER = r"\d+$"  # dropped before the lookup: train2017 -> train
 
 
 def split_alias(token: str) -> str | None:
-    """The split (``SPLITS``) for a split name as datasets write it (``train2017``, ``valid``, ``test``...), else None."""
+    """The split (``SPLITS``) for a split name as datasets write it (``train2017``, ``valid``, ``test``...),
+    else None."""
     return SPLIT_ALIASES.get(re.sub(_SPLIT_NUMBER, "", token.strip().lower()))
 
 

@@ -13,7 +13,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def read_json(path: Path, *, what: str) -> Any:
-    """The parsed JSON of ``path``; a missing file raises ``FileNotFoundError``, any other failure a one-line ``ValueError``."""
+    """The parsed JSON of ``path``; a missing file raises ``FileNotFoundError``, any other failure a one-line
+    ``ValueError``."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 from pydantic import ConfigDict
 
-from common.contracts.json_file import Section
 from common.contracts.ingest_tables import listed_splits
+from common.contracts.json_file import Section
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
 
@@ -71,7 +71,9 @@ def class_weights(counts: list[int], scheme: str = "balanced", *, beta: float = 
     return [r / mean for r in raw]
 
 
-def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_field: str, beta: float | None = None) -> dict:
+def build_labels(
+    manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_field: str, beta: float | None = None
+) -> dict:
     """The ``labels.json`` document for a clean manifest (weights computed on the train split;
     ``beta`` None: from the data, module docstring)."""
     counts: dict[str, dict[str, int]] = {}
@@ -83,16 +85,28 @@ def build_labels(manifest: pl.DataFrame, vocabulary: tuple[str, ...], *, label_f
     beta = effective_number_beta(train) if beta is None else beta
     effective = class_weights(train, "effective_number", beta=beta)
     present = [c for c in train if c > 0]
-    if len(present) > 1 and max(present) >= 2 * min(present) and max(effective) < 1.05 * min(w for w in effective if w > 0):
-        log.warning("effective_number class weights are nearly uniform (beta %g, classes of %d to %d samples): "
-                    "raise effective_number_beta towards 1 - 1/%d or use balanced weights", beta, min(present),
-                    max(present), max(present))  # fmt: skip
+    if (
+        len(present) > 1
+        and max(present) >= 2 * min(present)
+        and max(effective) < 1.05 * min(w for w in effective if w > 0)
+    ):
+        log.warning(
+            "effective_number class weights are nearly uniform (beta %g, classes of %d to %d samples): "
+            "raise effective_number_beta towards 1 - 1/%d or use balanced weights",
+            beta,
+            min(present),
+            max(present),
+            max(present),
+        )
     return {
         "label_field": label_field,
         "vocabulary": list(vocabulary),
         "counts": counts,
         "class_weights": ClassWeights(
-            balanced=class_weights(train, "balanced"), effective_number=effective, effective_number_beta=beta, computed_on="train"
+            balanced=class_weights(train, "balanced"),
+            effective_number=effective,
+            effective_number_beta=beta,
+            computed_on="train",
         ).model_dump(),
     }
 

@@ -61,7 +61,8 @@ NOT_SELECTED = "not_selected"  # samples.parquet reason of a training row a data
 
 
 def check_columns(path: Path, frame: pl.DataFrame, schema: pa.Schema) -> pl.DataFrame:
-    """``frame``, the table at ``path``, when its columns are ``schema``'s (names, order, dtypes); else one line saying how not."""
+    """``frame``, the table at ``path``, when its columns are ``schema``'s (names, order, dtypes); else one line
+    saying how not."""
     expected = polars_schema(schema)
     if list(frame.schema.items()) != list(expected.items()):
         raise ValueError(f"{path}: columns {dict(frame.schema)}, expected {expected} (common.contracts.shard_tables)")

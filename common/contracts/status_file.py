@@ -86,7 +86,9 @@ def check_fields(names: Iterable[str]) -> None:
     fails where it is set, not at the next write."""
     unknown = [name for name in names if name not in RunStatus.model_fields]
     if unknown:
-        raise ValueError(f"{STATUS_FILE}: unknown field(s) {unknown}; expected fields of RunStatus (common.contracts.status_file)")
+        raise ValueError(
+            f"{STATUS_FILE}: unknown field(s) {unknown}; expected fields of RunStatus (common.contracts.status_file)"
+        )
 
 
 def write_status_file(path: Path, doc: dict[str, Any]) -> None:

@@ -34,8 +34,15 @@ def stamp(path: Path) -> Stamp:
 
 def record_pass(out: Path, stamps: dict[str, Stamp], *, decoded: bool) -> None:
     """Write the record of a verify of ``out`` that found nothing wrong (``stamps``: relative path -> stamp)."""
-    write_json(out / VERIFIED_FILE, {"tool": "shards verify", "verified": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                     "decoded": decoded, "files": stamps})  # fmt: skip
+    write_json(
+        out / VERIFIED_FILE,
+        {
+            "tool": "shards verify",
+            "verified": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "decoded": decoded,
+            "files": stamps,
+        },
+    )
 
 
 def forget_pass(out: Path) -> None:
@@ -63,7 +70,10 @@ def since_verify(split_dir: str | Path) -> SinceVerify | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     changed = []
-    for path in [root / DATASET_FILE, *sorted(p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith("."))]:
+    for path in [
+        root / DATASET_FILE,
+        *sorted(p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith(".")),
+    ]:
         name = path.relative_to(root).as_posix()
         try:
             now = stamp(path)

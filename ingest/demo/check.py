@@ -25,7 +25,12 @@ def check(raw: str | Path, out: str | Path) -> list[dict]:
         hit = rows(quarantine, e).filter(pl.col("rule").list.contains(e["rule"])).height > 0
         results.append({"fault": e["fault"], "expect": f"quarantined as {e['rule']}", "ok": hit})
     for e in expected["repaired"]:
-        hit = rows(manifest, e).filter(pl.col("repairs").list.eval(pl.element().str.starts_with(e["rule"])).list.any()).height > 0
+        hit = (
+            rows(manifest, e)
+            .filter(pl.col("repairs").list.eval(pl.element().str.starts_with(e["rule"])).list.any())
+            .height
+            > 0
+        )
         results.append({"fault": e["fault"], "expect": f"kept, repaired by {e['rule']}", "ok": hit})
     for e in expected["kept_oddities"]:
         got = rows(manifest, e).select("image_format", "image_mode").rows()
@@ -34,8 +39,16 @@ def check(raw: str | Path, out: str | Path) -> list[dict]:
     for path in expected["orphans"]:
         results.append({"fault": "orphan_image", "expect": f"orphan {path.rsplit('/', 1)[-1]}", "ok": path in orphans})
     for e in expected["warned"]:
-        n = manifest.filter((pl.col("source_file") == e["source_file"]) & pl.col("warnings").list.contains(e["rule"])).height
-        results.append({"fault": "metadata_size_lies", "expect": f"kept, warned {e['rule']} x{e['frames']}", "ok": n == e["frames"]})
+        n = manifest.filter(
+            (pl.col("source_file") == e["source_file"]) & pl.col("warnings").list.contains(e["rule"])
+        ).height
+        results.append(
+            {
+                "fault": "metadata_size_lies",
+                "expect": f"kept, warned {e['rule']} x{e['frames']}",
+                "ok": n == e["frames"],
+            }
+        )
     return results
 
 

@@ -75,15 +75,27 @@ def _photos() -> list[np.ndarray]:
     from skimage import data
 
     return [
-        data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry(),
-        data.hubble_deep_field(), data.stereo_motorcycle()[0], data.retina(), data.colorwheel(),
-    ]  # fmt: skip
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.immunohistochemistry(),
+        data.hubble_deep_field(),
+        data.stereo_motorcycle()[0],
+        data.retina(),
+        data.colorwheel(),
+    ]
 
 
 def draw_frame(
-    photo: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int], cls: int, rng: np.random.Generator, *,
+    photo: np.ndarray,
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    cls: int,
+    rng: np.random.Generator,
+    *,
     pair_colours: bool = False,
-) -> Image.Image:  # fmt: skip
+) -> Image.Image:
     """A frame cut from ``photo`` with the class shape drawn inside ``box`` (x, y, w, h); with
     ``pair_colours`` both classes of a look-alike pair share one colour, so only the outline tells them apart."""
     w, h = size
@@ -168,12 +180,17 @@ def _box_for(fault: str | None, box: list, size: tuple[int, int]) -> object:
     }.get(fault, {"x": x, "y": y, "width": w, "height": h})
 
 
-
-
 def generate(
-    out: str | Path, *, videos: int = 36, frames: int = 8, seed: int = 0, label_noise: float = 0.0, val_videos: int = len(EMOTIONS),
-    noise_unit: str = "frame", pair_colours: bool = False,
-) -> dict:  # fmt: skip
+    out: str | Path,
+    *,
+    videos: int = 36,
+    frames: int = 8,
+    seed: int = 0,
+    label_noise: float = 0.0,
+    val_videos: int = len(EMOTIONS),
+    noise_unit: str = "frame",
+    pair_colours: bool = False,
+) -> dict:
     """Write the demo dataset under ``out``; returns (and writes) the ``expected.json`` record.
 
     The last ``val_videos`` videos are the validation split (video ``v`` shows class ``v % 6``, so
@@ -183,7 +200,9 @@ def generate(
     if videos < 12:
         raise ValueError(f"--videos: expected at least 12 (two per class), got {videos}")
     if not 1 <= val_videos <= videos - len(EMOTIONS):
-        raise ValueError(f"--val-videos: expected 1..{videos - len(EMOTIONS)} (one training video per class left), got {val_videos}")
+        raise ValueError(
+            f"--val-videos: expected 1..{videos - len(EMOTIONS)} (one training video per class left), got {val_videos}"
+        )
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"--label-noise: expected a share in [0, 1), got {label_noise}")
     if noise_unit not in NOISE_UNITS:
@@ -226,10 +245,22 @@ def plan_videos(videos: int, *, val_videos: int, seed: int, photos: int) -> list
         species = "CAT" if (v // len(EMOTIONS)) % 2 == 0 else "DOG"
         actions = CAT_ACTIONS if species == "CAT" else DOG_ACTIONS
         split = "Validation" if v >= videos - val_videos else "Training"
-        plans.append({"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split, **scene()})
+        plans.append(
+            {"v": v, "cls": cls, "species": species, "action": actions[v % len(actions)], "split": split, **scene()}
+        )
     # Video-level faults on extra videos, so the clean videos keep every class learnable.
     for k, fault in enumerate(VIDEO_FAULTS):
-        plans.append({"v": videos + k, "cls": k, "species": "DOG", "action": "SIT", "split": "Training", "video_fault": fault, **scene()})
+        plans.append(
+            {
+                "v": videos + k,
+                "cls": k,
+                "species": "DOG",
+                "action": "SIT",
+                "split": "Training",
+                "video_fault": fault,
+                **scene(),
+            }
+        )
     return plans
 
 
@@ -249,7 +280,9 @@ class _Flips:
         if self.rng.random() >= self.share:
             return None
         kind = "lookalike" if self.rng.random() < 0.5 else "symmetric"
-        true = LOOK_ALIKE[cls] if kind == "lookalike" else int((cls + self.rng.integers(1, len(EMOTIONS))) % len(EMOTIONS))
+        true = (
+            LOOK_ALIKE[cls] if kind == "lookalike" else int((cls + self.rng.integers(1, len(EMOTIONS))) % len(EMOTIONS))
+        )
         return true, kind
 
     def true_class(self, cls: int, *, source_file: str, record: str, image_path: str) -> int:
@@ -266,9 +299,17 @@ class _Flips:
 
 
 def _write_video(
-    out: Path, plan: dict, frames: int, photos, rng, frame_faults: list, expected: dict, flips: _Flips | None = None, *,
+    out: Path,
+    plan: dict,
+    frames: int,
+    photos,
+    rng,
+    frame_faults: list,
+    expected: dict,
+    flips: _Flips | None = None,
+    *,
     pair_colours: bool = False,
-) -> None:  # fmt: skip
+) -> None:
     v, cls, species, action, split = plan["v"], plan["cls"], plan["species"], plan["action"], plan["split"]
     stem = f"demo-{species.lower()}-{action.lower()}-{v:04d}.mp4"
     label_rel = f"{split}/{LABELS_DIR}/{species}/{action}/{stem}.json"
@@ -296,14 +337,20 @@ def _write_video(
         path = out / frame_rel / f"frame_{number}_timestamp_{stamp}.jpg"
         shown = cls
         if flips is not None and split == "Training" and not fault and not video_fault:
-            shown = flips.true_class(cls, source_file=label_rel, record=str(number), image_path=path.relative_to(out).as_posix())
+            shown = flips.true_class(
+                cls, source_file=label_rel, record=str(number), image_path=path.relative_to(out).as_posix()
+            )
         img = draw_frame(photo, size, (bx, by, bw, bh), shown, rng, pair_colours=pair_colours)
         if name == "symlink_outside":
             os.symlink("/etc/hostname", path)
         elif name != "no_jpeg":
             path.write_bytes(_encode(img, name))
-        ann = {"frame_number": number, "timestamp": stamp, "bounding_box": _box_for(name, [bx, by, bw, bh], size),
-               "keypoints": {str(k): ({"x": bx + k, "y": by + k} if k % 4 else None) for k in range(1, 16)}}  # fmt: skip
+        ann = {
+            "frame_number": number,
+            "timestamp": stamp,
+            "bounding_box": _box_for(name, [bx, by, bw, bh], size),
+            "keypoints": {str(k): ({"x": bx + k, "y": by + k} if k % 4 else None) for k in range(1, 16)},
+        }
         if name == "bbox_absent":
             del ann["bounding_box"]
         if name == "no_frame_number":
@@ -321,7 +368,9 @@ def _write_video(
                 expected["kept_oddities"].append({**entry, "image_format": fmt, "image_mode": mode})
         if video_fault and video_fault != "malformed_json":
             rule = "label.unknown" if video_fault == "label_unknown" else "label.missing"
-            expected["quarantined"].append({"fault": video_fault, "source_file": label_rel, "record": str(number), "rule": rule})
+            expected["quarantined"].append(
+                {"fault": video_fault, "source_file": label_rel, "record": str(number), "rule": rule}
+            )
     orphan = f"{frame_rel}/frame_{frames * 3 + 1}_timestamp_{(frames * 3 + 1) * 33}.jpg"
     if v == 1:  # a JPEG that no annotation names
         (out / orphan).write_bytes(_jpeg(draw_frame(photo, size, (10, 10, 60, 60), cls, rng)))
@@ -331,18 +380,25 @@ def _write_video(
     doc = {
         "file_video": stem,
         "metadata": {
-            "seq": v, "species": species, "action": f"{action.lower()} 동작", "location": "거실",
-            "width": meta_size[0], "height": meta_size[1], "duration": frames * 0.1,
+            "seq": v,
+            "species": species,
+            "action": f"{action.lower()} 동작",
+            "location": "거실",
+            "width": meta_size[0],
+            "height": meta_size[1],
+            "duration": frames * 0.1,
             "animal": {"breed": "mixed", "gender": "F" if v % 2 else "M", "age": str(1 + v % 9), "neuter": "Y"},
             "owner": {"pain": "N", "disease": "N", "emotion": owner_emotion, "situation": "play", "animalCount": 1},
             "inspect": {"action": action, "painDisease": "N", "abnormalAction": "N", "emotion": inspect_emotion},
         },
         "annotations": annotations,
-    }  # fmt: skip
+    }
     text = json.dumps(doc, ensure_ascii=False, indent=1)
     if video_fault == "malformed_json":
         text = text[: len(text) // 2]  # cut mid-document: does not parse
-        expected["quarantined"].append({"fault": video_fault, "source_file": label_rel, "record": None, "rule": "annotation.malformed"})
+        expected["quarantined"].append(
+            {"fault": video_fault, "source_file": label_rel, "record": None, "rule": "annotation.malformed"}
+        )
         expected["orphans"] += [f"{frame_rel}/{p.name}" for p in sorted((out / frame_rel).iterdir())]
     (out / label_rel).write_text(text, encoding="utf-8")
 
@@ -357,7 +413,12 @@ def _write_duplicate(out: Path, plans: list[dict], expected: dict) -> None:
     dst.write_bytes(src.read_bytes())
     label_rel = Path(*dst_dir.relative_to(out).parts[:1], LABELS_DIR, *dst_dir.relative_to(out).parts[2:])
     expected["quarantined"].append(
-        {"fault": "duplicate_across_splits", "source_file": f"{label_rel.as_posix()}.json", "record": "0", "rule": "image.duplicate"}
+        {
+            "fault": "duplicate_across_splits",
+            "source_file": f"{label_rel.as_posix()}.json",
+            "record": "0",
+            "rule": "image.duplicate",
+        }
     )
 
 

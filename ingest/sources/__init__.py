@@ -58,7 +58,6 @@ class Parsed:
     notes: dict = field(default_factory=dict)  # source-specific statistics for the report
 
 
-
 @dataclass(frozen=True)
 class Source:
     """A registered format, as ``ingest clean`` uses it."""
@@ -104,7 +103,10 @@ def parse(root: Path, fmt: str, options: SourceOptions) -> tuple[str, Parsed]:
     parsed = get_source(name).parse(root, options)
     parsed.records = parsed.records.with_columns(image_path=normal_path(parsed.records.get_column("image_path")))
     if fmt == AUTO:
-        parsed.notes["detected"] = {"format": name, "also_looks_like": [n for n in FORMATS if n != name and get_source(n).detect(root)]}
+        parsed.notes["detected"] = {
+            "format": name,
+            "also_looks_like": [n for n in FORMATS if n != name and get_source(n).detect(root)],
+        }
     return name, parsed
 
 

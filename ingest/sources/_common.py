@@ -73,8 +73,9 @@ def positive_size(v: object) -> int | None:
         return None
 
 
-def failure(rel: str, message: str, *, record: str | None = None, image_path: str | None = None,
-            rule: str | None = None) -> dict[str, str | None]:  # fmt: skip
+def failure(
+    rel: str, message: str, *, record: str | None = None, image_path: str | None = None, rule: str | None = None
+) -> dict[str, str | None]:
     """The RECORDS fields of a file or record that does not parse: where it is and why, nothing else.
 
     ``rule`` is the rule id when it is not ``annotation.malformed`` (``path.bad_name``...).
@@ -82,9 +83,11 @@ def failure(rel: str, message: str, *, record: str | None = None, image_path: st
     return {"source_file": rel, "record": record, "image_path": image_path, "parse_error": message, "parse_rule": rule}
 
 
-def failure_row(schema: Mapping[str, object], rel: str, message: str, *, record: str | None = None,
-                split: str | None = None) -> tuple:  # fmt: skip
-    """``failure`` as a row tuple in ``schema`` order (``ROW_SCHEMA`` then the source's extra columns), the rest null."""
+def failure_row(
+    schema: Mapping[str, object], rel: str, message: str, *, record: str | None = None, split: str | None = None
+) -> tuple:
+    """``failure`` as a row tuple in ``schema`` order (``ROW_SCHEMA`` then the source's extra columns), the rest
+    null."""
     fields = {"split": split, **failure(rel, message, record=record)}
     return tuple(fields.get(name) for name in schema)
 
@@ -95,6 +98,7 @@ def cannot_read(rel: str, exc: OSError) -> str:
 
 
 def does_not_parse(rel: str, syntax: str, exc: Exception) -> str:
-    """The message for a file that is not valid ``syntax`` (JSON, XML); nesting too deep for the parser is said in words."""
+    """The message for a file that is not valid ``syntax`` (JSON, XML); nesting too deep for the parser is said
+    in words."""
     why = "nested too deeply" if isinstance(exc, RecursionError) else exc
     return f"{rel}: {syntax} does not parse: {why}"

@@ -20,19 +20,66 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from ingest.pool import chunked, map_chunks, worker_count
 from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, empty, polars_schema
+from ingest.pool import chunked, map_chunks, worker_count
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import INT64, Malformed, all_finite, cannot_read, does_not_parse, failure, is_int64, is_number, json_float
-from ingest.sources.files import NotUnicode, admit, bad_name, clip, loads_json, may_repeat_keys, shown, walk, with_refused
+from ingest.sources._common import (
+    INT64,
+    Malformed,
+    all_finite,
+    cannot_read,
+    does_not_parse,
+    failure,
+    is_int64,
+    is_number,
+    json_float,
+)
+from ingest.sources.files import (
+    NotUnicode,
+    admit,
+    bad_name,
+    clip,
+    loads_json,
+    may_repeat_keys,
+    shown,
+    walk,
+    with_refused,
+)
 
 NAME = "aihub"
 LOOKS_FOR = "AI Hub 라벨링데이터 folders"
 LABELS_DIR, FRAMES_DIR = "라벨링데이터", "원천데이터"
 SPLIT_DIRS = {"Training": "train", "Validation": "val"}
 EMOTIONS = ("행복/즐거움", "편안/안정", "불안/슬픔", "화남/불쾌", "공포", "공격성")
-DOG_ACTIONS = ("BODYLOWER", "BODYSCRATCH", "BODYSHAKE", "FEETUP", "FOOTUP", "HEADING", "LYING", "MOUNTING", "SIT", "TAILING", "TAILLOW", "TURN", "WALKRUN")  # fmt: skip
-CAT_ACTIONS = ("ARCH", "ARMSTRETCH", "FOOTPUSH", "GETDOWN", "GROOMING", "HEADING", "LAYDOWN", "LYING", "ROLL", "SITDOWN", "TAILING", "WALKRUN")  # fmt: skip
+DOG_ACTIONS = (
+    "BODYLOWER",
+    "BODYSCRATCH",
+    "BODYSHAKE",
+    "FEETUP",
+    "FOOTUP",
+    "HEADING",
+    "LYING",
+    "MOUNTING",
+    "SIT",
+    "TAILING",
+    "TAILLOW",
+    "TURN",
+    "WALKRUN",
+)
+CAT_ACTIONS = (
+    "ARCH",
+    "ARMSTRETCH",
+    "FOOTPUSH",
+    "GETDOWN",
+    "GROOMING",
+    "HEADING",
+    "LAYDOWN",
+    "LYING",
+    "ROLL",
+    "SITDOWN",
+    "TAILING",
+    "WALKRUN",
+)
 LABEL_FIELDS = ("inspect.emotion", "owner.emotion", "action", "species")
 VOCABULARIES = {
     "inspect.emotion": EMOTIONS,
@@ -41,11 +88,20 @@ VOCABULARIES = {
     "species": ("CAT", "DOG"),
 }
 EXTRA_COLUMNS = {
-    "species": pl.String, "action": pl.String, "action_text": pl.String, "owner_emotion": pl.String,
-    "inspect_emotion": pl.String, "breed": pl.String, "gender": pl.String, "age": pl.String,
-    "neuter": pl.String, "location": pl.String, "frame_number": pl.Int64, "timestamp_ms": pl.Float64,
+    "species": pl.String,
+    "action": pl.String,
+    "action_text": pl.String,
+    "owner_emotion": pl.String,
+    "inspect_emotion": pl.String,
+    "breed": pl.String,
+    "gender": pl.String,
+    "age": pl.String,
+    "neuter": pl.String,
+    "location": pl.String,
+    "frame_number": pl.Int64,
+    "timestamp_ms": pl.Float64,
     "keypoints_visible": pl.Int64,
-}  # fmt: skip
+}
 _FRAME = re.compile(r"^frame_(\d+)_timestamp_.*\.(?:jpe?g|png)$", re.IGNORECASE)
 _COLUMNS = [f.name for f in RECORDS] + list(EXTRA_COLUMNS)
 
@@ -70,21 +126,30 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     if options.label not in LABEL_FIELDS:
         raise ValueError(f"--label for aihub: expected one of {', '.join(LABEL_FIELDS)}, got {options.label!r}")
     unreadable: list[dict] = []
-    files, refused = admit(root, label_files(root, unreadable), max_bytes=options.max_file_bytes, allowed=options.allow_roots)
+    files, refused = admit(
+        root, label_files(root, unreadable), max_bytes=options.max_file_bytes, allowed=options.allow_roots
+    )
     refused += unreadable
     workers = worker_count(options.workers)
     jobs = [(str(root), options.label, part) for part in chunked(files, workers=workers)]
     frames, orphan_paths, seen_dirs = [], [], set()
     sizes = [len(part) for _, _, part in jobs]
-    for columns, orphans, dirs in map_chunks(_parse_chunk, jobs, sizes=sizes, workers=workers, desc="parse labels", unit="file", quiet=options.quiet):
+    for columns, orphans, dirs in map_chunks(
+        _parse_chunk, jobs, sizes=sizes, workers=workers, desc="parse labels", unit="file", quiet=options.quiet
+    ):
         frames.append(pl.DataFrame(columns, schema=_SCHEMA))
         orphan_paths += orphans
         seen_dirs.update(dirs)
     orphan_paths += _unlabelled_frames(root, seen_dirs)
     orphan_paths = [shown(p) for p in orphan_paths]
-    records = with_refused(pl.concat(frames) if frames else empty(RECORDS).with_columns(
-        pl.lit(None, dtype=dtype).alias(name) for name, dtype in EXTRA_COLUMNS.items()
-    ), refused)
+    records = with_refused(
+        pl.concat(frames)
+        if frames
+        else empty(RECORDS).with_columns(
+            pl.lit(None, dtype=dtype).alias(name) for name, dtype in EXTRA_COLUMNS.items()
+        ),
+        refused,
+    )
     orphans = pl.DataFrame(
         {"image_path": orphan_paths, "group_id": [p.rsplit("/", 2)[-2] for p in orphan_paths]},
         schema={"image_path": pl.String, "group_id": pl.String},
@@ -108,14 +173,24 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
     dirs: list[str] = []
     for rel in files:
         if len(rel.split("/")) < 5:
-            _append_failure(cols, rel, None, f"{rel}: expected a label file at {{split}}/{LABELS_DIR}/{{species}}/{{action}}/<video>.json")
+            _append_failure(
+                cols,
+                rel,
+                None,
+                f"{rel}: expected a label file at {{split}}/{LABELS_DIR}/{{species}}/{{action}}/<video>.json",
+            )
             continue
         frame_dir = _frame_dir(rel)
         dirs.append(frame_dir)
         try:
             on_disk = _list_frames(os.path.join(root, frame_dir))
         except OSError as exc:  # a frame folder the OS will not list: this video's records, the others go on
-            _append_failure(cols, rel, None, f"{rel}: cannot list its frame folder {frame_dir} ({exc.strerror or exc}); its frames were not read")
+            _append_failure(
+                cols,
+                rel,
+                None,
+                f"{rel}: cannot list its frame folder {frame_dir} ({exc.strerror or exc}); its frames were not read",
+            )
             continue
         try:
             with open(os.path.join(root, rel), "rb") as handle:
@@ -147,7 +222,15 @@ def _parse_chunk(job: tuple[str, str, list[str]]) -> tuple[dict[str, list], list
 
 def _once_per_file(annotations: int) -> dict[str, int]:
     """How often a file without a repeated key names the keys its records are read from."""
-    return {"metadata": 1, "annotations": 1, "inspect": 1, "owner": 1, "emotion": 2, "frame_number": annotations, "bounding_box": annotations}
+    return {
+        "metadata": 1,
+        "annotations": 1,
+        "inspect": 1,
+        "owner": 1,
+        "emotion": 2,
+        "frame_number": annotations,
+        "bounding_box": annotations,
+    }
 
 
 def _frame_dir(label_rel: str) -> str:
@@ -270,7 +353,13 @@ def _parse_doc(doc, rel, frame_dir, label_field, on_disk, cols) -> set[int]:
         frame = ann.get("frame_number") if isinstance(ann, dict) else None
         if not is_int64(frame):
             got = "not an object" if not isinstance(ann, dict) else clip(frame)
-            _append_failure(cols, rel, str(index), f"{rel}: annotations[{index}]: expected field 'frame_number' (integer), got {got}", video)
+            _append_failure(
+                cols,
+                rel,
+                str(index),
+                f"{rel}: annotations[{index}]: expected field 'frame_number' (integer), got {got}",
+                video,
+            )
             continue
         stamp = ann.get("timestamp")
         points = ann.get("keypoints")
@@ -284,7 +373,12 @@ def _append_records(cols, rel, frame_dir, on_disk, video, rows) -> set[int]:
     referenced = set()
     source, record, image_path = cols["source_file"], cols["record"], cols["image_path"]
     bx, by, bw, bh, raw = cols["bbox_x"], cols["bbox_y"], cols["bbox_w"], cols["bbox_h"], cols["bbox_raw"]
-    frame_col, stamp_col, points_col, error_col = cols["frame_number"], cols["timestamp_ms"], cols["keypoints_visible"], cols["parse_error"]
+    frame_col, stamp_col, points_col, error_col = (
+        cols["frame_number"],
+        cols["timestamp_ms"],
+        cols["keypoints_visible"],
+        cols["parse_error"],
+    )
     rule_col = cols["parse_rule"]
     kept = 0
     for frame, stamp, x, y, w, h, r, visible in rows:
@@ -313,10 +407,26 @@ def _append_records(cols, rel, frame_dir, on_disk, video, rows) -> set[int]:
     return referenced
 
 
-_VIDEO_COLUMNS = [c for c in _COLUMNS if c not in (
-    "source_file", "record", "image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "bbox_raw", "parse_error",
-    "frame_number", "timestamp_ms", "keypoints_visible", "parse_rule",
-)]  # fmt: skip
+_VIDEO_COLUMNS = [
+    c
+    for c in _COLUMNS
+    if c
+    not in (
+        "source_file",
+        "record",
+        "image_path",
+        "bbox_x",
+        "bbox_y",
+        "bbox_w",
+        "bbox_h",
+        "bbox_raw",
+        "parse_error",
+        "frame_number",
+        "timestamp_ms",
+        "keypoints_visible",
+        "parse_rule",
+    )
+]
 
 
 def _append_failure(cols, rel, record, message, video=None, *, rule=None, image_path=None) -> None:

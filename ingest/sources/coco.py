@@ -48,7 +48,16 @@ import polars as pl
 
 from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, does_not_parse, failure_row, is_int64, json_float, positive_size
+from ingest.sources._common import (
+    ROW_SCHEMA,
+    all_finite,
+    cannot_read,
+    does_not_parse,
+    failure_row,
+    is_int64,
+    json_float,
+    positive_size,
+)
 from ingest.sources.files import DuplicateKey, NotUnicode, admit, loads_json, may_repeat_keys, with_refused
 
 NAME = "coco"
@@ -68,7 +77,9 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     """Parse every COCO instances JSON under ``root`` (or the one named) into records and orphans."""
     files = [options.annotations.replace("\\", "/")] if options.annotations else annotation_files(root)
     if not files:
-        raise ValueError(f"{root}: expected a COCO instances JSON at the root, in annotations/ or one folder down, got none")
+        raise ValueError(
+            f"{root}: expected a COCO instances JSON at the root, in annotations/ or one folder down, got none"
+        )
     rows: list[tuple] = []
     orphans: list[str] = []
     names: dict[int | str, str] = {}
@@ -85,7 +96,10 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     kept = [i for i in sorted(names, key=_id_order) if i not in placeholders]
     notes: dict = {"annotation_files": files}
     if placeholders:
-        notes["categories_left_out"] = [f"{names[i]} (id {i}: the supercategory of others, no annotations)" for i in sorted(placeholders, key=_id_order)]
+        notes["categories_left_out"] = [
+            f"{names[i]} (id {i}: the supercategory of others, no annotations)"
+            for i in sorted(placeholders, key=_id_order)
+        ]
     return Parsed(
         records=conform(records, RECORDS, extra=list(EXTRA_COLUMNS)),
         extra_columns=list(EXTRA_COLUMNS),
@@ -122,7 +136,14 @@ def _ambiguous(values: list) -> str:
 
 def _once_per_file(annotations: int) -> dict[str, int]:
     """How often a file without a repeated key names the keys its records are read from."""
-    return {"images": 1, "annotations": 1, "categories": 1, "image_id": annotations, "category_id": annotations, "bbox": annotations}
+    return {
+        "images": 1,
+        "annotations": 1,
+        "categories": 1,
+        "image_id": annotations,
+        "category_id": annotations,
+        "bbox": annotations,
+    }
 
 
 def annotation_files(root: Path) -> list[str]:
@@ -169,7 +190,9 @@ def _split(rel: str) -> str | None:
     return None
 
 
-def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, str], facts: _CategoryFacts) -> list[str]:
+def _parse_file(
+    root: Path, rel: str, rows: list[tuple], names: dict[int | str, str], facts: _CategoryFacts
+) -> list[str]:
     """Append ``rel``'s annotations to ``rows`` and its categories to ``names``; returns its orphan images.
 
     Rows are tuples in ``_SCHEMA`` order: a million annotations are a million tuples, not dicts.
@@ -177,7 +200,11 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
     try:
         data = (root / rel).read_bytes()
         doc = loads_json(data)
-        if isinstance(doc, dict) and isinstance(doc.get("annotations"), list) and may_repeat_keys(data, _once_per_file(len(doc["annotations"]))):
+        if (
+            isinstance(doc, dict)
+            and isinstance(doc.get("annotations"), list)
+            and may_repeat_keys(data, _once_per_file(len(doc["annotations"])))
+        ):
             doc = loads_json(data, unique_keys=True)
     except (json.JSONDecodeError, UnicodeDecodeError, NotUnicode, RecursionError) as exc:
         rows.append(failure_row(_SCHEMA, rel, does_not_parse(rel, "JSON", exc)))
@@ -196,7 +223,9 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
         return []
 
     categories, twice = _by_id(
-        (c["id"], c["name"]) for c in got["categories"] if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str)
+        (c["id"], c["name"])
+        for c in got["categories"]
+        if isinstance(c, dict) and _is_id(c.get("id")) and isinstance(c.get("name"), str)
     )
     for cid, name in categories.items():
         names.setdefault(cid, name)
@@ -213,14 +242,24 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
             path = posixpath.join(folder, img["file_name"].replace("\\", "/"))
             video = img.get("video_id")
             group = videos.get(video, f"{rel}#video{video}") if _is_id(video) else path
-            entries.append((img["id"], (path, positive_size(img.get("width")), positive_size(img.get("height")), group)))
+            entries.append(
+                (img["id"], (path, positive_size(img.get("width")), positive_size(img.get("height")), group))
+            )
     images, images_twice = _by_id(entries)
 
     used: set[int | str] = set()
     for index, ann in enumerate(got["annotations"]):
         if not isinstance(ann, dict):
             where = f"annotations[{index}]"
-            rows.append(failure_row(_SCHEMA, rel, f"{rel}: {where}: expected an object, got {type(ann).__name__}", record=where, split=split))
+            rows.append(
+                failure_row(
+                    _SCHEMA,
+                    rel,
+                    f"{rel}: {where}: expected an object, got {type(ann).__name__}",
+                    record=where,
+                    split=split,
+                )
+            )
             continue
         ann_id = ann.get("id")
         record = str(ann_id) if _is_id(ann_id) else f"annotations[{index}]"
@@ -237,16 +276,33 @@ def _parse_file(root: Path, rel: str, rows: list[tuple], names: dict[int | str, 
                 f"got {json.dumps(image_id)}"
             )
         elif image_id in images_twice:
-            error = f"{rel}: annotation {record}: image_id {json.dumps(image_id)} names {_ambiguous(images_twice[image_id])} in images[]: ambiguous"
+            error = (
+                f"{rel}: annotation {record}: image_id {json.dumps(image_id)} names "
+                f"{_ambiguous(images_twice[image_id])} in images[]: ambiguous"
+            )
         elif _is_id(category_id) and category_id in twice:
-            error = f"{rel}: annotation {record}: category_id {json.dumps(category_id)} names {_ambiguous(twice[category_id])} in categories[]: ambiguous"
+            error = (
+                f"{rel}: annotation {record}: category_id {json.dumps(category_id)} names "
+                f"{_ambiguous(twice[category_id])} in categories[]: ambiguous"
+            )
         if _is_id(category_id):
             facts.used.add(category_id)
         iscrowd = ann.get("iscrowd")
-        rows.append((
-            rel, record, path, group, split, _label(category_id, categories), *_box(ann),
-            width, height, error, iscrowd if is_int64(iscrowd) else None,
-        ))  # fmt: skip
+        rows.append(
+            (
+                rel,
+                record,
+                path,
+                group,
+                split,
+                _label(category_id, categories),
+                *_box(ann),
+                width,
+                height,
+                error,
+                iscrowd if is_int64(iscrowd) else None,
+            )
+        )
     return [path for image_id, (path, *_) in images.items() if image_id not in used]
 
 
@@ -255,7 +311,11 @@ def _video_names(rel: str, videos: object) -> dict[int | str, str]:
     val files); an id without a name is grouped as ``<file>#video<id>``, ids being per file."""
     if not isinstance(videos, list):
         return {}
-    return {v["id"]: v["name"] for v in videos if isinstance(v, dict) and _is_id(v.get("id")) and isinstance(v.get("name"), str) and v["name"]}
+    return {
+        v["id"]: v["name"]
+        for v in videos
+        if isinstance(v, dict) and _is_id(v.get("id")) and isinstance(v.get("name"), str) and v["name"]
+    }
 
 
 def _is_id(v: object) -> bool:
@@ -284,4 +344,3 @@ def _box(ann: dict) -> tuple[float | None, float | None, float | None, float | N
         x, y, w, h = (json_float(v) for v in box)
         return x, y, w, h, None if all_finite(x, y, w, h) else json.dumps(box, ensure_ascii=False)
     return None, None, None, None, json.dumps(box, ensure_ascii=False)
-

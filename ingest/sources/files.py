@@ -23,9 +23,12 @@ from common.images import resolve_under
 from ingest.sources._common import Malformed, cannot_read
 
 _KINDS = {
-    stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder",
-}  # fmt: skip
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_SHOWN = 200  # characters of a hostile value a message quotes
 
@@ -70,7 +73,9 @@ def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
     if len(doc) != len(pairs):
         seen: set[str] = set()
         twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise DuplicateKey(f"expected each key once per object, got {clip(twice)} twice (JSON readers keep the last: ambiguous)")
+        raise DuplicateKey(
+            f"expected each key once per object, got {clip(twice)} twice (JSON readers keep the last: ambiguous)"
+        )
     return doc
 
 
@@ -85,7 +90,9 @@ def loads_json(data: bytes, *, unique_keys: bool = False) -> object:
         try:
             json.dumps(doc, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise NotUnicode(f"text that is not valid Unicode ({exc.object[exc.start]!r}: a lone surrogate escape)") from None
+            raise NotUnicode(
+                f"text that is not valid Unicode ({exc.object[exc.start]!r}: a lone surrogate escape)"
+            ) from None
     return doc
 
 
@@ -108,11 +115,19 @@ def walk(root: str | os.PathLike[str], under: str, unreadable: list[dict]):
     root = os.fspath(root)
 
     def failed(exc: OSError) -> None:
-        if isinstance(exc, FileNotFoundError) and os.path.normpath(exc.filename or "") == os.path.normpath(os.path.join(root, under)):
+        if isinstance(exc, FileNotFoundError) and os.path.normpath(exc.filename or "") == os.path.normpath(
+            os.path.join(root, under)
+        ):
             return  # the folder is not there: nothing to read, nothing lost
         rel = os.path.relpath(exc.filename, root).replace(os.sep, "/") if exc.filename else under
-        unreadable.append({"source_file": shown(rel) + "/", "parse_error": f"{shown(rel)}/: cannot list the folder "
-                           f"({exc.strerror or exc}); the files in it were not read", "parse_rule": None})  # fmt: skip
+        unreadable.append(
+            {
+                "source_file": shown(rel) + "/",
+                "parse_error": f"{shown(rel)}/: cannot list the folder "
+                f"({exc.strerror or exc}); the files in it were not read",
+                "parse_rule": None,
+            }
+        )
 
     for folder, subdirs, names in os.walk(os.path.join(root, under), onerror=failed):
         subdirs.sort()
@@ -139,7 +154,11 @@ def check_file(root: str, rel: str, *, max_bytes: int | None, allowed: tuple[str
         if stat.S_ISLNK(info.st_mode):
             real = resolve_under(os.path.realpath(root), rel, allowed)
             if real is None:
-                return "path.outside_root", f"{rel}: expected a file under the dataset root, got a symlink that leaves it (--allow-root DIR admits a folder)"
+                return (
+                    "path.outside_root",
+                    f"{rel}: expected a file under the dataset root, got a symlink that leaves it (--allow-root DIR "
+                    "admits a folder)",
+                )
             info = os.stat(real)
     except OSError as exc:
         return "annotation.malformed", cannot_read(rel, exc)
@@ -150,7 +169,9 @@ def check_file(root: str, rel: str, *, max_bytes: int | None, allowed: tuple[str
     return None
 
 
-def admit(root: str | os.PathLike[str], items: list, *, max_bytes: int | None, rel=None, allowed: tuple[str, ...] = ()) -> tuple[list, list[dict]]:
+def admit(
+    root: str | os.PathLike[str], items: list, *, max_bytes: int | None, rel=None, allowed: tuple[str, ...] = ()
+) -> tuple[list, list[dict]]:
     """The items a source may open, and one failure record (a dict of RECORDS columns) per refused file.
 
     ``items`` are label file paths, or jobs from which ``rel(item)`` gives the path; ``allowed``: the
@@ -175,6 +196,8 @@ def with_refused(records: pl.DataFrame, refused: list[dict], **columns: object) 
         return records
     rows = pl.DataFrame(
         [{**columns, **row} for row in refused],
-        schema={name: records.schema.get(name, pl.String) for name in [*columns, "source_file", "parse_error", "parse_rule"]},
+        schema={
+            name: records.schema.get(name, pl.String) for name in [*columns, "source_file", "parse_error", "parse_rule"]
+        },
     )
     return pl.concat([records, rows], how="diagonal_relaxed")

@@ -52,9 +52,12 @@ BOX_SETS = (
 )
 _HEADER_BYTES = 1 << 16  # detect reads the header from this much of a CSV
 _RESERVED = (
-    set(RECORDS.names) | set(PROBES.names) | set(MANIFEST.names) | set(QUARANTINE.names)
+    set(RECORDS.names)
+    | set(PROBES.names)
+    | set(MANIFEST.names)
+    | set(QUARANTINE.names)
     | {"sample_id", "label_id", "norm_cx", "norm_cy", "norm_w", "norm_h"}
-)  # fmt: skip
+)
 
 
 def detect(root: Path) -> bool:
@@ -92,7 +95,12 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     return Parsed(
         records=conform(records, RECORDS, extra=extra),
         extra_columns=extra,
-        notes={"table": rel, "rows": table.height, "columns_not_kept": dropped, **({"line_ends": line_ends} if line_ends else {})},
+        notes={
+            "table": rel,
+            "rows": table.height,
+            "columns_not_kept": dropped,
+            **({"line_ends": line_ends} if line_ends else {}),
+        },
     )
 
 
@@ -104,7 +112,9 @@ def _table_file(root: Path, named: str | None) -> Path:
     if named is not None:
         path = root / named
         if not path.exists() or path.is_dir():
-            raise ValueError(f"{path}: expected a CSV or Parquet table, got {'a folder' if path.exists() else 'nothing'}")
+            raise ValueError(
+                f"{path}: expected a CSV or Parquet table, got {'a folder' if path.exists() else 'nothing'}"
+            )
         return path
     found = _candidates(root)
     if len(found) != 1:
@@ -146,10 +156,15 @@ def _records(table: pl.DataFrame, rel: str) -> tuple[pl.DataFrame, list[str], li
     for col in table.columns:
         by_key.setdefault(col.strip().lower(), col)
     image, label = _find(by_key, IMAGE_NAMES), _find(by_key, LABEL_NAMES)
-    box = next(((tuple(by_key[n] for n in names), corners) for names, corners in BOX_SETS if all(n in by_key for n in names)), None)
+    box = next(
+        ((tuple(by_key[n] for n in names), corners) for names, corners in BOX_SETS if all(n in by_key for n in names)),
+        None,
+    )
     if image is None or label is None or box is None:
         wanted = [what for what, found in (("image path", image), ("label", label), ("box", box)) if found is None]
-        raise ValueError(f"{rel}: expected columns for {', '.join(wanted)} ({_expected()}), got columns {table.columns}")
+        raise ValueError(
+            f"{rel}: expected columns for {', '.join(wanted)} ({_expected()}), got columns {table.columns}"
+        )
     (c0, c1, c2, c3), corners = box
     group, split = _find(by_key, GROUP_NAMES), _find(by_key, SPLIT_NAMES)
     free = {k: v for k, v in by_key.items() if v not in (c2, c3)}

@@ -28,10 +28,19 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.pool import chunked, map_chunks, worker_count
 from common.contracts.ingest_tables import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
+from ingest.pool import chunked, map_chunks, worker_count
 from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import ROW_SCHEMA, Malformed, all_finite, cannot_read, does_not_parse, failure_row, positive_size, text_float
+from ingest.sources._common import (
+    ROW_SCHEMA,
+    Malformed,
+    all_finite,
+    cannot_read,
+    does_not_parse,
+    failure_row,
+    positive_size,
+    text_float,
+)
 from ingest.sources.files import admit, walk, with_refused
 
 NAME = "voc"
@@ -58,14 +67,20 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     unreadable: list[dict] = []
     jobs = annotation_jobs(root, unreadable)
     if not jobs and not unreadable:
-        raise ValueError(f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none")
-    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0])
+        raise ValueError(
+            f"{root}: expected VOC XML files (Annotations/*.xml, or *.xml whose root is <annotation>), got none"
+        )
+    jobs, refused = admit(
+        root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0]
+    )
     refused += unreadable
     workers = worker_count(options.workers) if len(jobs) >= _POOL_MIN_FILES else 1
     chunks = [(str(root), part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], []
     sizes = [len(part) for _, part in chunks]
-    for rows, found in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse VOC XML", unit="file", quiet=options.quiet):
+    for rows, found in map_chunks(
+        _parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse VOC XML", unit="file", quiet=options.quiet
+    ):
         frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
         orphans += found
     records = with_refused(pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA), refused)
@@ -86,7 +101,10 @@ def annotation_jobs(root: Path, unreadable: list[dict] | None = None) -> list[Jo
     for base in bases:
         splits = _image_sets(root / base / "ImageSets" / "Main")
         images = posixpath.join(base, "JPEGImages")
-        jobs += [(rel, images, splits.get(Path(rel).stem)) for rel in _walk_xml(root, posixpath.join(base, "Annotations"), unreadable)]
+        jobs += [
+            (rel, images, splits.get(Path(rel).stem))
+            for rel in _walk_xml(root, posixpath.join(base, "Annotations"), unreadable)
+        ]
     if not bases:
         for rel in _walk_xml(root, "", unreadable):
             if _is_voc_xml(root / rel):
@@ -98,7 +116,12 @@ def annotation_jobs(root: Path, unreadable: list[dict] | None = None) -> list[Jo
 
 def _devkit_bases(root: Path) -> list[str]:
     """Folders holding an ``Annotations/`` folder: the root or up to two levels down, POSIX ("" for the root)."""
-    found = {p.parent for pattern in ("Annotations", "*/Annotations", "*/*/Annotations") for p in root.glob(pattern) if p.is_dir()}
+    found = {
+        p.parent
+        for pattern in ("Annotations", "*/Annotations", "*/*/Annotations")
+        for p in root.glob(pattern)
+        if p.is_dir()
+    }
     return sorted("" if p == root else p.relative_to(root).as_posix() for p in found)
 
 
@@ -136,7 +159,10 @@ def _image_sets(folder: Path) -> dict[str, str | None]:
         for line in lines:
             if line.split():
                 listed.setdefault(line.split()[0], set()).add(split)
-    return {ident: HELD_OUT if HELD_OUT in found else (found.pop() if len(found) == 1 else None) for ident, found in listed.items()}
+    return {
+        ident: HELD_OUT if HELD_OUT in found else (found.pop() if len(found) == 1 else None)
+        for ident, found in listed.items()
+    }
 
 
 def _parse_chunk(job: tuple[str, list[Job]]) -> tuple[list[tuple], list[str]]:
@@ -170,10 +196,22 @@ def _parse_tree(doc: ET.Element, rel: str, images: str | None, split: str | None
     height = positive_size(text_float(_text(size.find("height")))) if size is not None else None
     objects = doc.findall("object")
     for index, obj in enumerate(objects, start=1):
-        rows.append((
-            rel, str(index), path, path, split, _text(obj.find("name")), *_box(obj.find("bndbox")), width, height, None,
-            _int(_text(obj.find("difficult"))), _int(_text(obj.find("truncated"))),
-        ))  # fmt: skip
+        rows.append(
+            (
+                rel,
+                str(index),
+                path,
+                path,
+                split,
+                _text(obj.find("name")),
+                *_box(obj.find("bndbox")),
+                width,
+                height,
+                None,
+                _int(_text(obj.find("difficult"))),
+                _int(_text(obj.find("truncated"))),
+            )
+        )
     return [] if objects else [path]
 
 

@@ -25,7 +25,6 @@ Split: a folder name on the way to the label file (``train``, ``val2017``, ``val
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import posixpath
@@ -35,8 +34,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from ingest.pool import chunked, map_chunks, worker_count
 from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from ingest.pool import chunked, map_chunks, worker_count
 from ingest.sources import Parsed, SourceOptions
 from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
 from ingest.sources.files import admit, shown, walk, with_refused
@@ -56,7 +55,9 @@ Job = tuple[str, str, str | None]
 
 
 def detect(root: Path) -> bool:
-    has_labels = any(name.endswith(".txt") for d in _label_dirs(root) for _, _, names in os.walk(root / d) for name in names)
+    has_labels = any(
+        name.endswith(".txt") for d in _label_dirs(root) for _, _, names in os.walk(root / d) for name in names
+    )
     return has_labels and class_names(root) is not None
 
 
@@ -66,7 +67,9 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     jobs, unlabelled = label_jobs(root, unreadable)
     if not jobs and not unreadable:
         raise ValueError(f"{root}: expected YOLO label files (labels/**/*.txt or */labels/**/*.txt), got none")
-    jobs, refused = admit(root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0])
+    jobs, refused = admit(
+        root, jobs, max_bytes=options.max_file_bytes, allowed=options.allow_roots, rel=lambda job: job[0]
+    )
     refused += unreadable
     named = class_names(root)
     names, names_file = named if named else ({}, None)
@@ -74,7 +77,9 @@ def parse(root: Path, options: SourceOptions) -> Parsed:
     chunks = [(str(root), names, part) for part in chunked(jobs, workers=workers)]
     frames, orphans = [], list(unlabelled)
     sizes = [len(part) for _, _, part in chunks]
-    for rows, empty_files in map_chunks(_parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse YOLO labels", unit="file", quiet=options.quiet):
+    for rows, empty_files in map_chunks(
+        _parse_chunk, chunks, sizes=sizes, workers=workers, desc="parse YOLO labels", unit="file", quiet=options.quiet
+    ):
         frames.append(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
         orphans += empty_files
     records = with_refused(pl.concat(frames) if frames else pl.DataFrame(schema=_SCHEMA), refused)
@@ -129,7 +134,9 @@ def label_jobs(root: Path, unreadable: list[dict] | None = None) -> tuple[list[J
 
 def _label_dirs(root: Path) -> list[str]:
     """``labels/`` at the root or one level down (Roboflow's ``train/labels``), POSIX relative."""
-    return sorted(p.relative_to(root).as_posix() for pattern in ("labels", "*/labels") for p in root.glob(pattern) if p.is_dir())
+    return sorted(
+        p.relative_to(root).as_posix() for pattern in ("labels", "*/labels") for p in root.glob(pattern) if p.is_dir()
+    )
 
 
 def _list_files(root: Path, under: str, suffixes: set[str], unreadable: list[dict]) -> dict[str, str]:
@@ -148,7 +155,9 @@ def _list_files(root: Path, under: str, suffixes: set[str], unreadable: list[dic
 def class_names(root: Path) -> tuple[dict[int, str], str] | None:
     """Class id -> name and the file it came from, or None when the dataset has no names file."""
     yamls = sorted(p.name for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    ordered = [n for n in ("data.yaml", "dataset.yaml") if n in yamls] + [n for n in yamls if n not in ("data.yaml", "dataset.yaml")]
+    ordered = [n for n in ("data.yaml", "dataset.yaml") if n in yamls] + [
+        n for n in yamls if n not in ("data.yaml", "dataset.yaml")
+    ]
     for name in ordered:
         names = yaml_names(_read_text(root, name), name)
         if names:
@@ -193,8 +202,10 @@ def yaml_names(text: str, name: str = "data.yaml") -> dict[int, str] | None:
     names_nodes = [value for key, value in node.value if isinstance(key, yaml.ScalarNode) and key.value == "names"]
     if len(names_nodes) > 1:
         lines = [str(value.start_mark.line + 1) for value in names_nodes]
-        raise ValueError(f"{name}: expected one 'names:', got {len(names_nodes)} (lines {', '.join(lines)}); YAML readers "
-                         "keep the last, so which names the labels mean is ambiguous: remove all but one")  # fmt: skip
+        raise ValueError(
+            f"{name}: expected one 'names:', got {len(names_nodes)} (lines {', '.join(lines)}); YAML readers "
+            "keep the last, so which names the labels mean is ambiguous: remove all but one"
+        )
     names = doc["names"]
     if isinstance(names, list):
         pairs = list(enumerate(names))
@@ -202,17 +213,23 @@ def yaml_names(text: str, name: str = "data.yaml") -> dict[int, str] | None:
         keys = [key.value for key, _ in names_nodes[0].value if isinstance(key, yaml.ScalarNode)]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
-            raise ValueError(f"{name}: expected each class id once under 'names:', got {', '.join(twice)} more than once")
+            raise ValueError(
+                f"{name}: expected each class id once under 'names:', got {', '.join(twice)} more than once"
+            )
         pairs = list(names.items())
     else:
-        raise ValueError(f"{name}: expected 'names:' to be a list or an {{id: name}} mapping, got {type(names).__name__}")
+        raise ValueError(
+            f"{name}: expected 'names:' to be a list or an {{id: name}} mapping, got {type(names).__name__}"
+        )
     out: dict[int, str] = {}
     for key, value in pairs:
         if type(key) is not int or key < 0:
             raise ValueError(f"{name}: expected class ids 0, 1, ... under 'names:', got {key!r}")
         if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(f"{name}: names[{key}] reads as {yaml.safe_dump(value).split(chr(10))[0]!s} "
-                             f"({type(value).__name__}), not a class name; quote it")  # fmt: skip
+            raise ValueError(
+                f"{name}: names[{key}] reads as {yaml.safe_dump(value).split(chr(10))[0]!s} "
+                f"({type(value).__name__}), not a class name; quote it"
+            )
         out[key] = str(value)
     return out
 
@@ -227,7 +244,17 @@ def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple
             with open(os.path.join(root, rel), encoding="utf-8-sig") as handle:
                 lines = handle.read().splitlines()
         except UnicodeDecodeError as exc:
-            rows.append(_row(rel, None, image, split, None, None, f"{rel}: expected UTF-8 text, got {exc.reason} at byte {exc.start}"))
+            rows.append(
+                _row(
+                    rel,
+                    None,
+                    image,
+                    split,
+                    None,
+                    None,
+                    f"{rel}: expected UTF-8 text, got {exc.reason} at byte {exc.start}",
+                )
+            )
             continue
         except OSError as exc:
             rows.append(_row(rel, None, image, split, None, None, cannot_read(rel, exc)))
@@ -251,9 +278,19 @@ def _parse_chunk(job: tuple[str, dict[int, str], list[Job]]) -> tuple[list[tuple
     return rows, empty_files
 
 
-def _row(rel: str, record: str | None, image: str, split: str | None, label: str | None, raw: str | None,
-         error: str | None, cx: float | None = None, cy: float | None = None, w: float | None = None,
-         h: float | None = None) -> tuple:  # fmt: skip
+def _row(
+    rel: str,
+    record: str | None,
+    image: str,
+    split: str | None,
+    label: str | None,
+    raw: str | None,
+    error: str | None,
+    cx: float | None = None,
+    cy: float | None = None,
+    w: float | None = None,
+    h: float | None = None,
+) -> tuple:
     """One record in ``_SCHEMA`` order; ``bbox_*`` and the claimed size stay null (see the module doc)."""
     return (rel, record, image, image, split, label, None, None, None, None, raw, None, None, error, cx, cy, w, h)
 

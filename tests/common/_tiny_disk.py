@@ -16,7 +16,11 @@ def mount_tiny_disk(tmp_path: Path, size: str = "96k") -> Iterator[Path]:
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)  # a handle the failed write left open must not block it
+    subprocess.run(
+        ["umount", "--lazy", str(mount)], check=True
+    )  # a handle the failed write left open must not block it

@@ -4,14 +4,12 @@ documented exit codes, Ctrl-C, a closed pipe, a full disk, ``--version``, no abb
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from _tiny_disk import mount_tiny_disk
 
 from common import cli
@@ -49,12 +47,23 @@ def test_no_prefix_matching() -> None:
 def test_usage_errors_are_one_line(demo_raw: Path, demo_clean: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[rules."bbox.sideways"]\n')
-    _one_line(_run("ingest", "clean", demo_raw, "--out", tmp_path / "o", "--rules", rules), cli.USAGE,
-              "ingest: error: rule set ")  # fmt: skip
+    _one_line(
+        _run("ingest", "clean", demo_raw, "--out", tmp_path / "o", "--rules", rules),
+        cli.USAGE,
+        "ingest: error: rule set ",
+    )
     assert "unknown rule id 'bbox.sideways'; valid ids: " in _run("ingest", "rules", "--rules", rules).stderr
     (tmp_path / "file").write_text("x")
-    _one_line(_run("ingest", "clean", demo_raw, "--out", tmp_path / "file"), cli.USAGE, "file: expected an output folder, got a file")
-    _one_line(_run("shards", "build", demo_clean, "--out", tmp_path / "file"), cli.USAGE, "file: expected an output folder, got a file")
+    _one_line(
+        _run("ingest", "clean", demo_raw, "--out", tmp_path / "file"),
+        cli.USAGE,
+        "file: expected an output folder, got a file",
+    )
+    _one_line(
+        _run("shards", "build", demo_clean, "--out", tmp_path / "file"),
+        cli.USAGE,
+        "file: expected an output folder, got a file",
+    )
     _one_line(_run("train", "daemon", "--queue", tmp_path / "file"), cli.USAGE, "expected a queue folder")
     _one_line(_run("train", "status", demo_clean), cli.USAGE, "this is an `ingest clean` output, not a run directory")
 
@@ -63,12 +72,21 @@ def test_rules_are_merged_and_listed(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[rules."bbox.out_of_bounds"]\nmax_clip_px = 4\n\n[rules."image.duplicate"]\nenabled = false\n')
     lines = {line.split()[0]: line.split()[1] for line in _run("ingest", "rules", "--rules", rules).stdout.splitlines()}
-    assert (lines["bbox.out_of_bounds"], lines["bbox.negative"], lines["bbox.empty"], lines["image.duplicate"]) == ("clip", "clip", "drop", "off")
+    assert (lines["bbox.out_of_bounds"], lines["bbox.negative"], lines["bbox.empty"], lines["image.duplicate"]) == (
+        "clip",
+        "clip",
+        "drop",
+        "off",
+    )
 
 
 def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
-    (tmp_path / "status.json").write_text(json.dumps({"state": "finished", "pid": 1, "epoch": 3, "epochs": 3, "note": "x" * 200_000}))
-    proc = subprocess.Popen(_cmd("train", "status", tmp_path, "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    (tmp_path / "status.json").write_text(
+        json.dumps({"state": "finished", "pid": 1, "epoch": 3, "epochs": 3, "note": "x" * 200_000})
+    )
+    proc = subprocess.Popen(
+        _cmd("train", "status", tmp_path, "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
     proc.stdout.close()  # like `| head` that has read enough
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and err == ""
@@ -122,7 +140,9 @@ def test_disk_full_in_shards_build_names_the_output(tmp_path: Path, tiny_disk: P
     clean = make_clean(tmp_path / "data")
     proc = _run("shards", "build", clean, "--out", tiny_disk / "shards", "--workers", "1", "--quiet")
     assert proc.returncode == cli.SYSTEM and "Traceback" not in proc.stderr
-    last = proc.stderr.rstrip().splitlines()[-1]  # (the decoder's own lines about the fixture's broken JPEGs come first)
+    last = proc.stderr.rstrip().splitlines()[
+        -1
+    ]  # (the decoder's own lines about the fixture's broken JPEGs come first)
     assert last == f"shards: error: {tiny_disk}/shards: No space left on device (free some space); {cli.RESUME}"
 
 
@@ -136,7 +156,13 @@ def _raise(exc: BaseException):
 def test_a_config_error_prints_one_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:
     from common.config import ConfigError
 
-    assert cli.run("tool", _raise(ConfigError("c.toml: seed: bad (got 'x')\nc.toml: optim.lr: too  small (got -1)"))) == cli.USAGE
-    assert capsys.readouterr().err == "tool: error: c.toml: seed: bad (got 'x')\ntool: error: c.toml: optim.lr: too small (got -1)\n"
+    assert (
+        cli.run("tool", _raise(ConfigError("c.toml: seed: bad (got 'x')\nc.toml: optim.lr: too  small (got -1)")))
+        == cli.USAGE
+    )
+    assert (
+        capsys.readouterr().err
+        == "tool: error: c.toml: seed: bad (got 'x')\ntool: error: c.toml: optim.lr: too small (got -1)\n"
+    )
     assert cli.run("tool", _raise(ValueError("one\nproblem"))) == cli.USAGE  # any other error stays one line
     assert capsys.readouterr().err == "tool: error: one problem\n"

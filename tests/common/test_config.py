@@ -143,7 +143,12 @@ def test_validate_names_both_sources_for_a_whole_holding_an_override() -> None:
         validate(Keeps, {"keep": 0.1, "keep_min": 5}, source="(command line)", overridden=["keep_min"])
     assert str(error.value) == "(command line): (top level): Value error, keep_min above 10 x keep"
     with pytest.raises(ConfigError) as error:  # a section holding an override; a key that only starts like one
-        validate(Keeps, {"keep": 0.1, "keep_min": 0, "span": {"lo": 3, "hi": 2}}, source="c.toml", overridden=["keep", "span.hi"])
+        validate(
+            Keeps,
+            {"keep": 0.1, "keep_min": 0, "span": {"lo": 3, "hi": 2}},
+            source="c.toml",
+            overridden=["keep", "span.hi"],
+        )
     assert str(error.value).split("\n") == [
         "c.toml: keep_min: Input should be greater than or equal to 1 (got 0)",
         "c.toml + (command line): span: Value error, expected lo <= hi (got {'lo': 3, 'hi': 2})",

@@ -11,13 +11,33 @@ import pytest
 from common.contracts.status_file import STATES, check_fields, epochs_done, read_status_file, write_status_file
 
 DOC = {
-    "pid": 42, "state": "training", "run_dir": "runs/a", "started": "2025-01-31T12:00:00+0900", "epochs": 3, "world_size": 1,
-    "error": None, "epoch": 1, "batch": 5, "batches": 20, "step": 25, "images_per_s": 61.5, "epoch_eta_s": 30.0,
-    "run_eta_s": None, "lr": 0.001, "last_metrics": {"count": 8, "accuracy": 0.5},
+    "pid": 42,
+    "state": "training",
+    "run_dir": "runs/a",
+    "started": "2025-01-31T12:00:00+0900",
+    "epochs": 3,
+    "world_size": 1,
+    "error": None,
+    "epoch": 1,
+    "batch": 5,
+    "batches": 20,
+    "step": 25,
+    "images_per_s": 61.5,
+    "epoch_eta_s": 30.0,
+    "run_eta_s": None,
+    "lr": 0.001,
+    "last_metrics": {"count": 8, "accuracy": 0.5},
     "best": {"metric": "accuracy", "value": 0.5, "epoch": 0, "step": 20},
-    "last_checkpoint": {"path": "runs/a/checkpoints/last.pt", "time": "2025-01-31T12:01:00+0900", "epoch": 1, "batch": 5, "step": 25},
-    "stopped_by": None, "updated": "2025-01-31T12:01:05+0900",
-}  # fmt: skip
+    "last_checkpoint": {
+        "path": "runs/a/checkpoints/last.pt",
+        "time": "2025-01-31T12:01:00+0900",
+        "epoch": 1,
+        "batch": 5,
+        "step": 25,
+    },
+    "stopped_by": None,
+    "updated": "2025-01-31T12:01:05+0900",
+}
 
 
 def test_written_then_read_is_the_document_in_its_order(tmp_path: Path):
@@ -49,10 +69,16 @@ def test_a_writer_cannot_invent_a_field_or_a_state(tmp_path: Path):
 @pytest.mark.parametrize(
     ("doc", "problem"),
     [
-        ({"state": "flying"}, "state: expected 'starting', 'training', 'evaluating', 'stopped', 'failed' or 'finished', got 'flying'"),
+        (
+            {"state": "flying"},
+            "state: expected 'starting', 'training', 'evaluating', 'stopped', 'failed' or 'finished', got 'flying'",
+        ),
         ({"epoch": "x"}, "epoch: expected a valid integer, got 'x'"),
         ({"best": {"value": "high"}}, "best.value: expected a valid number, got 'high'"),
-        ({"last_checkpoint": {"path": "p", "epoch": 0, "batch": 0}}, "last_checkpoint.step: expected a value, got none"),
+        (
+            {"last_checkpoint": {"path": "p", "epoch": 0, "batch": 0}},
+            "last_checkpoint.step: expected a value, got none",
+        ),
     ],
 )
 def test_a_bad_file_is_one_line_naming_the_file_and_the_field(tmp_path: Path, doc: dict, problem: str):

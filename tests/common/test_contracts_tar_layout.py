@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.contracts.tar_layout import INDEX_VERSION, MEMBERS, encode_label, index_entry, index_path, member_key, member_name
+from common.contracts.tar_layout import (
+    INDEX_VERSION,
+    MEMBERS,
+    encode_label,
+    index_entry,
+    index_path,
+    member_key,
+    member_name,
+)
 
 
 def test_a_sample_is_three_members_named_by_its_key():

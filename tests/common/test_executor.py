@@ -47,14 +47,21 @@ def test_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> None
     assert CleanConfig(root=tmp_path, out=tmp_path, executor="ray").ray_address is None
 
 
-@pytest.mark.parametrize(("tool", "command", "data"), [("ingest", "clean", "demo_raw"), ("shards", "build", "demo_clean")])
-def test_executor_ray_without_ray_installed_names_the_extra(tool: str, command: str, data: str, request, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tool", "command", "data"), [("ingest", "clean", "demo_raw"), ("shards", "build", "demo_clean")]
+)
+def test_executor_ray_without_ray_installed_names_the_extra(
+    tool: str, command: str, data: str, request, tmp_path: Path
+) -> None:
     argv = [command, str(request.getfixturevalue(data)), "--out", str(tmp_path / "out"), "--executor", "ray", "--quiet"]
     # `import ray` fails as it does where the extra is not installed.
     code = f"import sys; sys.modules['ray'] = None; from {tool}.cli import main; sys.exit(main({argv!r}))"
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
-    assert run.stderr.strip() == f"{tool}: error: executor 'ray': Ray is not installed; install the extra: pip install 'pawpipe[ray]'"
+    assert (
+        run.stderr.strip()
+        == f"{tool}: error: executor 'ray': Ray is not installed; install the extra: pip install 'pawpipe[ray]'"
+    )
 
 
 def test_executor_ray_with_nothing_at_the_address_fails_in_one_line() -> None:
@@ -64,7 +71,9 @@ def test_executor_ray_with_nothing_at_the_address_fails_in_one_line() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ValueError, match=rf"^executor 'ray': no Ray cluster at address '127.0.0.1:{port}' \(Connection refused\)"):
+    with pytest.raises(
+        ValueError, match=rf"^executor 'ray': no Ray cluster at address '127.0.0.1:{port}' \(Connection refused\)"
+    ):
         RayExecutor(f"127.0.0.1:{port}")
 
 

@@ -57,7 +57,11 @@ def reference(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 def _tree(folder: Path) -> dict[str, bytes]:
     """Every output file by relative path; a partition's lock file belongs to the run, not the build."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".lock"
+    }
 
 
 class Command:
@@ -66,8 +70,9 @@ class Command:
     def __init__(self, module: str, args: list[str], cwd: Path) -> None:
         self.logs = [cwd / f"{module}.{name}.log" for name in ("stdout", "stderr")]
         with open(self.logs[0], "wb") as out, open(self.logs[1], "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, stdout=out, stderr=err,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args], cwd=cwd, stdout=out, stderr=err, start_new_session=True
+            )
 
     def finish(self, timeout: float = 300) -> tuple[int, str, str]:
         """Exit status, stdout and stderr, once it has ended."""
@@ -81,7 +86,18 @@ class Command:
 
 
 def _shards_on_ray(cluster, demo_clean: Path, root: Path, out: str, cwd: Path) -> Command:
-    args = ["build", str(demo_clean), "--out", out, "--root", str(root), "--executor", "ray", "--ray-address", cluster.address]
+    args = [
+        "build",
+        str(demo_clean),
+        "--out",
+        out,
+        "--root",
+        str(root),
+        "--executor",
+        "ray",
+        "--ray-address",
+        cluster.address,
+    ]
     return Command("shards", args + OPTIONS, cwd)
 
 
@@ -174,10 +190,14 @@ def test_ingest_clean_on_ray_writes_the_local_bytes(cluster, demo_raw: Path, dem
     assert strip(out / "clean_config.json", PER_RUN) == strip(demo_clean / "clean_config.json", PER_RUN)
 
 
-def test_shards_build_on_ray_survives_a_worker_killed_mid_task(cluster, demo_clean: Path, reference, tmp_path: Path) -> None:
+def test_shards_build_on_ray_survives_a_worker_killed_mid_task(
+    cluster, demo_clean: Path, reference, tmp_path: Path
+) -> None:
     root, reference_out, expected = reference
     with _fifo_instead_of_an_image(demo_clean, root, reference_out) as (fifo, data, fds):
-        command = _shards_on_ray(cluster, demo_clean, root, "ray", tmp_path)  # a relative --out: workers have another cwd
+        command = _shards_on_ray(
+            cluster, demo_clean, root, "ray", tmp_path
+        )  # a relative --out: workers have another cwd
         try:
             fd, victim = _wait_for_reader(fifo, command, fds)
             assert command_line(victim) == "ray::build_shard"  # a Ray worker, mid-task
@@ -195,7 +215,9 @@ def test_shards_build_on_ray_survives_a_worker_killed_mid_task(cluster, demo_cle
     assert _tree(tmp_path / "ray") == expected
 
 
-def test_shards_build_driver_killed_on_ray_then_rerun_resumes(cluster, demo_clean: Path, reference, tmp_path: Path) -> None:
+def test_shards_build_driver_killed_on_ray_then_rerun_resumes(
+    cluster, demo_clean: Path, reference, tmp_path: Path
+) -> None:
     root, reference_out, expected = reference
     out = tmp_path / "ray"
     with _fifo_instead_of_an_image(demo_clean, root, reference_out) as (fifo, data, fds):

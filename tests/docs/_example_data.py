@@ -15,9 +15,13 @@ from pathlib import Path
 import polars as pl
 
 ENGLISH = {
-    "행복/즐거움": "happy", "편안/안정": "relaxed", "불안/슬픔": "anxious",
-    "화남/불쾌": "angry", "공포": "fearful", "공격성": "aggressive",
-}  # fmt: skip
+    "행복/즐거움": "happy",
+    "편안/안정": "relaxed",
+    "불안/슬픔": "anxious",
+    "화남/불쾌": "angry",
+    "공포": "fearful",
+    "공격성": "aggressive",
+}
 LABELS = ("happy", "relaxed", "anxious", "angry", "fearful", "aggressive")
 
 
@@ -26,12 +30,18 @@ def _frames(workdir: Path) -> pl.DataFrame:
     manifest = pl.read_parquet(workdir / "demo" / "clean" / "manifest.parquet").sort("image_path")
     video = pl.col("group_id").str.replace(r"\.mp4$", "")
     return manifest.select(
-        "split", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "width", "height",
+        "split",
+        "bbox_x",
+        "bbox_y",
+        "bbox_w",
+        "bbox_h",
+        "width",
+        "height",
         source=pl.lit(str(workdir / "demo" / "raw") + "/") + pl.col("image_path"),
         name=pl.format("{}_{}.jpg", video, pl.col("frame_number").cast(pl.String).str.zfill(2)),
         video=video,
         label=pl.col("label").replace_strict(ENGLISH),
-    )  # fmt: skip
+    )
 
 
 def _copy(rows: pl.DataFrame, folder: Path) -> None:
@@ -52,8 +62,16 @@ def make_coco(workdir: Path, root: Path) -> None:
         for n, row in enumerate(rows.iter_rows(named=True), start=1):
             images.append({"id": n, "file_name": row["name"], "width": row["width"], "height": row["height"]})
             box = [row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]]
-            annotations.append({"id": n, "image_id": n, "category_id": ids[row["label"]], "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": n,
+                    "image_id": n,
+                    "category_id": ids[row["label"]],
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
         doc = {"images": images, "annotations": annotations, "categories": categories}
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -108,9 +126,14 @@ def make_table(workdir: Path, root: Path) -> None:
     frames = _frames(workdir)
     _copy(frames, root / "images")
     frames.select(
-        image_path=pl.lit("images/") + pl.col("name"), label="label",
-        x="bbox_x", y="bbox_y", w="bbox_w", h="bbox_h", video="video",
-    ).write_csv(root / "boxes.csv")  # fmt: skip
+        image_path=pl.lit("images/") + pl.col("name"),
+        label="label",
+        x="bbox_x",
+        y="bbox_y",
+        w="bbox_w",
+        h="bbox_h",
+        video="video",
+    ).write_csv(root / "boxes.csv")
 
 
 def make_all(workdir: Path) -> None:

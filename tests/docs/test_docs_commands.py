@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _example_data import make_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,15 +129,30 @@ def _workdir(prepared: Path, page: Path, tmp_path: Path) -> Path:
 
 
 def test_console_commands_reads_the_convention() -> None:
-    page = "\n".join([
-        "```console", "$ ingest clean demo/raw \\", "      --out demo/clean", "records in 305", "```",
-        "```bash", "$ torchrun --nnodes 2 -m train run", "```",
-        "````console", "$ shards verify demo/shards", "````",
-        "- a list item:", "  ```console", "  $ train status demo/runs/demo", "  ```",
-    ])  # fmt: skip
+    page = "\n".join(
+        [
+            "```console",
+            "$ ingest clean demo/raw \\",
+            "      --out demo/clean",
+            "records in 305",
+            "```",
+            "```bash",
+            "$ torchrun --nnodes 2 -m train run",
+            "```",
+            "````console",
+            "$ shards verify demo/shards",
+            "````",
+            "- a list item:",
+            "  ```console",
+            "  $ train status demo/runs/demo",
+            "  ```",
+        ]
+    )
     assert console_commands(page) == [
-        "ingest clean demo/raw \\\n      --out demo/clean", "shards verify demo/shards", "train status demo/runs/demo",
-    ]  # fmt: skip
+        "ingest clean demo/raw \\\n      --out demo/clean",
+        "shards verify demo/shards",
+        "train status demo/runs/demo",
+    ]
     with pytest.raises(ValueError, match="inside a command"):
         console_commands("```console\n$ ls \\\n```")
 

@@ -174,7 +174,8 @@ RATIO x_vs_y 1.07
 
 ## Prose
 
-`RATIO x_vs_y 1.07` from `bench/results/x-missing.json`, [this](../bench/results/x-gone.json) and `bench/results/x-bare.json`;
+`RATIO x_vs_y 1.07` from `bench/results/x-missing.json`, [this](../bench/results/x-gone.json) \
+and `bench/results/x-bare.json`;
 a name pattern such as `bench/results/x-<date>-<commit>.json` is no citation.
 
 ## Other
@@ -183,7 +184,8 @@ a name pattern such as `bench/results/x-<date>-<commit>.json` is no citation.
 """
     assert citation_problems(page, text, root=tmp_path) == [
         "page.md: link (../bench/results/x-gone.json): no such file",
-        "page.md: bench/results/x-bare.json: expected keys ['bench', 'command', 'commit', 'machine'] and ratios, got ['bench']",
+        "page.md: bench/results/x-bare.json: expected keys ['bench', 'command', 'commit', 'machine'] and ratios, "
+        "got ['bench']",
         "page.md: bench/results/x-gone.json: no such file",
         "page.md: bench/results/x-missing.json: no such file",
     ]

@@ -53,7 +53,11 @@ def make_coco(root: Path) -> Path:
     )
     write_json(
         root / "annotations" / "instances_val2017.json",
-        coco_doc([(5, "c.jpg", 40, 30)], [{"id": 20, "image_id": 5, "category_id": 1, "bbox": [4, 5, 6, 7], "iscrowd": 0}], COCO_CATEGORIES),
+        coco_doc(
+            [(5, "c.jpg", 40, 30)],
+            [{"id": 20, "image_id": 5, "category_id": 1, "bbox": [4, 5, 6, 7], "iscrowd": 0}],
+            COCO_CATEGORIES,
+        ),
     )
     return root
 
@@ -88,7 +92,10 @@ def make_voc(root: Path) -> Path:
     write_jpeg(root / "JPEGImages" / "2007_000001.jpg", (64, 48))
     write_jpeg(root / "JPEGImages" / "2007_000002.jpg", (32, 32))
     (ann / "2007_000001.xml").write_text(
-        voc_xml("2007_000001.jpg", [voc_object("dog", (1, 1, 10, 20)), voc_object("cat", (5, 6, 40, 47), difficult=1, truncated=1)])
+        voc_xml(
+            "2007_000001.jpg",
+            [voc_object("dog", (1, 1, 10, 20)), voc_object("cat", (5, 6, 40, 47), difficult=1, truncated=1)],
+        )
     )
     (ann / "2007_000002.xml").write_text(voc_xml("2007_000002.jpg", [voc_object("cat", (2, 3, 31, 32))], size=(32, 32)))
     sets = root / "ImageSets" / "Main"
@@ -119,12 +126,24 @@ def make_table(root: Path) -> Path:
     write_jpeg(root / "images" / "a.jpg", (64, 48))
     write_jpeg(root / "images" / "b.jpg", (32, 32))
     pl.DataFrame(
-        {"image_path": ["images/a.jpg", "images/b.jpg"], "label": ["cat", "dog"], "x": [1, 2], "y": [3, 4], "w": [10, 20], "h": [15, 16]}
+        {
+            "image_path": ["images/a.jpg", "images/b.jpg"],
+            "label": ["cat", "dog"],
+            "x": [1, 2],
+            "y": [3, 4],
+            "w": [10, 20],
+            "h": [15, 16],
+        }
     ).write_csv(root / "boxes.csv")
     return root
 
 
-LAYOUTS: dict[str, Callable[[Path], Path]] = {"coco": make_coco, "voc": make_voc, "yolo": make_yolo, "table": make_table}
+LAYOUTS: dict[str, Callable[[Path], Path]] = {
+    "coco": make_coco,
+    "voc": make_voc,
+    "yolo": make_yolo,
+    "table": make_table,
+}
 
 
 def add_test_part(fmt: str, root: Path) -> list[str]:
@@ -134,14 +153,23 @@ def add_test_part(fmt: str, root: Path) -> list[str]:
     if fmt == "coco":
         write_jpeg(root / "test2017" / "d.jpg", (64, 48))
         write_jpeg(root / "test2017" / "e.jpg", (40, 40))
-        anns = [{"id": 30, "image_id": 7, "category_id": 1, "bbox": [1, 1, 10, 10]}, {"id": 31, "image_id": 7, "category_id": 3, "bbox": [20, 20, 10, 10]},
-                {"id": 32, "image_id": 8, "category_id": 3, "bbox": [2, 2, 8, 8]}]  # fmt: skip
-        write_json(root / "annotations" / "instances_test2017.json", coco_doc([(7, "d.jpg", 64, 48), (8, "e.jpg", 40, 40)], anns, COCO_CATEGORIES))
+        anns = [
+            {"id": 30, "image_id": 7, "category_id": 1, "bbox": [1, 1, 10, 10]},
+            {"id": 31, "image_id": 7, "category_id": 3, "bbox": [20, 20, 10, 10]},
+            {"id": 32, "image_id": 8, "category_id": 3, "bbox": [2, 2, 8, 8]},
+        ]
+        write_json(
+            root / "annotations" / "instances_test2017.json",
+            coco_doc([(7, "d.jpg", 64, 48), (8, "e.jpg", 40, 40)], anns, COCO_CATEGORIES),
+        )
         return ["test2017/d.jpg", "test2017/d.jpg", "test2017/e.jpg"]
     if fmt == "voc":
         write_jpeg(root / "JPEGImages" / "2007_000003.jpg", (64, 48))
         write_jpeg(root / "JPEGImages" / "2007_000004.jpg", (40, 40))
-        objects = {"2007_000003": [voc_object("cat", (2, 2, 11, 11)), voc_object("dog", (21, 21, 30, 30))], "2007_000004": [voc_object("dog", (3, 3, 10, 10))]}
+        objects = {
+            "2007_000003": [voc_object("cat", (2, 2, 11, 11)), voc_object("dog", (21, 21, 30, 30))],
+            "2007_000004": [voc_object("dog", (3, 3, 10, 10))],
+        }
         size = {"2007_000003": (64, 48), "2007_000004": (40, 40)}
         for ident, objs in objects.items():
             (root / "Annotations" / f"{ident}.xml").write_text(voc_xml(f"{ident}.jpg", objs, size=size[ident]))
@@ -158,8 +186,17 @@ def add_test_part(fmt: str, root: Path) -> list[str]:
         write_jpeg(root / "images" / "d.jpg", (64, 48))
         write_jpeg(root / "images" / "e.jpg", (40, 40))
         boxes = pl.read_csv(root / "boxes.csv").with_columns(split=pl.lit(""))
-        held_out = pl.DataFrame({"image_path": ["images/d.jpg", "images/d.jpg", "images/e.jpg"], "label": ["cat", "dog", "dog"],
-                                 "x": [1, 20, 2], "y": [1, 20, 2], "w": [10, 10, 8], "h": [10, 10, 8], "split": ["test", "test", "Testing"]})  # fmt: skip
+        held_out = pl.DataFrame(
+            {
+                "image_path": ["images/d.jpg", "images/d.jpg", "images/e.jpg"],
+                "label": ["cat", "dog", "dog"],
+                "x": [1, 20, 2],
+                "y": [1, 20, 2],
+                "w": [10, 10, 8],
+                "h": [10, 10, 8],
+                "split": ["test", "test", "Testing"],
+            }
+        )
         pl.concat([boxes, held_out], how="vertical_relaxed").write_csv(root / "boxes.csv")
         return ["images/d.jpg", "images/d.jpg", "images/e.jpg"]
     raise ValueError(f"no test part for {fmt!r}")

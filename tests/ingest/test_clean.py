@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from common.contracts.ingest_tables import MANIFEST, QUARANTINE
 from ingest.clean import CleanAborted, clean
 from ingest.config import CleanConfig
 from ingest.demo.check import check
-from common.contracts.ingest_tables import MANIFEST, QUARANTINE
 
 OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html")
 
@@ -72,7 +72,9 @@ def test_rerun_writes_identical_bytes(demo_raw: Path, demo_clean: Path, tmp_path
         if name != "report.json":
             assert (tmp_path / name).read_bytes() == (demo_clean / name).read_bytes(), name
     strip = lambda d: {k: v for k, v in d.items() if k != "source_notes"}  # noqa: E731
-    assert strip(json.loads((tmp_path / "report.json").read_text())) == strip(json.loads((demo_clean / "report.json").read_text()))
+    assert strip(json.loads((tmp_path / "report.json").read_text())) == strip(
+        json.loads((demo_clean / "report.json").read_text())
+    )
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
 
 
@@ -92,14 +94,17 @@ def test_too_much_quarantine_aborts_without_manifest(demo_raw: Path, tmp_path: P
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "ingest", "clean", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "nope: expected a dataset folder" in run.stderr
 
 
 def test_cli_demo_check_passes(demo_raw: Path, demo_clean: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "ingest", "demo-check", str(demo_raw), str(demo_clean)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "ingest", "demo-check", str(demo_raw), str(demo_clean)], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout
     assert "handled as expected" in run.stdout
 
@@ -116,7 +121,10 @@ def test_every_format_cleans_end_to_end(fmt: str, tmp_path: Path) -> None:
     assert result.manifest.height > 0
     assert result.manifest.get_column("label_id").null_count() == 0
     assert (result.manifest.get_column("bbox_x") >= 0).all()
-    assert (result.manifest.get_column("bbox_x") + result.manifest.get_column("bbox_w") <= result.manifest.get_column("width")).all()
+    assert (
+        result.manifest.get_column("bbox_x") + result.manifest.get_column("bbox_w")
+        <= result.manifest.get_column("width")
+    ).all()
     assert set(result.manifest.get_column("split")) <= {"train", "val"}
 
 

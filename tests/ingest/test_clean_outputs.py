@@ -47,7 +47,9 @@ def test_another_tools_folder_is_refused_unless_overwrite(demo_raw: Path, tmp_pa
     out = tmp_path / "shards"
     out.mkdir()
     (out / "dataset.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"this is a `shards build` output, not an `ingest clean` output; pass --overwrite"):
+    with pytest.raises(
+        ValueError, match=r"this is a `shards build` output, not an `ingest clean` output; pass --overwrite"
+    ):
         clean(_config(demo_raw, out))
     assert (out / "dataset.json").exists()
     clean(_config(demo_raw, out, overwrite=True))
@@ -69,7 +71,10 @@ def test_a_rerun_with_another_config_is_refused_unless_overwrite(demo_raw: Path,
     before = (out / "manifest.parquet").read_bytes()
     clean(_config(demo_raw, out, workers=2))  # how it runs is free to change: same outputs
     assert (out / "manifest.parquet").read_bytes() == before
-    with pytest.raises(ValueError, match=r"an `ingest clean` output of another config \(seed differ: seed was 0, now 3\); pass --overwrite"):
+    with pytest.raises(
+        ValueError,
+        match=r"an `ingest clean` output of another config \(seed differ: seed was 0, now 3\); pass --overwrite",
+    ):
         clean(_config(demo_raw, out, seed=3))
     assert (out / "manifest.parquet").read_bytes() == before
     clean(_config(demo_raw, out, seed=3, overwrite=True))

@@ -29,12 +29,18 @@ def _records(paths: list[str], labels: list[str] | None = None, **extra: list) -
 @pytest.mark.parametrize(
     ("rule", "paths", "groups"),
     [
-        ("auto", ["images/train/v1_frame0001.jpg", "images/val/v1_frame0002.jpg", "images/val/v2_frame1.jpg"],
-         ["images/v1", "images/v1", "images/v2"]),
+        (
+            "auto",
+            ["images/train/v1_frame0001.jpg", "images/val/v1_frame0002.jpg", "images/val/v2_frame1.jpg"],
+            ["images/v1", "images/v1", "images/v2"],
+        ),
         ("auto", ["train/v1/0001.jpg", "valid/v1/0002.png", "train/v2/0001.jpg"], ["v1", "v1", "v2"]),
         ("auto", ["img/clipA_17.jpg", "img/clipA_18.jpg", "img/clipB_1.jpg"], ["img/clipA", "img/clipA", "img/clipB"]),
-        ("auto", ["train/images/v2_frame3_jpg.rf.0a9fbc.jpg", "train/images/v3_frame3_jpg.rf.9c.jpg"],
-         ["images/v2", "images/v3"]),  # Roboflow's export suffix
+        (
+            "auto",
+            ["train/images/v2_frame3_jpg.rf.0a9fbc.jpg", "train/images/v3_frame3_jpg.rf.9c.jpg"],
+            ["images/v2", "images/v3"],
+        ),  # Roboflow's export suffix
         ("folder", ["cat/v1/a.jpg", "dog/v1/b.jpg", "x.jpg"], ["cat/v1", "dog/v1", "x.jpg"]),
         ("stem:^(cam\\d+)", ["cam1-morning.jpg", "cam1-night.jpg", "other.jpg"], ["cam1", "cam1", "other.jpg"]),
         ("stem:^cam\\d", ["cam1-a.jpg", "cam2-b.jpg"], ["cam1", "cam2"]),  # no capture group: the whole match
@@ -50,7 +56,11 @@ def test_rules_give_these_groups(rule: str, paths: list[str], groups: list[str])
 
 def test_column_rule_and_source_groups() -> None:
     frame = _records(["a.jpg", "b.jpg", "c.jpg"], subject=["s1", "s1", None])
-    assert apply_grouping(frame, GroupBy.parse("column:subject")).frame.get_column("group_id").to_list() == ["s1", "s1", "c.jpg"]
+    assert apply_grouping(frame, GroupBy.parse("column:subject")).frame.get_column("group_id").to_list() == [
+        "s1",
+        "s1",
+        "c.jpg",
+    ]
     with pytest.raises(ValueError, match="column:owner: expected a column of the annotations"):
         apply_grouping(frame, GroupBy.parse("column:owner"))
     sourced = frame.with_columns(group_id=pl.Series(["videoA", "videoA", "videoB"]))
@@ -64,7 +74,9 @@ def test_auto_sets_aside_a_naming_too_coarse_to_split_by() -> None:
     voc = [f"JPEGImages/{year}_{i:06d}.jpg" for year in range(2008, 2013) for i in range(12)]  # Pascal VOC ids
     grouped = apply_grouping(_records(voc, [f"c{i % 20}" for i in range(len(voc))]), GroupBy.parse("auto"))
     assert grouped.groups == len(voc)
-    assert grouped.warning.startswith("image names look like video frames (<video>_<N>) but would make 5 groups for 20 classes")
+    assert grouped.warning.startswith(
+        "image names look like video frames (<video>_<N>) but would make 5 groups for 20 classes"
+    )
 
 
 def test_auto_warns_when_only_some_names_look_like_frames() -> None:
@@ -91,7 +103,8 @@ def _frame(video: int, index: int, path: Path) -> None:
 
 
 def _yolo_videos(root: Path, videos: int, frames: int, *, split_of=None) -> None:
-    """Ultralytics YOLO layout, ``video012_frame0005.jpg``; ``split_of(video, frame)`` picks a split folder (or none)."""
+    """Ultralytics YOLO layout, ``video012_frame0005.jpg``; ``split_of(video, frame)`` picks a split folder
+    (or none)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "data.yaml").write_text("names:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES)))
     for v in range(videos):
@@ -114,7 +127,12 @@ def test_yolo_frames_of_a_video_never_straddle_splits(tmp_path: Path) -> None:
     result = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "clean", val_fraction=0.25, quiet=True))
     manifest = result.manifest
     assert manifest.height == 240
-    assert result.report["grouping"] == {"rule": "frame naming <video>_frame<N>", "images": 240, "groups": 24, "warning": None}
+    assert result.report["grouping"] == {
+        "rule": "frame naming <video>_frame<N>",
+        "images": 240,
+        "groups": 24,
+        "warning": None,
+    }
     per_group = _splits_per_group(tmp_path / "clean")
     assert per_group.height == 24 and per_group.get_column("k").max() == 1
     assert set(manifest.get_column("split")) == {"train", "val"}
@@ -124,7 +142,9 @@ def test_yolo_frames_of_a_video_never_straddle_splits(tmp_path: Path) -> None:
     # the near-duplicate rule now compares frames within a video: one-pixel moves of one scene are found
     assert result.report["near_duplicates"]["by_distance"]["8"]["near_duplicates"] > 0
     # --group-by none gives back the old behaviour, frames of one video in both splits
-    leaky = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "none", val_fraction=0.25, group_by="none", quiet=True))
+    leaky = clean(
+        CleanConfig(root=tmp_path / "raw", out=tmp_path / "none", val_fraction=0.25, group_by="none", quiet=True)
+    )
     by_video = leaky.manifest.with_columns(video=pl.col("image_path").str.extract(r"(video\d+)")).group_by("video")
     assert by_video.agg(pl.col("split").n_unique().alias("k")).get_column("k").max() == 2
 
@@ -137,13 +157,22 @@ def test_data_split_folders_that_cut_videos_are_listed_and_resplit(tmp_path: Pat
     assert result.report["groups_in_both_splits"] == leaked
     cli = subprocess.run(
         [sys.executable, "-m", "ingest", "clean", str(tmp_path / "raw"), "--out", str(tmp_path / "cli"), "--quiet"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "grouped by frame naming <video>_frame<N>: 72 images in 12 groups" in cli.stdout
-    assert "the data's own split puts 6 groups in more than one split (images/video000, images/video002, images/video004 ...)" in cli.stderr
+    assert (
+        "the data's own split puts 6 groups in more than one split (images/video000, images/video002, images/video004 "
+        "...)" in cli.stderr
+    )
     assert "groups in both splits" in (tmp_path / "cli" / "report.html").read_text(encoding="utf-8")
 
-    resplit = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "resplit", resplit_by_group=True, val_fraction=0.25, quiet=True))
+    resplit = clean(
+        CleanConfig(
+            root=tmp_path / "raw", out=tmp_path / "resplit", resplit_by_group=True, val_fraction=0.25, quiet=True
+        )
+    )
     assert resplit.report["groups_in_both_splits"] == []
     assert _splits_per_group(tmp_path / "resplit").get_column("k").max() == 1
     assert resplit.manifest.height == 72
@@ -161,7 +190,9 @@ def test_coco_video_id_is_the_group(tmp_path: Path) -> None:
                 name = f"clip{v}-{f}.jpg"  # a naming no rule knows: only video_id says these are one video
                 _frame(v, f, root / f"{split}2017" / name)
                 images.append({"id": image_id, "file_name": name, "width": 64, "height": 48, "video_id": v + 1})
-                annotations.append({"id": image_id, "image_id": image_id, "category_id": 1 + v % 2, "bbox": [4, 4, 20, 20]})
+                annotations.append(
+                    {"id": image_id, "image_id": image_id, "category_id": 1 + v % 2, "bbox": [4, 4, 20, 20]}
+                )
         doc = coco_doc([], annotations, categories)
         doc["images"] = images
         doc["videos"] = [{"id": v + 1, "name": f"clip{v}"} for v in range(3)]  # the fourth has no name
@@ -184,10 +215,16 @@ def _audit_of(clean_dir: Path, out: Path, flagged_video: str, suggested: str) ->
     video = pl.col("group_id") == flagged_video
     out.mkdir()
     train.select(
-        "sample_id", "group_id", "label", verdict=pl.lit("ok"), suspect_score=pl.lit(0.5), suggested_label="label",
-        reason=pl.lit("no signal flags it"), group_verdict=pl.when(video).then(pl.lit("label_issue")).otherwise(pl.lit("ok")),
+        "sample_id",
+        "group_id",
+        "label",
+        verdict=pl.lit("ok"),
+        suspect_score=pl.lit(0.5),
+        suggested_label="label",
+        reason=pl.lit("no signal flags it"),
+        group_verdict=pl.when(video).then(pl.lit("label_issue")).otherwise(pl.lit("ok")),
         group_suggested_label=pl.when(video).then(pl.lit(suggested)).otherwise("label"),
-    ).write_parquet(out / "suspects.parquet")  # fmt: skip
+    ).write_parquet(out / "suspects.parquet")
 
 
 def test_a_wrong_video_is_dropped_or_relabelled_frame_by_frame(tmp_path: Path) -> None:
@@ -199,7 +236,11 @@ def test_a_wrong_video_is_dropped_or_relabelled_frame_by_frame(tmp_path: Path) -
     suggested = next(c for c in CLASSES if c != given)
     _audit_of(tmp_path / "clean", tmp_path / "audit", video, suggested)
 
-    dropped = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "dropped", val_fraction=0.25, suspects=tmp_path / "audit", quiet=True))
+    dropped = clean(
+        CleanConfig(
+            root=tmp_path / "raw", out=tmp_path / "dropped", val_fraction=0.25, suspects=tmp_path / "audit", quiet=True
+        )
+    )
     quarantined = dropped.quarantine.filter(pl.col("rule").list.contains("label.suspect"))
     assert sorted(quarantined.get_column("sample_id")) == sorted(frames.get_column("sample_id"))
     assert quarantined.get_column("detail").str.contains(f"video {video}: label_issue").all()
@@ -207,15 +248,31 @@ def test_a_wrong_video_is_dropped_or_relabelled_frame_by_frame(tmp_path: Path) -
 
     rules = tmp_path / "relabel.toml"
     rules.write_text('[rules."label.suspect"]\naction = "clip"\n')
-    relabelled = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "relabelled", val_fraction=0.25, suspects=tmp_path / "audit",
-                                   rules=rules, quiet=True))  # fmt: skip
+    relabelled = clean(
+        CleanConfig(
+            root=tmp_path / "raw",
+            out=tmp_path / "relabelled",
+            val_fraction=0.25,
+            suspects=tmp_path / "audit",
+            rules=rules,
+            quiet=True,
+        )
+    )
     moved = relabelled.manifest.filter(pl.col("label_original").is_not_null())
     assert sorted(moved.get_column("sample_id")) == sorted(frames.get_column("sample_id"))
     assert set(moved.get_column("label")) == {suggested} and set(moved.get_column("label_original")) == {given}
 
     rules.write_text('[rules."label.suspect"]\naction = "drop"\ngroups = false\n')  # the frame verdicts alone: nothing
-    frames_only = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "frames_only", val_fraction=0.25, suspects=tmp_path / "audit",
-                                    rules=rules, quiet=True))  # fmt: skip
+    frames_only = clean(
+        CleanConfig(
+            root=tmp_path / "raw",
+            out=tmp_path / "frames_only",
+            val_fraction=0.25,
+            suspects=tmp_path / "audit",
+            rules=rules,
+            quiet=True,
+        )
+    )
     assert frames_only.manifest.height == 60
 
 
@@ -230,12 +287,18 @@ def test_review_decides_whole_videos(tmp_path: Path) -> None:
     one = train.filter(pl.col("group_id") == b).get_column("sample_id")[0]
     decisions = review(tmp_path / "audit", accept=[one], accept_groups=[a], reject_groups=[b])
     expected = [(s, "accept") for s in train.filter(pl.col("group_id") == a).get_column("sample_id")]
-    expected += [(s, "accept" if s == one else "reject") for s in train.filter(pl.col("group_id") == b).get_column("sample_id")]
-    assert decisions.select("sample_id", "decision").rows() == sorted(expected)  # a frame named alone wins over its video
+    expected += [
+        (s, "accept" if s == one else "reject") for s in train.filter(pl.col("group_id") == b).get_column("sample_id")
+    ]
+    assert decisions.select("sample_id", "decision").rows() == sorted(
+        expected
+    )  # a frame named alone wins over its video
     with pytest.raises(ValueError, match=r"no groups \['nope'\]"):
         review(tmp_path / "audit", accept_groups=["nope"])
     sheet = tmp_path / "sheet.csv"
-    pl.DataFrame({"group_id": [a, b, b], "sample_id": [None, None, one], "decision": ["accept", "reject", "Accept"]}).write_csv(sheet)
+    pl.DataFrame(
+        {"group_id": [a, b, b], "sample_id": [None, None, one], "decision": ["accept", "reject", "Accept"]}
+    ).write_csv(sheet)
     assert read_review_sheet(sheet) == ([one], [], [a], [b])
 
 
@@ -247,15 +310,36 @@ def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> N
     make_coco(root)  # a second dataset under the same folder: a COCO download beside the YOLO one
     cli = subprocess.run(
         [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "read coco: annotations/instances_train2017.json, annotations/instances_val2017.json" in cli.stdout
-    assert f"ingest: warning: {root} also looks like yolo; took coco (the first in the order aihub, coco, voc, yolo, table)" in cli.stderr
+    assert (
+        f"ingest: warning: {root} also looks like yolo; took coco (the first in the order aihub, coco, voc, yolo, "
+        "table)" in cli.stderr
+    )
     chosen = subprocess.run(
-        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "yolo"), "--format", "yolo", "--quiet"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert "read yolo: 12 label files, class names from data.yaml" in chosen.stdout and "also looks like" not in chosen.stderr
+        [
+            sys.executable,
+            "-m",
+            "ingest",
+            "clean",
+            str(root),
+            "--out",
+            str(tmp_path / "yolo"),
+            "--format",
+            "yolo",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        "read yolo: 12 label files, class names from data.yaml" in chosen.stdout
+        and "also looks like" not in chosen.stderr
+    )
 
 
 def test_a_csv_that_is_no_annotation_table_is_not_taken_for_one(tmp_path: Path) -> None:
@@ -265,8 +349,12 @@ def test_a_csv_that_is_no_annotation_table_is_not_taken_for_one(tmp_path: Path) 
     _yolo_videos(root, 6, 2)
     (root / "planted_flips.csv").write_text("image_path,given_label,true_label\na.jpg,cat,dog\n")  # beside the dataset
     assert not table.detect(root)
-    cli = subprocess.run([sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    cli = subprocess.run(
+        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "read yolo: 12 label files" in cli.stdout and "also looks like" not in cli.stderr
     (root / "planted_flips.csv").write_text("image_path,label,x,y,w,h\na.jpg,cat,1,1,2,2\n")  # now it is one
     assert table.detect(root)

@@ -23,7 +23,11 @@ def _doc(*, width: object = 64, frames: tuple = (0, 1), box: dict | None = None)
     return {
         "metadata": {"species": "CAT", "width": width, "height": 48, "inspect": {"emotion": "행복/즐거움"}},
         "annotations": [
-            {"frame_number": n, "timestamp": n * 200, "bounding_box": box or {"x": 4, "y": 4, "width": 40, "height": 30}}
+            {
+                "frame_number": n,
+                "timestamp": n * 200,
+                "bounding_box": box or {"x": 4, "y": 4, "width": 40, "height": 30},
+            }
             for n in frames
         ],
     }
@@ -213,7 +217,7 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path) -> None
     assert rule == ["image.too_large"] and "4200x4200" in detail
 
 
-@pytest.mark.parametrize("switch", ['enabled = false', 'action = "off"'])
+@pytest.mark.parametrize("switch", ["enabled = false", 'action = "off"'])
 def test_a_rule_can_be_switched_off(tmp_path, switch) -> None:
     root = _root(tmp_path)
     doc = _doc()
@@ -244,7 +248,10 @@ def test_coco_hostile_numbers_and_nesting_do_not_stop_the_run(tmp_path) -> None:
     assert manifest.get_column("record").to_list() == ["1"]
     rows = {r["record"] or r["source_file"]: (r["rule"], r["detail"]) for r in quarantine.iter_rows(named=True)}
     assert rows["2"][0] == ["bbox.invalid"]
-    assert rows["annotations/instances_deep.json"] == (["annotation.malformed"], "annotation.malformed: annotations/instances_deep.json: JSON does not parse: nested too deeply")
+    assert rows["annotations/instances_deep.json"] == (
+        ["annotation.malformed"],
+        "annotation.malformed: annotations/instances_deep.json: JSON does not parse: nested too deeply",
+    )
 
 
 def test_yolo_fifo_label_file_is_refused(tmp_path) -> None:
@@ -306,4 +313,6 @@ def test_an_image_named_with_a_newline_by_an_annotation_is_refused(tmp_path) -> 
     (root / "annotations" / "instances_default.json").write_text(json.dumps(doc))
     quarantine = _nothing_clean(root, tmp_path, format="coco")
     [row] = quarantine.iter_rows(named=True)
-    assert row["rule"] == ["path.bad_name"] and "images/a.jpg\\n" in row["detail"] and "control character" in row["detail"]
+    assert (
+        row["rule"] == ["path.bad_name"] and "images/a.jpg\\n" in row["detail"] and "control character" in row["detail"]
+    )

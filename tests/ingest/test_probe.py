@@ -89,5 +89,7 @@ def test_open_oriented_applies_exif_and_gives_rgb8(images) -> None:
     assert deep.mode == "RGB"
     want = np.asarray(Image.open(images / "ok.jpg").convert("RGB"))[..., 0]
     got = np.asarray(deep)[..., 0].astype(int)
-    assert abs(got - np.asarray(Image.open(images / "deep.png"), dtype=np.float64) / 257).max() <= 1  # scaled, not clipped
+    assert (
+        abs(got - np.asarray(Image.open(images / "deep.png"), dtype=np.float64) / 257).max() <= 1
+    )  # scaled, not clipped
     assert want.shape == got.shape

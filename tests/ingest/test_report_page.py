@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from _browser import check_page, chromium
 from PIL import Image
 
 from common.fonts import HANGUL
 from ingest.report_page import thumbnail
-
-from _browser import check_page, chromium
 
 
 def decode(uri: str) -> Image.Image:
@@ -56,10 +55,18 @@ def test_thumbnail_refuses_files_outside_the_root_and_broken_files(tmp_path: Pat
     assert thumbnail(tmp_path / "root", {"image_path": None}) is None
 
 
-@pytest.mark.parametrize(("rules", "openable"), [
-    (["bbox.negative"], True), (["label.unknown", "bbox.empty"], True), (["image.duplicate"], True),
-    (["image.unreadable"], False), (["image.too_large"], False), (["path.not_regular"], False), (["annotation.malformed"], False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rules", "openable"),
+    [
+        (["bbox.negative"], True),
+        (["label.unknown", "bbox.empty"], True),
+        (["image.duplicate"], True),
+        (["image.unreadable"], False),
+        (["image.too_large"], False),
+        (["path.not_regular"], False),
+        (["annotation.malformed"], False),
+    ],
+)
 def test_only_images_whose_file_passed_are_opened(rules: list[str], openable: bool) -> None:
     from ingest.report_page import _openable
 
@@ -71,7 +78,9 @@ def test_thumbnail_draws_the_box_in_the_frame_a_viewer_shows(tmp_path: Path) -> 
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (100, 50), (255, 255, 255)).save(tmp_path / "r.jpg", quality=95, exif=exif)
-    image = decode(thumbnail(tmp_path, {"image_path": "r.jpg", "bbox_x": 0.0, "bbox_y": 60.0, "bbox_w": 50.0, "bbox_h": 40.0}))
+    image = decode(
+        thumbnail(tmp_path, {"image_path": "r.jpg", "bbox_x": 0.0, "bbox_y": 60.0, "bbox_w": 50.0, "bbox_h": 40.0})
+    )
     assert image.size == (50, 100)
     red, white = image.getpixel((25, 60)), image.getpixel((25, 30))
     assert red[0] > 180 and red[1] < 90 and red[2] < 90  # the box's top edge, at display y 60

@@ -26,16 +26,25 @@ def write_video(root: Path, doc: dict | str, frames: list[str]) -> None:
 DOC = {
     "file_video": "v1.mp4",
     "metadata": {
-        "species": "CAT", "action": "아치", "width": 1280, "height": 720,
-        "animal": {"breed": "코리안 숏헤어"}, "owner": {"emotion": "편안/안정"}, "inspect": {"emotion": "행복/즐거움"},
+        "species": "CAT",
+        "action": "아치",
+        "width": 1280,
+        "height": 720,
+        "animal": {"breed": "코리안 숏헤어"},
+        "owner": {"emotion": "편안/안정"},
+        "inspect": {"emotion": "행복/즐거움"},
     },
     "annotations": [
-        {"frame_number": 0, "timestamp": 0, "bounding_box": {"x": -4, "y": 10, "width": 300, "height": 200},
-         "keypoints": {"1": {"x": 1, "y": 2}, "2": None}},
+        {
+            "frame_number": 0,
+            "timestamp": 0,
+            "bounding_box": {"x": -4, "y": 10, "width": 300, "height": 200},
+            "keypoints": {"1": {"x": 1, "y": 2}, "2": None},
+        },
         {"frame_number": 6, "timestamp": 200.5, "bounding_box": {"x": 1, "y": "2", "width": 3, "height": None}},
         {"timestamp": 9},
     ],
-}  # fmt: skip
+}
 
 
 def test_records_columns_and_values(tmp_path) -> None:
@@ -88,7 +97,13 @@ def test_pool_and_serial_parse_agree(demo_raw) -> None:
     one = parse(demo_raw, SourceOptions(workers=1)).records
     two = parse(demo_raw, SourceOptions(workers=2)).records
     assert one.equals(two)
-    assert one.filter(pl.col("parse_error").is_null()).get_column("label").drop_nulls().is_in(list(EMOTIONS) + ["몰라"]).all()
+    assert (
+        one.filter(pl.col("parse_error").is_null())
+        .get_column("label")
+        .drop_nulls()
+        .is_in(list(EMOTIONS) + ["몰라"])
+        .all()
+    )
 
 
 def test_typed_fast_path_equals_lenient_path(demo_raw, monkeypatch) -> None:

@@ -13,8 +13,23 @@ from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, coco
 
 OPTS = SourceOptions(workers=1)
-CORE = ["source_file", "record", "image_path", "group_id", "split", "label", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-        "bbox_raw", "meta_width", "meta_height", "parse_error", "iscrowd"]  # fmt: skip
+CORE = [
+    "source_file",
+    "record",
+    "image_path",
+    "group_id",
+    "split",
+    "label",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+    "bbox_raw",
+    "meta_width",
+    "meta_height",
+    "parse_error",
+    "iscrowd",
+]
 
 
 def test_parses_train_and_val_files_into_exact_records(tmp_path: Path) -> None:
@@ -22,8 +37,40 @@ def test_parses_train_and_val_files_into_exact_records(tmp_path: Path) -> None:
     train, val = "annotations/instances_train2017.json", "annotations/instances_val2017.json"
     assert parsed.records.columns == [*RECORDS.names, "iscrowd"]
     assert parsed.records.select(CORE).rows() == [
-        (train, "10", "train2017/a.jpg", "train2017/a.jpg", "train", "dog", 1.5, 2.0, 30.0, 20.25, None, 64, 48, None, 0),
-        (train, "11", "train2017/a.jpg", "train2017/a.jpg", "train", "cat", 0.0, 0.0, 10.0, 10.0, None, 64, 48, None, 1),
+        (
+            train,
+            "10",
+            "train2017/a.jpg",
+            "train2017/a.jpg",
+            "train",
+            "dog",
+            1.5,
+            2.0,
+            30.0,
+            20.25,
+            None,
+            64,
+            48,
+            None,
+            0,
+        ),
+        (
+            train,
+            "11",
+            "train2017/a.jpg",
+            "train2017/a.jpg",
+            "train",
+            "cat",
+            0.0,
+            0.0,
+            10.0,
+            10.0,
+            None,
+            64,
+            48,
+            None,
+            1,
+        ),
         (val, "20", "val2017/c.jpg", "val2017/c.jpg", "val", "cat", 4.0, 5.0, 6.0, 7.0, None, 40, 30, None, 0),
     ]
     assert parsed.extra_columns == ["iscrowd"]
@@ -44,7 +91,9 @@ def test_parses_train_and_val_files_into_exact_records(tmp_path: Path) -> None:
         ("instances_x.json", [], ""),
     ],
 )
-def test_image_folder_follows_the_documented_order(tmp_path: Path, json_rel: str, folders: list[str], expected: str) -> None:
+def test_image_folder_follows_the_documented_order(
+    tmp_path: Path, json_rel: str, folders: list[str], expected: str
+) -> None:
     for folder in folders:
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
     write_json(tmp_path / json_rel, coco_doc([], [], {}))
@@ -57,7 +106,11 @@ def test_roboflow_layout_one_folder_down_with_splits_from_folder_names(tmp_path:
         write_json(tmp_path / split / "_annotations.coco.json", coco_doc([(0, file_name, 10, 10)], ann, {1: "cat"}))
     assert coco.detect(tmp_path)
     records = coco.parse(tmp_path, OPTS).records
-    assert records.select("image_path", "split").rows() == [("test/c.jpg", "test"), ("train/a.jpg", "train"), ("valid/b.jpg", "val")]
+    assert records.select("image_path", "split").rows() == [
+        ("test/c.jpg", "test"),
+        ("train/a.jpg", "train"),
+        ("valid/b.jpg", "val"),
+    ]
 
 
 def test_an_instances_test_file_is_the_test_split(tmp_path: Path) -> None:
@@ -74,7 +127,13 @@ def test_an_instances_test_file_is_the_test_split(tmp_path: Path) -> None:
 
 def test_dirty_annotations_become_flagged_records_not_exceptions(tmp_path: Path) -> None:
     doc = coco_doc(
-        [(1, "a.jpg", 64, 0), (2, "../../etc/passwd", 10, 10), (3, "/abs/x.jpg", 10, 10), (4, "sub\\win.jpg", 10, 10), (5, "unused.jpg", 8, 8)],
+        [
+            (1, "a.jpg", 64, 0),
+            (2, "../../etc/passwd", 10, 10),
+            (3, "/abs/x.jpg", 10, 10),
+            (4, "sub\\win.jpg", 10, 10),
+            (5, "unused.jpg", 8, 8),
+        ],
         [
             {"id": 1, "image_id": 1, "category_id": 99, "bbox": [10, "abc", 5, 5]},
             {"id": 2, "image_id": 777, "category_id": 1, "bbox": [1, 1, 5, 5]},
@@ -98,13 +157,16 @@ def test_dirty_annotations_become_flagged_records_not_exceptions(tmp_path: Path)
 
     assert rows["2"]["image_path"] is None
     assert rows["2"]["parse_error"] == (
-        "instances_default.json: annotation 2: expected field 'image_id' naming an entry of images[] with a file_name, got 777"
+        "instances_default.json: annotation 2: expected field 'image_id' naming an entry of images[] with a "
+        "file_name, got 777"
     )
     assert rows["3"]["image_path"] == "../../etc/passwd"  # passed through for path.outside_root
     assert [rows["3"][c] for c in ("bbox_x", "bbox_raw", "parse_error")] == [None, None, None]  # no box: bbox.invalid
     assert rows["4"]["image_path"] == "/abs/x.jpg"
     assert (rows["4"]["bbox_x"], rows["4"]["bbox_raw"]) == (None, "[1, 2, 3]")
-    assert rows["annotations[4]"]["parse_error"] == "instances_default.json: annotations[4]: expected an object, got str"
+    assert (
+        rows["annotations[4]"]["parse_error"] == "instances_default.json: annotations[4]: expected an object, got str"
+    )
     assert (rows["6"]["image_path"], rows["6"]["label"], rows["6"]["iscrowd"]) == ("sub/win.jpg", None, None)
     assert parsed.orphans.get_column("image_path").to_list() == ["unused.jpg"]
 
@@ -131,10 +193,15 @@ def test_wrong_top_level_shape_names_the_missing_lists(tmp_path: Path) -> None:
 
 def test_only_instances_files_when_captions_and_keypoints_sit_beside_them(tmp_path: Path) -> None:
     make_coco(tmp_path)
-    write_json(tmp_path / "annotations" / "captions_train2017.json", {"images": [], "annotations": [{"caption": "a cat"}]})
+    write_json(
+        tmp_path / "annotations" / "captions_train2017.json", {"images": [], "annotations": [{"caption": "a cat"}]}
+    )
     write_json(tmp_path / "annotations" / "person_keypoints_train2017.json", coco_doc([], [], {1: "person"}))
     write_json(tmp_path / "annotations" / "notes.json", {"owner": "me"})  # not COCO at all
-    assert coco.annotation_files(tmp_path) == ["annotations/instances_train2017.json", "annotations/instances_val2017.json"]
+    assert coco.annotation_files(tmp_path) == [
+        "annotations/instances_train2017.json",
+        "annotations/instances_val2017.json",
+    ]
 
 
 def test_annotations_option_parses_only_the_named_file(tmp_path: Path) -> None:

@@ -11,18 +11,42 @@ from _fixtures_formats import coco_doc, make_coco, make_voc, voc_object, voc_xml
 
 from ingest.sources import SourceOptions, coco, voc
 from ingest.sources._common import (
-    ROW_SCHEMA, all_finite, cannot_read, does_not_parse, failure, failure_row, is_int64, is_number, json_float,
-    positive_size, text_float,
-)  # fmt: skip
+    ROW_SCHEMA,
+    all_finite,
+    cannot_read,
+    does_not_parse,
+    failure,
+    failure_row,
+    is_int64,
+    is_number,
+    json_float,
+    positive_size,
+    text_float,
+)
 
 OPTS = SourceOptions(workers=1)
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(640, 640), (640.0, 640), (2**63 - 1, 2**63 - 1), (2**53 + 1, 2**53 + 1), (0, None), (-4, None), (12.5, None),
-     (2**63, None), (1e30, None), (10**400, None), (math.inf, None), (math.nan, None), (True, None), ("64", None), (None, None)],
-)  # fmt: skip
+    [
+        (640, 640),
+        (640.0, 640),
+        (2**63 - 1, 2**63 - 1),
+        (2**53 + 1, 2**53 + 1),
+        (0, None),
+        (-4, None),
+        (12.5, None),
+        (2**63, None),
+        (1e30, None),
+        (10**400, None),
+        (math.inf, None),
+        (math.nan, None),
+        (True, None),
+        ("64", None),
+        (None, None),
+    ],
+)
 def test_positive_size(value: object, expected: int | None) -> None:
     assert positive_size(value) == expected
 
@@ -34,7 +58,9 @@ def test_json_float(value: object, expected: float | None) -> None:
     assert json_float(value) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("4", 4.0), (" 2.5 ", 2.5), ("1e3", 1000.0), ("abc", None), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("4", 4.0), (" 2.5 ", 2.5), ("1e3", 1000.0), ("abc", None), ("", None), (None, None)]
+)
 def test_text_float(text: str | None, expected: float | None) -> None:
     assert text_float(text) == expected
 
@@ -48,8 +74,12 @@ def test_number_checks_take_exact_types() -> None:
 
 def test_failure_rows_name_where_and_why_only() -> None:
     assert failure("a.json", "a.json: broken", record="3", rule="path.bad_name") == {
-        "source_file": "a.json", "record": "3", "image_path": None, "parse_error": "a.json: broken", "parse_rule": "path.bad_name",
-    }  # fmt: skip
+        "source_file": "a.json",
+        "record": "3",
+        "image_path": None,
+        "parse_error": "a.json: broken",
+        "parse_rule": "path.bad_name",
+    }
     schema = {**ROW_SCHEMA, "iscrowd": None}
     row = failure_row(schema, "a.json", "a.json: broken", record="annotations[2]", split="val")
     assert row == ("a.json", "annotations[2]", None, None, "val", *[None] * 8, "a.json: broken", None)
@@ -57,15 +87,26 @@ def test_failure_rows_name_where_and_why_only() -> None:
 
 
 def test_messages() -> None:
-    assert does_not_parse("a.json", "JSON", RecursionError("maximum recursion depth")) == "a.json: JSON does not parse: nested too deeply"
-    assert does_not_parse("a.xml", "XML", ValueError("no element found")) == "a.xml: XML does not parse: no element found"
+    assert (
+        does_not_parse("a.json", "JSON", RecursionError("maximum recursion depth"))
+        == "a.json: JSON does not parse: nested too deeply"
+    )
+    assert (
+        does_not_parse("a.xml", "XML", ValueError("no element found")) == "a.xml: XML does not parse: no element found"
+    )
     assert cannot_read("a.json", PermissionError(13, "Permission denied")) == "a.json: cannot read: Permission denied"
 
 
 def test_coco_image_size_past_int64_claims_nothing_and_the_run_goes_on(tmp_path: Path) -> None:
     make_coco(tmp_path)
-    doc = json.dumps(coco_doc([(7, "h.jpg", 50, 40)], [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 2, 30, 20]}], {1: "cat"}))
-    (tmp_path / "annotations" / "instances_huge2017.json").write_text(doc.replace('"width": 50', '"width": 1' + "0" * 400))
+    doc = json.dumps(
+        coco_doc(
+            [(7, "h.jpg", 50, 40)], [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 2, 30, 20]}], {1: "cat"}
+        )
+    )
+    (tmp_path / "annotations" / "instances_huge2017.json").write_text(
+        doc.replace('"width": 50', '"width": 1' + "0" * 400)
+    )
     records = coco.parse(tmp_path, OPTS).records
     huge = records.filter(records["source_file"] == "annotations/instances_huge2017.json")
     assert huge.select("record", "meta_width", "meta_height", "parse_error").rows() == [("1", None, 40, None)]

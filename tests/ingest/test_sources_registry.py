@@ -15,10 +15,20 @@ from ingest.config import CleanConfig
 from ingest.sources import AUTO, FORMAT_CHOICES, FORMATS, detect_format, get_source
 
 _PROBED = pl.DataFrame(
-    {"norm_cx": [0.5], "norm_cy": [0.5], "norm_w": [0.25], "norm_h": [0.5], "width": [64], "height": [48],
-     "bbox_x": [None], "bbox_y": [None], "bbox_w": [None], "bbox_h": [None]},
+    {
+        "norm_cx": [0.5],
+        "norm_cy": [0.5],
+        "norm_w": [0.25],
+        "norm_h": [0.5],
+        "width": [64],
+        "height": [48],
+        "bbox_x": [None],
+        "bbox_y": [None],
+        "bbox_w": [None],
+        "bbox_h": [None],
+    },
     schema_overrides={c: pl.Float64 for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")},
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("name", FORMATS)
@@ -49,8 +59,8 @@ def test_an_undetected_root_says_what_each_format_looks_for(tmp_path: Path) -> N
     with pytest.raises(ValueError) as error:
         detect_format(tmp_path)
     assert str(error.value) == (
-        f"{tmp_path}: cannot tell the annotation format (looked for AI Hub 라벨링데이터 folders, a COCO instances JSON, "
-        "VOC XML, YOLO txt + class names, a CSV/Parquet table); pass --format"
+        f"{tmp_path}: cannot tell the annotation format (looked for AI Hub 라벨링데이터 folders, a COCO instances "
+        "JSON, VOC XML, YOLO txt + class names, a CSV/Parquet table); pass --format"
     )
 
 

@@ -12,8 +12,24 @@ from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, voc
 
 OPTS = SourceOptions(workers=1)
-CORE = ["source_file", "record", "image_path", "group_id", "split", "label", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-        "bbox_raw", "meta_width", "meta_height", "parse_error", "difficult", "truncated"]  # fmt: skip
+CORE = [
+    "source_file",
+    "record",
+    "image_path",
+    "group_id",
+    "split",
+    "label",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+    "bbox_raw",
+    "meta_width",
+    "meta_height",
+    "parse_error",
+    "difficult",
+    "truncated",
+]
 
 
 def test_parses_devkit_layout_into_exact_records(tmp_path: Path) -> None:
@@ -34,12 +50,16 @@ def test_parses_devkit_layout_into_exact_records(tmp_path: Path) -> None:
 
 def test_xml_that_does_not_parse_is_exactly_one_record(tmp_path: Path) -> None:
     make_voc(tmp_path)
-    (tmp_path / "Annotations" / "bad.xml").write_text("<annotation>\n<filename>x.jpg</filename>\n<object><name>cat</object>\n</annotation>\n")
+    (tmp_path / "Annotations" / "bad.xml").write_text(
+        "<annotation>\n<filename>x.jpg</filename>\n<object><name>cat</object>\n</annotation>\n"
+    )
     records = voc.parse(tmp_path, OPTS).records
     bad = records.filter(records["source_file"] == "Annotations/bad.xml")
     assert bad.height == 1
     assert bad.item(0, "record") is None and bad.item(0, "image_path") is None
-    assert re.fullmatch(r"Annotations/bad\.xml: XML does not parse: mismatched tag: line 3, column \d+", bad.item(0, "parse_error"))
+    assert re.fullmatch(
+        r"Annotations/bad\.xml: XML does not parse: mismatched tag: line 3, column \d+", bad.item(0, "parse_error")
+    )
     assert records.filter(records["parse_error"].is_null()).height == 3
 
 
@@ -59,13 +79,61 @@ def test_dirty_objects_keep_the_raw_box_and_flag_the_file(tmp_path: Path) -> Non
     parsed = voc.parse(tmp_path, OPTS)
     rows = parsed.records.select(CORE).rows()
     assert rows[:3] == [
-        ("Annotations/a.xml", "1", "JPEGImages/a.jpg", "JPEGImages/a.jpg", None, "cat", None, 1.0, None, 19.0,
-         "<bndbox><xmin>abc</xmin><ymin>2</ymin><xmax>12.5</xmax><ymax>20</ymax></bndbox>", None, None, None, 0, 0),
-        ("Annotations/a.xml", "2", "JPEGImages/a.jpg", "JPEGImages/a.jpg", None, "dog", None, None, None, None,
-         None, None, None, None, None, None),
-        ("Annotations/a.xml", "3", "JPEGImages/a.jpg", "JPEGImages/a.jpg", None, "", 0.0, 0.0, 5.0, None,
-         "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox>", None, None, None, None, None),
-    ]  # fmt: skip
+        (
+            "Annotations/a.xml",
+            "1",
+            "JPEGImages/a.jpg",
+            "JPEGImages/a.jpg",
+            None,
+            "cat",
+            None,
+            1.0,
+            None,
+            19.0,
+            "<bndbox><xmin>abc</xmin><ymin>2</ymin><xmax>12.5</xmax><ymax>20</ymax></bndbox>",
+            None,
+            None,
+            None,
+            0,
+            0,
+        ),
+        (
+            "Annotations/a.xml",
+            "2",
+            "JPEGImages/a.jpg",
+            "JPEGImages/a.jpg",
+            None,
+            "dog",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        (
+            "Annotations/a.xml",
+            "3",
+            "JPEGImages/a.jpg",
+            "JPEGImages/a.jpg",
+            None,
+            "",
+            0.0,
+            0.0,
+            5.0,
+            None,
+            "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox>",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+    ]
     assert rows[3][11:13] == (None, None)  # <size> of 0 claims nothing
     assert [r[13] for r in rows[4:]] == [
         "Annotations/nofile.xml: expected field 'filename' (the image file name), got nothing",
@@ -110,7 +178,9 @@ def test_nested_devkit_and_an_id_in_both_split_lists(tmp_path: Path) -> None:
 
 def test_test_txt_is_the_test_split_and_wins_over_another_list(tmp_path: Path) -> None:
     held_out = add_test_part("voc", make_voc(tmp_path))
-    (tmp_path / "ImageSets" / "Main" / "test.txt").write_text("2007_000003\n2007_000004\n2007_000001\n")  # 000001 is in train.txt too
+    (tmp_path / "ImageSets" / "Main" / "test.txt").write_text(
+        "2007_000003\n2007_000004\n2007_000001\n"
+    )  # 000001 is in train.txt too
     records = voc.parse(tmp_path, OPTS).records
     assert records.select("image_path", "split").rows() == [
         ("JPEGImages/2007_000001.jpg", "test"),

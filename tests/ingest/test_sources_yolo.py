@@ -12,8 +12,21 @@ from common.contracts.ingest_tables import RECORDS
 from ingest.sources import SourceOptions, yolo
 
 OPTS = SourceOptions(workers=1)
-CORE = ["source_file", "record", "image_path", "group_id", "split", "label", "bbox_x", "bbox_raw", "parse_error",
-        "norm_cx", "norm_cy", "norm_w", "norm_h"]  # fmt: skip
+CORE = [
+    "source_file",
+    "record",
+    "image_path",
+    "group_id",
+    "split",
+    "label",
+    "bbox_x",
+    "bbox_raw",
+    "parse_error",
+    "norm_cx",
+    "norm_cy",
+    "norm_w",
+    "norm_h",
+]
 
 
 def test_parses_ultralytics_layout_into_exact_records(tmp_path: Path) -> None:
@@ -25,7 +38,9 @@ def test_parses_ultralytics_layout_into_exact_records(tmp_path: Path) -> None:
         ("labels/train/a.txt", "2", a, a, "train", "cat", None, None, None, 0.25, 0.75, 0.5, 0.5),
         ("labels/train/b.txt", "1", b, b, "train", "cat", None, None, None, 0.5, 0.5, 1.0, 1.0),
     ]
-    assert parsed.records.select("bbox_y", "bbox_w", "bbox_h", "meta_width", "meta_height").null_count().row(0) == (3,) * 5
+    assert (
+        parsed.records.select("bbox_y", "bbox_w", "bbox_h", "meta_width", "meta_height").null_count().row(0) == (3,) * 5
+    )
     assert parsed.vocabulary == ("cat", "dog")
     assert parsed.notes["normalised_boxes"] is True and parsed.notes["names_file"] == "data.yaml"
     assert parsed.orphans.rows() == [("images/val/c.jpg", "images/val/c.jpg")]  # an empty label file: background
@@ -33,16 +48,24 @@ def test_parses_ultralytics_layout_into_exact_records(tmp_path: Path) -> None:
 
 def test_to_pixels_converts_centre_boxes_exactly() -> None:
     frame = pl.DataFrame(
-        {"norm_cx": [0.5, 0.25, 0.5, None], "norm_cy": [0.5, 0.75, 0.5, 0.5], "norm_w": [0.25, 0.5, 1.0, 0.5],
-         "norm_h": [0.5, 0.5, 1.0, 0.5], "width": [64, 64, 32, 64], "height": [48, 48, 32, None]}
-    )  # fmt: skip
+        {
+            "norm_cx": [0.5, 0.25, 0.5, None],
+            "norm_cy": [0.5, 0.75, 0.5, 0.5],
+            "norm_w": [0.25, 0.5, 1.0, 0.5],
+            "norm_h": [0.5, 0.5, 1.0, 0.5],
+            "width": [64, 64, 32, 64],
+            "height": [48, 48, 32, None],
+        }
+    )
     out = yolo.to_pixels(frame).select("bbox_x", "bbox_y", "bbox_w", "bbox_h").rows()
     assert out == [(24.0, 12.0, 16.0, 24.0), (0.0, 24.0, 32.0, 24.0), (0.0, 0.0, 32.0, 32.0), (None, None, 32.0, None)]
 
 
 def test_parse_then_to_pixels_with_probed_sizes(tmp_path: Path) -> None:
     records = yolo.parse(make_yolo(tmp_path), OPTS).records
-    sizes = pl.DataFrame({"image_path": ["images/train/a.jpg", "images/train/b.png"], "width": [64, 32], "height": [48, 32]})
+    sizes = pl.DataFrame(
+        {"image_path": ["images/train/a.jpg", "images/train/b.png"], "width": [64, 32], "height": [48, 32]}
+    )
     boxes = yolo.to_pixels(records.join(sizes, on="image_path", how="left", maintain_order="left"))
     assert boxes.select("bbox_x", "bbox_y", "bbox_w", "bbox_h").rows() == [
         (24.0, 12.0, 16.0, 24.0),
@@ -54,7 +77,9 @@ def test_parse_then_to_pixels_with_probed_sizes(tmp_path: Path) -> None:
 def test_dirty_lines_and_files(tmp_path: Path) -> None:
     make_yolo(tmp_path)
     labels = tmp_path / "labels" / "train"
-    (labels / "a.txt").write_text("0 0.5 0.5 0.2\n\n7 0.5 0.5 0.2 0.2\n1 0.5 abc 0.2 0.2\n0 0.1 0.2 0.3 0.4 0.5 0.6\n1 nan 0.5 0.1 0.1\n")
+    (labels / "a.txt").write_text(
+        "0 0.5 0.5 0.2\n\n7 0.5 0.5 0.2 0.2\n1 0.5 abc 0.2 0.2\n0 0.1 0.2 0.3 0.4 0.5 0.6\n1 nan 0.5 0.1 0.1\n"
+    )
     (labels / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # no image of that stem
     (labels / "b.txt").write_bytes(b"0 0.5 0.5 \xff\xfe 0.1\n")
     records = yolo.parse(tmp_path, OPTS).records.select(CORE)
@@ -88,7 +113,9 @@ def test_dirty_lines_and_files(tmp_path: Path) -> None:
         ({"labels/classes.txt": "cat\ndog\n"}, (["cat", "dog"], "labels/classes.txt")),  # LabelImg
     ],
 )
-def test_class_names_from_each_names_file(tmp_path: Path, files: dict[str, str], expected: tuple[list[str], str]) -> None:
+def test_class_names_from_each_names_file(
+    tmp_path: Path, files: dict[str, str], expected: tuple[list[str], str]
+) -> None:
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
@@ -135,9 +162,15 @@ def test_roboflow_layout_and_images_without_labels_are_orphans(tmp_path: Path) -
     assert yolo.detect(tmp_path)
     parsed = yolo.parse(tmp_path, OPTS)
     assert parsed.records.select("image_path", "split").rows() == [
-        ("test/images/x.jpg", "test"), ("train/images/x.jpg", "train"), ("valid/images/x.jpg", "val")
+        ("test/images/x.jpg", "test"),
+        ("train/images/x.jpg", "train"),
+        ("valid/images/x.jpg", "val"),
     ]
-    assert parsed.orphans.get_column("image_path").to_list() == ["test/images/bg.jpg", "train/images/bg.jpg", "valid/images/bg.jpg"]
+    assert parsed.orphans.get_column("image_path").to_list() == [
+        "test/images/bg.jpg",
+        "train/images/bg.jpg",
+        "valid/images/bg.jpg",
+    ]
 
 
 def test_ultralytics_test_folders_are_the_test_split(tmp_path: Path) -> None:

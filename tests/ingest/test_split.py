@@ -44,13 +44,20 @@ def test_a_group_with_test_rows_keeps_its_unassigned_rows_in_test() -> None:
         out = assign_splits(frame, val_fraction=0.5, seed=seed)
         assert out.filter(pl.col("group_id") == "v1").get_column("split").to_list() == ["test"] * 3
         assert out.filter(pl.col("split") == "test").height == 3  # no other row is ever assigned to test
-        assert out.filter(pl.col("group_id") != "v1").get_column("split").value_counts().sort("split").rows() == [("train", 10), ("val", 10)]
+        assert out.filter(pl.col("group_id") != "v1").get_column("split").value_counts().sort("split").rows() == [
+            ("train", 10),
+            ("val", 10),
+        ]
         assert groups_in_both_splits(out) == []
 
 
 # Split counts of the clean manifest of each format's small dataset with its test part (add_test_part).
-CLEAN_SPLITS = {"coco": {"train": 2, "test": 3}, "table": {"train": 2, "test": 3}, "voc": {"train": 2, "val": 1, "test": 3},
-                "yolo": {"train": 3, "test": 3}}  # fmt: skip
+CLEAN_SPLITS = {
+    "coco": {"train": 2, "test": 3},
+    "table": {"train": 2, "test": 3},
+    "voc": {"train": 2, "val": 1, "test": 3},
+    "yolo": {"train": 3, "test": 3},
+}
 
 
 @pytest.mark.parametrize("fmt", sorted(LAYOUTS))
@@ -58,7 +65,9 @@ def test_a_datasets_test_part_ends_in_test_and_nothing_else_does(fmt: str, tmp_p
     root = LAYOUTS[fmt](tmp_path / "raw")
     held_out = add_test_part(fmt, root)
     out = tmp_path / "out"
-    result = clean(CleanConfig(root=root, out=out, workers=1, quiet=True, max_quarantine_fraction=1.0, val_fraction=0.5))
+    result = clean(
+        CleanConfig(root=root, out=out, workers=1, quiet=True, max_quarantine_fraction=1.0, val_fraction=0.5)
+    )
     manifest = result.manifest
     assert dict(manifest.group_by("split").len().iter_rows()) == CLEAN_SPLITS[fmt]
     assert sorted(manifest.filter(pl.col("split") == "test").get_column("image_path")) == sorted(held_out)
@@ -90,7 +99,11 @@ def test_a_video_with_a_test_row_goes_to_test_whole(tmp_path: Path) -> None:
     )
     result = clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "out", workers=1, quiet=True, val_fraction=0.5))
     splits = result.manifest.select("image_path", "group_id", "split").sort("image_path").rows()
-    assert [row for row in splits if row[1] == "v1"] == [("a.jpg", "v1", "test"), ("b.jpg", "v1", "test"), ("c.jpg", "v1", "test")]
+    assert [row for row in splits if row[1] == "v1"] == [
+        ("a.jpg", "v1", "test"),
+        ("b.jpg", "v1", "test"),
+        ("c.jpg", "v1", "test"),
+    ]
     assert sorted(s for _, g, s in splits if g != "v1") == ["train", "train", "val"]
     assert result.report["groups_in_both_splits"] == []
 
@@ -106,4 +119,7 @@ def test_the_same_image_in_train_and_test_is_quarantined_from_test(tmp_path: Pat
     ]
     assert "got the same bytes as group 'images/train/a.jpg'" in result.quarantine.get_column("detail")[0]
     assert dict(result.manifest.group_by("split").len().iter_rows()) == {"train": 3, "test": 1}
-    assert result.manifest.filter(pl.col("image_path") == "images/train/a.jpg").get_column("split").to_list() == ["train", "train"]
+    assert result.manifest.filter(pl.col("image_path") == "images/train/a.jpg").get_column("split").to_list() == [
+        "train",
+        "train",
+    ]

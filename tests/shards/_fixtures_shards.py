@@ -16,10 +16,10 @@ import polars as pl
 import skimage.data
 from PIL import Image
 
-from common.contracts.labels_file import build_labels
-from ingest.probe import probe_one
 from common.contracts.ingest_tables import MANIFEST, conform
+from common.contracts.labels_file import build_labels
 from common.contracts.verified_file import VERIFIED_FILE
+from ingest.probe import probe_one
 
 VOCABULARY = ("happy", "sad", "angry")
 SMALL = {"size": 96, "max_samples": 5, "workers": 1, "quiet": True}  # fast options for tests
@@ -33,7 +33,10 @@ def _jpeg(img: Image.Image, **kw) -> bytes:
 
 
 def _photos() -> list[Image.Image]:
-    return [Image.fromarray(a) for a in (skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket())]
+    return [
+        Image.fromarray(a)
+        for a in (skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket())
+    ]
 
 
 def write_images(root: Path, *, copies: int = 1) -> dict[str, bytes]:
@@ -77,19 +80,38 @@ def make_dataset(base: Path, *, copies: int = 1, test: bool = False) -> Path:
         probe = probe_one(str(root.resolve()), rel)
         name = rel.rsplit("/", 1)[-1]
         if name in BAD:  # rows ingest accepted before the file broke, changed or vanished
-            probe = {"width": 640, "height": 480, "image_format": "JPEG", "image_mode": "RGB", "orientation": 1,
-                     "content_hash": hashlib.sha256(files.get(rel, b"")).hexdigest()}  # fmt: skip
+            probe = {
+                "width": 640,
+                "height": 480,
+                "image_format": "JPEG",
+                "image_mode": "RGB",
+                "orientation": 1,
+                "content_hash": hashlib.sha256(files.get(rel, b"")).hexdigest(),
+            }
             if name == "changed.jpg":
                 probe["content_hash"] = "0" * 64
         assert probe.get("width"), (rel, probe)
         w, h = probe["width"], probe["height"]
-        boxes = [(0.05 * w, 0.1 * h, 0.3 * w, 0.25 * h), (0.1 * w, 0.05 * h, 0.85 * w, 0.9 * h)]  # a small and a large box
+        boxes = [
+            (0.05 * w, 0.1 * h, 0.3 * w, 0.25 * h),
+            (0.1 * w, 0.05 * h, 0.85 * w, 0.9 * h),
+        ]  # a small and a large box
         for b, (x, y, bw, bh) in enumerate(boxes[: 1 if name in BAD else 2]):
-            rows.append({
-                "sample_id": f"s{n:04d}{b}", "image_path": rel, "group_id": rel.rsplit("/", 1)[0] + f"/{n % 5}",
-                "split": "val" if n % 5 == 4 else "test" if test and n % 5 == 3 else "train", "label": VOCABULARY[(n + b) % 3], "label_id": (n + b) % 3,
-                "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh, **probe,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "sample_id": f"s{n:04d}{b}",
+                    "image_path": rel,
+                    "group_id": rel.rsplit("/", 1)[0] + f"/{n % 5}",
+                    "split": "val" if n % 5 == 4 else "test" if test and n % 5 == 3 else "train",
+                    "label": VOCABULARY[(n + b) % 3],
+                    "label_id": (n + b) % 3,
+                    "bbox_x": x,
+                    "bbox_y": y,
+                    "bbox_w": bw,
+                    "bbox_h": bh,
+                    **probe,
+                }
+            )
     manifest = conform(pl.DataFrame(rows), MANIFEST)
     manifest.write_parquet(clean / "manifest.parquet")
     labels = build_labels(manifest, VOCABULARY, label_field="emotion")
@@ -101,5 +123,8 @@ def make_dataset(base: Path, *, copies: int = 1, test: bool = False) -> Path:
 def tree_bytes(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative path (lock files and the record of a verify aside): the unit of
     byte-identity comparisons."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix != ".lock" and p.relative_to(folder) != Path(VERIFIED_FILE)}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".lock" and p.relative_to(folder) != Path(VERIFIED_FILE)
+    }

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _fixtures_shards import BAD, SMALL, make_dataset, tree_bytes
 
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile
-from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
 from common.contracts.ingest_tables import polars_schema
+from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
 from shards import build as build_mod
 from shards.build import BuildAborted, build
 from shards.config import ShardConfig
 from shards.verify import verify
-from _fixtures_shards import BAD, SMALL, make_dataset, tree_bytes
 
 
 def _config(clean: Path, out: Path, **kw) -> ShardConfig:
@@ -51,16 +51,24 @@ def test_every_manifest_row_is_in_one_shard_or_in_failed(small_dataset: Path, sm
     assert stats["pixels"] > 0 and all(40 < m < 200 for m in stats["mean"]) and all(30 < s < 100 for s in stats["std"])
     assert dataset["labels"] == ["happy", "sad", "angry"] and dataset["class_weights"]["computed_on"] == "train"
     report = verify(small_build, quiet=True)
-    assert report.errors == [] and report.decoded == report.samples == sum(c["written"] for c in dataset["counts"].values())
+    assert report.errors == [] and report.decoded == report.samples == sum(
+        c["written"] for c in dataset["counts"].values()
+    )
 
 
 def test_tables_and_dataset_json_follow_their_contracts(small_build: Path, tmp_path: Path):
     tables = [(small_build / FAILED_FILE, FAILED)]
-    tables += [(small_build / split / name, schema) for split in ("train", "val") for name, schema in ((SHARDS_FILE, SHARDS), (SAMPLES_FILE, SAMPLES))]
+    tables += [
+        (small_build / split / name, schema)
+        for split in ("train", "val")
+        for name, schema in ((SHARDS_FILE, SHARDS), (SAMPLES_FILE, SAMPLES))
+    ]
     for path, schema in tables:
         assert list(pl.read_parquet_schema(path).items()) == list(polars_schema(schema).items()), path
     dataset = small_build / DATASET_FILE
-    assert DatasetFile.read(dataset).write(tmp_path).read_bytes() == dataset.read_bytes()  # every field is in the contract
+    assert (
+        DatasetFile.read(dataset).write(tmp_path).read_bytes() == dataset.read_bytes()
+    )  # every field is in the contract
     assert list(DatasetFile.read(dataset).counts) == list(DatasetFile.read(dataset).shards) == ["train", "val"]
     assert not (small_build / "test").exists()  # a dataset without test rows gets no test split
 
@@ -79,7 +87,11 @@ def test_a_test_split_is_built_like_the_others_and_listed_in_dataset_json(tmp_pa
         samples = pl.read_parquet(out / split / SAMPLES_FILE)
         ids = samples["sample_id"].to_list() + failed.filter(pl.col("split") == split)["sample_id"].to_list()
         assert sorted(ids) == sorted(manifest.filter(pl.col("split") == split)["sample_id"])
-        assert set(samples["shard"]) == set(dataset.shards[split]) == set(pl.read_parquet(out / split / SHARDS_FILE)["shard"])
+        assert (
+            set(samples["shard"])
+            == set(dataset.shards[split])
+            == set(pl.read_parquet(out / split / SHARDS_FILE)["shard"])
+        )
     test = pl.read_parquet(out / "test" / SAMPLES_FILE).join(manifest, on="sample_id")
     assert sorted(set(test["image_path"])) == ["odd/rot6.jpg", "photos/000/p3.jpg"]
     assert sum(dataset.counts["test"].per_class) == 4 and dataset.pixel_stats.computed_on == "train"
@@ -153,7 +165,9 @@ def test_a_path_outside_the_root_fails_with_the_rule_id_ingest_uses(small_datase
     manifest = pl.read_parquet(clean / "manifest.parquet")
     escaping = manifest.filter(pl.col("split") == "train")["sample_id"][0]
     manifest.with_columns(
-        image_path=pl.when(pl.col("sample_id") == escaping).then(pl.lit("../outside.jpg")).otherwise(pl.col("image_path"))
+        image_path=pl.when(pl.col("sample_id") == escaping)
+        .then(pl.lit("../outside.jpg"))
+        .otherwise(pl.col("image_path"))
     ).write_parquet(clean / "manifest.parquet")
     build(_config(clean, tmp_path / "out"))
     failed = pl.read_parquet(tmp_path / "out" / "failed.parquet").filter(pl.col("sample_id") == escaping)

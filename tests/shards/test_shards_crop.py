@@ -67,9 +67,19 @@ def test_output_size(box, size, max_upscale, expected):
     ],
 )
 def test_decode_path_choice(fmt, mode, orientation, box_w, expected):
-    row = {"image_path": "x.jpg", "width": 1000, "height": 1000, "bbox_x": 0.0, "bbox_y": 0.0, "bbox_w": float(box_w),
-           "bbox_h": float(box_w), "image_format": fmt, "image_mode": mode, "orientation": orientation,
-           "content_hash": "ab" * 32}  # fmt: skip
+    row = {
+        "image_path": "x.jpg",
+        "width": 1000,
+        "height": 1000,
+        "bbox_x": 0.0,
+        "bbox_y": 0.0,
+        "bbox_w": float(box_w),
+        "bbox_h": float(box_w),
+        "image_format": fmt,
+        "image_mode": mode,
+        "orientation": orientation,
+        "content_hash": "ab" * 32,
+    }
     plan = plan_crop(row, crop="bbox", margin=0.0, size=256, max_upscale=1.0)
     assert plan.path == expected
     assert plan.out_size == (256, 256)
@@ -77,14 +87,35 @@ def test_decode_path_choice(fmt, mode, orientation, box_w, expected):
 
 def test_no_roi_without_a_content_hash():
     """ROI decoding stops after the crop; only the sha256 check proves the rest of the file is intact."""
-    row = {"image_path": "x.jpg", "width": 1000, "height": 1000, "bbox_x": 0.0, "bbox_y": 0.0, "bbox_w": 300.0,
-           "bbox_h": 300.0, "image_format": "JPEG", "image_mode": "RGB", "orientation": 1, "content_hash": None}  # fmt: skip
+    row = {
+        "image_path": "x.jpg",
+        "width": 1000,
+        "height": 1000,
+        "bbox_x": 0.0,
+        "bbox_y": 0.0,
+        "bbox_w": 300.0,
+        "bbox_h": 300.0,
+        "image_format": "JPEG",
+        "image_mode": "RGB",
+        "orientation": 1,
+        "content_hash": None,
+    }
     assert plan_crop(row, crop="bbox", margin=0.0, size=256, max_upscale=1.0).path == "full"
 
 
 def test_empty_box_is_a_crop_error():
-    row = {"image_path": "x.jpg", "width": 100, "height": 100, "bbox_x": 150.0, "bbox_y": 0.0, "bbox_w": 10.0,
-           "bbox_h": 10.0, "image_format": "JPEG", "image_mode": "RGB", "orientation": 1}  # fmt: skip
+    row = {
+        "image_path": "x.jpg",
+        "width": 100,
+        "height": 100,
+        "bbox_x": 150.0,
+        "bbox_y": 0.0,
+        "bbox_w": 10.0,
+        "bbox_h": 10.0,
+        "image_format": "JPEG",
+        "image_mode": "RGB",
+        "orientation": 1,
+    }
     with pytest.raises(CropError) as info:
         plan_crop(row, crop="bbox", margin=0.1, size=64, max_upscale=1.0)
     assert info.value.reason == "crop.empty"
@@ -134,7 +165,10 @@ def test_exif_orientation_matches_ingest_convention(small_dataset: Path, path: s
 def test_odd_modes_become_8bit_rgb(small_dataset: Path, rel: str):
     for row in _rows(small_dataset)[rel]:
         plan = plan_crop(row, crop="bbox", margin=0.1, size=96, max_upscale=1.0)
-        img = render((_root(small_dataset) / rel).read_bytes(), dataclasses.replace(plan, path="full" if plan.path == "roi" else plan.path))
+        img = render(
+            (_root(small_dataset) / rel).read_bytes(),
+            dataclasses.replace(plan, path="full" if plan.path == "roi" else plan.path),
+        )
         assert img.mode == "RGB" and img.size == plan.out_size
         decoded = Image.open(io.BytesIO(encode(img, quality=90)))
         assert (decoded.format, decoded.mode, decoded.size) == ("JPEG", "RGB", plan.out_size)

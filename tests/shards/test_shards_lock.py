@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,8 +13,8 @@ from pathlib import Path
 import pytest
 from _fixtures_shards import SMALL
 
-from common.lock import FolderLocked
 from common.atomic import OUTPUTS_FILE
+from common.lock import FolderLocked
 from shards.build import build, partition_lock
 from shards.config import ShardConfig
 
@@ -26,7 +25,8 @@ HOLD = textwrap.dedent(
     from pathlib import Path
     from shards.build import partition_lock
     from shards.config import ShardConfig
-    lock = partition_lock(ShardConfig(manifest_dir=Path(sys.argv[1]), out=Path(sys.argv[2]), num_partitions=2, partition=1)).acquire()
+    lock = partition_lock(ShardConfig(manifest_dir=Path(sys.argv[1]), out=Path(sys.argv[2]), \
+num_partitions=2, partition=1)).acquire()
     print("held", flush=True)
     time.sleep(600)
     """
@@ -39,7 +39,9 @@ def _config(clean: Path, out: Path, **kw) -> ShardConfig:
 
 def test_a_second_build_of_a_partition_is_refused_and_a_dead_ones_lock_taken_over(small_dataset: Path, tmp_path: Path):
     out = tmp_path / "shards"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(small_dataset), str(out)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(small_dataset), str(out)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline() == "held\n"
         with pytest.raises(FolderLocked, match=rf"{out}: already being built \(partition 1\) by pid {proc.pid}"):
@@ -70,9 +72,13 @@ def test_a_mixed_or_aborted_clean_folder_is_refused(small_dataset: Path, tmp_pat
 
 
 def test_wrong_folders_say_what_they_are(small_dataset: Path, small_build: Path, tmp_path: Path):
-    with pytest.raises(ValueError, match=rf"{small_build}: this is a `shards build` output, not an `ingest clean` output"):
+    with pytest.raises(
+        ValueError, match=rf"{small_build}: this is a `shards build` output, not an `ingest clean` output"
+    ):
         build(_config(small_build, tmp_path / "shards"))
-    with pytest.raises(ValueError, match=rf"{small_dataset}: this is an `ingest clean` output, not a `shards build` output"):
+    with pytest.raises(
+        ValueError, match=rf"{small_dataset}: this is an `ingest clean` output, not a `shards build` output"
+    ):
         build(_config(small_dataset, small_dataset))
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="file: expected an output folder, got a file"):

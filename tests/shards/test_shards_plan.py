@@ -10,13 +10,18 @@ from shards.assign import plan_shards, read_manifest, sample_key, shuffled_split
 
 
 def _manifest(n: int) -> pl.DataFrame:
-    return conform(pl.DataFrame({
-        "sample_id": [f"id{i:05d}" for i in range(n)],
-        "image_path": [f"img/{i}.jpg" for i in range(n)],
-        "split": ["val" if i % 4 == 0 else "train" for i in range(n)],
-        "label": ["a"] * n,
-        "label_id": [i % 3 for i in range(n)],
-    }), MANIFEST)  # fmt: skip
+    return conform(
+        pl.DataFrame(
+            {
+                "sample_id": [f"id{i:05d}" for i in range(n)],
+                "image_path": [f"img/{i}.jpg" for i in range(n)],
+                "split": ["val" if i % 4 == 0 else "train" for i in range(n)],
+                "label": ["a"] * n,
+                "label_id": [i % 3 for i in range(n)],
+            }
+        ),
+        MANIFEST,
+    )
 
 
 def test_shuffle_is_seeded_global_and_ignores_row_order():
@@ -38,7 +43,10 @@ def test_plan_boundaries_and_partitions():
     splits = shuffled_splits(_manifest(1000), seed=0)  # 750 train, 250 val
     planned = plan_shards(splits, max_samples=100)
     assert [(p.split, p.index, p.start, p.stop) for p in planned][7:10] == [
-        ("train", 7, 700, 750), ("val", 0, 0, 100), ("val", 1, 100, 200)]  # fmt: skip
+        ("train", 7, 700, 750),
+        ("val", 0, 0, 100),
+        ("val", 1, 100, 200),
+    ]
     assert [p.ordinal for p in planned] == list(range(len(planned)))
     for k in (1, 3, 4):
         owners = [[p.name for p in planned if p.partition(k) == i] for i in range(k)]

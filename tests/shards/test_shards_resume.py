@@ -23,8 +23,22 @@ OPTIONS = {"size": 96, "max_samples": 3, "quiet": True}
 
 
 def _start(clean: Path, out: Path, workers: int) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "shards", "build", str(clean), "--out", str(out), "--workers", str(workers),
-            "--size", "96", "--max-samples", "3", "--quiet"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "shards",
+        "build",
+        str(clean),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--size",
+        "96",
+        "--max-samples",
+        "3",
+        "--quiet",
+    ]
     return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 

@@ -30,12 +30,21 @@ def _first_jpg(out: Path) -> tuple[Path, str, int]:
 
 def test_good_build_verifies_and_records_each_file_it_checked(damaged: Path, capsys):
     assert main(["verify", str(damaged), "--quiet"]) == 0
-    assert capsys.readouterr().out.endswith(f"verify: OK: 5 shards, 18 samples (18 decoded with DALI), 3 in failed.parquet; "
-                                            f"recorded in {damaged / 'verified.json'}\n")  # fmt: skip
+    assert capsys.readouterr().out.endswith(
+        f"verify: OK: 5 shards, 18 samples (18 decoded with DALI), 3 in failed.parquet; "
+        f"recorded in {damaged / 'verified.json'}\n"
+    )
     record = json.loads((damaged / "verified.json").read_text())
-    checked = ["dataset.json", "failed.parquet", *(str(p.relative_to(damaged)) for p in damaged.glob("*/*") if p.parent.name != "_journal")]
+    checked = [
+        "dataset.json",
+        "failed.parquet",
+        *(str(p.relative_to(damaged)) for p in damaged.glob("*/*") if p.parent.name != "_journal"),
+    ]
     assert (record["tool"], record["decoded"], sorted(record["files"])) == ("shards verify", True, sorted(checked))
-    assert all(record["files"][name] == [os.stat(damaged / name).st_size, os.stat(damaged / name).st_mtime_ns] for name in checked)
+    assert all(
+        record["files"][name] == [os.stat(damaged / name).st_size, os.stat(damaged / name).st_mtime_ns]
+        for name in checked
+    )
 
 
 def test_damaged_jpeg_is_named(damaged: Path, capsys):
@@ -49,7 +58,9 @@ def test_damaged_jpeg_is_named(damaged: Path, capsys):
     assert any(f"train/shard-000000.tar: key {key}: DALI cannot decode {key}.jpg" in e for e in errors)
     assert main(["verify", str(damaged), "--quiet"]) == 1
     assert f"MISMATCH train/shard-000000.tar: key {key}" in capsys.readouterr().out
-    assert not (damaged / "verified.json").exists()  # a verify that failed vouches for nothing, nor does an earlier pass
+    assert not (
+        damaged / "verified.json"
+    ).exists()  # a verify that failed vouches for nothing, nor does an earlier pass
 
 
 def test_wrong_label_and_bad_index_are_named(damaged: Path):
@@ -63,7 +74,10 @@ def test_wrong_label_and_bad_index_are_named(damaged: Path):
     errors = verify(damaged, quiet=True).errors
     key = cls.name[: -len(".cls")]
     assert any(e.startswith(f"train/shard-000001.tar: key {key}: .cls b'9'") for e in errors)
-    assert any(e.startswith("val/shard-000000.tar: index shard-000000.idx does not match the tar (first difference at line 1") for e in errors)
+    assert any(
+        e.startswith("val/shard-000000.tar: index shard-000000.idx does not match the tar (first difference at line 1")
+        for e in errors
+    )
 
 
 def test_lost_and_duplicated_samples_are_named(damaged: Path):
@@ -87,8 +101,12 @@ def test_a_file_that_breaks_its_contract_is_one_line(damaged: Path):
     samples = damaged / "train" / "samples.parquet"
     pl.read_parquet(samples).drop("decode_path").write_parquet(samples)
     (error,) = verify(damaged, quiet=True, decode=False).errors
-    assert error.startswith(f"{samples}: columns {{'sample_id': String, 'key': String, 'shard': String, 'label_id': Int64, "
-                            "'reason': String}, expected ")  # fmt: skip
+    assert error.startswith(
+        f"{samples}: columns {{'sample_id': String, 'key': String, 'shard': String, 'label_id': Int64, "
+        "'reason': String}, expected "
+    )
     dataset = damaged / "dataset.json"
     dataset.write_text(dataset.read_text().replace('"num_classes": 3', '"num_classes": "three"'))
-    assert verify(damaged, quiet=True, decode=False).errors == [f"{dataset}: num_classes: expected a valid integer, got 'three'"]
+    assert verify(damaged, quiet=True, decode=False).errors == [
+        f"{dataset}: num_classes: expected a valid integer, got 'three'"
+    ]

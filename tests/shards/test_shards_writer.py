@@ -56,7 +56,9 @@ def test_tar_and_index_follow_the_layout_contract(tmp_path: Path):
     assert [member_key(m.name) for m in members[::3]] == part.keys
     lines = index_path(tmp_path / part.shard).read_text(encoding="ascii").splitlines()
     assert lines[0] == f"{INDEX_VERSION} 3"
-    assert len(lines) == 4 and lines[1] == " ".join(index_entry(ext, m.offset, m.size, m.name) for ext, m in zip(MEMBERS, members))
+    assert len(lines) == 4 and lines[1] == " ".join(
+        index_entry(ext, m.offset, m.size, m.name) for ext, m in zip(MEMBERS, members)
+    )
 
 
 def test_index_is_what_wds2idx_writes(tmp_path: Path):
@@ -93,8 +95,12 @@ def test_dali_webdataset_reader_reads_our_index(tmp_path: Path):
 
     @pipeline_def(batch_size=7, num_threads=1, device_id=None)
     def pipe():
-        jpg, cls, meta = fn.readers.webdataset(paths=[str(tar)], index_paths=[str(index_path(tar))],
-                                               ext=["jpg", "cls", "json"], missing_component_behavior="error")  # fmt: skip
+        jpg, cls, meta = fn.readers.webdataset(
+            paths=[str(tar)],
+            index_paths=[str(index_path(tar))],
+            ext=["jpg", "cls", "json"],
+            missing_component_behavior="error",
+        )
         return fn.decoders.image(jpg, device="cpu", output_type=types.RGB), cls, meta
 
     p = pipe()

@@ -4,7 +4,8 @@
 It writes ``OUT/rank{r}.pt`` with:
 
 * ``grads``: the all-reduced gradient of one ``Trainer`` micro-step on this rank's half of four
-  fixed samples (model in eval mode: BatchNorm on running statistics, no dropout: the maths is then exactly one process's);
+  fixed samples (model in eval mode: BatchNorm on running statistics, no dropout: the maths is then
+  exactly one process's);
 * ``checksums``: a digest of every parameter after every optimizer update of one epoch on the
   real DALI loader (this rank's part), with the first backbone groups frozen for the first steps;
 * ``samples``: the sample ids this rank trained on in that epoch;
@@ -26,11 +27,11 @@ from train.data.batch import Batch
 from train.data.loader import open_loader
 from train.fit.checkpoint import TrainProgress
 from train.fit.device import Precision, rank_seed, seed_everything
-from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer
 from train.fit.schedule import WarmupCosine
+from train.fit.trainer import Trainer
 
 WEIGHTS = [0.5, 2.0, 1.0, 3.0, 1.0, 1.0]
 
@@ -60,8 +61,9 @@ def make_trainer(*, freeze_bn: bool, drop_rate: float, precision: Precision = Pr
 def gradient(trainer: Trainer, rows: slice) -> dict[str, torch.Tensor]:
     images, labels = fixed_samples()
     trainer.model.eval()  # every BatchNorm (the head's too) on its running statistics: no per-batch terms
-    trainer._forward_backward(Batch(images[rows], labels[rows], [f"s{i}" for i in range(4)][rows]),
-                              group_size=1, sync=True, dynamics=None)  # fmt: skip
+    trainer._forward_backward(
+        Batch(images[rows], labels[rows], [f"s{i}" for i in range(4)][rows]), group_size=1, sync=True, dynamics=None
+    )
     return {name: p.grad.detach().clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
 
 
@@ -102,8 +104,18 @@ def main(shards: Path, out: Path) -> None:
     result["grads"] = gradient(trainer, slice(2 * rank, 2 * rank + 2))
 
     seed_everything(rank_seed(3, rank))
-    loader = open_loader(shards / "train", train=True, batch_size=2, image_size=32, device="cpu", seed=3,
-                         backend="dali", workers=1, rank=rank, world_size=world)  # fmt: skip
+    loader = open_loader(
+        shards / "train",
+        train=True,
+        batch_size=2,
+        image_size=32,
+        device="cpu",
+        seed=3,
+        backend="dali",
+        workers=1,
+        rank=rank,
+        world_size=world,
+    )
     loader.set_epoch(0)
     trainer = make_trainer(freeze_bn=False, drop_rate=0.2, freeze_groups=3, freeze_steps=2)
     checksums, samples = [], []
@@ -124,8 +136,9 @@ def main(shards: Path, out: Path) -> None:
     loader.set_epoch(1)
     trainer = make_trainer(freeze_bn=False, drop_rate=0.2, precision=Precision(torch.float16))
     skipped: list[bool] = []
-    trainer.train_epoch(Poisoned(loader, rank=rank, poison_rank=1, poison_batch=1),
-                        on_update=lambda info: skipped.append(info.skipped))  # fmt: skip
+    trainer.train_epoch(
+        Poisoned(loader, rank=rank, poison_rank=1, poison_batch=1), on_update=lambda info: skipped.append(info.skipped)
+    )
     result["skipped"], result["nonfinite_total"] = skipped, trainer.progress.nonfinite_total
     result["after_nan"] = digest(trainer.model)
 

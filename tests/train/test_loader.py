@@ -13,7 +13,14 @@ from _loader_fixtures import IMAGE, build_shards, copy_split, samples
 
 from train.config import load_train_config
 from train.data.batch import Batch
-from train.data.loader import DEFAULT_SHUFFLE_BUFFER, ShardSet, build_loader, open_loader, resolve_backend, resolve_data_config
+from train.data.loader import (
+    DEFAULT_SHUFFLE_BUFFER,
+    ShardSet,
+    build_loader,
+    open_loader,
+    resolve_backend,
+    resolve_data_config,
+)
 from train.data.transforms import TransformSpec
 
 BACKENDS = ["dali", "torch"]
@@ -68,28 +75,56 @@ def test_validation_epoch_yields_each_sample_once(loader_shards: Path, backend: 
 def test_validation_split_over_two_ranks_is_disjoint_and_complete(loader_shards: Path, backend: str) -> None:
     expected = samples(loader_shards / "val")
     workers = {"dali": 1, "torch": 2}[backend]
-    per_rank = [ids(epoch(make(loader_shards / "val", backend, train=False, rank=r, world_size=2, workers=workers))) for r in (0, 1)]
+    per_rank = [
+        ids(epoch(make(loader_shards / "val", backend, train=False, rank=r, world_size=2, workers=workers)))
+        for r in (0, 1)
+    ]
     assert set(per_rank[0]).isdisjoint(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(expected)
     assert (len(per_rank[0]), len(per_rank[1])) == (17, 18)  # [N*r//W, N*(r+1)//W): no padding duplicates
 
 
-
 def test_the_data_config_is_resolved_in_one_place(loader_shards: Path) -> None:
-    data = load_train_config(values={"data.image_size": IMAGE, "data.batch_size": 4, "data.eval_batch_size": 5, "data.loader": "torch",
-                                     "data.workers": 0, "data.scale": [0.5, 1.0], "data.jitter": 0.1}).data
-    assert resolve_data_config(data, train=True) == {"train": True, "batch_size": 4, "image_size": IMAGE, "backend": "torch",
-                                                     "workers": 0, "scale": (0.5, 1.0), "jitter": 0.1}
-    assert resolve_data_config(data, train=False)["batch_size"] == 5 and resolve_data_config(data, train=False, batch_size=2)["batch_size"] == 2
+    data = load_train_config(
+        values={
+            "data.image_size": IMAGE,
+            "data.batch_size": 4,
+            "data.eval_batch_size": 5,
+            "data.loader": "torch",
+            "data.workers": 0,
+            "data.scale": [0.5, 1.0],
+            "data.jitter": 0.1,
+        }
+    ).data
+    assert resolve_data_config(data, train=True) == {
+        "train": True,
+        "batch_size": 4,
+        "image_size": IMAGE,
+        "backend": "torch",
+        "workers": 0,
+        "scale": (0.5, 1.0),
+        "jitter": 0.1,
+    }
+    assert (
+        resolve_data_config(data, train=False)["batch_size"] == 5
+        and resolve_data_config(data, train=False, batch_size=2)["batch_size"] == 2
+    )
     loader = open_loader(loader_shards / "train", **resolve_data_config(data, train=True), device="cpu", seed=7)
     assert (loader.spec.scale, loader.spec.jitter, loader.spec.size, loader.batch_size) == ((0.5, 1.0), 0.1, IMAGE, 4)
     defaults = load_train_config().data  # the transform's defaults are the data config's, written once
-    assert (TransformSpec(train=True).scale, TransformSpec(train=True).jitter) == (defaults.scale, defaults.jitter) == ((0.25, 1.0), 0.0)
+    assert (
+        (TransformSpec(train=True).scale, TransformSpec(train=True).jitter)
+        == (defaults.scale, defaults.jitter)
+        == ((0.25, 1.0), 0.0)
+    )
 
 
 def test_both_loaders_give_each_rank_the_same_samples(loader_shards: Path) -> None:
     for rank in (0, 1, 2):
-        got = {b: sorted(ids(epoch(make(loader_shards / "val", b, train=False, rank=rank, world_size=3)))) for b in BACKENDS}
+        got = {
+            b: sorted(ids(epoch(make(loader_shards / "val", b, train=False, rank=rank, world_size=3))))
+            for b in BACKENDS
+        }
         assert got["dali"] == got["torch"]
 
 
@@ -141,14 +176,19 @@ def test_both_loaders_produce_the_same_kind_of_tensor(loader_shards: Path) -> No
             assert -3.5 < images.min().item() < -0.5 and 0.5 < images.max().item() < 3.5, backend
             assert abs(images.mean().item()) < 1.0, backend
         if not train:  # eval is deterministic: the two realisations agree to interpolation rounding
-            by_id = {b: {i: img for batch in got for i, img in zip(batch.sample_ids, batch.images)} for b, got in batches.items()}
+            by_id = {
+                b: {i: img for batch in got for i, img in zip(batch.sample_ids, batch.images)}
+                for b, got in batches.items()
+            }
             diffs = torch.stack([(by_id["dali"][i] - by_id["torch"][i]).abs().mean() for i in by_id["dali"]])
             assert diffs.max().item() < 0.01
 
 
 @pytest.mark.parametrize("backend,workers", [("dali", 1), ("torch", 0), ("torch", 2)])
 @pytest.mark.parametrize("taken", [1, 3])
-def test_resume_from_a_saved_state_continues_exactly(loader_shards: Path, backend: str, workers: int, taken: int) -> None:
+def test_resume_from_a_saved_state_continues_exactly(
+    loader_shards: Path, backend: str, workers: int, taken: int
+) -> None:
     split = loader_shards / "train"
     reference = make(split, backend, train=True, batch_size=3, workers=workers)
     reference.set_epoch(1)
@@ -220,7 +260,9 @@ def test_stale_index_is_refused(loader_shards: Path, tmp_path: Path) -> None:
     index.write_text("\n".join([lines[0], *(foreign + foreign)[: len(lines) - 1]]) + "\n")
     tar_mtime = (split / "shard-000000.tar").stat().st_mtime
     os.utime(index, (tar_mtime - 60, tar_mtime - 60))
-    with pytest.raises(ValueError, match=r"shard-000000.idx: stale index for shard-000000.tar: expected member .* older than its tar"):
+    with pytest.raises(
+        ValueError, match=r"shard-000000.idx: stale index for shard-000000.tar: expected member .* older than its tar"
+    ):
         ShardSet.open(split)
     index.write_text(original)
     ShardSet.open(split)
@@ -242,8 +284,11 @@ def test_corrupt_sample_names_shard_and_key(loader_shards: Path, tmp_path: Path,
         tar.write(b"\xff\xd8\xff\xe0" + b"not a jpeg " * (size // 11) + b"\0" * (size - 4 - 11 * (size // 11)))
     key = name.split(".")[0]
     loader = make(split, backend, train=False)
-    with pytest.raises(ValueError, match=rf"shard-000002.tar: key {key}( \(sample_id {key}\))?: cannot decode {key}.jpg: .+; the shard "
-                                         rf"changed after it was built: `shards verify {tmp_path}` names every damaged sample$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"shard-000002.tar: key {key}( \(sample_id {key}\))?: cannot decode {key}.jpg: .+; the shard "
+        rf"changed after it was built: `shards verify {tmp_path}` names every damaged sample$",
+    ):
         epoch(loader)
 
 
@@ -257,7 +302,10 @@ def test_backend_choice_and_option_errors(loader_shards: Path) -> None:
         make(loader_shards / "train", "dali", train=True, batch_size=16, world_size=2, rank=0)
     with pytest.raises(ValueError, match="0-1"):
         make(loader_shards / "val", "torch", train=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    with pytest.raises(RuntimeError, match="CUDA is not available") if not torch.cuda.is_available() else contextlib.nullcontext():
+    with (
+        pytest.raises(RuntimeError, match="CUDA is not available")
+        if not torch.cuda.is_available()
+        else contextlib.nullcontext()
+    ):
         make(loader_shards / "val", "dali", train=False, device="cuda")
     assert DEFAULT_SHUFFLE_BUFFER == 4096
-

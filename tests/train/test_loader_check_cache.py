@@ -60,15 +60,18 @@ def test_a_second_open_checks_nothing(loader_shards: Path, tmp_path: Path, cache
     assert ShardSet.open(split).checked == 3
     assert ShardSet.open(split).checked == 0
     for backend, workers in (("dali", 1), ("torch", 0)):
-        loader = build_loader(split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7,
-                              workers=workers)  # fmt: skip
+        loader = build_loader(
+            split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers
+        )
         assert (loader.shards.checked, loader.shards.total) == (0, 22)
     assert _checked_in_new_process(split) == 0  # remembered on disk, for the next processes
     assert [p.suffix for p in cache.iterdir()] == [".json"]
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
 
 
-def test_a_new_cache_folder_checks_again(loader_shards: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_cache_folder_checks_again(
+    loader_shards: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     split = _split(loader_shards, tmp_path)
     assert ShardSet.open(split).checked == 3
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "other"))
@@ -108,13 +111,17 @@ WRONG = rf"{SHARD}.idx: wrong index for {SHARD}.tar: "
 EDITS = {  # an edit of the index, and the error it gets
     "truncated": (_truncate, WRONG + r"header 'v1.2 \d+' and \d+ sample lines, expected 'v1.2 \d+'"),
     "bad entry": (_bad_entry, WRONG + r"member \S+.jpg at offset \d+ \(\+\d+ bytes\): expected offset"),
-    "same size and mtime": (_same_size_and_mtime, WRONG + r"member \S+.json: expected \S+.json, the sample's other members' key"),
+    "same size and mtime": (
+        _same_size_and_mtime,
+        WRONG + r"member \S+.json: expected \S+.json, the sample's other members' key",
+    ),
 }
 
 
 @pytest.mark.parametrize("edit", list(EDITS))
-def test_an_index_changed_after_it_passed_is_checked_again(loader_shards: Path, tmp_path: Path, cache: Path,
-                                                           monkeypatch: pytest.MonkeyPatch, edit: str) -> None:  # fmt: skip
+def test_an_index_changed_after_it_passed_is_checked_again(
+    loader_shards: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
     split = _split(loader_shards, tmp_path)
     assert ShardSet.open(split).checked == 3
     change, message = EDITS[edit]
@@ -147,17 +154,18 @@ def test_a_changed_samples_table_checks_every_shard_again(loader_shards: Path, t
     assert ShardSet.open(split).checked == 3
     frame = pl.read_parquet(split / "samples.parquet")
     old_key = frame.filter(pl.col("shard") == f"{SHARD}.tar")["key"][0]
-    frame.with_columns(key=pl.when(pl.col("key") == old_key).then(pl.lit("renamed")).otherwise(pl.col("key"))).write_parquet(
-        split / "samples.parquet"
-    )
+    frame.with_columns(
+        key=pl.when(pl.col("key") == old_key).then(pl.lit("renamed")).otherwise(pl.col("key"))
+    ).write_parquet(split / "samples.parquet")
     assert _open_error(split).endswith(
         f"{SHARD}.idx: wrong index for {SHARD}.tar: sample keys differ from samples.parquet: {old_key!r} not listed; "
         "rebuild the shard with `shards build`"
     )
 
 
-def test_a_cache_folder_others_can_write_is_not_used(loader_shards: Path, tmp_path: Path, cache: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_cache_folder_others_can_write_is_not_used(
+    loader_shards: Path, tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     split = _split(loader_shards, tmp_path)
     cache.mkdir(parents=True)
     cache.chmod(0o777)

@@ -24,7 +24,9 @@ def loader_shards(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def _open_both(split: Path) -> None:
     ShardSet.open(split)
     for backend, workers in (("dali", 1), ("torch", 0)):
-        build_loader(split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers)
+        build_loader(
+            split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers
+        )
 
 
 def test_an_edited_middle_entry_is_refused(loader_shards: Path, tmp_path: Path) -> None:
@@ -37,12 +39,24 @@ def test_an_edited_middle_entry_is_refused(loader_shards: Path, tmp_path: Path) 
     second[j + 1], second[j + 2] = third[j + 1], third[j + 2]  # the second sample's image now points at the third's
     lines[2] = " ".join(second)
     index.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=rf"{SHARD}.idx: wrong index for {SHARD}.tar: member {second[j + 3]} at offset \d+ "
-                       rf"\(\+\d+ bytes\): expected offset \d+, where the member before it ends"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{SHARD}.idx: wrong index for {SHARD}.tar: member {second[j + 3]} at offset \d+ "
+        rf"\(\+\d+ bytes\): expected offset \d+, where the member before it ends",
+    ):
         ShardSet.open(split)
     for backend, workers in (("dali", 1), ("torch", 0)):
         with pytest.raises(ValueError, match="wrong index"):
-            build_loader(split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers)
+            build_loader(
+                split,
+                train=False,
+                batch_size=4,
+                backend=backend,
+                image_size=IMAGE,
+                device="cpu",
+                seed=7,
+                workers=workers,
+            )
 
 
 def _rename_first_sample(split: Path, new_key: str, *, in_table: bool) -> None:
@@ -61,29 +75,35 @@ def _rename_first_sample(split: Path, new_key: str, *, in_table: bool) -> None:
     (tmp / f"{SHARD}.tar").replace(tar_path)
     (tmp / f"{SHARD}.idx").replace(split / f"{SHARD}.idx")
     table = pl.read_parquet(split / "shards.parquet")
-    table.with_columns(bytes=pl.when(pl.col("shard") == f"{SHARD}.tar").then(part.bytes).otherwise(pl.col("bytes"))).write_parquet(
-        split / "shards.parquet"
-    )
+    table.with_columns(
+        bytes=pl.when(pl.col("shard") == f"{SHARD}.tar").then(part.bytes).otherwise(pl.col("bytes"))
+    ).write_parquet(split / "shards.parquet")
     if in_table:
         frame = pl.read_parquet(split / "samples.parquet")
-        frame.with_columns(key=pl.when(pl.col("key") == old_key).then(pl.lit(new_key)).otherwise(pl.col("key"))).write_parquet(
-            split / "samples.parquet"
-        )
+        frame.with_columns(
+            key=pl.when(pl.col("key") == old_key).then(pl.lit(new_key)).otherwise(pl.col("key"))
+        ).write_parquet(split / "samples.parquet")
 
 
 @pytest.mark.parametrize("key", ["../evil", "/etc/evil"])
 @pytest.mark.parametrize("in_table", [False, True])
-def test_member_names_that_leave_the_shard_are_refused(loader_shards: Path, tmp_path: Path, key: str, in_table: bool) -> None:
+def test_member_names_that_leave_the_shard_are_refused(
+    loader_shards: Path, tmp_path: Path, key: str, in_table: bool
+) -> None:
     split = copy_split(loader_shards, "train", tmp_path)
     _rename_first_sample(split, key, in_table=in_table)
-    with pytest.raises(ValueError, match=rf"{SHARD}.idx: .*member {key}.cls: expected a sample key \(letters, digits, '_', '-', '.'\)"):
+    with pytest.raises(
+        ValueError, match=rf"{SHARD}.idx: .*member {key}.cls: expected a sample key \(letters, digits, '_', '-', '.'\)"
+    ):
         ShardSet.open(split)
 
 
 def test_a_key_not_in_samples_parquet_is_refused(loader_shards: Path, tmp_path: Path) -> None:
     split = copy_split(loader_shards, "train", tmp_path)
     _rename_first_sample(split, "stranger", in_table=False)
-    with pytest.raises(ValueError, match=rf"{SHARD}.idx: .*sample keys differ from samples.parquet: 'stranger' not listed"):
+    with pytest.raises(
+        ValueError, match=rf"{SHARD}.idx: .*sample keys differ from samples.parquet: 'stranger' not listed"
+    ):
         ShardSet.open(split)
     _open_both(copy_split(loader_shards, "val", tmp_path / "ok"))  # an untouched split opens in both loaders
 
@@ -106,8 +126,11 @@ def test_a_member_the_index_does_not_list_is_refused(loader_shards: Path, tmp_pa
     (split / f"{SHARD}.idx").write_text("\n".join([f"v1.2 {len(lines) - 2}", *lines[2:]]) + "\n")
     (tmp / f"{SHARD}.tar").replace(tar_path)
     table = pl.read_parquet(split / "shards.parquet")
-    table.with_columns(bytes=pl.when(pl.col("shard") == f"{SHARD}.tar").then(part.bytes).otherwise(pl.col("bytes"))).write_parquet(
-        split / "shards.parquet"
-    )
-    with pytest.raises(ValueError, match=rf"wrong index for {SHARD}.tar: member {first}.cls at offset \d+ \(\+1 bytes\): expected offset 512"):
+    table.with_columns(
+        bytes=pl.when(pl.col("shard") == f"{SHARD}.tar").then(part.bytes).otherwise(pl.col("bytes"))
+    ).write_parquet(split / "shards.parquet")
+    with pytest.raises(
+        ValueError,
+        match=rf"wrong index for {SHARD}.tar: member {first}.cls at offset \d+ \(\+1 bytes\): expected offset 512",
+    ):
         ShardSet.open(split)  # the unindexed member leaves a gap before the first indexed one

@@ -28,17 +28,34 @@ def test_eval_and_predict_take_the_split_of_a_shards_folder(shards: Path, tmp_pa
     shutil.copytree(shards / "val", with_test / "test")  # a split folder named test, as a build with test rows writes
     assert split_folder(with_test, "test") == split_folder(with_test / "test", "test") == with_test / "test"
     for name in ("eval", "predict"):
-        argv = [name, "--checkpoint", str(tmp_path / "best.pt"), "--data", str(shards), "--split", "test", "--out", str(tmp_path / "p.parquet")]
+        argv = [
+            name,
+            "--checkpoint",
+            str(tmp_path / "best.pt"),
+            "--data",
+            str(shards),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "p.parquet"),
+        ]
         assert main(argv) == 2
-        assert f"--data {shards}: expected a test/ split folder in the shards folder, got splits: train, val" in capsys.readouterr().err
+        assert (
+            f"--data {shards}: expected a test/ split folder in the shards folder, got splits: train, val"
+            in capsys.readouterr().err
+        )
 
 
 def test_an_ingest_output_as_data_says_what_it_is(demo_clean: Path, tmp_path: Path, capsys) -> None:
-    for argv in (["eval", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(demo_clean)],
-                 ["run", "--data", str(demo_clean), "--out", str(tmp_path / "run")]):  # fmt: skip
+    for argv in (
+        ["eval", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(demo_clean)],
+        ["run", "--data", str(demo_clean), "--out", str(tmp_path / "run")],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert f"--data {demo_clean}: this is an `ingest clean` output, not shards; run `shards build` on it first" in err
+        assert (
+            f"--data {demo_clean}: this is an `ingest clean` output, not shards; run `shards build` on it first" in err
+        )
 
 
 def test_a_run_into_another_tools_output_is_refused(shards: Path, demo_clean: Path, capsys) -> None:

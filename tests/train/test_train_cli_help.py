@@ -63,7 +63,9 @@ def unknown_paths(lines: list[str]) -> list[str]:
                 continue
             if re.match(r"[A-Z][A-Z_]*(/|$)", word) or (REPO / word).exists():
                 continue
-            if before not in INPUT_FLAGS and (_made_by_make_demo(word) or any(word == o or word.startswith(o + "/") for o in outputs)):
+            if before not in INPUT_FLAGS and (
+                _made_by_make_demo(word) or any(word == o or word.startswith(o + "/") for o in outputs)
+            ):
                 continue
             wrong.append(f"{line}: {word}")
         outputs += [word for before, word in zip(["", *words], words) if before in OUTPUT_FLAGS]
@@ -85,8 +87,14 @@ def test_help_examples_name_files_that_exist(tool: str) -> None:
 
 
 def test_the_example_check_can_fail() -> None:
-    lines = ["train run --config demo/train.toml --data demo/shards --out runs/x", "train status runs/x",
-             "shards build data/clean --out SHARDS", "train eval --checkpoint runs/y/best.pt --data RUN_DIR/val"]  # fmt: skip
-    assert unknown_paths(lines) == ["train run --config demo/train.toml --data demo/shards --out runs/x: demo/train.toml",
-                                    "shards build data/clean --out SHARDS: data/clean",
-                                    "train eval --checkpoint runs/y/best.pt --data RUN_DIR/val: runs/y/best.pt"]  # fmt: skip
+    lines = [
+        "train run --config demo/train.toml --data demo/shards --out runs/x",
+        "train status runs/x",
+        "shards build data/clean --out SHARDS",
+        "train eval --checkpoint runs/y/best.pt --data RUN_DIR/val",
+    ]
+    assert unknown_paths(lines) == [
+        "train run --config demo/train.toml --data demo/shards --out runs/x: demo/train.toml",
+        "shards build data/clean --out SHARDS: data/clean",
+        "train eval --checkpoint runs/y/best.pt --data RUN_DIR/val: runs/y/best.pt",
+    ]

@@ -8,6 +8,24 @@ from train.cli import main
 
 
 def test_plan_json_prints_json_only(tmp_path, capsys) -> None:
-    assert main(["plan", "--gpu-memory", "12GiB", "--image-size", "96", "--amp", "fp16", "--steps-per-epoch", "100", "--json", "--out", str(tmp_path / "plan.json")]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--gpu-memory",
+                "12GiB",
+                "--image-size",
+                "96",
+                "--amp",
+                "fp16",
+                "--steps-per-epoch",
+                "100",
+                "--json",
+                "--out",
+                str(tmp_path / "plan.json"),
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "plan.json").read_text()) and {"memory", "lr"} <= set(printed)

@@ -9,11 +9,18 @@ from train.config import ConfigError, load_train_config, parse_override
 def test_toml_with_overrides(tmp_path: Path):
     path = tmp_path / "train.toml"
     path.write_text('seed = 3\n[data]\nshards = "s"\nbatch_size = 32\n[optim]\nlr = 1e-4\n')
-    cfg = load_train_config(path, overrides=["optim.lr=5e-6", "loss.class_weights=none"], values={"data.batch_size": 64, "seed": None})
+    cfg = load_train_config(
+        path, overrides=["optim.lr=5e-6", "loss.class_weights=none"], values={"data.batch_size": 64, "seed": None}
+    )
     assert cfg.seed == 3 and cfg.optim.lr == 5e-6 and cfg.data.batch_size == 64
     assert cfg.loss.class_weights == "none" and cfg.data.shards == Path("s")
     # defaults follow the users' setup
-    assert (cfg.data.image_size, cfg.eval.patience, cfg.eval.best_metric, cfg.loss.label_smoothing) == (224, 5, "accuracy", 0.1)
+    assert (cfg.data.image_size, cfg.eval.patience, cfg.eval.best_metric, cfg.loss.label_smoothing) == (
+        224,
+        5,
+        "accuracy",
+        0.1,
+    )
     # a run's resolved config.json reads back to the same config
     (tmp_path / "config.json").write_text(cfg.model_dump_json())
     assert load_train_config(tmp_path / "config.json") == cfg
@@ -48,10 +55,16 @@ def test_each_line_names_where_its_value_came_from(tmp_path: Path, capsys):
     run = ["run", "--config", str(config), "--out", str(tmp_path / "run")]
     config.write_text("[optim]\nweight_decay = 0.01\n")
     assert main([*run, "--lr", "-1"]) == 2  # a bad flag over a good file
-    assert capsys.readouterr().err == "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1.0)\n"
+    assert (
+        capsys.readouterr().err
+        == "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1.0)\n"
+    )
     config.write_text("[optim]\nweight_decay = -1\n")
     assert main([*run, "--lr", "1e-3"]) == 2  # a bad file under a good flag
-    assert capsys.readouterr().err == f"train run: error: {config}: optim.weight_decay: Input should be greater than or equal to 0 (got -1)\n"
+    assert (
+        capsys.readouterr().err
+        == f"train run: error: {config}: optim.weight_decay: Input should be greater than or equal to 0 (got -1)\n"
+    )
     assert main([*run, "--lr", "-1"]) == 2  # both
     assert capsys.readouterr().err == (
         "train run: error: (command line): optim.lr: Input should be greater than 0 (got -1.0)\n"

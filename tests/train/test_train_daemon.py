@@ -69,8 +69,14 @@ def write_config(path: Path, shards: Path, **sections: dict) -> Path:
 
 
 def start(args: list[str], log: Path, *, module: str = "train", env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO, stdin=subprocess.DEVNULL,
-                            stdout=open(log.with_suffix(".out"), "w"), stderr=open(log, "w"), env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=open(log.with_suffix(".out"), "w"),
+        stderr=open(log, "w"),
+        env={**os.environ, **(env or {})},
+    )
 
 
 def read_json(path: Path) -> dict | None:
@@ -138,11 +144,17 @@ def test_sigterm_mid_epoch_then_restart_continues_exactly(loader_shards: Path, t
     run, log = tmp_path / "run", tmp_path / "first.log"
     proc = start(["run", "--config", config, "--out", run], log)
     try:
-        wait_for(lambda: status_where(run, lambda d: d["epoch"] == 0 and d["batch"] >= 2), proc, log, what="epoch 1 batch 2")
+        wait_for(
+            lambda: status_where(run, lambda d: d["epoch"] == 0 and d["batch"] >= 2), proc, log, what="epoch 1 batch 2"
+        )
         os.kill(proc.pid, signal.SIGUSR1)  # checkpoint now, and go on
-        saved = wait_for(lambda: (read_json(run / "status.json") or {}).get("last_checkpoint"), proc, log, what="SIGUSR1 checkpoint")
+        saved = wait_for(
+            lambda: (read_json(run / "status.json") or {}).get("last_checkpoint"), proc, log, what="SIGUSR1 checkpoint"
+        )
         assert saved["epoch"] == 0 and 2 <= saved["batch"] < BATCHES and proc.poll() is None
-        wait_for(lambda: status_where(run, lambda d: d["epoch"] == 1 and d["batch"] >= 3), proc, log, what="epoch 2 batch 3")
+        wait_for(
+            lambda: status_where(run, lambda d: d["epoch"] == 1 and d["batch"] >= 3), proc, log, what="epoch 2 batch 3"
+        )
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
@@ -209,7 +221,9 @@ def _kill_when(proc: subprocess.Popen, folder: Path, point: str, rng: random.Ran
 
 
 @pytest.mark.slow
-def test_kill_9_during_checkpoint_writes_always_restarts_from_an_intact_checkpoint(loader_shards: Path, tmp_path: Path) -> None:
+def test_kill_9_during_checkpoint_writes_always_restarts_from_an_intact_checkpoint(
+    loader_shards: Path, tmp_path: Path
+) -> None:
     config = write_config(tmp_path / "run.toml", loader_shards, checkpoint={"every_steps": 1})
     ref = reference_run(config, tmp_path / "ref", **{"checkpoint.every_steps": 0})
     run, rng = tmp_path / "run", random.Random(0)
@@ -238,7 +252,9 @@ def _queue_config(queue: Path, name: str, shards: Path, **sections) -> None:
 
 
 @pytest.mark.slow
-def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(loader_shards: Path, tmp_path: Path, capsys) -> None:
+def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(
+    loader_shards: Path, tmp_path: Path, capsys
+) -> None:
     queue = tmp_path / "queue"
     (queue / "pending").mkdir(parents=True)
     _queue_config(queue, "a", loader_shards)
@@ -249,8 +265,12 @@ def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(loader_s
     log = tmp_path / "daemon1.log"
     daemon = start(["daemon", "--queue", queue, "--settle-s", "0", "--poll-s", "0.2"], log)
     try:
-        wait_for(lambda: status_where(queue / "runs" / "a", lambda d: d["epoch"] == 1 and d["batch"] >= 2), daemon, log,
-                 what="run a mid-epoch 2")
+        wait_for(
+            lambda: status_where(queue / "runs" / "a", lambda d: d["epoch"] == 1 and d["batch"] >= 2),
+            daemon,
+            log,
+            what="run a mid-epoch 2",
+        )
         assert main(["cancel", "--queue", str(queue), "c"]) == 0
         assert "c: cancelled before it started" in capsys.readouterr().out
         os.kill(daemon.pid, signal.SIGTERM)
@@ -262,8 +282,13 @@ def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(loader_s
     assert main(["status", "--queue", str(queue)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["name", "state"]
-    assert [line.split()[:2] for line in table[1:]] == [["c", "cancelled"], ["a", "running"], ["b", "pending"], ["d", "pending"],
-                                                        ["e", "pending"]]
+    assert [line.split()[:2] for line in table[1:]] == [
+        ["c", "cancelled"],
+        ["a", "running"],
+        ["b", "pending"],
+        ["d", "pending"],
+        ["e", "pending"],
+    ]
 
     log = tmp_path / "daemon2.log"
     daemon = start(["daemon", "--queue", queue, "--once", "--settle-s", "0"], log)
@@ -273,15 +298,25 @@ def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(loader_s
         daemon.wait(timeout=30)
     finally:
         daemon.kill()
-    stopped = wait_for(lambda: (d := read_json(queue / "runs" / "b" / "status.json")) and d["state"] != "training" and d, None, log,
-                       what="run b to stop after its daemon died")
-    assert (stopped["state"], stopped["stopped_by"]) == ("stopped", "SIGTERM") and (queue / "running" / "b.toml").exists()
+    stopped = wait_for(
+        lambda: (d := read_json(queue / "runs" / "b" / "status.json")) and d["state"] != "training" and d,
+        None,
+        log,
+        what="run b to stop after its daemon died",
+    )
+    assert (stopped["state"], stopped["stopped_by"]) == ("stopped", "SIGTERM") and (
+        queue / "running" / "b.toml"
+    ).exists()
 
     log = tmp_path / "daemon3.log"
     daemon = start(["daemon", "--queue", queue, "--once", "--settle-s", "0"], log)
     try:  # b's process dies (kill -9, as the OOM killer would): the daemon resumes it from its checkpoint
-        doc = wait_for(lambda: status_where(queue / "runs" / "b", lambda d: d["step"] >= stopped["step"] + 2), daemon, log,
-                       what="run b resumed")
+        doc = wait_for(
+            lambda: status_where(queue / "runs" / "b", lambda d: d["step"] >= stopped["step"] + 2),
+            daemon,
+            log,
+            what="run b resumed",
+        )
         os.kill(doc["pid"], signal.SIGKILL)
         wait_for(lambda: status_where(queue / "runs" / "e", lambda d: d["step"] >= 2), daemon, log, what="run e step 2")
         assert main(["cancel", "--queue", str(queue), "e"]) == 0
@@ -294,9 +329,16 @@ def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(loader_s
     assert [r["step"] for r in resumed_b][:1] == [stopped["step"]] and len(resumed_b) == 2
     assert resumed_b[1]["step"] >= stopped["step"] and resumed_b[1]["step"] % 2 == 0  # every_steps = 2
     done = {name: read_json(queue / "done" / f"{name}.json") for name in "abcde"}
-    assert {n: d["state"] for n, d in done.items()} == {"a": "finished", "b": "finished", "c": "cancelled", "d": "failed",
-                                                       "e": "cancelled"}
-    assert read_json(queue / "runs" / "e" / "status.json")["state"] == "stopped"  # stopped at a step, with its checkpoint
+    assert {n: d["state"] for n, d in done.items()} == {
+        "a": "finished",
+        "b": "finished",
+        "c": "cancelled",
+        "d": "failed",
+        "e": "cancelled",
+    }
+    assert (
+        read_json(queue / "runs" / "e" / "status.json")["state"] == "stopped"
+    )  # stopped at a step, with its checkpoint
     assert load_checkpoint(queue / "runs" / "e" / "checkpoints" / LAST)["progress"]["step"] == done["e"]["step"] >= 2
     assert done["a"]["ended"] <= done["b"]["started"]  # in order: the resumed run first
     assert (done["a"]["step"], done["b"]["step"]) == (2 * BATCHES, 2 * BATCHES)
@@ -349,18 +391,27 @@ def test_two_gloo_ranks_stopped_by_sigterm_and_resumed_equal_an_uninterrupted_tw
     schedule = WarmupCosine(lr=1e-3, min_lr=1e-6, warmup_steps=2, total_steps=total)
     train = rows(run, "train")
     assert [(r["step"], r["lr"]) for r in train] == [(s, schedule.lr_at(s - 1)) for s in range(1, total + 1)]
-    assert [(r["step"], r["lr"], r["samples"]) for r in train] == [(r["step"], r["lr"], r["samples"]) for r in rows(ref, "train")]
+    assert [(r["step"], r["lr"], r["samples"]) for r in train] == [
+        (r["step"], r["lr"], r["samples"]) for r in rows(ref, "train")
+    ]
     assert all(r["samples"] == 4 for r in train)  # all-reduced over both ranks
     for epoch in range(epochs):  # each rank its own part files; together every sample once, as in ref
         got, want = read_dynamics(run / "dynamics", epoch), read_dynamics(ref / "dynamics", epoch)
         assert got.height == 2 * 2 * steps_per_epoch and got["sample_id"].is_unique().all()
-        assert got.sort("sample_id").select("sample_id", "step", "loss").rows() == want.sort("sample_id").select("sample_id", "step", "loss").rows()
+        assert (
+            got.sort("sample_id").select("sample_id", "step", "loss").rows()
+            == want.sort("sample_id").select("sample_id", "step", "loss").rows()
+        )
     mine, theirs = load_checkpoint(run / "checkpoints" / LAST), load_checkpoint(ref / "checkpoints" / LAST)
     assert mine["model"].keys() == theirs["model"].keys()
     assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in theirs["model"])
-    assert len(mine["ranks"]) == 2 and mine["ranks"][0]["loader"]["rank"] == 0 and mine["ranks"][1]["loader"]["rank"] == 1
+    assert (
+        len(mine["ranks"]) == 2 and mine["ranks"][0]["loader"]["rank"] == 0 and mine["ranks"][1]["loader"]["rank"] == 1
+    )
     evals = [{k: r[k] for k in ("step", "loss", "nll", "accuracy", "macro_f1", "count")} for r in rows(run, "eval")]
-    assert evals == [{k: r[k] for k in ("step", "loss", "nll", "accuracy", "macro_f1", "count")} for r in rows(ref, "eval")]
+    assert evals == [
+        {k: r[k] for k in ("step", "loss", "nll", "accuracy", "macro_f1", "count")} for r in rows(ref, "eval")
+    ]
     assert evals[-1]["count"] == 35  # all-reduced: the whole validation set
     # the 2-rank metrics are exactly those of one process evaluating the saved weights
     again = eval_checkpoint(run / "checkpoints" / LAST, loader_shards / "val", device="cpu")

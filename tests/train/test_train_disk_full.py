@@ -23,13 +23,22 @@ def tiny_disk(tmp_path: Path):
     yield from mount_tiny_disk(tmp_path, size="12m")  # the run's records fit; a ~50 MB checkpoint does not
 
 
-def test_a_full_disk_names_the_checkpoint_and_the_status_says_failed(demo_shards: Path, tiny_disk: Path, tmp_path: Path, capsys) -> None:
+def test_a_full_disk_names_the_checkpoint_and_the_status_says_failed(
+    demo_shards: Path, tiny_disk: Path, tmp_path: Path, capsys
+) -> None:
     config = tmp_path / "tiny.toml"
-    config.write_text('[data]\nimage_size = 32\nbatch_size = 4\nworkers = 1\n[schedule]\nepochs = 1\nwarmup_steps = 1\n'
-                      '[compute]\ndevice = "cpu"\ncpu_threads = 1\n[record]\nprogress = false\n')  # fmt: skip
+    config.write_text(
+        "[data]\nimage_size = 32\nbatch_size = 4\nworkers = 1\n[schedule]\nepochs = 1\nwarmup_steps = 1\n"
+        '[compute]\ndevice = "cpu"\ncpu_threads = 1\n[record]\nprogress = false\n'
+    )
     run = tiny_disk / "run"
-    done = subprocess.run([sys.executable, "-m", "train", "run", "--config", str(config), "--data", str(demo_shards), "--out", str(run)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "train", "run", "--config", str(config), "--data", str(demo_shards), "--out", str(run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     best = run / "checkpoints" / "best.pt"
     assert done.returncode == 4, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1] == (

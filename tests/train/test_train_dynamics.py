@@ -9,11 +9,20 @@ from train.fit.checkpoint import TrainProgress
 from train.fit.dynamics import DynamicsWriter, read_dynamics, schema
 
 
-def _add(writer: DynamicsWriter, ids: list[str], step: int, *, loss: float = 1.0, progress: TrainProgress | None = None) -> None:
+def _add(
+    writer: DynamicsWriter, ids: list[str], step: int, *, loss: float = 1.0, progress: TrainProgress | None = None
+) -> None:
     n = len(ids)
-    writer.add(ids, step=step, labels=torch.zeros(n, dtype=torch.int64), preds=torch.ones(n, dtype=torch.int64),
-               loss=torch.full((n,), loss), margin=torch.full((n,), -0.5), probs=torch.tensor([[0.25, 0.75]] * n),
-               progress=progress)  # fmt: skip
+    writer.add(
+        ids,
+        step=step,
+        labels=torch.zeros(n, dtype=torch.int64),
+        preds=torch.ones(n, dtype=torch.int64),
+        loss=torch.full((n,), loss),
+        margin=torch.full((n,), -0.5),
+        probs=torch.tensor([[0.25, 0.75]] * n),
+        progress=progress,
+    )
 
 
 def test_row_groups_bound_memory_and_values_round_trip(tmp_path: Path):
@@ -22,16 +31,32 @@ def test_row_groups_bound_memory_and_values_round_trip(tmp_path: Path):
     probs = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3], [0.0, 0.0, 1.0], [0.2, 0.7, 0.1]])
     for b in range(5):  # 5 batches of 4: a flush every 2 batches (8 rows >= 6)
         ids = [f"s{b}-{i}" for i in range(4)]
-        writer.add(ids, step=b, labels=torch.tensor([0, 1, 2, 1]), preds=torch.tensor([0, 2, 2, 1]),
-                   loss=torch.full((4,), float(b)), margin=torch.tensor([1.0, -0.5, 2.0, float("nan")]), probs=probs)
+        writer.add(
+            ids,
+            step=b,
+            labels=torch.tensor([0, 1, 2, 1]),
+            preds=torch.tensor([0, 2, 2, 1]),
+            loss=torch.full((4,), float(b)),
+            margin=torch.tensor([1.0, -0.5, 2.0, float("nan")]),
+            probs=probs,
+        )
         assert writer._buffered < 8
     assert not path.exists()  # published only on close
     writer.close()
     file = pq.ParquetFile(path)
     assert file.schema_arrow == schema(3) and file.metadata.num_rows == 20 and file.metadata.num_row_groups == 3
     rows = file.read().to_pylist()
-    assert rows[5] == {"sample_id": "s1-1", "epoch": 2, "step": 1, "label_id": 1, "pred_id": 2, "loss": 1.0,
-                       "margin": -0.5, "probs": [float(np.float16(v)) for v in (0.1, 0.6, 0.3)], "finite": True}
+    assert rows[5] == {
+        "sample_id": "s1-1",
+        "epoch": 2,
+        "step": 1,
+        "label_id": 1,
+        "pred_id": 2,
+        "loss": 1.0,
+        "margin": -0.5,
+        "probs": [float(np.float16(v)) for v in (0.1, 0.6, 0.3)],
+        "finite": True,
+    }
     assert [r["finite"] for r in rows[:4]] == [True, True, True, False]  # no trainer progress: a NaN row is not finite
 
 
@@ -48,7 +73,13 @@ def test_finite_follows_the_update_decision(tmp_path: Path):
     writer.close()
     frame = pq.read_table(writer.path).to_pylist()
     assert [(r["sample_id"], r["finite"]) for r in frame] == [
-        ("0-0", True), ("0-1", True), ("1-0", False), ("1-1", False), ("2-0", True), ("2-1", True)]
+        ("0-0", True),
+        ("0-1", True),
+        ("1-0", False),
+        ("1-1", False),
+        ("2-0", True),
+        ("2-1", True),
+    ]
 
 
 def test_closing_before_the_decision_is_an_error(tmp_path: Path):
@@ -76,5 +107,15 @@ def test_the_writer_follows_the_contract_the_audit_reads_by():
     from common.contracts.dynamics_table import dynamics_schema
 
     assert schema is dynamics_schema
-    assert dynamics_schema(4).names == ["sample_id", "epoch", "step", "label_id", "pred_id", "loss", "margin", "probs", "finite"]
+    assert dynamics_schema(4).names == [
+        "sample_id",
+        "epoch",
+        "step",
+        "label_id",
+        "pred_id",
+        "loss",
+        "margin",
+        "probs",
+        "finite",
+    ]
     assert str(dynamics_schema(4).field("probs").type) == "fixed_size_list<item: halffloat>[4]"

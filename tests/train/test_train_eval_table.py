@@ -41,6 +41,14 @@ def test_a_name_wider_than_the_column_widens_it_for_every_row() -> None:
 def test_queue_table_lines_up_with_korean_run_names() -> None:
     from train.daemon.daemon import format_queue
 
-    row = {"state": "pending", "epochs": None, "step": None, "accuracy": None, "best": None, "when": "12:00", "note": ""}
+    row = {
+        "state": "pending",
+        "epochs": None,
+        "step": None,
+        "accuracy": None,
+        "best": None,
+        "when": "12:00",
+        "note": "",
+    }
     lines = format_queue([{**row, "name": "행복-실험"}, {**row, "name": "calm"}]).splitlines()
     assert {columns(line[: line.index("pending" if "pending" in line else "state")]) for line in lines} == {11}

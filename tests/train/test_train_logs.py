@@ -13,8 +13,9 @@ def _record(msg: str, *args, **kv) -> logging.LogRecord:
 
 
 def test_structured_lines_quote_what_needs_it_and_carry_fields():
-    line = KeyValueFormatter().format(_record("eval at step %d: loss %.2f", 120, 0.7125, step=120, img_per_s=612.41234567,
-                                              note='say "hi"', eta=None))
+    line = KeyValueFormatter().format(
+        _record("eval at step %d: loss %.2f", 120, 0.7125, step=120, img_per_s=612.41234567, note='say "hi"', eta=None)
+    )
     assert line.startswith("ts=") and " level=info logger=train.run pid=" in line
     assert 'msg="eval at step 120: loss 0.71"' in line and "step=120 img_per_s=612.412346" in line
     assert 'note="say \\"hi\\""' in line and "eta=" not in line  # JSON-quoted; None values left out

@@ -4,19 +4,24 @@ import torch
 from train.config import OptimConfig
 from train.data.synthetic import TensorLoader, synthetic_images
 from train.fit.device import Precision
-from train.fit.trainer import NonFiniteLossError, Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer, param_groups
 from train.fit.schedule import WarmupCosine
+from train.fit.trainer import NonFiniteLossError, Trainer
 
 
 def _trainer(steps: int, **kwargs) -> Trainer:
     model = build_model(3, drop_rate=0.0)
     return Trainer(
-        model, optimizer=build_optimizer(model, OptimConfig(lr=1e-3)), loss_fn=ClassWeightedCE(None, label_smoothing=0.1),
-        schedule=WarmupCosine(1e-3, 0.0, 0, steps), precision=Precision(None), device=torch.device("cpu"),
-        channels_last=False, **kwargs,
+        model,
+        optimizer=build_optimizer(model, OptimConfig(lr=1e-3)),
+        loss_fn=ClassWeightedCE(None, label_smoothing=0.1),
+        schedule=WarmupCosine(1e-3, 0.0, 0, steps),
+        precision=Precision(None),
+        device=torch.device("cpu"),
+        channels_last=False,
+        **kwargs,
     )
 
 

@@ -11,11 +11,11 @@ from train.config import OptimConfig
 from train.data.dataset import read_dataset_info
 from train.data.synthetic import TensorLoader
 from train.fit.device import Precision
-from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE, plain_ce_and_margin
 from train.fit.model import build_model
 from train.fit.optim import build_optimizer
 from train.fit.schedule import WarmupCosine
+from train.fit.trainer import Trainer
 
 
 def _hand_loss(logits, labels, w, eps):
@@ -71,7 +71,9 @@ def test_dataset_info_of_a_bad_file_is_one_line(tmp_path: Path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": ["a", "b"], "class_weights": {"balanced": "high"}}))
     with pytest.raises(ValueError) as caught:
         read_dataset_info(tmp_path)
-    assert str(caught.value) == f"{tmp_path / 'dataset.json'}: class_weights.balanced: expected a valid list, got 'high'"
+    assert (
+        str(caught.value) == f"{tmp_path / 'dataset.json'}: class_weights.balanced: expected a valid list, got 'high'"
+    )
 
 
 def test_weights_and_smoothing_reach_the_training_loss():
@@ -84,8 +86,13 @@ def test_weights_and_smoothing_reach_the_training_loss():
     with torch.no_grad():
         expected = _hand_loss(reference.train()(images), labels, w, 0.2)
     trainer = Trainer(
-        model, optimizer=build_optimizer(model, OptimConfig(lr=1e-9)), loss_fn=ClassWeightedCE(w, label_smoothing=0.2),
-        schedule=WarmupCosine(1e-9, 0.0, 0, 1), precision=Precision(None), device=torch.device("cpu"), channels_last=False,
+        model,
+        optimizer=build_optimizer(model, OptimConfig(lr=1e-9)),
+        loss_fn=ClassWeightedCE(w, label_smoothing=0.2),
+        schedule=WarmupCosine(1e-9, 0.0, 0, 1),
+        precision=Precision(None),
+        device=torch.device("cpu"),
+        channels_last=False,
     )
     trainer.train_epoch(TensorLoader(images, labels, batch_size=4, train=True))
     assert trainer.take_running()["train_loss"] == pytest.approx(expected, rel=1e-4)

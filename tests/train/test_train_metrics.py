@@ -62,7 +62,9 @@ def test_whole_set_metrics_differ_from_per_batch_averages():
 
     batches = [slice(0, 4), slice(4, 8), slice(8, 11)]
     per_batch_acc = sum((logits[b].argmax(1) == labels[b]).float().mean() for b in batches) / 3
-    per_batch_loss = sum(nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=0.1)(logits[b], labels[b]) for b in batches) / 3
+    per_batch_loss = (
+        sum(nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=0.1)(logits[b], labels[b]) for b in batches) / 3
+    )
     assert float(per_batch_acc) != pytest.approx(m["accuracy"], abs=1e-3)
     assert float(per_batch_loss) != pytest.approx(m["loss"], abs=1e-3)
 
@@ -86,8 +88,13 @@ def _rank_worker(rank: int, world: int, init_file: str, out: str, logits: torch.
     try:
         mine = slice(0, 7) if rank == 0 else slice(7, None)  # unequal shares, as the last batch leaves them
         loader = TensorLoader(logits[mine, :, None, None], labels[mine], batch_size=3, train=False)
-        m = evaluate(LogitsFromPixels(), loader, loss_fn=ClassWeightedCE([1.0, 2.0, 0.5], label_smoothing=0.1),
-                     vocabulary=["a", "b", "c"], device=torch.device("cpu"))
+        m = evaluate(
+            LogitsFromPixels(),
+            loader,
+            loss_fn=ClassWeightedCE([1.0, 2.0, 0.5], label_smoothing=0.1),
+            vocabulary=["a", "b", "c"],
+            device=torch.device("cpu"),
+        )
         if rank == 0:
             with open(out, "w") as f:
                 json.dump(m, f)
@@ -107,9 +114,13 @@ def test_metrics_are_exact_across_ranks(tmp_path):
     out = tmp_path / "rank0.json"
     mp.spawn(_rank_worker, args=(2, str(tmp_path / "init"), str(out), logits, labels), nprocs=2, join=True)
     together = json.loads(out.read_text())
-    alone = evaluate(LogitsFromPixels(), TensorLoader(logits[:, :, None, None], labels, batch_size=4, train=False),
-                     loss_fn=ClassWeightedCE([1.0, 2.0, 0.5], label_smoothing=0.1), vocabulary=["a", "b", "c"],
-                     device=torch.device("cpu"))
+    alone = evaluate(
+        LogitsFromPixels(),
+        TensorLoader(logits[:, :, None, None], labels, batch_size=4, train=False),
+        loss_fn=ClassWeightedCE([1.0, 2.0, 0.5], label_smoothing=0.1),
+        vocabulary=["a", "b", "c"],
+        device=torch.device("cpu"),
+    )
     assert together["confusion"] == alone["confusion"] and together["count"] == 11
     for key in ("loss", "nll", "accuracy", "macro_f1"):
         assert together[key] == pytest.approx(alone[key], rel=1e-9), key

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.rundir.signals import RunSignals
 from train.fit.checkpoint import LAST, PREVIOUS, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import list_parts, read_dynamics
 from train.fit.resume import ResumePoint, clean_after, config_differences
 from train.fit.run import run_training
+from train.rundir.signals import RunSignals
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 
@@ -51,7 +51,9 @@ def _same_run(run: Path, ref: Path, epochs: int) -> None:
     for epoch in range(epochs):
         got, want = read_dynamics(run / "dynamics", epoch), read_dynamics(ref / "dynamics", epoch)
         assert got["sample_id"].is_unique().all()
-        assert got.select("sample_id", "step").rows() == want.select("sample_id", "step").rows()  # same samples, same steps
+        assert (
+            got.select("sample_id", "step").rows() == want.select("sample_id", "step").rows()
+        )  # same samples, same steps
     mine, theirs = load_checkpoint(run / "checkpoints" / LAST), load_checkpoint(ref / "checkpoints" / LAST)
     assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in theirs["model"])
 
@@ -72,8 +74,15 @@ def test_stop_mid_epoch_and_resume_matches_an_uninterrupted_run(reference, loade
     run = tmp_path / "runs" / "stopped"
     signals = RunSignals()
     train, val = loaders(n_train=32)
-    first = run_training(cfg, train_loader=StopAt(train, signals, epoch=epoch, batch=batch), val_loader=val, vocabulary=VOCAB,
-                         class_weights=None, run_dir=run, signals=signals)
+    first = run_training(
+        cfg,
+        train_loader=StopAt(train, signals, epoch=epoch, batch=batch),
+        val_loader=val,
+        vocabulary=VOCAB,
+        class_weights=None,
+        run_dir=run,
+        signals=signals,
+    )
     assert first.stopped_by == "SIGTERM" and not first.finished
     saved = load_checkpoint(run / "checkpoints" / LAST)["progress"]
     assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (epoch, batch, epoch * 8 + batch)
@@ -95,13 +104,27 @@ def test_stop_during_the_epoch_end_evaluation_evaluates_on_resume(reference, loa
     # the validation loader asks for the stop on its second batch of the first epoch-end evaluation
     stopping_val = StopAt(val, signals, epoch=0, batch=2)
     cfg_no_mid = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"every_steps": 0})})
-    first = run_training(cfg_no_mid, train_loader=train, val_loader=stopping_val, vocabulary=VOCAB, class_weights=None,
-                         run_dir=run, signals=signals)
+    first = run_training(
+        cfg_no_mid,
+        train_loader=train,
+        val_loader=stopping_val,
+        vocabulary=VOCAB,
+        class_weights=None,
+        run_dir=run,
+        signals=signals,
+    )
     assert first.stopped_by == "SIGTERM"
     saved = load_checkpoint(run / "checkpoints" / LAST)["progress"]
-    assert (saved["epoch"], saved["batch_in_epoch"], saved["step"], saved["history"]) == (0, 8, 8, [])  # trained, not evaluated
+    assert (saved["epoch"], saved["batch_in_epoch"], saved["step"], saved["history"]) == (
+        0,
+        8,
+        8,
+        [],
+    )  # trained, not evaluated
     train, val = loaders(n_train=32)
-    second = run_training(cfg_no_mid, train_loader=train, val_loader=val, vocabulary=VOCAB, class_weights=None, run_dir=run)
+    second = run_training(
+        cfg_no_mid, train_loader=train, val_loader=val, vocabulary=VOCAB, class_weights=None, run_dir=run
+    )
     assert second.finished and [h["step"] for h in second.progress.history] == [8, 16]
     ref_eval = {r["step"]: r["loss"] for r in _rows(ref, "eval") if r["end_of_epoch"]}
     assert {r["step"]: r["loss"] for r in _rows(run, "eval")} == pytest.approx(ref_eval, rel=1e-6)
@@ -112,11 +135,15 @@ def test_a_different_config_is_refused_in_one_line_and_new_starts_over(tiny_cfg,
     train, val = loaders()
     first = run_training(cfg, train_loader=train, val_loader=val, vocabulary=VOCAB, class_weights=None)
     run = first.run_dir
-    changed = tiny_cfg(**{"optim.lr": 2e-3, "schedule.epochs": 2, "record.log_every_steps": 7, "compute.cpu_threads": 1})
+    changed = tiny_cfg(
+        **{"optim.lr": 2e-3, "schedule.epochs": 2, "record.log_every_steps": 7, "compute.cpu_threads": 1}
+    )
     with pytest.raises(ValueError) as refused:
         run_training(changed, train_loader=train, val_loader=val, vocabulary=VOCAB, class_weights=None)
     message = str(refused.value)
-    assert "\n" not in message and message.startswith(f"{run}: holds a checkpoint of a different run (last.pt at step 4)")
+    assert "\n" not in message and message.startswith(
+        f"{run}: holds a checkpoint of a different run (last.pt at step 4)"
+    )
     assert "optim.lr 0.001 -> 0.002, schedule.epochs 1 -> 2;" in message and "--new" in message
     assert "log_every_steps" not in message and "cpu_threads" not in message
 
@@ -136,17 +163,32 @@ def test_a_different_config_is_refused_in_one_line_and_new_starts_over(tiny_cfg,
 
 
 def test_config_differences_ignore_neutral_fields():
-    a = {"seed": 0, "out_dir": "a", "optim": {"lr": 1.0, "betas": [0.9, 0.99]}, "record": {"progress": True},
-         "data": {"shards": "x", "batch_size": 4}}
-    b = {"seed": 0, "out_dir": "b", "optim": {"lr": 1.0, "betas": (0.9, 0.99)}, "record": {"progress": False},
-         "data": {"shards": "y", "batch_size": 8}}
+    a = {
+        "seed": 0,
+        "out_dir": "a",
+        "optim": {"lr": 1.0, "betas": [0.9, 0.99]},
+        "record": {"progress": True},
+        "data": {"shards": "x", "batch_size": 4},
+    }
+    b = {
+        "seed": 0,
+        "out_dir": "b",
+        "optim": {"lr": 1.0, "betas": (0.9, 0.99)},
+        "record": {"progress": False},
+        "data": {"shards": "y", "batch_size": 8},
+    }
     assert config_differences(a, b) == [("data.batch_size", 4, 8)]
 
 
 def test_a_field_the_config_gained_since_the_checkpoint_compares_as_its_default():
     defaults = {"seed": 0, "data": {"batch_size": 64, "jitter": 0.0, "scale": [0.25, 1.0]}}
     saved = {"seed": 0, "data": {"batch_size": 4}}  # written before data.jitter and data.scale existed
-    assert config_differences(saved, {"seed": 0, "data": {"batch_size": 4, "jitter": 0.0, "scale": (0.25, 1.0)}}, defaults=defaults) == []
+    assert (
+        config_differences(
+            saved, {"seed": 0, "data": {"batch_size": 4, "jitter": 0.0, "scale": (0.25, 1.0)}}, defaults=defaults
+        )
+        == []
+    )
     changed = {"seed": 0, "data": {"batch_size": 4, "jitter": 0.1, "scale": (0.25, 1.0)}}
     assert config_differences(saved, changed, defaults=defaults) == [("data.jitter", 0.0, 0.1)]
     assert config_differences(saved, changed) == [("data.jitter", None, 0.1), ("data.scale", None, (0.25, 1.0))]
@@ -175,11 +217,18 @@ def test_clean_after_removes_what_was_written_past_the_checkpoint(tmp_path: Path
     (run / "checkpoints").mkdir()
     lines = [{"event": "train", "step": s} for s in (1, 2, 3, 4)] + [{"event": "eval", "step": 4}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"event": "train", "st')
-    for name in ("epoch_0000.b0000000-0000004.parquet", "epoch_0001.b0000000-0000002.parquet",
-                 "epoch_0001.b0000002-0000003.parquet", "epoch_0002.b0000000-0000001.parquet"):
+    for name in (
+        "epoch_0000.b0000000-0000004.parquet",
+        "epoch_0001.b0000000-0000002.parquet",
+        "epoch_0001.b0000002-0000003.parquet",
+        "epoch_0002.b0000000-0000001.parquet",
+    ):
         (run / "dynamics" / name).write_bytes(b"")
-    for tmp in (run / "dynamics" / ".epoch_0001.b0000003-0000003.parquet.x.tmp", run / "checkpoints" / ".last.pt.y.tmp",
-                run / ".status.json.z.tmp"):
+    for tmp in (
+        run / "dynamics" / ".epoch_0001.b0000003-0000003.parquet.x.tmp",
+        run / "checkpoints" / ".last.pt.y.tmp",
+        run / ".status.json.z.tmp",
+    ):
         tmp.write_bytes(b"partial")
     removed = clean_after(run, ResumePoint(checkpoint=run / "checkpoints" / LAST, own=True, epoch=1, batch=2, step=3))
     assert removed == {"temporary_files": 3, "metrics_lines": 3, "dynamics_parts": 2}

@@ -15,8 +15,10 @@ import pytest
 from shards.cli import main as shards_main
 from train.cli import main as train_main
 
-CONFIG = ('[data]\nimage_size = 32\nbatch_size = 4\nworkers = 1\nloader = "dali"\n[schedule]\nepochs = 1\nwarmup_steps = 1\n'
-          '[compute]\ndevice = "cpu"\ncpu_threads = 1\n[record]\nprogress = false\ndynamics = false\n')  # fmt: skip
+CONFIG = (
+    '[data]\nimage_size = 32\nbatch_size = 4\nworkers = 1\nloader = "dali"\n[schedule]\nepochs = 1\nwarmup_steps = 1\n'
+    '[compute]\ndevice = "cpu"\ncpu_threads = 1\n[record]\nprogress = false\ndynamics = false\n'
+)
 
 
 @pytest.fixture
@@ -50,13 +52,17 @@ def _run(shards: Path, tmp_path: Path, capsys, caplog) -> tuple[int, list[str], 
 def test_a_shard_changed_after_verify_is_named_in_a_warning(verified: Path, tmp_path: Path, capsys, caplog) -> None:
     when = json.loads((verified / "verified.json").read_text())["verified"]
     tar, key, offset, size = _jpg(verified)
-    with open(tar, "r+b") as handle:  # same size, header intact: the decoder takes it, only a checksum or the record tells
+    with open(
+        tar, "r+b"
+    ) as handle:  # same size, header intact: the decoder takes it, only a checksum or the record tells
         handle.seek(offset + size // 2)
         handle.write(bytes(range(64)))
     code, _, warnings = _run(verified, tmp_path, capsys, caplog)
     assert code == 0
-    assert warnings == [f"{verified / 'train'}: 1 file changed since `shards verify` passed at {when}: train/shard-000001.tar; "
-                        f"run `shards verify {verified}` before trusting it"]  # fmt: skip
+    assert warnings == [
+        f"{verified / 'train'}: 1 file changed since `shards verify` passed at {when}: train/shard-000001.tar; "
+        f"run `shards verify {verified}` before trusting it"
+    ]
 
 
 def test_an_unchanged_verified_split_gives_no_warning(verified: Path, tmp_path: Path, capsys, caplog) -> None:
@@ -64,14 +70,17 @@ def test_an_unchanged_verified_split_gives_no_warning(verified: Path, tmp_path: 
     assert (code, warnings) == (0, [])
 
 
-def test_an_image_that_no_longer_decodes_stops_the_run_naming_the_shard_and_sample(verified: Path, tmp_path: Path, capsys,
-                                                                                    caplog) -> None:  # fmt: skip
+def test_an_image_that_no_longer_decodes_stops_the_run_naming_the_shard_and_sample(
+    verified: Path, tmp_path: Path, capsys, caplog
+) -> None:
     tar, key, offset, size = _jpg(verified)
     with open(tar, "r+b") as handle:
         handle.seek(offset + 2)
         handle.write(bytes(198))  # the JPEG header segments wiped
     code, err, _ = _run(verified, tmp_path, capsys, caplog)
     assert code == 2
-    pattern = (rf"train run: error: {re.escape(str(tar))}: key {key} \(sample_id {key}\): cannot decode {key}\.jpg: .+; the shard "
-               rf"changed after it was built: `shards verify {re.escape(str(verified))}` names every damaged sample")  # fmt: skip
+    pattern = (
+        rf"train run: error: {re.escape(str(tar))}: key {key} \(sample_id {key}\): cannot decode {key}\.jpg: .+; "
+        rf"the shard changed after it was built: `shards verify {re.escape(str(verified))}` names every damaged sample"
+    )
     assert re.fullmatch(pattern, err[-1]), err[-1]

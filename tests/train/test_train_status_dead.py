@@ -36,11 +36,15 @@ def test_a_killed_run_reads_as_died(tmp_path: Path) -> None:
         proc.wait()
     doc = read_status(tmp_path)
     assert (doc["state"], doc["state_written"]) == ("died", "training")
-    assert f"process {proc.pid} is gone" in doc["state_note"] and "rerun the same command to resume" in doc["state_note"]
+    assert (
+        f"process {proc.pid} is gone" in doc["state_note"] and "rerun the same command to resume" in doc["state_note"]
+    )
     assert format_status(doc).startswith("state      died")
 
 
 def test_a_reused_pid_does_not_make_a_dead_run_look_alive(tmp_path: Path) -> None:
     (tmp_path / "train.lock").write_text("")  # released: nobody trains here
-    (tmp_path / "status.json").write_text(json.dumps({"state": "training", "pid": os.getpid()}))  # a live pid, not the trainer
+    (tmp_path / "status.json").write_text(
+        json.dumps({"state": "training", "pid": os.getpid()})
+    )  # a live pid, not the trainer
     assert read_status(tmp_path)["state"] == "died"

@@ -67,7 +67,9 @@ def test_normalisation_happens_exactly_once(realisation: str, train: bool) -> No
     assert (out[1] - 1).abs().max().item() < 0.05
 
 
-@pytest.mark.parametrize("size,width,height", [(32, 64, 75), (32, 147, 64), (56, 97, 64), (224, 300, 256), (224, 256, 341)])
+@pytest.mark.parametrize(
+    "size,width,height", [(32, 64, 75), (32, 147, 64), (56, 97, 64), (224, 300, 256), (224, 256, 341)]
+)
 def test_eval_realisations_agree(size: int, width: int, height: int) -> None:
     spec = transform_spec(train=False, image_size=size)
     images = [photo(width, height)]
@@ -82,7 +84,9 @@ def test_train_flips_some_and_crops_to_size(realisation: str) -> None:
     # square image, whole-image crop (scale 1, ratio 1): every output is the resized image or its mirror
     spec = TransformSpec(train=True, size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0))
     out = RUNS[realisation]([photo(64, 64)] * 16, spec)
-    plain = run_pil([photo(64, 64)], TransformSpec(train=True, size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False))[0]
+    plain = run_pil(
+        [photo(64, 64)], TransformSpec(train=True, size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    )[0]
     flipped = [(o - plain.flip(-1)).abs().mean().item() < 0.02 for o in out]
     unflipped = [(o - plain).abs().mean().item() < 0.02 for o in out]
     assert all(f or u for f, u in zip(flipped, unflipped))

@@ -31,11 +31,21 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tu
 def records(probes: pl.DataFrame, *, label: str = "cat") -> pl.DataFrame:
     """Rule-engine input for the probed frames, in frame order, one video per group."""
     return probes.with_columns(
-        source_file=pl.lit("boxes.csv"), record=pl.int_range(pl.len()).cast(pl.String), sample_id="s" + pl.col("image_path"),
-        group_id=pl.col("image_path").str.slice(0, 3), split=pl.lit("train"), label=pl.lit(label),
-        bbox_x=pl.lit(20.0), bbox_y=pl.lit(30.0), bbox_w=pl.lit(100.0), bbox_h=pl.lit(80.0), bbox_raw=pl.lit(None, pl.String),
-        parse_error=pl.lit(None, pl.String), meta_width=pl.lit(None, pl.Int64), meta_height=pl.lit(None, pl.Int64),
-    )  # fmt: skip
+        source_file=pl.lit("boxes.csv"),
+        record=pl.int_range(pl.len()).cast(pl.String),
+        sample_id="s" + pl.col("image_path"),
+        group_id=pl.col("image_path").str.slice(0, 3),
+        split=pl.lit("train"),
+        label=pl.lit(label),
+        bbox_x=pl.lit(20.0),
+        bbox_y=pl.lit(30.0),
+        bbox_w=pl.lit(100.0),
+        bbox_h=pl.lit(80.0),
+        bbox_raw=pl.lit(None, pl.String),
+        parse_error=pl.lit(None, pl.String),
+        meta_width=pl.lit(None, pl.Int64),
+        meta_height=pl.lit(None, pl.Int64),
+    )
 
 
 def rules(action: str = "warn", max_distance: int = 4) -> RuleSet:
@@ -45,7 +55,9 @@ def rules(action: str = "warn", max_distance: int = 4) -> RuleSet:
 def flagged(out, action: str) -> set[str]:
     if action == "drop":
         return set(out.rejected.get_column("image_path").to_list())
-    return set(out.clean.filter(pl.col("warnings").list.contains("image.near_duplicate")).get_column("image_path").to_list())
+    return set(
+        out.clean.filter(pl.col("warnings").list.contains("image.near_duplicate")).get_column("image_path").to_list()
+    )
 
 
 def kinds(paths: set[str], truth: dict[str, tuple[str, bool]]) -> dict[str, int]:

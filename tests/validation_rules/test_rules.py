@@ -12,19 +12,41 @@ from validation_rules.registry import Action, RuleParams, get_rule, list_rules, 
 from validation_rules.ruleset import RuleSet
 
 GOOD = {
-    "source_file": "a.json", "record": "1", "image_path": "img/1.jpg", "group_id": "g1", "split": "train",
-    "label": "cat", "bbox_x": 10.0, "bbox_y": 10.0, "bbox_w": 50.0, "bbox_h": 40.0, "bbox_raw": None,
-    "meta_width": 100, "meta_height": 80, "parse_error": None, "parse_rule": None, "status": "ok", "error": None,
-    "width": 100, "height": 80, "content_hash": "h1",
-}  # fmt: skip
+    "source_file": "a.json",
+    "record": "1",
+    "image_path": "img/1.jpg",
+    "group_id": "g1",
+    "split": "train",
+    "label": "cat",
+    "bbox_x": 10.0,
+    "bbox_y": 10.0,
+    "bbox_w": 50.0,
+    "bbox_h": 40.0,
+    "bbox_raw": None,
+    "meta_width": 100,
+    "meta_height": 80,
+    "parse_error": None,
+    "parse_rule": None,
+    "status": "ok",
+    "error": None,
+    "width": 100,
+    "height": 80,
+    "content_hash": "h1",
+}
 
 # rule id -> (overrides that make GOOD fail it, expected quarantine?)
 FAILING = {
     "annotation.malformed": {"parse_error": "a.json: JSON does not parse: Expecting value: line 1 column 1"},
-    "annotation.too_large": {"parse_error": "a.json: expected a label file of at most 100 bytes, got 101", "parse_rule": "annotation.too_large"},
+    "annotation.too_large": {
+        "parse_error": "a.json: expected a label file of at most 100 bytes, got 101",
+        "parse_rule": "annotation.too_large",
+    },
     "annotation.field_too_long": {"group_id": "g" * 5000},
     "path.not_regular": {"status": "not_regular", "error": "a FIFO"},
-    "path.bad_name": {"parse_error": "a\\xff.json: the file name is not valid UTF-8; rename it", "parse_rule": "path.bad_name"},
+    "path.bad_name": {
+        "parse_error": "a\\xff.json: the file name is not valid UTF-8; rename it",
+        "parse_rule": "path.bad_name",
+    },
     "image.too_large": {"status": "too_large", "error": "5000x5000 pixels", "width": 5000, "height": 5000},
     "path.outside_root": {"status": "outside_root", "error": "a path that leaves the root"},
     "image.missing": {"status": "missing", "error": "no such file"},
@@ -36,18 +58,31 @@ FAILING = {
     "bbox.negative": {"bbox_x": -50.0},
     "bbox.out_of_bounds": {"bbox_w": 200.0},
     "bbox.empty": {"bbox_h": 0.0},
-    "label.suspect": {"suspect_verdict": "label_issue", "suspect_score": 0.9, "suspect_label": "dog", "suspect_reason": "AUM -2"},
+    "label.suspect": {
+        "suspect_verdict": "label_issue",
+        "suspect_score": 0.9,
+        "suspect_label": "dog",
+        "suspect_reason": "AUM -2",
+    },
 }
-ALL_RULES = RuleSet.from_dict({rule: {} for rule in list_rules()}).with_params("label.unknown", vocabulary=("cat", "dog"))
+ALL_RULES = RuleSet.from_dict({rule: {} for rule in list_rules()}).with_params(
+    "label.unknown", vocabulary=("cat", "dog")
+)
 
 
 def frame(*rows: dict) -> pl.DataFrame:
     text = {c: pl.String for c in ("bbox_raw", "parse_error", "parse_rule", "error", "label")}
-    return pl.DataFrame(list(rows), schema_overrides={**text, **{c: pl.Float64 for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")}})
+    return pl.DataFrame(
+        list(rows), schema_overrides={**text, **{c: pl.Float64 for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")}}
+    )
 
 
 def test_every_registered_rule_has_a_case() -> None:
-    assert set(list_rules()) == set(FAILING) | {"image.duplicate", "annotation.duplicate", "image.near_duplicate"}  # across records: own tests
+    assert set(list_rules()) == set(FAILING) | {
+        "image.duplicate",
+        "annotation.duplicate",
+        "image.near_duplicate",
+    }  # across records: own tests
 
 
 @pytest.mark.parametrize("rule_id", list_rules())
@@ -84,7 +119,10 @@ def test_duplicate_keeps_the_copy_of_the_earlier_split_train_val_test() -> None:
     val = {**GOOD, "record": "3", "image_path": "img/3.jpg", "group_id": "b0", "split": "val"}
     out = apply_rules(frame(GOOD, test, val), ALL_RULES)
     assert out.clean.get_column("record").to_list() == ["1"]
-    assert out.rejected.select("record", "rule").sort("record").rows() == [("2", ["image.duplicate"]), ("3", ["image.duplicate"])]
+    assert out.rejected.select("record", "rule").sort("record").rows() == [
+        ("2", ["image.duplicate"]),
+        ("3", ["image.duplicate"]),
+    ]
     out = apply_rules(frame(test, {**val, "group_id": "z9"}), ALL_RULES)
     assert out.clean.get_column("split").to_list() == ["val"]
     assert out.rejected.select("record", "split").rows() == [("2", "test")]

@@ -55,18 +55,39 @@ from train.audit.combine import VERDICTS, combine
 from train.audit.confident import ConfidentResult, find_label_issues
 from train.audit.disagreement import disagreement
 from train.audit.groups import judge_groups
+from train.audit.judge import judge_strength
 from train.audit.neighbours import K_NEIGHBOURS, neighbour_probs
 from train.audit.summary import RunSummary, sum_by_sample, summarise
-from train.audit.judge import judge_strength
 from train.fit.dynamics import list_parts
 
 log = logging.getLogger(__name__)
 
 SUSPECTS = (
-    "rank", "sample_id", "image_path", "group_id", "label", "label_id", "suggested_label", "model_label", "verdict", "reason",
-    "suspect_score", "aum", "aum_cutoff", "cl_issue", "self_confidence", "forgetting_events", "never_learned",
-    "annotators_disagree", "other_label", "seen", "out_of_sample", "group_verdict", "group_suggested_label", "neighbour_label",
-)  # fmt: skip
+    "rank",
+    "sample_id",
+    "image_path",
+    "group_id",
+    "label",
+    "label_id",
+    "suggested_label",
+    "model_label",
+    "verdict",
+    "reason",
+    "suspect_score",
+    "aum",
+    "aum_cutoff",
+    "cl_issue",
+    "self_confidence",
+    "forgetting_events",
+    "never_learned",
+    "annotators_disagree",
+    "other_label",
+    "seen",
+    "out_of_sample",
+    "group_verdict",
+    "group_suggested_label",
+    "neighbour_label",
+)
 
 
 class AuditJob(BaseModel):
@@ -81,7 +102,9 @@ class AuditJob(BaseModel):
     shards: Path | None = None  # for the gallery; default: the first run's data.shards
     gallery: int = 48  # top suspects shown as images
     predict: bool = True  # eval-mode pass of each ordinary run's last checkpoint over its training split
-    view: Path | None = None  # a later run (trained on the cleaned manifest): its last checkpoint's view, its dynamics where it trained
+    view: Path | None = (
+        None  # a later run (trained on the cleaned manifest): its last checkpoint's view, its dynamics where it trained
+    )
     device: str = "auto"  # for that pass
 
 
@@ -118,10 +141,13 @@ def load_run(run_dir: str | Path) -> RunDynamics:
     summary = summarise(folder, num_classes=k - 1 if threshold else k, extra_class=k - 1 if threshold else None)
     shards = config.get("data", {}).get("shards")
     return RunDynamics(
-        path=run_dir, vocabulary=vocabulary[:-1] if threshold else vocabulary,
-        extra_class=len(vocabulary) - 1 if threshold else None, train_split=config.get("data", {}).get("train_split", "train"),
-        shards=Path(shards) if shards else None, summary=summary,
-    )  # fmt: skip
+        path=run_dir,
+        vocabulary=vocabulary[:-1] if threshold else vocabulary,
+        extra_class=len(vocabulary) - 1 if threshold else None,
+        train_split=config.get("data", {}).get("train_split", "train"),
+        shards=Path(shards) if shards else None,
+        summary=summary,
+    )
 
 
 def read_manifest(path: str | Path) -> pl.DataFrame:
@@ -136,8 +162,11 @@ def mean_probs(runs: list[RunDynamics], num_classes: int) -> pl.DataFrame:
     """Per sample, the mean over finite rows of every run of its class probabilities (threshold
     runs: their own threshold samples left out, the extra class dropped and the rest renormalised)."""
     rows = pl.concat([r.summary.probs for r in runs])
-    ids, sums, n = sum_by_sample(rows.get_column("sample_id").to_numpy(), np.stack(rows.get_column("probs").to_numpy())[:, :num_classes],
-                                 rows.get_column("n").to_numpy())  # fmt: skip
+    ids, sums, n = sum_by_sample(
+        rows.get_column("sample_id").to_numpy(),
+        np.stack(rows.get_column("probs").to_numpy())[:, :num_classes],
+        rows.get_column("n").to_numpy(),
+    )
     return pl.DataFrame({"sample_id": ids, "probs": sums / n[:, None]})
 
 
@@ -153,9 +182,15 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
         if run.extra_class is not None:
             continue
         if not checkpoint.is_file() or shards is None or not (shards / run.train_split).is_dir():
-            log.warning("%s: no eval-mode pass (needs %s and the shards' %s split)", run.path, checkpoint, run.train_split)
+            log.warning(
+                "%s: no eval-mode pass (needs %s and the shards' %s split)", run.path, checkpoint, run.train_split
+            )
             continue
-        frames.append(_predicted(checkpoint, shards / run.train_split, job.out / "train_predictions" / f"run{i}.parquet", job.device))
+        frames.append(
+            _predicted(
+                checkpoint, shards / run.train_split, job.out / "train_predictions" / f"run{i}.parquet", job.device
+            )
+        )
     if not frames:
         return None
     rows = pl.concat([f.drop("embedding") for f in frames])
@@ -182,7 +217,9 @@ def load_view(run: RunDynamics, job: AuditJob) -> RunDynamics:
     if not checkpoint.is_file():
         raise ValueError(f"--view {view}: no last checkpoint ({checkpoint})")
     if shards is None or not (shards / run.train_split).is_dir():
-        raise ValueError(f"--view {view}: expected the audited run's shards with a {run.train_split!r} split, got {shards}")
+        raise ValueError(
+            f"--view {view}: expected the audited run's shards with a {run.train_split!r} split, got {shards}"
+        )
     return loaded
 
 
@@ -192,7 +229,9 @@ def view_probs(run: RunDynamics, view: RunDynamics, job: AuditJob) -> pl.DataFra
     from train.fit.checkpoint import LAST
 
     split = (job.shards or run.shards) / run.train_split
-    return _predicted(view.path / "checkpoints" / LAST, split, job.out / "train_predictions" / "view.parquet", job.device)
+    return _predicted(
+        view.path / "checkpoints" / LAST, split, job.out / "train_predictions" / "view.parquet", job.device
+    )
 
 
 def with_view_dynamics(signals: pl.DataFrame, view: RunDynamics) -> tuple[pl.DataFrame, float]:
@@ -218,7 +257,9 @@ def cutoff_against_view(signals: pl.DataFrame, aum: str = "aum") -> float:
     """``calibrated_cutoff`` of the ``aum`` column against the model's doubt (``model_label`` is not the
     label), over the rows that have both."""
     both = signals.filter(pl.col(aum).is_not_null() & pl.col("model_label").is_not_null())
-    return calibrated_cutoff(both.get_column(aum).to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy())
+    return calibrated_cutoff(
+        both.get_column(aum).to_numpy(), (both.get_column("model_label") != both.get_column("label")).to_numpy()
+    )
 
 
 def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
@@ -233,8 +274,13 @@ def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.Data
         values = table.column(name).combine_chunks().flatten().to_numpy().astype(dtype)
         return values.reshape(n, -1) if n else values.reshape(0, 0)
 
-    return pl.DataFrame({"sample_id": table.column("sample_id").to_pylist(), "probs": matrix("probs", np.float64),
-                         "embedding": matrix("embedding", np.float32)})  # fmt: skip
+    return pl.DataFrame(
+        {
+            "sample_id": table.column("sample_id").to_pylist(),
+            "probs": matrix("probs", np.float64),
+            "embedding": matrix("embedding", np.float32),
+        }
+    )
 
 
 def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
@@ -263,42 +309,64 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     train = manifest.filter(pl.col("split") == runs[0].train_split)
     if train.is_empty():
         raise ValueError(f"{job.manifest}: no rows of split {runs[0].train_split!r}")
-    train = train.with_columns(label_id=pl.col("label").replace_strict({n: i for i, n in enumerate(vocabulary)}, default=None,
-                                                                        return_dtype=pl.Int64))  # fmt: skip
+    train = train.with_columns(
+        label_id=pl.col("label").replace_strict(
+            {n: i for i, n in enumerate(vocabulary)}, default=None, return_dtype=pl.Int64
+        )
+    )
 
     aum = score_runs([(r.summary.aum, r.extra_class) for r in runs])
     trained = aum.scores.get_column("sample_id")
     if train.filter(pl.col("sample_id").is_in(trained.implode())).is_empty():
         raise ValueError(
-            f"{job.manifest}: none of its {train.height} {runs[0].train_split!r} sample ids is among the {trained.len()} samples "
-            f"{runs[0].path} trained on; expected the clean manifest the run's shards were built from"
+            f"{job.manifest}: none of its {train.height} {runs[0].train_split!r} sample ids is among the "
+            f"{trained.len()} samples {runs[0].path} trained on; expected the clean manifest the run's shards were "
+            "built from"
         )
     cutoff, cutoff_how = aum.cutoff, aum.how
-    forgot = pl.concat([r.summary.forgetting for r in runs]).group_by("sample_id").agg(
-        pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean()
+    forgot = (
+        pl.concat([r.summary.forgetting for r in runs])
+        .group_by("sample_id")
+        .agg(pl.col("forgetting_events").sum(), pl.col("never_learned").all(), pl.col("forgetting_score").mean())
     )
     job.out.mkdir(parents=True, exist_ok=True)
     probs, probs_source, embedded = _probabilities(runs, view, job, k)
 
-    scored = train.select("sample_id", "label_id").join(probs, on="sample_id", how="inner").filter(pl.col("label_id").is_not_null())
+    scored = (
+        train.select("sample_id", "label_id")
+        .join(probs, on="sample_id", how="inner")
+        .filter(pl.col("label_id").is_not_null())
+    )
     cl = find_label_issues(scored.get_column("probs").to_numpy(), scored.get_column("label_id").to_numpy())
-    cl_frame = pl.DataFrame({
-        "sample_id": scored.get_column("sample_id"), "cl_issue": cl.issues, "self_confidence": cl.self_confidence,
-        "cl_suggested": [vocabulary[i] for i in cl.suggested],
-        "model_label": [vocabulary[i] for i in scored.get_column("probs").to_numpy().argmax(axis=1)],
-    })  # fmt: skip
+    cl_frame = pl.DataFrame(
+        {
+            "sample_id": scored.get_column("sample_id"),
+            "cl_issue": cl.issues,
+            "self_confidence": cl.self_confidence,
+            "cl_suggested": [vocabulary[i] for i in cl.suggested],
+            "model_label": [vocabulary[i] for i in scored.get_column("probs").to_numpy().argmax(axis=1)],
+        }
+    )
 
     signals = (
         train.select("sample_id", "image_path", "group_id", "label", "label_id")
         .join(aum.scores, on="sample_id", how="left")
         .join(cl_frame, on="sample_id", how="left")
-        .join(forgot.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id", how="left")
+        .join(
+            forgot.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"),
+            on="sample_id",
+            how="left",
+        )
         .join(disagreement(train), on="sample_id", how="left")
     )
     if cutoff is None:  # no threshold-sample run: calibrate the AUM cut-off against the model's view
         cutoff = cutoff_against_view(signals)
-    signals = signals.with_columns(aum_cutoff=pl.lit(cutoff, dtype=pl.Float64), seen=pl.col("aum").is_not_null(),
-                                   suggested_label=pl.col("cl_suggested"), out_of_sample=pl.lit(job.oof is not None))  # fmt: skip
+    signals = signals.with_columns(
+        aum_cutoff=pl.lit(cutoff, dtype=pl.Float64),
+        seen=pl.col("aum").is_not_null(),
+        suggested_label=pl.col("cl_suggested"),
+        out_of_sample=pl.lit(job.oof is not None),
+    )
     view_cutoff = None
     if view is not None:
         signals, view_cutoff = with_view_dynamics(signals, view)
@@ -315,28 +383,46 @@ def run_audit(job: AuditJob) -> pl.DataFrame:
     summary["groups"] = _group_summary(groups, group_source)
     summary["judge"] = judge_strength(job.view if job.view is not None else runs[0].path)
     write_json(job.out / "audit.json", summary)
-    write_report(job.out, suspects, summary, shards=job.shards or runs[0].shards, split=runs[0].train_split, gallery=job.gallery,
-                 groups=groups)  # fmt: skip
+    write_report(
+        job.out,
+        suspects,
+        summary,
+        shards=job.shards or runs[0].shards,
+        split=runs[0].train_split,
+        gallery=job.gallery,
+        groups=groups,
+    )
     return suspects
 
 
-def _probabilities(runs: list[RunDynamics], view: RunDynamics | None, job: AuditJob, k: int) -> tuple[pl.DataFrame, str, pl.DataFrame | None]:
+def _probabilities(
+    runs: list[RunDynamics], view: RunDynamics | None, job: AuditJob, k: int
+) -> tuple[pl.DataFrame, str, pl.DataFrame | None]:
     """The best probabilities at hand (see the module docstring), where they came from (words), and the
     penultimate features of the eval-mode pass (sample_id, embedding) when one ran."""
     if view is not None:
         probs = view_probs(runs[0], view, job)
-        return probs.drop("embedding"), f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split", probs
+        return (
+            probs.drop("embedding"),
+            f"eval-mode predictions of the last checkpoint of {job.view} over the audited run's training split",
+            probs,
+        )
     predicted = eval_probs(runs, job, k) if job.predict else None
     embedded = predicted.select("sample_id", "embedding") if predicted is not None else None
     if job.oof is not None:
         return read_oof(job.oof, k), f"out-of-fold probabilities ({job.oof})", embedded
     if predicted is not None:
-        return predicted.drop("embedding"), "eval-mode predictions of the last checkpoint over the training split", embedded
+        return (
+            predicted.drop("embedding"),
+            "eval-mode predictions of the last checkpoint over the training split",
+            embedded,
+        )
     return mean_probs(runs, k), "mean training-time probabilities", None
 
 
-def _judge_groups(signals: pl.DataFrame, embedded: pl.DataFrame | None, job: AuditJob,
-                  vocabulary: list[str]) -> tuple[pl.DataFrame, str, pl.DataFrame]:  # fmt: skip
+def _judge_groups(
+    signals: pl.DataFrame, embedded: pl.DataFrame | None, job: AuditJob, vocabulary: list[str]
+) -> tuple[pl.DataFrame, str, pl.DataFrame]:
     """The group verdicts (``train.audit.groups``) from the views that never fitted a group's label: the
     neighbour view of the eval pass's features, the out-of-fold probabilities, or the mean of both; their
     source in words; and per sample the neighbour view's most probable class (``neighbour_label``)."""
@@ -345,16 +431,23 @@ def _judge_groups(signals: pl.DataFrame, embedded: pl.DataFrame | None, job: Aud
     neighbour = frames.select("sample_id", neighbour_label=pl.lit(None, pl.String))
     views, words = [], []
     if embedded is not None:
-        joined = frames.select("sample_id", "group_id", "label_id").join(embedded, on="sample_id", how="left", maintain_order="left")
+        joined = frames.select("sample_id", "group_id", "label_id").join(
+            embedded, on="sample_id", how="left", maintain_order="left"
+        )
         column = joined.get_column("embedding")  # a fixed-width Array column: to_numpy gives the matrix
         present = column.is_not_null().to_numpy()
         emb = np.zeros((frames.height, column.dtype.size), dtype=np.float32)
         emb[present] = column.drop_nulls().to_numpy()
         labels = np.where(present, joined.get_column("label_id").fill_null(-1).to_numpy(), -1)
-        knn = neighbour_probs(emb, labels, joined.get_column("group_id").fill_null("").to_numpy(), num_classes=k, device=_device(job))
+        knn = neighbour_probs(
+            emb, labels, joined.get_column("group_id").fill_null("").to_numpy(), num_classes=k, device=_device(job)
+        )
         views.append(knn)
         neighbour = neighbour.with_columns(neighbour_label=pl.Series([vocabulary[i] for i in knn.argmax(axis=1)]))
-        words.append(f"the {K_NEIGHBOURS} nearest other videos (fewer where a label has fewer) in the last checkpoint's feature space")
+        words.append(
+            f"the {K_NEIGHBOURS} nearest other videos (fewer where a label has fewer) in the last checkpoint's feature "
+            "space"
+        )
     if job.oof is not None:
         oof = frames.select("sample_id").join(read_oof(job.oof, k), on="sample_id", how="left", maintain_order="left")
         if oof.get_column("probs").null_count() == 0:
@@ -375,7 +468,9 @@ def _device(job: AuditJob) -> str:
 def with_group_verdicts(signals: pl.DataFrame, groups: pl.DataFrame, neighbour: pl.DataFrame) -> pl.DataFrame:
     """Every frame carries its group's verdict and suggestion (null for a group of one image), and the
     neighbour view's most probable class for it; the order (``rank``) stays."""
-    joined = signals.join(groups.select("group_id", "group_verdict", "group_suggested_label"), on="group_id", how="left")
+    joined = signals.join(
+        groups.select("group_id", "group_verdict", "group_suggested_label"), on="group_id", how="left"
+    )
     return joined.join(neighbour, on="sample_id", how="left").sort("rank")
 
 
@@ -384,8 +479,18 @@ def _group_summary(groups: pl.DataFrame, source: str) -> dict:
     return {"view": source, "groups": groups.height, "verdicts": {v: int(counts.get(v, 0)) for v in VERDICTS}}
 
 
-def _summary(job: AuditJob, runs: list[RunDynamics], vocabulary: list[str], cl: ConfidentResult, cutoff: float, cutoff_how: str,
-             probs_source: str, suspects: pl.DataFrame, *, view_cutoff: float | None) -> dict:  # fmt: skip
+def _summary(
+    job: AuditJob,
+    runs: list[RunDynamics],
+    vocabulary: list[str],
+    cl: ConfidentResult,
+    cutoff: float,
+    cutoff_how: str,
+    probs_source: str,
+    suspects: pl.DataFrame,
+    *,
+    view_cutoff: float | None,
+) -> dict:
     counts = dict(suspects.group_by("verdict").len().iter_rows())
     return {
         "runs": [str(r.path) for r in runs],
@@ -421,9 +526,15 @@ def write_review_sheet(path: Path, suspects: pl.DataFrame, groups: pl.DataFrame)
     """The rows a person should look at, as a CSV with an empty ``decision`` column: first the suspect
     videos, one row each with a blank ``sample_id`` (a decision there covers every frame), then the frames."""
     videos = groups.filter(pl.col("group_verdict") != "ok").select(
-        rank=pl.col("group_rank"), group_id="group_id", sample_id=pl.lit(None, pl.String), verdict="group_verdict", label="label",
-        suggested_label="group_suggested_label", image_path=pl.lit(None, pl.String), reason="group_reason",
-    )  # fmt: skip
+        rank=pl.col("group_rank"),
+        group_id="group_id",
+        sample_id=pl.lit(None, pl.String),
+        verdict="group_verdict",
+        label="label",
+        suggested_label="group_suggested_label",
+        image_path=pl.lit(None, pl.String),
+        reason="group_reason",
+    )
     rows = suspects.filter(pl.col("verdict") != "ok").select(SHEET[:-1])
     sheet = pl.concat([videos, rows], how="vertical_relaxed").with_columns(decision=pl.lit(None, pl.String))
     write_text(path, sheet.write_csv())
@@ -435,34 +546,54 @@ def read_review_sheet(path: str | Path) -> tuple[list[str], list[str], list[str]
     path = Path(path)
     try:
         sheet = pl.read_csv(path, infer_schema=False)
-        sheet = sheet.select("sample_id", "decision", pl.col("group_id") if "group_id" in sheet.columns else pl.lit(None, pl.String).alias("group_id"))
+        sheet = sheet.select(
+            "sample_id",
+            "decision",
+            pl.col("group_id") if "group_id" in sheet.columns else pl.lit(None, pl.String).alias("group_id"),
+        )
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ValueError(f"{path}: expected a review sheet with the columns sample_id and decision: {exc}".splitlines()[0]) from None
+        raise ValueError(
+            f"{path}: expected a review sheet with the columns sample_id and decision: {exc}".splitlines()[0]
+        ) from None
     decision = sheet.get_column("decision").fill_null("").str.strip_chars().str.to_lowercase()
     bad = sheet.with_row_index("line", offset=2).filter(~decision.is_in(["accept", "reject", ""]))
     if bad.height:
         line, sample, value, group = bad.row(0)
-        raise ValueError(f"{path}: line {line}: decision: expected accept, reject or blank, got {value!r} "
-                         f"({'sample ' + sample if sample else 'group ' + str(group)})")  # fmt: skip
+        raise ValueError(
+            f"{path}: line {line}: decision: expected accept, reject or blank, got {value!r} "
+            f"({'sample ' + sample if sample else 'group ' + str(group)})"
+        )
     ids, groups = sheet.get_column("sample_id"), sheet.get_column("group_id")
     whole = ids.is_null() & groups.is_not_null()
     return (
-        ids.filter(~whole & (decision == "accept")).to_list(), ids.filter(~whole & (decision == "reject")).to_list(),
-        groups.filter(whole & (decision == "accept")).to_list(), groups.filter(whole & (decision == "reject")).to_list(),
-    )  # fmt: skip
+        ids.filter(~whole & (decision == "accept")).to_list(),
+        ids.filter(~whole & (decision == "reject")).to_list(),
+        groups.filter(whole & (decision == "accept")).to_list(),
+        groups.filter(whole & (decision == "reject")).to_list(),
+    )
 
 
-def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] = (), accept_groups: list[str] = (),
-           reject_groups: list[str] = ()) -> pl.DataFrame:  # fmt: skip
+def review(
+    audit_dir: str | Path,
+    *,
+    accept: list[str] = (),
+    reject: list[str] = (),
+    accept_groups: list[str] = (),
+    reject_groups: list[str] = (),
+) -> pl.DataFrame:
     """Record a person's decisions in ``AUDIT/decisions.parquet``: ``accept`` (the label is wrong: act
     on it) or ``reject`` (the label is right: keep it), per sample or per video (``*_groups``: every
     frame of the group; a sample named on its own wins over its group). A later decision on the same
     sample replaces the earlier one; rows stay sorted by sample_id, so the same decisions give the same file."""
     audit_dir = Path(audit_dir)
-    suspects = pl.read_parquet(audit_dir / "suspects.parquet", columns=["sample_id", "group_id", "label", "suggested_label"])
+    suspects = pl.read_parquet(
+        audit_dir / "suspects.parquet", columns=["sample_id", "group_id", "label", "suggested_label"]
+    )
     unknown = sorted((set(accept_groups) | set(reject_groups)) - set(suspects.get_column("group_id").drop_nulls()))
     if unknown:
-        raise ValueError(f"{audit_dir / 'suspects.parquet'}: no groups {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+        raise ValueError(
+            f"{audit_dir / 'suspects.parquet'}: no groups {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
     both_groups = set(accept_groups) & set(reject_groups)
     if both_groups:
         raise ValueError(f"--accept-group and --reject-group name the same groups: {sorted(both_groups)[:5]}")
@@ -483,10 +614,14 @@ def review(audit_dir: str | Path, *, accept: list[str] = (), reject: list[str] =
     )
     unknown = asked.join(suspects, on="sample_id", how="anti").get_column("sample_id").to_list()
     if unknown:
-        raise ValueError(f"{audit_dir / 'suspects.parquet'}: no sample ids {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+        raise ValueError(
+            f"{audit_dir / 'suspects.parquet'}: no sample ids {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+        )
     new = asked.join(suspects, on="sample_id", how="left").select(list(DECISIONS))
     path = audit_dir / "decisions.parquet"
     old = pl.read_parquet(path) if path.is_file() else pl.DataFrame(schema=DECISIONS)
-    merged = pl.concat([old.join(new, on="sample_id", how="anti"), new]).unique("sample_id", keep="last").sort("sample_id")
+    merged = (
+        pl.concat([old.join(new, on="sample_id", how="anti"), new]).unique("sample_id", keep="last").sort("sample_id")
+    )
     write_parquet(path, merged)
     return merged

@@ -42,7 +42,9 @@ THRESHOLD_PERCENTILE = 99.0
 
 def aum(dynamics: pl.DataFrame) -> pl.DataFrame:
     """Per sample: ``aum`` (mean margin over finite rows), ``epochs`` counted, and ``label_id`` as trained."""
-    rows = dynamics.filter(pl.col("finite") & pl.col("margin").is_finite()) if "finite" in dynamics.columns else dynamics
+    rows = (
+        dynamics.filter(pl.col("finite") & pl.col("margin").is_finite()) if "finite" in dynamics.columns else dynamics
+    )
     return (
         rows.group_by("sample_id")
         .agg(aum=pl.col("margin").mean(), epochs=pl.col("epoch").n_unique(), label_id=pl.col("label_id").first())
@@ -58,7 +60,9 @@ def threshold_cutoff(scores: pl.DataFrame, *, extra_class: int, percentile: floa
     return float(np.percentile(values, percentile))
 
 
-def fit_logistic(values: np.ndarray, doubted: np.ndarray, *, ridge: float = 1e-3, iterations: int = 100) -> tuple[float, float] | None:
+def fit_logistic(
+    values: np.ndarray, doubted: np.ndarray, *, ridge: float = 1e-3, iterations: int = 100
+) -> tuple[float, float] | None:
     """``(a, b)`` of ``P(doubted | x) = 1 / (1 + exp(-(a + b x)))``, fitted by Newton's method.
 
     The slope is fitted on the standardised ``x`` with a small ridge on it (so separable data give a
@@ -134,4 +138,6 @@ def score_runs(runs: list[tuple[pl.DataFrame, int | None]]) -> AumScores:
     if cutoffs:
         how = f"{THRESHOLD_PERCENTILE:g}th percentile of the threshold samples' AUM ({len(cutoffs)} run(s))"
         return AumScores(merged, float(np.mean(cutoffs)), how)
-    return AumScores(merged, None, "calibrated against the model's view (logistic fit of its doubt on the AUM, positive-unlabelled)")
+    return AumScores(
+        merged, None, "calibrated against the model's view (logistic fit of its doubt on the AUM, positive-unlabelled)"
+    )

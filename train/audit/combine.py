@@ -52,16 +52,27 @@ def combine(signals: pl.DataFrame) -> pl.DataFrame:
     model_doubts = (pl.col("model_label") != pl.col("label")).fill_null(False)
     held_out = pl.col("out_of_sample").fill_null(False) if "out_of_sample" in signals.columns else pl.lit(False)
     score = pl.mean_horizontal(
-        _rank(-pl.col("aum")), _rank(-pl.col("self_confidence")), _rank(pl.col("forgetting_score")),
+        _rank(-pl.col("aum")),
+        _rank(-pl.col("self_confidence")),
+        _rank(pl.col("forgetting_score")),
         _rank(pl.col("annotators_disagree").cast(pl.Float64)),
-    )  # fmt: skip
+    )
     parts = [
-        pl.when(aum_flag).then(pl.format("AUM {} at or below the cut-off {}", pl.col("aum").round(3), pl.col("aum_cutoff").round(3))),
-        pl.when(cl_flag).then(pl.format("confident learning: p(given) {} with {} more likely",
-                                        pl.col("self_confidence").round(3), pl.col("suggested_label"))),  # fmt: skip
+        pl.when(aum_flag).then(
+            pl.format("AUM {} at or below the cut-off {}", pl.col("aum").round(3), pl.col("aum_cutoff").round(3))
+        ),
+        pl.when(cl_flag).then(
+            pl.format(
+                "confident learning: p(given) {} with {} more likely",
+                pl.col("self_confidence").round(3),
+                pl.col("suggested_label"),
+            )
+        ),
         pl.when(disagree).then(pl.format("annotators disagree ({} vs {})", pl.col("label"), pl.col("other_label"))),
         pl.when(never).then(pl.lit("never learned in training")),
-        pl.when(model_doubts & ~cl_flag).then(pl.format("the model's most probable class is {}", pl.col("model_label"))),
+        pl.when(model_doubts & ~cl_flag).then(
+            pl.format("the model's most probable class is {}", pl.col("model_label"))
+        ),
     ]
     reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     out = signals.with_columns(

@@ -110,7 +110,13 @@ def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> ConfidentResult:
     others[np.arange(n), labels] = -np.inf
     suggested = np.where((confident >= 0) & (confident != labels), confident, others.argmax(axis=1))
     return ConfidentResult(
-        thresholds=thresholds, confident_joint=c, joint=joint, noise_matrix=noise, noise_rate=noise_rate,
-        confident_class=confident, self_confidence=self_conf, issues=prune_by_noise_rate(probs, labels, joint),
+        thresholds=thresholds,
+        confident_joint=c,
+        joint=joint,
+        noise_matrix=noise,
+        noise_rate=noise_rate,
+        confident_class=confident,
+        self_confidence=self_conf,
+        issues=prune_by_noise_rate(probs, labels, joint),
         suggested=suggested,
-    )  # fmt: skip
+    )

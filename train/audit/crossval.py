@@ -37,10 +37,16 @@ def assign_folds(frame: pl.DataFrame, *, folds: int, seed: int = 0) -> pl.DataFr
     seeded hash of the group id), each to the fold with the fewest samples so far (lowest index on ties)."""
     if folds < 2:
         raise ValueError(f"--folds: expected at least 2, got {folds}")
-    sizes = frame.group_by("group_id").len().with_columns(
-        key=pl.col("group_id").map_elements(lambda g: hashlib.blake2b(f"{seed}\0{g}".encode(), digest_size=8).hexdigest(),
-                                            return_dtype=pl.String)  # fmt: skip
-    ).sort([pl.col("len"), pl.col("key")], descending=[True, False])
+    sizes = (
+        frame.group_by("group_id")
+        .len()
+        .with_columns(
+            key=pl.col("group_id").map_elements(
+                lambda g: hashlib.blake2b(f"{seed}\0{g}".encode(), digest_size=8).hexdigest(), return_dtype=pl.String
+            )
+        )
+        .sort([pl.col("len"), pl.col("key")], descending=[True, False])
+    )
     if sizes.height < folds:
         raise ValueError(f"--folds {folds}: only {sizes.height} groups (group_id) in the training split")
     load = [0] * folds
@@ -76,21 +82,42 @@ def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
         fold = out / f"fold_{k}"
         clean = fold / "clean"
         if not (clean / "manifest.parquet").is_file():
-            fold_manifest = train.with_columns(split=pl.when(pl.col("fold") == k).then(pl.lit("val")).otherwise(pl.lit("train"))).drop("fold")
+            fold_manifest = train.with_columns(
+                split=pl.when(pl.col("fold") == k).then(pl.lit("val")).otherwise(pl.lit("train"))
+            ).drop("fold")
             clean.mkdir(parents=True, exist_ok=True)
-            write_json(clean / "labels.json", build_labels(fold_manifest, tuple(labels["vocabulary"]), label_field=labels["label_field"]))
+            write_json(
+                clean / "labels.json",
+                build_labels(fold_manifest, tuple(labels["vocabulary"]), label_field=labels["label_field"]),
+            )
             shutil.copy(manifest_dir / "clean_config.json", clean / "clean_config.json")
             write_parquet(clean / "manifest.parquet", fold_manifest)
         if not (fold / "shards" / DATASET_FILE).is_file():
-            build(ShardConfig(manifest_dir=clean, out=fold / "shards", root=Path(built["root"]), quiet=True, **built["options"]))
-        fold_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"shards": fold / "shards", "train_split": "train",
-                                                                            "val_split": "val"})})  # fmt: skip
+            build(
+                ShardConfig(
+                    manifest_dir=clean, out=fold / "shards", root=Path(built["root"]), quiet=True, **built["options"]
+                )
+            )
+        fold_cfg = cfg.model_copy(
+            update={
+                "data": cfg.data.model_copy(
+                    update={"shards": fold / "shards", "train_split": "train", "val_split": "val"}
+                )
+            }
+        )
         log.info("fold %d of %d: %d held out", k + 1, folds, int((train.get_column("fold") == k).sum()))
         result = train_from_config(fold_cfg, run_dir=fold / "run")
         if not result.finished:
-            raise RuntimeError(f"fold {k}: training stopped by {result.stopped_by}; rerun train crossval to continue it")
-        table = predict_checkpoint(result.last_checkpoint, fold / "shards" / "val", out=fold / "predictions.parquet",
-                                   device=cfg.compute.device, weights="auto")  # fmt: skip
+            raise RuntimeError(
+                f"fold {k}: training stopped by {result.stopped_by}; rerun train crossval to continue it"
+            )
+        table = predict_checkpoint(
+            result.last_checkpoint,
+            fold / "shards" / "val",
+            out=fold / "predictions.parquet",
+            device=cfg.compute.device,
+            weights="auto",
+        )
         parts.append(pl.from_arrow(table).select("sample_id", pl.lit(k, pl.Int64).alias("fold"), "label_id", "probs"))
     oof = pl.concat(parts).sort("sample_id")
     write_parquet(out / "oof.parquet", oof)

@@ -18,7 +18,9 @@ def disagreement(manifest: pl.DataFrame) -> pl.DataFrame:
     label when it differs from the given one, else null)."""
     pair = next((p for p in PAIRS if all(c in manifest.columns for c in p)), None)
     if pair is None:
-        return manifest.select("sample_id", annotators_disagree=pl.lit(None, pl.Boolean), other_label=pl.lit(None, pl.String))
+        return manifest.select(
+            "sample_id", annotators_disagree=pl.lit(None, pl.Boolean), other_label=pl.lit(None, pl.String)
+        )
     a, b = (pl.col(c).str.strip_chars() for c in pair)
     both = a.is_not_null() & b.is_not_null()
     other = pl.when(a != pl.col("label")).then(a).when(b != pl.col("label")).then(b)

@@ -28,8 +28,16 @@ from train.audit.audit import RunDynamics, load_run
 from train.fit.dynamics import read_dynamics
 
 SCORES = (
-    "sample_id", "label_id", "el2n", "el2n_epoch", "forgetting_events", "never_learned", "forgetting_score", "aum", "epochs",
-)  # fmt: skip
+    "sample_id",
+    "label_id",
+    "el2n",
+    "el2n_epoch",
+    "forgetting_events",
+    "never_learned",
+    "forgetting_score",
+    "aum",
+    "epochs",
+)
 
 
 def default_el2n_epoch(epochs: list[int]) -> int:
@@ -47,7 +55,10 @@ def el2n(dynamics: pl.DataFrame, *, epoch: int, num_classes: int) -> pl.DataFram
     """
     rows = dynamics.filter((pl.col("epoch") == epoch) & pl.col("finite") & (pl.col("label_id") < num_classes))
     if rows.is_empty():
-        raise ValueError(f"dynamics: no finite rows at epoch {epoch}; recorded epochs: {sorted(dynamics.get_column('epoch').unique())}")
+        raise ValueError(
+            f"dynamics: no finite rows at epoch {epoch}; recorded epochs: "
+            f"{sorted(dynamics.get_column('epoch').unique())}"
+        )
     probs = rows.get_column("probs").to_numpy().astype(np.float64)[:, :num_classes]
     probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     labels = rows.get_column("label_id").to_numpy()
@@ -72,8 +83,11 @@ def _run_scores(run: RunDynamics, epoch: int | None) -> pl.DataFrame:
     return (
         summary.labels.join(el2n(rows, epoch=at, num_classes=len(run.vocabulary)), on="sample_id", how="left")
         .with_columns(el2n_epoch=pl.lit(at, dtype=pl.Int64))
-        .join(summary.forgetting.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"), on="sample_id",
-              how="left")  # fmt: skip
+        .join(
+            summary.forgetting.select("sample_id", "forgetting_events", "never_learned", "forgetting_score"),
+            on="sample_id",
+            how="left",
+        )
         .join(aum_rows.select("sample_id", "aum", pl.col("epochs").cast(pl.Int64)), on="sample_id", how="left")
     )
 
@@ -90,10 +104,15 @@ def importance_scores(runs: list[str | Path], *, el2n_epoch: int | None = None) 
         pl.concat(per_run)
         .group_by("sample_id")
         .agg(
-            pl.col("label_id").first(), pl.col("el2n").mean(), pl.col("el2n_epoch").min(),
-            pl.col("forgetting_events").mean(), pl.col("never_learned").all(), pl.col("forgetting_score").mean(),
-            pl.col("aum").mean(), pl.col("epochs").sum(),
-        )  # fmt: skip
+            pl.col("label_id").first(),
+            pl.col("el2n").mean(),
+            pl.col("el2n_epoch").min(),
+            pl.col("forgetting_events").mean(),
+            pl.col("never_learned").all(),
+            pl.col("forgetting_score").mean(),
+            pl.col("aum").mean(),
+            pl.col("epochs").sum(),
+        )
         .select(SCORES)
         .sort("sample_id")
     )

@@ -42,14 +42,22 @@ def judge_strength(run_dir: str | Path) -> dict:
     correct = round(float(last["accuracy"]) * n)
     bound = n * p0 + Z_99 * math.sqrt(n * p0 * (1 - p0))
     return {
-        "run": str(run_dir), "step": last.get("step"), "samples": n, "accuracy": float(last["accuracy"]),
-        "chance": round(p0, 6), "chance_class": top, "weak": correct <= bound, "rule": RULE,
-    }  # fmt: skip
+        "run": str(run_dir),
+        "step": last.get("step"),
+        "samples": n,
+        "accuracy": float(last["accuracy"]),
+        "chance": round(p0, 6),
+        "chance_class": top,
+        "weak": correct <= bound,
+        "rule": RULE,
+    }
 
 
 def describe(judge: dict) -> str:
     """One line on a weak judge, for the terminal and the refusal."""
     if judge.get("weak") is None:
         return judge.get("why", "no evaluation")
-    return (f"validation accuracy {judge['accuracy']:.3f} over {judge['samples']} samples is not above chance "
-            f"({judge['chance']:.3f}, always answering {judge['chance_class']!r})")  # fmt: skip
+    return (
+        f"validation accuracy {judge['accuracy']:.3f} over {judge['samples']} samples is not above chance "
+        f"({judge['chance']:.3f}, always answering {judge['chance_class']!r})"
+    )

@@ -36,9 +36,14 @@ _CHUNK_ELEMENTS = 1 << 27  # at most this many similarities (512 MB of float32) 
 
 
 def neighbour_probs(
-    embeddings: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, num_classes: int, k: int = K_NEIGHBOURS,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    num_classes: int,
+    k: int = K_NEIGHBOURS,
     device: str | torch.device = "cpu",
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """(N, K) class probabilities for each row from the ``k`` nearest other groups (one vote each: the given
     label, an id or -1 for none, of the group's row most like this one), fewer for a row whose label has
     fewer other groups (``_asks``). ``groups``: any sortable ids.
@@ -71,7 +76,9 @@ def neighbour_probs(
         best = torch.full((stop - start, g * num_classes), -torch.inf, device=dev)
         best.scatter_reduce_(1, cell.expand(stop - start, -1), sim, reduce="amax")
         per_group, vote = best.view(stop - start, g, num_classes).max(dim=2)
-        per_group[torch.arange(stop - start, device=dev), group[start:stop]] = -torch.inf  # a video never votes for itself
+        per_group[
+            torch.arange(stop - start, device=dev), group[start:stop]
+        ] = -torch.inf  # a video never votes for itself
         top = per_group.topk(k, dim=1)
         valid = torch.isfinite(top.values) & (torch.arange(k, device=dev) < asks[start:stop, None].to(dev))
         votes[start:stop].scatter_add_(1, vote.gather(1, top.indices), valid.to(torch.float64))

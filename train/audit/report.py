@@ -77,7 +77,9 @@ def signal_agreement(suspects: pl.DataFrame) -> list[tuple[str, int]]:
         never_learned=pl.col("never_learned").fill_null(False),
     )
     names = flags.columns
-    combo = flags.select(pl.concat_str([pl.when(pl.col(n)).then(pl.lit(n)) for n in names], separator=" + ", ignore_nulls=True))
+    combo = flags.select(
+        pl.concat_str([pl.when(pl.col(n)).then(pl.lit(n)) for n in names], separator=" + ", ignore_nulls=True)
+    )
     counts = combo.to_series().replace("", "none").value_counts(sort=True)
     return [(str(a), int(b)) for a, b in counts.iter_rows()]
 
@@ -97,7 +99,11 @@ def cut_gallery(out: Path, ids: list[str], *, shards: Path | None, split: str) -
                     if member is not None:
                         write_bytes(out / "gallery" / f"{sample_id}.jpg", member.read())
                         found[sample_id] = f"gallery/{sample_id}.jpg"
-        except (OSError, KeyError, tarfile.TarError) as exc:  # be specific: a missing or damaged shard costs its images only
+        except (
+            OSError,
+            KeyError,
+            tarfile.TarError,
+        ) as exc:  # be specific: a missing or damaged shard costs its images only
             log.warning("%s: cannot cut gallery images: %s", shards / split / str(shard[0]), exc)
     return found
 
@@ -105,13 +111,17 @@ def cut_gallery(out: Path, ids: list[str], *, shards: Path | None, split: str) -
 VIDEO_STRIP = 8  # frames shown per suspect video, spread over the video
 
 
-def _video_strips(out: Path, suspects: pl.DataFrame, groups: pl.DataFrame, *, shards: Path | None, split: str, videos: int) -> str:
+def _video_strips(
+    out: Path, suspects: pl.DataFrame, groups: pl.DataFrame, *, shards: Path | None, split: str, videos: int
+) -> str:
     """The suspect videos as strips of their frames, with the group's evidence (most suspect first)."""
     e = html.escape
     top = groups.filter(pl.col("group_verdict") != "ok").head(videos)
     if top.is_empty():
         return "<p>none</p>"
-    frames = suspects.filter(pl.col("group_id").is_in(top.get_column("group_id").implode())).sort("group_id", "image_path")
+    frames = suspects.filter(pl.col("group_id").is_in(top.get_column("group_id").implode())).sort(
+        "group_id", "image_path"
+    )
     shown = {
         g: ids[:: max(1, -(-len(ids) // VIDEO_STRIP))][:VIDEO_STRIP]
         for g, ids in frames.group_by("group_id", maintain_order=True).agg(pl.col("sample_id")).iter_rows()
@@ -119,19 +129,33 @@ def _video_strips(out: Path, suspects: pl.DataFrame, groups: pl.DataFrame, *, sh
     images = cut_gallery(out, [i for ids in shown.values() for i in ids], shards=shards, split=split)
     rows = []
     for row in top.iter_rows(named=True):
-        strip = "".join(f'<img src="{e(images[i])}" alt="">' if i in images else "<span class=noimg></span>" for i in shown.get(row["group_id"], []))
+        strip = "".join(
+            f'<img src="{e(images[i])}" alt="">' if i in images else "<span class=noimg></span>"
+            for i in shown.get(row["group_id"], [])
+        )
         rows.append(
             f'<div class="video {e(row["group_verdict"])}"><div><b>#{row["group_rank"]}</b> {e(row["group_verdict"])} '
-            f'<code>{e(str(row["group_id"]))}</code>: {row["frames"]} frames, given <b>{e(str(row["label"]))}</b> &rarr; suggested '
-            f'<b>{e(str(row["group_suggested_label"]))}</b><br><small>{e(row["group_reason"])}</small></div>'
+            f"<code>{e(str(row['group_id']))}</code>: {row['frames']} frames, "
+            f"given <b>{e(str(row['label']))}</b> &rarr; suggested "
+            f"<b>{e(str(row['group_suggested_label']))}</b><br><small>{e(row['group_reason'])}</small></div>"
             f'<div class="strip">{strip}</div></div>'
-        )  # fmt: skip
+        )
     return "".join(rows)
 
 
-def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Path | None, split: str, gallery: int,
-                 groups: pl.DataFrame | None = None) -> Path:  # fmt: skip
-    names = chart_names(summary["vocabulary"])  # class ids where no installed font draws them (the page's table maps them)
+def write_report(
+    out: Path,
+    suspects: pl.DataFrame,
+    summary: dict,
+    *,
+    shards: Path | None,
+    split: str,
+    gallery: int,
+    groups: pl.DataFrame | None = None,
+) -> Path:
+    names = chart_names(
+        summary["vocabulary"]
+    )  # class ids where no installed font draws them (the page's table maps them)
     cl = summary["confident_learning"]
     agreement = signal_agreement(suspects)
     _figure_png(out / "noise_matrix.png", lambda plt: _noise_matrix(plt, np.array(cl["noise_matrix"]), names))
@@ -142,21 +166,33 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
     e = html.escape
     cards = []
     for row in top.iter_rows(named=True):
-        img = f'<img src="{e(images[row["sample_id"]])}" alt="">' if row["sample_id"] in images else "<div class=noimg>no image</div>"
+        img = (
+            f'<img src="{e(images[row["sample_id"]])}" alt="">'
+            if row["sample_id"] in images
+            else "<div class=noimg>no image</div>"
+        )
         aum = "-" if row["aum"] is None else f"{row['aum']:.2f}"
         conf = "-" if row["self_confidence"] is None else f"{row['self_confidence']:.2f}"
         cards.append(
             f'<div class="card {e(row["verdict"])}">{img}<div><b>#{row["rank"]}</b> {e(row["verdict"])}<br>'
-            f'given <b>{e(str(row["label"]))}</b> &rarr; suggested <b>{e(str(row["suggested_label"]))}</b><br>'
-            f'AUM {aum} &middot; p(given) {conf}<br><code>{e(row["sample_id"])}</code><br><small>{e(row["reason"])}</small></div></div>'
+            f"given <b>{e(str(row['label']))}</b> &rarr; suggested <b>{e(str(row['suggested_label']))}</b><br>"
+            f"AUM {aum} &middot; p(given) {conf}<br><code>{e(row['sample_id'])}</code>"
+            f"<br><small>{e(row['reason'])}</small></div></div>"
         )
     videos = ""
     if groups is not None and groups.height:
         g = summary["groups"]
-        videos = (f"<h2>Suspect videos</h2><p>{g['groups']} videos of two or more frames, judged by {e(g['view'])}: "
-                  f"<b>{g['verdicts']['label_issue']}</b> label issues, {g['verdicts']['ambiguous']} ambiguous. Review a whole video: "
-                  f"<code>train audit --review {e(str(out))} --accept-group GROUP ... --reject-group GROUP ...</code></p>"
-                  + (_video_strips(out, suspects, groups, shards=shards, split=split, videos=max(1, gallery // 4)) if gallery else ""))  # fmt: skip
+        videos = (
+            f"<h2>Suspect videos</h2><p>{g['groups']} videos of two or more frames, judged by {e(g['view'])}: "
+            f"<b>{g['verdicts']['label_issue']}</b> label issues, {g['verdicts']['ambiguous']} ambiguous. Review a "
+            f"whole video: <code>train audit --review {e(str(out))} --accept-group GROUP ... --reject-group GROUP "
+            "...</code></p>"
+            + (
+                _video_strips(out, suspects, groups, shards=shards, split=split, videos=max(1, gallery // 4))
+                if gallery
+                else ""
+            )
+        )
     v = summary["verdicts"]
     rows = "".join(f"<tr><td>{e(n)}</td><td>{c}</td></tr>" for n, c in agreement)
     classes = "".join(
@@ -166,16 +202,22 @@ def write_report(out: Path, suspects: pl.DataFrame, summary: dict, *, shards: Pa
     classes = "<tr><th>id</th><th>class</th><th>threshold</th><th>est. noise</th></tr>" + classes
     view = ""
     if summary.get("view"):
-        view = (f"; where {e(summary['view'])} trained on the sample, its AUM with cut-off {summary['view_aum_cutoff']:.3f}, and "
-                f"{summary['out_of_sample']} samples it never fitted judged by its view alone")
+        view = (
+            f"; where {e(summary['view'])} trained on the sample, its AUM with cut-off "
+            f"{summary['view_aum_cutoff']:.3f}, and {summary['out_of_sample']} samples it never fitted judged by its "
+            "view alone"
+        )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>label audit</title><style>
 body{{font-family:{CSS_FONT_FAMILY};margin:1.5em;max-width:1200px}} .grid{{display:flex;flex-wrap:wrap;gap:10px}}
 .card{{width:220px;border:1px solid #ccc;padding:6px;font-size:13px}} .card img{{width:100%}}
 .label_issue{{border-color:#c0504d;border-width:2px}} .noimg{{height:120px;background:#eee}} td{{padding:2px 8px}}
-.video{{border:1px solid #ccc;padding:6px;margin:8px 0;font-size:13px}} .strip img,.strip .noimg{{height:96px;margin-right:3px;display:inline-block;width:96px}}
+.video{{border:1px solid #ccc;padding:6px;margin:8px 0;font-size:13px}} \
+.strip img,.strip .noimg{{height:96px;margin-right:3px;display:inline-block;width:96px}}
 </style></head><body><h1>Label audit</h1>
-<p>{summary["samples"]} training samples: <b>{v["label_issue"]}</b> label issues, {v["ambiguous"]} ambiguous, {v["ok"]} ok.
-AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}){view}; confident learning on {e(cl["probabilities"])}
+<p>{summary["samples"]} training samples: <b>{v["label_issue"]}</b> label issues, \
+{v["ambiguous"]} ambiguous, {v["ok"]} ok.
+AUM cut-off {summary["aum_cutoff"]:.3f} ({e(summary["aum_cutoff_from"])}){view}; \
+confident learning on {e(cl["probabilities"])}
 flags {cl["issues"]}.</p>
 <p>Review: <code>train audit --review {e(str(out))} --accept ID ... --reject ID ...</code> records decisions in
 <code>decisions.parquet</code>; <code>ingest clean RAW --out OUT --suspects {e(str(out))}</code> applies them.</p>

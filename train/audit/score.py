@@ -14,7 +14,8 @@ import polars as pl
 SIGNALS = {
     "label_issue (the verdict)": pl.col("verdict") == "label_issue",
     "label_issue or ambiguous": pl.col("verdict") != "ok",
-    "label_issue of frame or video": (pl.col("verdict") == "label_issue") | (pl.col("group_verdict") == "label_issue").fill_null(False),
+    "label_issue of frame or video": (pl.col("verdict") == "label_issue")
+    | (pl.col("group_verdict") == "label_issue").fill_null(False),
     "the video's verdict": pl.col("group_verdict") == "label_issue",
     "neighbours prefer another class": pl.col("neighbour_label") != pl.col("label"),
     "AUM at or below the cut-off": pl.col("aum") <= pl.col("aum_cutoff"),
@@ -36,14 +37,23 @@ def score_audit(suspects: pl.DataFrame, planted: pl.DataFrame) -> pl.DataFrame:
         tp = int(flagged.get_column("planted").sum())
         p = tp / flagged.height if flagged.height else 0.0
         r = tp / total if total else 0.0
-        rows.append({"signal": name, "flagged": flagged.height, "true_positives": tp, "precision": p, "recall": r,
-                     "f1": 2 * p * r / (p + r) if p + r else 0.0})  # fmt: skip
+        rows.append(
+            {
+                "signal": name,
+                "flagged": flagged.height,
+                "true_positives": tp,
+                "precision": p,
+                "recall": r,
+                "f1": 2 * p * r / (p + r) if p + r else 0.0,
+            }
+        )
     return pl.DataFrame(rows)
 
 
 def score_groups(suspects: pl.DataFrame, planted: pl.DataFrame) -> dict:
     """The video verdict against planted videos: a video is planted when most of its training frames are,
-    flagged when its ``group_verdict`` is ``label_issue``; precision, recall and F1 over videos (groups of 2+ frames)."""
+    flagged when its ``group_verdict`` is ``label_issue``; precision, recall and F1 over videos (groups of 2+
+    frames)."""
     videos = (
         suspects.filter(pl.col("group_verdict").is_not_null())
         .with_columns(planted=pl.col("image_path").is_in(planted.get_column("image_path").implode()))
@@ -53,8 +63,15 @@ def score_groups(suspects: pl.DataFrame, planted: pl.DataFrame) -> dict:
     tp = videos.filter(pl.col("planted") & pl.col("flagged")).height
     flagged, total = int(videos.get_column("flagged").sum()), int(videos.get_column("planted").sum())
     p, r = (tp / flagged if flagged else 0.0), (tp / total if total else 0.0)
-    return {"videos": videos.height, "planted": total, "flagged": flagged, "true_positives": tp, "precision": p, "recall": r,
-            "f1": 2 * p * r / (p + r) if p + r else 0.0}  # fmt: skip
+    return {
+        "videos": videos.height,
+        "planted": total,
+        "flagged": flagged,
+        "true_positives": tp,
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+    }
 
 
 def format_scores(scores: pl.DataFrame, *, planted: int) -> str:

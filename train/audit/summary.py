@@ -28,15 +28,26 @@ class RunSummary:
     aum: pl.DataFrame  # sample_id, aum, epochs, label_id (as train.audit.aum.aum)
     forgetting: pl.DataFrame  # sample_id, forgetting_events, never_learned, epochs, forgetting_score
     probs: pl.DataFrame  # sample_id, probs (mean of the row-normalised first K probabilities), n (rows)
-    labels: pl.DataFrame  # sample_id, label_id: the first label of every sample with a row (finite or not; threshold rows left out)
+    labels: (
+        pl.DataFrame
+    )  # sample_id, label_id: the first label of every sample with a row (finite or not; threshold rows left out)
     epochs: list[int]  # the recorded epochs
     rows: int  # finite dynamics rows read
 
 
 _EMPTY_STATE = {
-    "sample_id": pl.String, "m_sum": pl.Float64, "m_n": pl.Int64, "aum_epochs": pl.Int64, "label_id": pl.Int64,
-    "given": pl.Int64, "prev": pl.Boolean, "events": pl.Int64, "ever": pl.Boolean, "f_epochs": pl.Int64, "p_n": pl.Int64,
-}  # fmt: skip
+    "sample_id": pl.String,
+    "m_sum": pl.Float64,
+    "m_n": pl.Int64,
+    "aum_epochs": pl.Int64,
+    "label_id": pl.Int64,
+    "given": pl.Int64,
+    "prev": pl.Boolean,
+    "events": pl.Int64,
+    "ever": pl.Boolean,
+    "f_epochs": pl.Int64,
+    "p_n": pl.Int64,
+}
 
 
 def summarise(folder: str | Path, *, num_classes: int, extra_class: int | None = None) -> RunSummary:
@@ -56,18 +67,25 @@ def summarise(folder: str | Path, *, num_classes: int, extra_class: int | None =
         state = _fold(state, sums, p_cols)
     aum = (
         state.filter(pl.col("m_n") > 0)
-        .select("sample_id", aum=pl.col("m_sum") / pl.col("m_n"), epochs=pl.col("aum_epochs").cast(pl.UInt32), label_id="label_id")
+        .select(
+            "sample_id",
+            aum=pl.col("m_sum") / pl.col("m_n"),
+            epochs=pl.col("aum_epochs").cast(pl.UInt32),
+            label_id="label_id",
+        )
         .sort("sample_id")
     )
     forgetting = (
         state.filter(pl.col("f_epochs") > 0)
         .select("sample_id", forgetting_events="events", never_learned=~pl.col("ever"), epochs="f_epochs")
         .with_columns(
-            forgetting_score=pl.when(pl.col("never_learned")).then(pl.col("epochs") + 1).otherwise(pl.col("forgetting_events"))
+            forgetting_score=pl.when(pl.col("never_learned"))
+            .then(pl.col("epochs") + 1)
+            .otherwise(pl.col("forgetting_events"))
             .cast(pl.Float64)
         )
         .sort("sample_id")
-    )  # fmt: skip
+    )
     seen = state.filter(pl.col("p_n") > 0).sort("sample_id")
     sums = seen.select(p_cols).to_numpy() if k else np.zeros((seen.height, 0))
     n = seen.get_column("p_n").to_numpy()
@@ -93,7 +111,11 @@ def _epoch_sums(rows: pl.DataFrame, k: int, extra_class: int | None) -> pl.DataF
     margins = (
         rows.filter(pl.col("margin").is_finite())
         .group_by("sample_id")
-        .agg(e_m_sum=pl.col("margin").cast(pl.Float64).sum(), e_m_n=pl.len().cast(pl.Int64), e_label=pl.col("label_id").first())
+        .agg(
+            e_m_sum=pl.col("margin").cast(pl.Float64).sum(),
+            e_m_n=pl.len().cast(pl.Int64),
+            e_label=pl.col("label_id").first(),
+        )
     )
     own = rows if extra_class is None else rows.filter(pl.col("label_id") != extra_class)
     correct = own.group_by("sample_id").agg(e_correct=(pl.col("pred_id") == pl.col("label_id")).last())
@@ -101,11 +123,12 @@ def _epoch_sums(rows: pl.DataFrame, k: int, extra_class: int | None) -> pl.DataF
     probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     ids, sums, counts = sum_by_sample(own.get_column("sample_id").to_numpy(), probs)
     prob_sums = pl.DataFrame(
-        {"sample_id": ids, "e_p_n": counts.astype(np.int64),
-         **{f"e_p{j}": sums[:, j] for j in range(k)}},
+        {"sample_id": ids, "e_p_n": counts.astype(np.int64), **{f"e_p{j}": sums[:, j] for j in range(k)}},
         schema_overrides={"sample_id": pl.String},
-    )  # fmt: skip
-    return margins.join(correct, on="sample_id", how="full", coalesce=True).join(prob_sums, on="sample_id", how="full", coalesce=True)
+    )
+    return margins.join(correct, on="sample_id", how="full", coalesce=True).join(
+        prob_sums, on="sample_id", how="full", coalesce=True
+    )
 
 
 def _fold(state: pl.DataFrame, epoch: pl.DataFrame, p_cols: list[str]) -> pl.DataFrame:

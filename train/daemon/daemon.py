@@ -6,7 +6,8 @@ The queue is a folder; every state is a place, and every move between places is 
     QUEUE/running/NAME.toml    the run in progress (at most one); after a restart it is resumed first
     QUEUE/runs/NAME/           its run directory (``train run --out``): checkpoints, metrics, status.json
     QUEUE/done/NAME.toml       the config of a run that ended, next to
-    QUEUE/done/NAME.json       {"state": "finished" | "failed" | "cancelled", final and best metrics, epochs done, exit code, error, ...}
+    QUEUE/done/NAME.json       {"state": "finished" | "failed" | "cancelled", final and best metrics, epochs done,
+                               exit code, error, ...}
     QUEUE/cancel/NAME          a cancel request for the running run (``train cancel``)
     QUEUE/daemon.lock          one daemon per queue
     QUEUE/queue.lock           held for a moment while a name is chosen and a config moved (submit, cancel, the pick)
@@ -45,9 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.textwidth import columns, ljust
 from common.atomic import write_json, write_text
 from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
+from common.textwidth import columns, ljust
 from train.config import ConfigError, load_train_config
 from train.rundir.lock import RunLock, RunLocked
 from train.rundir.signals import RunSignals
@@ -125,8 +126,12 @@ class Queue:
 
     def used(self, name: str, *, pending: bool = False) -> bool:
         """Whether a run of that name ran or runs (``pending``: or waits in ``pending/``)."""
-        return ((self.runs / name).exists() or (self.done / f"{name}.json").exists() or (self.running / f"{name}.toml").exists()
-                or (pending and (self.pending / f"{name}.toml").exists()))  # fmt: skip
+        return (
+            (self.runs / name).exists()
+            or (self.done / f"{name}.json").exists()
+            or (self.running / f"{name}.toml").exists()
+            or (pending and (self.pending / f"{name}.toml").exists())
+        )
 
     def unique(self, name: str, *, pending: bool = False) -> str:
         """``name``, or ``name-2``, ``name-3``... the first not ``used``."""
@@ -219,13 +224,26 @@ def record_result(queue: Queue, name: str, config: Path, state: str, **fields: A
     if config.exists():
         os.replace(config, queue.done / f"{name}.toml")
     (queue.cancel / name).unlink(missing_ok=True)
-    log.info("queue: %s %s", name, state, extra={"kv": {"run": name, "state": state, "accuracy": (result["final_metrics"] or {}).get("accuracy")}})
+    log.info(
+        "queue: %s %s",
+        name,
+        state,
+        extra={"kv": {"run": name, "state": state, "accuracy": (result["final_metrics"] or {}).get("accuracy")}},
+    )
     return path
 
 
 class Daemon:
-    def __init__(self, queue: str | Path, *, once: bool = False, poll_s: float = 5.0, settle_s: float = 2.0,
-                 max_restarts: int = 2, python: str = sys.executable) -> None:  # fmt: skip
+    def __init__(
+        self,
+        queue: str | Path,
+        *,
+        once: bool = False,
+        poll_s: float = 5.0,
+        settle_s: float = 2.0,
+        max_restarts: int = 2,
+        python: str = sys.executable,
+    ) -> None:
         self.queue = Queue.open(queue, create=True)
         self.once, self.poll_s, self.settle_s = once, poll_s, settle_s
         self.max_restarts, self.python = max_restarts, python
@@ -254,7 +272,9 @@ class Daemon:
                     self._run(*job)
             finally:
                 self.signals.restore()
-        log.info("daemon: %s", f"stopped by {self.signals.stop_requested}" if self.signals.stop_requested else "queue empty")
+        log.info(
+            "daemon: %s", f"stopped by {self.signals.stop_requested}" if self.signals.stop_requested else "queue empty"
+        )
         return 0
 
     def _next(self) -> tuple[str, Path] | None:
@@ -301,8 +321,14 @@ class Daemon:
         command = [self.python, "-m", "train", "run", "--config", str(config), "--out", str(run_dir)]
         log.info("queue: starting %s", name, extra={"kv": {"run": name, "run_dir": str(run_dir)}})
         tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+        self.child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         relay = threading.Thread(target=_relay, args=(self.child.stderr, tail), daemon=True)
         relay.start()
         cancelled = False
@@ -331,11 +357,22 @@ class Daemon:
         else:
             self.crashes[name] += 1
             if self.crashes[name] > self.max_restarts:
-                record_result(q, name, config, "failed", exit_code=code,
-                              error=f"crashed {self.crashes[name]} times (last exit status {code}): {last_lines}")  # fmt: skip
+                record_result(
+                    q,
+                    name,
+                    config,
+                    "failed",
+                    exit_code=code,
+                    error=f"crashed {self.crashes[name]} times (last exit status {code}): {last_lines}",
+                )
             else:
-                log.warning("queue: %s crashed (exit status %s); resuming it from its last checkpoint (%d/%d)",
-                            name, code, self.crashes[name], self.max_restarts)  # fmt: skip
+                log.warning(
+                    "queue: %s crashed (exit status %s); resuming it from its last checkpoint (%d/%d)",
+                    name,
+                    code,
+                    self.crashes[name],
+                    self.max_restarts,
+                )
 
 
 def _relay(stream: Any, tail: collections.deque[str]) -> None:
@@ -360,31 +397,63 @@ def cancel(queue: str | Path, name: str) -> str:
             return f"{name}: cancelled before it started"
         if (q.running / f"{name}.toml").exists():
             (q.cancel / name).touch()
-            return f"{name}: cancel requested; the run stops at its next step with a checkpoint and is recorded as cancelled"
+            return (
+                f"{name}: cancel requested; the run stops at its next step with a checkpoint and is recorded as "
+                "cancelled"
+            )
     known = sorted(p.stem for p in (*q.pending.glob("*.toml"), *q.running.glob("*.toml")))
     raise ValueError(f"{q.root}: no pending or running run named {name!r}; expected one of {known}")
 
 
 def queue_rows(queue: str | Path) -> list[dict[str, Any]]:
-    """One row per ended, running and queued run: name, state, epochs done, step, last and best validation accuracy, when."""
+    """One row per ended, running and queued run: name, state, epochs done, step, last and best validation
+    accuracy, when."""
     q = Queue.open(queue)
     rows = []
     for path in sorted(q.done.glob("*.json")):
         doc = _read_json(path)
-        rows.append({"name": path.stem, "state": doc.get("state"), "epochs": doc.get("epochs_done"), "step": doc.get("step"),
-                     "accuracy": (doc.get("final_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
-                     "when": doc.get("ended"), "note": (doc.get("error") or "").splitlines()[-1:] or None})  # fmt: skip
+        rows.append(
+            {
+                "name": path.stem,
+                "state": doc.get("state"),
+                "epochs": doc.get("epochs_done"),
+                "step": doc.get("step"),
+                "accuracy": (doc.get("final_metrics") or {}).get("accuracy"),
+                "best": (doc.get("best") or {}).get("value"),
+                "when": doc.get("ended"),
+                "note": (doc.get("error") or "").splitlines()[-1:] or None,
+            }
+        )
     for path in sorted(q.running.glob("*.toml")):
         doc = _read_status(q.runs / path.stem)
         note = doc.get("state")
         if (q.cancel / path.stem).exists():
             note = f"{note}, cancel requested"
-        rows.append({"name": path.stem, "state": "running", "epochs": epochs_done(doc), "step": doc.get("step"),
-                     "accuracy": (doc.get("last_metrics") or {}).get("accuracy"), "best": (doc.get("best") or {}).get("value"),
-                     "when": doc.get("updated"), "note": note})  # fmt: skip
+        rows.append(
+            {
+                "name": path.stem,
+                "state": "running",
+                "epochs": epochs_done(doc),
+                "step": doc.get("step"),
+                "accuracy": (doc.get("last_metrics") or {}).get("accuracy"),
+                "best": (doc.get("best") or {}).get("value"),
+                "when": doc.get("updated"),
+                "note": note,
+            }
+        )
     for path in q.pending_in_order():
-        rows.append({"name": path.stem, "state": "pending", "epochs": None, "step": None, "accuracy": None, "best": None,
-                     "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)), "note": None})  # fmt: skip
+        rows.append(
+            {
+                "name": path.stem,
+                "state": "pending",
+                "epochs": None,
+                "step": None,
+                "accuracy": None,
+                "best": None,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime)),
+                "note": None,
+            }
+        )
     for row in rows:
         if isinstance(row["note"], list):
             row["note"] = row["note"][0] if row["note"] else None
@@ -396,10 +465,19 @@ def format_queue(rows: list[dict[str, Any]]) -> str:
     header = ("name", "state", "epochs", "step", "val_acc", "best", "when", "note")
     table = [header]
     for r in rows:
-        table.append((
-            r["name"], r["state"] or "?", "" if r["epochs"] is None else f"{r['epochs']:.2f}", "" if r["step"] is None else str(r["step"]),
-            "" if r["accuracy"] is None else f"{r['accuracy']:.4f}", "" if r["best"] is None else f"{r['best']:.4f}",
-            r["when"] or "", (r["note"] or "")[:60],
-        ))  # fmt: skip
-    widths = [max(columns(row[i]) for row in table) for i in range(len(header))]  # display width: a Korean run name is wide
+        table.append(
+            (
+                r["name"],
+                r["state"] or "?",
+                "" if r["epochs"] is None else f"{r['epochs']:.2f}",
+                "" if r["step"] is None else str(r["step"]),
+                "" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+                "" if r["best"] is None else f"{r['best']:.4f}",
+                r["when"] or "",
+                (r["note"] or "")[:60],
+            )
+        )
+    widths = [
+        max(columns(row[i]) for row in table) for i in range(len(header))
+    ]  # display width: a Korean run name is wide
     return "\n".join("  ".join(ljust(cell, w) for cell, w in zip(row, widths)).rstrip() for row in table)

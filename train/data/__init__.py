@@ -3,8 +3,8 @@
 * ``dataset``: ``read_dataset_info`` -> ``DatasetInfo``, the trainer's view of ``dataset.json``
   (vocabulary, class weights, counts, pixel statistics);
 * ``shardset``: ``ShardSet`` (a split's tars and DALI indexes, checked when opened; a warning when they
-  changed since ``shards verify`` passed, from ``common.contracts.verified_file.since_verify``) and ``EpochPlan`` (which samples
-  each rank reads in each epoch), the plan both loaders follow;
+  changed since ``shards verify`` passed, from ``common.contracts.verified_file.since_verify``) and
+  ``EpochPlan`` (which samples each rank reads in each epoch), the plan both loaders follow;
 * ``check_cache``: ``PassedChecks``, the shard checks that passed, remembered across processes
   while the files are unchanged, so an unchanged split is checked once;
 * ``transforms``: ``TransformSpec``, the train and eval transforms declared once, realised for DALI

@@ -54,12 +54,15 @@ _WHOLE_SECOND_TICK_NS = 2_000_000_000  # filesystems that keep whole (FAT: even)
 
 Stamp = list[int]  # device, inode, size, mtime_ns, ctime_ns
 
-_memory: dict[Path, dict[str, Any]] = {}  # what this process saved, by file: read before the file (which may be unwritable)
+_memory: dict[
+    Path, dict[str, Any]
+] = {}  # what this process saved, by file: read before the file (which may be unwritable)
 _warned: set[Path] = set()
 
 
 def cache_folder() -> Path:
-    """Where the passed checks are kept: ``$PAWPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pawpipe``, else ``~/.cache/pawpipe``."""
+    """Where the passed checks are kept: ``$PAWPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pawpipe``, else
+    ``~/.cache/pawpipe``."""
     root = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pawpipe"
     return Path(root) / FOLDER
 
@@ -136,7 +139,11 @@ class PassedChecks:
 
     def _current(self, doc: Any) -> bool:
         """Whether ``doc`` was saved for this split, its tables as they are now, and this check."""
-        return isinstance(doc, dict) and {k: doc.get(k) for k in self.head} == self.head and isinstance(doc.get("shards"), dict)
+        return (
+            isinstance(doc, dict)
+            and {k: doc.get(k) for k in self.head} == self.head
+            and isinstance(doc.get("shards"), dict)
+        )
 
     def _read(self) -> Any:
         try:

@@ -27,9 +27,14 @@ class DatasetInfo(BaseModel):
     @classmethod
     def of(cls, doc: DatasetFile) -> DatasetInfo:
         stats = doc.pixel_stats
-        return cls(vocabulary=doc.labels, class_weights=doc.class_weights or ClassWeights(), counts=doc.counts,
-                   image_size=doc.image.size if doc.image else None, mean=stats.mean if stats else None,
-                   std=stats.std if stats else None)  # fmt: skip
+        return cls(
+            vocabulary=doc.labels,
+            class_weights=doc.class_weights or ClassWeights(),
+            counts=doc.counts,
+            image_size=doc.image.size if doc.image else None,
+            mean=stats.mean if stats else None,
+            std=stats.std if stats else None,
+        )
 
     @property
     def num_classes(self) -> int:

@@ -112,7 +112,9 @@ def build_loader(
     backend = resolve_backend(backend)
     rank, world_size = distributed_rank(rank, world_size)
     if batch_size < 1 or (train and batch_size < 2):
-        raise ValueError(f"batch_size: expected at least {2 if train else 1} (BatchNorm in train mode needs 2), got {batch_size}")
+        raise ValueError(
+            f"batch_size: expected at least {2 if train else 1} (BatchNorm in train mode needs 2), got {batch_size}"
+        )
     if shuffle_buffer < 1:
         raise ValueError(f"shuffle_buffer: expected at least 1 sample, got {shuffle_buffer}")
     if decode not in ("auto", "cpu"):
@@ -122,16 +124,29 @@ def build_loader(
         raise ValueError(f"{split_dir}: {shards.total} samples cannot be split over {world_size} ranks")
     if train and shards.batches(train=True, batch_size=batch_size, rank=rank, world_size=world_size) == 0:
         raise ValueError(
-            f"{split_dir}: {shards.total} samples over {world_size} rank(s) cannot fill one training batch of {batch_size}"
+            f"{split_dir}: {shards.total} samples over {world_size} rank(s) cannot fill one training batch of "
+            f"{batch_size}"
         )
     if mean is None or std is None:
         mean, std = _dataset_stats(split_dir, mean, std)
-    spec = transform_spec(train=train, image_size=image_size, scale=scale, jitter=jitter, mean=mean, std=std,
-                          half=amp and device.startswith("cuda"))  # fmt: skip
+    spec = transform_spec(
+        train=train,
+        image_size=image_size,
+        scale=scale,
+        jitter=jitter,
+        mean=mean,
+        std=std,
+        half=amp and device.startswith("cuda"),
+    )
     common: dict[str, Any] = {
-        "batch_size": batch_size, "seed": seed, "rank": rank, "world_size": world_size, "workers": workers,
-        "device": device, "shuffle_buffer": shuffle_buffer,
-    }  # fmt: skip
+        "batch_size": batch_size,
+        "seed": seed,
+        "rank": rank,
+        "world_size": world_size,
+        "workers": workers,
+        "device": device,
+        "shuffle_buffer": shuffle_buffer,
+    }
     if backend == "dali":
         from train.data.loader_dali import DaliLoader
 
@@ -165,9 +180,23 @@ def open_loader(
     checkpoint; None: the shards' own ``dataset.json`` pixel statistics (what training uses).
     """
     mean, std = (normalize["mean"], normalize["std"]) if normalize is not None else (None, None)
-    return build_loader(Path(split_dir), train=train, batch_size=batch_size, image_size=image_size, device=device, seed=seed,
-                        backend=backend, workers=workers, rank=rank, world_size=world_size, scale=scale, jitter=jitter, amp=amp,
-                        mean=mean, std=std)  # fmt: skip
+    return build_loader(
+        Path(split_dir),
+        train=train,
+        batch_size=batch_size,
+        image_size=image_size,
+        device=device,
+        seed=seed,
+        backend=backend,
+        workers=workers,
+        rank=rank,
+        world_size=world_size,
+        scale=scale,
+        jitter=jitter,
+        amp=amp,
+        mean=mean,
+        std=std,
+    )
 
 
 def resolve_data_config(data: DataConfig, *, train: bool, batch_size: int | None = None) -> dict[str, Any]:
@@ -178,8 +207,15 @@ def resolve_data_config(data: DataConfig, *, train: bool, batch_size: int | None
     training and ``data.eval_batch_size`` (0: ``data.batch_size``) for evaluation.
     """
     batch_size = batch_size or (data.batch_size if train else data.eval_batch_size or data.batch_size)
-    return {"train": train, "batch_size": batch_size, "image_size": data.image_size, "backend": data.loader,
-            "workers": data.workers, "scale": data.scale, "jitter": data.jitter}  # fmt: skip
+    return {
+        "train": train,
+        "batch_size": batch_size,
+        "image_size": data.image_size,
+        "backend": data.loader,
+        "workers": data.workers,
+        "scale": data.scale,
+        "jitter": data.jitter,
+    }
 
 
 def _dataset_stats(split_dir: Path, mean: Any, std: Any) -> tuple[Any, Any]:

@@ -5,7 +5,8 @@ backend otherwise; the graph after the decoder is the same (``train.data.transfo
 One pipeline per epoch: its reader gets that epoch's shard order (``train.data.loader.EpochPlan``),
 ``shard_id``/``num_shards`` from the rank, the reader's shuffle seeded from ``(seed, epoch)`` and
 the augmentation ops from ``(seed, epoch, rank)`` (ranks must not draw the same crops); every
-rank's checkpoint is its own (the trainer saves them all). Training pipelines are built with ``enable_checkpointing=True``:
+rank's checkpoint is its own (the trainer saves them all). Training pipelines are built with
+``enable_checkpointing=True``:
 ``state_dict()`` holds ``Pipeline.checkpoint()`` (reader position, shuffle buffer RNG, crop and
 flip RNGs) after the batches consumed so far, and a new loader resumes from it exactly; every
 operator in the graph supports checkpointing (DALI 2.4), so no skip-ahead fallback is needed here.
@@ -35,7 +36,9 @@ from train.data.transforms import TransformSpec, dali_transform
 log = logging.getLogger(__name__)
 
 READER = "shards"
-PREFETCH_DEPTH = 2  # batches DALI prepares ahead (pipeline prefetch_queue_depth); train plan's memory estimate counts them
+PREFETCH_DEPTH = (
+    2  # batches DALI prepares ahead (pipeline prefetch_queue_depth); train plan's memory estimate counts them
+)
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,22 @@ class DaliLoader:
         n = shards.plan(0, seed=seed, shuffle=False, rank=rank, world_size=world_size).samples
         log.info(
             "DALI loader %s: %d samples on rank %d/%d, %d batches of %d, decoder %s, shuffle buffer %d samples "
-            "(~%.0f MB encoded)", shards.split_dir, n, rank, world_size, len(self), batch_size,
-            self.placement.decoder, self._fill(n) if spec.train else 0,
+            "(~%.0f MB encoded)",
+            shards.split_dir,
+            n,
+            rank,
+            world_size,
+            len(self),
+            batch_size,
+            self.placement.decoder,
+            self._fill(n) if spec.train else 0,
             (self._fill(n) if spec.train else 0) * shards.mean_encoded_bytes / 1e6,
-        )  # fmt: skip
+        )
 
     def __len__(self) -> int:
-        return self.shards.batches(train=self.spec.train, batch_size=self.batch_size, rank=self.rank, world_size=self.world_size)
+        return self.shards.batches(
+            train=self.spec.train, batch_size=self.batch_size, rank=self.rank, world_size=self.world_size
+        )
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -113,8 +125,14 @@ class DaliLoader:
             self._release()
 
     def _settings(self) -> dict[str, Any]:
-        return {"seed": self.seed, "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
-                "samples": self.shards.total, "shuffle_buffer": self.shuffle_buffer}  # fmt: skip
+        return {
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "samples": self.shards.total,
+            "shuffle_buffer": self.shuffle_buffer,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """``{"epoch", "position" (batches consumed), "dali_checkpoint" (bytes or None), settings...}``."""
@@ -123,14 +141,22 @@ class DaliLoader:
             checkpoint = self._pipe.checkpoint()
         if not self.position:
             checkpoint = None
-        return loader_state("dali", spec=self.spec, epoch=self.epoch, position=self.position,
-                            settings=self._settings(), dali_checkpoint=checkpoint)  # fmt: skip
+        return loader_state(
+            "dali",
+            spec=self.spec,
+            epoch=self.epoch,
+            position=self.position,
+            settings=self._settings(),
+            dali_checkpoint=checkpoint,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         epoch, position = check_state(state, "dali", spec=self.spec, settings=self._settings())
         checkpoint = state.get("dali_checkpoint")
         if position and self.spec.train and not checkpoint:
-            raise ValueError(f"loader state: position {position} in epoch {epoch} but no DALI checkpoint to resume from")
+            raise ValueError(
+                f"loader state: position {position} in epoch {epoch} but no DALI checkpoint to resume from"
+            )
         self._release()
         self.epoch, self.position, self._checkpoint = epoch, position, checkpoint if position else None
 
@@ -146,17 +172,28 @@ class DaliLoader:
         spec, train, decoder = self.spec, self.spec.train, self.placement.decoder
 
         @pipeline_def(
-            batch_size=self.batch_size, num_threads=self.threads, device_id=self.placement.device_id,
-            seed=epoch_seed(self.seed, plan.epoch, 1, self.rank), prefetch_queue_depth=PREFETCH_DEPTH, enable_checkpointing=train,
-        )  # fmt: skip
+            batch_size=self.batch_size,
+            num_threads=self.threads,
+            device_id=self.placement.device_id,
+            seed=epoch_seed(self.seed, plan.epoch, 1, self.rank),
+            prefetch_queue_depth=PREFETCH_DEPTH,
+            enable_checkpointing=train,
+        )
         def pipeline():  # type: ignore[no-untyped-def]
             jpegs, labels = fn.readers.webdataset(
-                paths=[str(s.path) for s in plan.shards], index_paths=[str(s.index) for s in plan.shards],
-                ext=[JPG, CLS], missing_component_behavior="error", name=READER,
-                shard_id=self.rank, num_shards=self.world_size, random_shuffle=train,
-                initial_fill=self._fill(plan.samples), seed=epoch_seed(self.seed, plan.epoch, 0),
-                pad_last_batch=False, stick_to_shard=False,
-            )  # fmt: skip
+                paths=[str(s.path) for s in plan.shards],
+                index_paths=[str(s.index) for s in plan.shards],
+                ext=[JPG, CLS],
+                missing_component_behavior="error",
+                name=READER,
+                shard_id=self.rank,
+                num_shards=self.world_size,
+                random_shuffle=train,
+                initial_fill=self._fill(plan.samples),
+                seed=epoch_seed(self.seed, plan.epoch, 0),
+                pad_last_batch=False,
+                stick_to_shard=False,
+            )
             # Padded to the longest in the batch, so each arrives as one (batch, bytes) array.
             source = fn.pad(fn.get_property(jpegs, key="source_info"), fill_value=0)
             return dali_transform(jpegs, spec, decoder=decoder), fn.pad(labels, fill_value=0), source
@@ -170,7 +207,9 @@ class DaliLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         total = len(self)
-        plan = self.shards.plan(self.epoch, seed=self.seed, shuffle=self.spec.train, rank=self.rank, world_size=self.world_size)
+        plan = self.shards.plan(
+            self.epoch, seed=self.seed, shuffle=self.spec.train, rank=self.rank, world_size=self.world_size
+        )
         if self.position >= total or not self.spec.train:
             self.position = 0  # an evaluation always starts from its first batch
         if self._pipe is None or self._pipe_at != (self.epoch, self.position):
@@ -184,7 +223,12 @@ class DaliLoader:
                 images, labels, sources = pipe.run()
             except RuntimeError as exc:
                 self._release()
-                raise _diagnose(self.shards, plan, index * self.batch_size + self._fill(plan.samples) + (PREFETCH_DEPTH + 1) * self.batch_size, exc) from exc
+                raise _diagnose(
+                    self.shards,
+                    plan,
+                    index * self.batch_size + self._fill(plan.samples) + (PREFETCH_DEPTH + 1) * self.batch_size,
+                    exc,
+                ) from exc
             keep = min(self.batch_size, plan.samples - index * self.batch_size)
             batch = self._batch(images, labels, sources, keep)
             self.position, self._pipe_at = index + 1, (self.epoch, index + 1)
@@ -202,8 +246,9 @@ class DaliLoader:
         images_out = tensor[:keep] if keep < tensor.shape[0] else tensor
         if images_out.device != self.placement.torch_device:
             images_out = images_out.to(self.placement.torch_device)
-        return Batch(images=images_out, labels=torch.from_numpy(values),
-                     sample_ids=[self.shards.sample_id(k) for k in keys])  # fmt: skip
+        return Batch(
+            images=images_out, labels=torch.from_numpy(values), sample_ids=[self.shards.sample_id(k) for k in keys]
+        )
 
 
 def _label_ids(digits: np.ndarray, keys: list[str], sources: np.ndarray) -> np.ndarray:
@@ -214,7 +259,9 @@ def _label_ids(digits: np.ndarray, keys: list[str], sources: np.ndarray) -> np.n
     if bad_rows.size:
         i = int(bad_rows[0])
         tar = sources[i].tobytes().rstrip(b"\0").decode().rsplit(":", 2)[0] if sources.size else "?"
-        raise ValueError(f"{tar}: key {keys[i]}: .cls is {digits[i][present[i]].tobytes()!r}, expected a label id in ASCII digits")
+        raise ValueError(
+            f"{tar}: key {keys[i]}: .cls is {digits[i][present[i]].tobytes()!r}, expected a label id in ASCII digits"
+        )
     values = np.zeros(len(keys), dtype=np.int64)
     for column in range(digits.shape[1]):
         values = np.where(present[:, column], values * 10 + (digits[:, column].astype(np.int64) - ord("0")), values)
@@ -235,7 +282,11 @@ def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if "encountered:" in lines[:-1]:  # an operator's error: what it met follows the pipeline definition's traceback
         return lines[lines.index("encountered:") + 1][:300]
-    useful = [line for line in lines if not line.startswith(("Critical error", "Error in", "which was used", "File ", "Current pipeline"))]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("Critical error", "Error in", "which was used", "File ", "Current pipeline"))
+    ]
     return (useful or lines or [repr(exc)])[0][:300]
 
 
@@ -252,7 +303,9 @@ def _diagnose(shards: ShardSet, plan: EpochPlan, window: int, exc: RuntimeError)
         with open(piece.shard.path, "rb") as tar:
             for line in lines[piece.start : piece.stop]:
                 fields = line.split()
-                members = {fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3]) for i in range(0, len(fields), 4)}
+                members = {
+                    fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3]) for i in range(0, len(fields), 4)
+                }
                 if JPG not in members:
                     return ValueError(f"{piece.shard.path}: sample {line[:60]!r} has no .{JPG} member")
                 offset, size, name = members[JPG]
@@ -262,8 +315,10 @@ def _diagnose(shards: ShardSet, plan: EpochPlan, window: int, exc: RuntimeError)
                         image.load()
                 except (OSError, SyntaxError, ValueError) as bad:
                     key = member_key(name)
-                    return undecodable(piece.shard.path, key, bad, sample_id=shards.sample_id(key), also=f" (DALI: {_first_line(exc)})")
+                    return undecodable(
+                        piece.shard.path, key, bad, sample_id=shards.sample_id(key), also=f" (DALI: {_first_line(exc)})"
+                    )
     return RuntimeError(
-        f"{shards.split_dir}: the DALI pipeline failed in epoch {plan.epoch} (samples {plan.start}..{stop} of the epoch's "
-        f"order were decoded again with PIL without error): {_first_line(exc)}"
+        f"{shards.split_dir}: the DALI pipeline failed in epoch {plan.epoch} (samples {plan.start}..{stop} of the "
+        f"epoch's order were decoded again with PIL without error): {_first_line(exc)}"
     )

@@ -11,7 +11,8 @@ without reordering the others), and the main process cuts that stream into batch
 ``batch_size`` (training stops after ``len(self)`` of them; evaluation keeps the partial last one).
 
 Randomness comes from ``(seed, epoch, worker)`` (shuffle) and ``(seed, epoch, worker, batch, rank)``
-(crops, flips, jitter: different on every rank, rank 0 as a single process), so an epoch is a pure function of the seed, the epoch, the rank,
+(crops, flips, jitter: different on every rank, rank 0 as a single process), so an epoch is a pure
+function of the seed, the epoch, the rank,
 ``world_size`` and ``workers``. Resume is the documented fallback: replay the epoch with the same
 seeds, reading but not decoding the worker batches that the saved ``position`` already covered
 (the shuffle buffer still sees them, so the order is unchanged), and drop the rows of the one
@@ -96,13 +97,19 @@ def read_pieces(pieces: list[Piece]) -> Iterator[tuple[str, str, bytes, bytes]]:
         url = str(piece.shard.path)
         expected = read_index_keys(piece.shard)[piece.start : piece.stop]
         dataset = wds.WebDataset(
-            [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
+            [url],
+            shardshuffle=False,
+            nodesplitter=None,
+            workersplitter=None,
+            empty_check=False,
             select_files=lambda name: not name.endswith(f".{JSON}"),
-        )  # fmt: skip
+        )
         for want, sample in zip(expected, itertools.islice(dataset, piece.start, piece.stop)):
             key = sample["__key__"]
             if key != want:
-                raise ValueError(f"{url}: member {key!r} where the index lists {want!r}; rebuild the shard with `shards build`")
+                raise ValueError(
+                    f"{url}: member {key!r} where the index lists {want!r}; rebuild the shard with `shards build`"
+                )
             missing = [ext for ext in (JPG, CLS) if ext not in sample]
             if missing:
                 raise ValueError(f"{url}: key {key}: missing member(s) {', '.join('.' + m for m in missing)}")
@@ -112,8 +119,18 @@ def read_pieces(pieces: list[Piece]) -> Iterator[tuple[str, str, bytes, bytes]]:
 class _ShardStream(IterableDataset):
     """One worker's part of the epoch: read, shuffle (train), decode + transform, batch."""
 
-    def __init__(self, parts: list[list[Piece]], spec: TransformSpec, *, batch_size: int, seed: int, epoch: int,
-                 buffer: int, skip: list[int], rank: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        parts: list[list[Piece]],
+        spec: TransformSpec,
+        *,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        buffer: int,
+        skip: list[int],
+        rank: int = 0,
+    ) -> None:
         super().__init__()
         self.parts, self.spec, self.batch_size = parts, spec, batch_size
         self.seed, self.epoch, self.buffer, self.skip, self.rank = seed, epoch, buffer, skip, rank
@@ -176,24 +193,40 @@ class TorchLoader:
         self.shuffle_buffer = shuffle_buffer
         self.epoch, self.position = 0, 0
         log.info(
-            "PyTorch loader %s: rank %d/%d, %d batches of %d, %d workers", shards.split_dir, rank, world_size,
-            len(self), batch_size, workers,
-        )  # fmt: skip
+            "PyTorch loader %s: rank %d/%d, %d batches of %d, %d workers",
+            shards.split_dir,
+            rank,
+            world_size,
+            len(self),
+            batch_size,
+            workers,
+        )
 
     def __len__(self) -> int:
-        return self.shards.batches(train=self.spec.train, batch_size=self.batch_size, rank=self.rank, world_size=self.world_size)
+        return self.shards.batches(
+            train=self.spec.train, batch_size=self.batch_size, rank=self.rank, world_size=self.world_size
+        )
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch, self.position = epoch, 0
 
     def _settings(self) -> dict[str, Any]:
-        return {"seed": self.seed, "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
-                "samples": self.shards.total, "shuffle_buffer": self.shuffle_buffer, "workers": self.workers}  # fmt: skip
+        return {
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "samples": self.shards.total,
+            "shuffle_buffer": self.shuffle_buffer,
+            "workers": self.workers,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """``{"epoch", "position" (batches consumed), settings...}``: resume replays the epoch (module docstring)."""
-        return loader_state("torch", spec=self.spec, epoch=self.epoch, position=self.position, settings=self._settings())
+        return loader_state(
+            "torch", spec=self.spec, epoch=self.epoch, position=self.position, settings=self._settings()
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = check_state(state, "torch", spec=self.spec, settings=self._settings())
@@ -202,18 +235,29 @@ class TorchLoader:
         total = len(self)
         if self.position >= total or not self.spec.train:
             self.position = 0  # an evaluation always starts from its first batch
-        plan = self.shards.plan(self.epoch, seed=self.seed, shuffle=self.spec.train, rank=self.rank, world_size=self.world_size)
+        plan = self.shards.plan(
+            self.epoch, seed=self.seed, shuffle=self.spec.train, rank=self.rank, world_size=self.world_size
+        )
         streams = max(1, self.workers)
         ranges = worker_ranges(plan, streams)
         skip, drop = resume_plan([b - a for a, b in ranges], self.batch_size, self.position)
         dataset = _ShardStream(
-            [plan.pieces(a, b) for a, b in ranges], self.spec, batch_size=self.batch_size, seed=self.seed,
-            epoch=self.epoch, buffer=max(1, self.shuffle_buffer // streams), skip=skip, rank=self.rank,
-        )  # fmt: skip
+            [plan.pieces(a, b) for a, b in ranges],
+            self.spec,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            buffer=max(1, self.shuffle_buffer // streams),
+            skip=skip,
+            rank=self.rank,
+        )
         loader = DataLoader(
-            dataset, batch_size=None, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
             prefetch_factor=2 if self.workers else None,
-        )  # fmt: skip
+        )
         emitted = self.position
         pending: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []
         held = 0

@@ -101,7 +101,9 @@ class ShardSet:
     def open(cls, split_dir: str | Path) -> ShardSet:
         split_dir = Path(split_dir)
         if not split_dir.is_dir():
-            raise FileNotFoundError(f"{split_dir}: no such split folder; expected SHARDS/<split> written by `shards build`")
+            raise FileNotFoundError(
+                f"{split_dir}: no such split folder; expected SHARDS/<split> written by `shards build`"
+            )
         table_path = split_dir / SHARDS_FILE
         samples_path = split_dir / SAMPLES_FILE
         for path in (table_path, samples_path):
@@ -138,13 +140,20 @@ class ShardSet:
             passes.save()  # the shards that passed before a failing one stay remembered
         if not shards or sum(s.samples for s in shards) == 0:
             raise ValueError(f"{table_path}: expected at least one shard with samples, found none")
-        log.info("%s: checked %d of %d shards; the others are unchanged since they passed (%s)", split_dir, checked,
-                 len(shards), passes.path)  # fmt: skip
+        log.info(
+            "%s: checked %d of %d shards; the others are unchanged since they passed (%s)",
+            split_dir,
+            checked,
+            len(shards),
+            passes.path,
+        )
         _say_since_verify(split_dir)
         differ = samples.filter(pl.col("key") != pl.col("sample_id"))
         key_to_id = dict(zip(differ["key"].to_list(), differ["sample_id"].to_list()))
         mean_bytes = float(table["bytes"].sum()) / max(int(table["samples"].sum()), 1)
-        return cls(split_dir=split_dir, shards=shards, key_to_id=key_to_id, mean_encoded_bytes=mean_bytes, checked=checked)
+        return cls(
+            split_dir=split_dir, shards=shards, key_to_id=key_to_id, mean_encoded_bytes=mean_bytes, checked=checked
+        )
 
     def sample_id(self, key: str) -> str:
         return self.key_to_id.get(key, key)
@@ -166,8 +175,10 @@ class ShardSet:
                         doc = json.loads(tar.read(size))
                         paths[doc["sample_id"]] = doc["image_path"]
                     except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                        raise ValueError(f"{shard.path}: key {key}: expected a .json member with sample_id and image_path, "
-                                         f"got {type(exc).__name__}: {exc}; run `shards verify {self.split_dir.parent}`") from None
+                        raise ValueError(
+                            f"{shard.path}: key {key}: expected a .json member with sample_id and image_path, "
+                            f"got {type(exc).__name__}: {exc}; run `shards verify {self.split_dir.parent}`"
+                        ) from None
         return paths
 
     def plan(self, epoch: int, *, seed: int, shuffle: bool, rank: int, world_size: int) -> EpochPlan:
@@ -180,7 +191,8 @@ class ShardSet:
         return EpochPlan(epoch=epoch, shards=order, start=start, stop=stop)
 
     def batches(self, *, train: bool, batch_size: int, rank: int, world_size: int) -> int:
-        """Batches per epoch on ``rank``: full batches only, the same on every rank (train); every sample once (eval)."""
+        """Batches per epoch on ``rank``: full batches only, the same on every rank (train); every sample once
+        (eval)."""
         if train:
             return (self.total // world_size) // batch_size
         start, stop = rank_range(self.total, rank, world_size)
@@ -196,18 +208,30 @@ def _say_since_verify(split_dir: Path) -> None:
         log.info("%s: no passing `shards verify` on record; `shards verify %s` decodes every sample", split_dir, root)
     elif found.changed:
         n = len(found.changed)
-        log.warning("%s: %d file%s changed since `shards verify` passed at %s: %s; run `shards verify %s` before trusting it",
-                    split_dir, n, "" if n == 1 else "s", found.verified, ", ".join(found.changed[:5]) + (", ..." if n > 5 else ""),
-                    root)  # fmt: skip
+        log.warning(
+            "%s: %d file%s changed since `shards verify` passed at %s: %s; run `shards verify %s` before trusting it",
+            split_dir,
+            n,
+            "" if n == 1 else "s",
+            found.verified,
+            ", ".join(found.changed[:5]) + (", ..." if n > 5 else ""),
+            root,
+        )
 
 
-def undecodable(tar: str | Path, key: str, exc: BaseException, *, sample_id: str | None = None, also: str = "") -> ValueError:
+def undecodable(
+    tar: str | Path, key: str, exc: BaseException, *, sample_id: str | None = None, also: str = ""
+) -> ValueError:
     """The one line both loaders stop with when a sample's image does not decode: its bytes changed after
     the build (the shards were checked then), so ``shards verify`` is the way to find every damaged one."""
-    reason = re.sub(r" <_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc)) or type(exc).__name__  # PIL names its buffer object
+    reason = (
+        re.sub(r" <_io\.\w+ object at 0x[0-9a-f]+>", "", str(exc)) or type(exc).__name__
+    )  # PIL names its buffer object
     who = f"key {key}" + (f" (sample_id {sample_id})" if sample_id is not None else "")
-    return ValueError(f"{tar}: {who}: cannot decode {member_name(key, tar_layout.JPG)}: {reason}{also}; the shard changed after "
-                      f"it was built: `shards verify {Path(tar).parent.parent}` names every damaged sample")  # fmt: skip
+    return ValueError(
+        f"{tar}: {who}: cannot decode {member_name(key, tar_layout.JPG)}: {reason}{also}; the shard changed after "
+        f"it was built: `shards verify {Path(tar).parent.parent}` names every damaged sample"
+    )
 
 
 def rank_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -228,10 +252,14 @@ def check_shard(shard: ShardFile, keys: list[str] | None = None) -> None:
     """
     for path, what in ((shard.path, "tar"), (shard.index, "index")):
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: {what} file missing (listed in shards.parquet); rebuild with `shards build`")
+            raise FileNotFoundError(
+                f"{path}: {what} file missing (listed in shards.parquet); rebuild with `shards build`"
+            )
     size = shard.path.stat().st_size
     if size != shard.bytes:
-        raise ValueError(f"{shard.path}: size {size} bytes, expected {shard.bytes} (shards.parquet): the tar changed after the build")
+        raise ValueError(
+            f"{shard.path}: size {size} bytes, expected {shard.bytes} (shards.parquet): the tar changed after the build"
+        )
     with open(shard.index, "rb") as handle:
         lines = handle.read().decode("ascii", "replace").splitlines()
     try:
@@ -240,7 +268,10 @@ def check_shard(shard: ShardFile, keys: list[str] | None = None) -> None:
     except (ValueError, IndexError):
         version, count_ok = "", False
     if version != INDEX_VERSION or not count_ok:
-        problem = f"header {lines[0] if lines else ''!r} and {len(lines) - 1} sample lines, expected '{INDEX_VERSION} {shard.samples}'"
+        problem = (
+            f"header {lines[0] if lines else ''!r} and {len(lines) - 1} sample lines, expected '{INDEX_VERSION} "
+            f"{shard.samples}'"
+        )
     else:
         problem = _entries_mismatch(shard.path, lines[1:], size, keys)
     if problem:
@@ -290,7 +321,10 @@ def _entries_mismatch(tar_path: Path, lines: list[str], size: int, keys: list[st
             return f"member {name[:80]}: expected a sample key (letters, digits, '_', '-', '.') then '.{ext}'"
         for i in range(4, len(fields), 4):
             if fields[i + 3] != member_name(key, fields[i]):
-                return f"member {fields[i + 3][:80]}: expected {member_name(key, fields[i])}, the sample's other members' key"
+                return (
+                    f"member {fields[i + 3][:80]}: expected {member_name(key, fields[i])}, the sample's other members' "
+                    "key"
+                )
         found.append(key)
         firsts.append((len(offsets), name))
         offsets += fields[1::4]
@@ -306,8 +340,10 @@ def _entries_mismatch(tar_path: Path, lines: list[str], size: int, keys: list[st
     expected[1:] = starts[:-1] + -(-sizes[:-1] // _TAR_HEADER) * _TAR_HEADER + _TAR_HEADER
     if len(starts) and (bad := np.flatnonzero((starts != expected) | (starts + sizes > size))).size:
         i = int(bad[0])
-        return (f"member {names[i]} at offset {starts[i]} (+{sizes[i]} bytes): expected offset {expected[i]}, "
-                f"where the member before it ends in the {size}-byte tar")
+        return (
+            f"member {names[i]} at offset {starts[i]} (+{sizes[i]} bytes): expected offset {expected[i]}, "
+            f"where the member before it ends in the {size}-byte tar"
+        )
     fd = os.open(tar_path, os.O_RDONLY)
     try:
         for i, name in firsts:
@@ -328,13 +364,24 @@ def _entries_mismatch(tar_path: Path, lines: list[str], size: int, keys: list[st
 # --- state shared by both loaders ---------------------------------------------------------------
 
 
-def loader_state(backend: str, *, spec: TransformSpec, epoch: int, position: int, settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def loader_state(
+    backend: str, *, spec: TransformSpec, epoch: int, position: int, settings: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """The ``state_dict`` both loaders return: where they are, and the settings a resume must share."""
-    return {"format": STATE_FORMAT, "backend": backend, "train": spec.train, "epoch": epoch, "position": position,
-            **settings, **extra}  # fmt: skip
+    return {
+        "format": STATE_FORMAT,
+        "backend": backend,
+        "train": spec.train,
+        "epoch": epoch,
+        "position": position,
+        **settings,
+        **extra,
+    }
 
 
-def check_state(state: dict[str, Any], backend: str, *, spec: TransformSpec, settings: dict[str, Any]) -> tuple[int, int]:
+def check_state(
+    state: dict[str, Any], backend: str, *, spec: TransformSpec, settings: dict[str, Any]
+) -> tuple[int, int]:
     """Validate a saved state against this loader; returns (epoch, position)."""
     if state.get("format") != STATE_FORMAT or state.get("backend") != backend:
         raise ValueError(

@@ -29,7 +29,10 @@ class TensorLoader:
         device: str | torch.device = "cpu",
     ) -> None:
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"TensorLoader: expected images (N,3,H,W) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"TensorLoader: expected images (N,3,H,W) and labels (N,), got {tuple(images.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
         if sample_ids is not None and len(sample_ids) != labels.shape[0]:
             raise ValueError(f"TensorLoader: expected {labels.shape[0]} sample ids, got {len(sample_ids)}")
         if train and labels.shape[0] < batch_size:

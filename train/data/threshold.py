@@ -50,8 +50,12 @@ class ThresholdLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         for batch in self.inner:
-            moved = threshold_fraction(pl.Series(batch.sample_ids, dtype=pl.String), num_classes=self.extra_class,
-                                       subset=self.subset, seed=self.seed)  # fmt: skip
+            moved = threshold_fraction(
+                pl.Series(batch.sample_ids, dtype=pl.String),
+                num_classes=self.extra_class,
+                subset=self.subset,
+                seed=self.seed,
+            )
             mask = torch.from_numpy(moved.to_numpy()).to(batch.labels.device)
             labels = torch.where(mask, torch.full_like(batch.labels, self.extra_class), batch.labels)
             yield Batch(images=batch.images, labels=labels, sample_ids=batch.sample_ids)

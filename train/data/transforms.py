@@ -119,33 +119,48 @@ def dali_transform(jpegs: Any, spec: TransformSpec, *, decoder: str) -> Any:
     options = {"jpeg_fancy_upsampling": True} if decoder == "mixed" else {}
     if spec.train:
         images = fn.decoders.image_random_crop(
-            jpegs, device=decoder, output_type=types.RGB, random_area=list(spec.scale),
-            random_aspect_ratio=list(spec.ratio), num_attempts=10, **options,
-        )  # fmt: skip
+            jpegs,
+            device=decoder,
+            output_type=types.RGB,
+            random_area=list(spec.scale),
+            random_aspect_ratio=list(spec.ratio),
+            num_attempts=10,
+            **options,
+        )
         images = fn.resize(images, size=[spec.size, spec.size], antialias=True)
         if spec.jitter > 0:
             low, high = 1.0 - spec.jitter, 1.0 + spec.jitter
             images = fn.saturation(images, saturation=fn.random.uniform(range=[low, high]))
             images = fn.brightness_contrast(
-                images, brightness=fn.random.uniform(range=[low, high]),
-                contrast=fn.random.uniform(range=[low, high]), contrast_center=CONTRAST_CENTER,
-            )  # fmt: skip
+                images,
+                brightness=fn.random.uniform(range=[low, high]),
+                contrast=fn.random.uniform(range=[low, high]),
+                contrast_center=CONTRAST_CENTER,
+            )
         mirror = fn.random.coin_flip(probability=0.5) if spec.flip else 0
     else:
         images = fn.decoders.image(jpegs, device=decoder, output_type=types.RGB, **options)
         images = fn.resize(images, resize_shorter=spec.resize_shorter, antialias=True)
         mirror = 0
     return fn.crop_mirror_normalize(
-        images, crop=[spec.size, spec.size], crop_pos_x=0.5, crop_pos_y=0.5, mirror=mirror,
-        mean=list(spec.mean), std=list(spec.std), dtype=types.FLOAT16 if spec.half else types.FLOAT,
+        images,
+        crop=[spec.size, spec.size],
+        crop_pos_x=0.5,
+        crop_pos_y=0.5,
+        mirror=mirror,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        dtype=types.FLOAT16 if spec.half else types.FLOAT,
         output_layout="CHW",
-    )  # fmt: skip
+    )
 
 
 # --- PIL realisation -------------------------------------------------------------------------
 
 
-def random_crop_box(width: int, height: int, spec: TransformSpec, rng: np.random.Generator) -> tuple[int, int, int, int]:
+def random_crop_box(
+    width: int, height: int, spec: TransformSpec, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of a random crop, drawn as DALI's ``RandomCropGenerator`` draws it.
 
     Area fraction uniform in ``scale``; aspect ratio (w/h) uniform in ``ratio`` or, on a coin

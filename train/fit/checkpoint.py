@@ -86,8 +86,10 @@ def rank_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, A
         return {"loader": state["loader"], "rng": state["rng"]}
     if not ranks or len(ranks) != world_size:
         saved = len(ranks) if ranks else 1
-        raise ValueError(f"checkpoint: saved by {saved} rank(s), resumed on {world_size}: a mid-run resume needs the "
-                         "same number of ranks (or start over with --new)")
+        raise ValueError(
+            f"checkpoint: saved by {saved} rank(s), resumed on {world_size}: a mid-run resume needs the "
+            "same number of ranks (or start over with --new)"
+        )
     return ranks[rank]
 
 

@@ -19,8 +19,8 @@ from train.data.batch import Loader
 from train.fit.checkpoint import BEST, LAST, PREVIOUS, rng_state, save_checkpoint
 from train.fit.context import RunContext
 from train.fit.device import gather_objects
-from train.fit.trainer import Trainer
 from train.fit.metrics import summary
+from train.fit.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class CheckpointSaver:
         return self.last
 
     def consider_best(self, metrics: dict[str, Any], *, epoch: int | float) -> bool:
-        """After an evaluation: when ``metrics`` beat the best so far, record it in the progress and write ``best.pt``."""
+        """After an evaluation: when ``metrics`` beat the best so far, record it in the progress and write
+        ``best.pt``."""
         p, name = self.trainer.progress, self.cfg.eval.best_metric
         value = metrics[name]
         if not (math.isfinite(value) and value > p.best_value):

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from train.config import TrainConfig
-from train.rundir.signals import RunSignals
 from train.data.batch import Loader
 from train.fit.device import Precision
 from train.fit.resume import ResumePoint
+from train.rundir.signals import RunSignals
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ FORMATS = ("png", "svg")
 
 def series(events: list[dict[str, Any]], event: str, key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of ``key`` in the ``event`` rows of metrics.jsonl, finite values only."""
-    rows = [(float(e["step"]), float(e[key])) for e in events
-            if e.get("event") == event and "step" in e and isinstance(e.get(key), (int, float)) and math.isfinite(e[key])]  # fmt: skip
+    rows = [
+        (float(e["step"]), float(e[key]))
+        for e in events
+        if e.get("event") == event and "step" in e and isinstance(e.get(key), (int, float)) and math.isfinite(e[key])
+    ]
     return [s for s, _ in rows], [v for _, v in rows]
 
 
@@ -49,8 +52,15 @@ def draw(events: list[dict[str, Any]], *, best_metric: str = "accuracy"):  # -> 
     loss_ax, acc_ax, lr_ax = figure.subplots(1, 3)
     panels = (
         (loss_ax, "loss", [("train", "train", "train_loss"), ("validation", "eval", "loss")]),
-        (acc_ax, "accuracy", [("train", "train", "train_accuracy"), ("validation", "eval", "accuracy"),
-                              ("validation macro-F1", "eval", "macro_f1")]),  # fmt: skip
+        (
+            acc_ax,
+            "accuracy",
+            [
+                ("train", "train", "train_accuracy"),
+                ("validation", "eval", "accuracy"),
+                ("validation macro-F1", "eval", "macro_f1"),
+            ],
+        ),
         (lr_ax, "learning rate", [("lr", "train", "lr")]),
     )
     for ax, title, lines in panels:
@@ -70,8 +80,16 @@ def draw(events: list[dict[str, Any]], *, best_metric: str = "accuracy"):  # -> 
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     best = best_eval(events, best_metric)
     if best is not None and best_metric in ("accuracy", "macro_f1"):
-        acc_ax.plot([best["step"]], [best[best_metric]], marker="*", markersize=14, color="gold",
-                    markeredgecolor="black", linestyle="none", label=f"best.pt ({best_metric} {best[best_metric]:.3f})")  # fmt: skip
+        acc_ax.plot(
+            [best["step"]],
+            [best[best_metric]],
+            marker="*",
+            markersize=14,
+            color="gold",
+            markeredgecolor="black",
+            linestyle="none",
+            label=f"best.pt ({best_metric} {best[best_metric]:.3f})",
+        )
         acc_ax.legend(loc="best", fontsize="small")
     return figure
 

@@ -90,8 +90,10 @@ def resolve_sync_bn(setting: bool | str, *, device: torch.device, world_size: in
     if setting == "auto":
         return device.type == "cuda" and batch_size < 32
     if setting and device.type != "cuda":
-        raise ValueError(f"compute.sync_bn=true: PyTorch's SyncBatchNorm needs CUDA devices, got {device}; "
-                         "set compute.sync_bn=false (or auto) on the CPU")
+        raise ValueError(
+            f"compute.sync_bn=true: PyTorch's SyncBatchNorm needs CUDA devices, got {device}; "
+            "set compute.sync_bn=false (or auto) on the CPU"
+        )
     return bool(setting)
 
 

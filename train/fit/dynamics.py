@@ -60,7 +60,9 @@ class _Rows:
 class DynamicsWriter:
     """Collects rows into one Parquet file; ``close()`` publishes it atomically, ``abort()`` drops it."""
 
-    def __init__(self, path: str | Path, *, epoch: int, rows_per_group: int = 65_536, num_classes: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, epoch: int, rows_per_group: int = 65_536, num_classes: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.epoch = epoch
         self.rows_per_group = rows_per_group
@@ -73,9 +75,17 @@ class DynamicsWriter:
         self._writer: pq.ParquetWriter | None = None  # opened at the first write, once the class count is known
 
     def add(
-        self, sample_ids: list[str], *, step: int, labels: torch.Tensor, preds: torch.Tensor, loss: torch.Tensor,
-        margin: torch.Tensor, probs: torch.Tensor, progress: TrainProgress | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        sample_ids: list[str],
+        *,
+        step: int,
+        labels: torch.Tensor,
+        preds: torch.Tensor,
+        loss: torch.Tensor,
+        margin: torch.Tensor,
+        probs: torch.Tensor,
+        progress: TrainProgress | None = None,
+    ) -> None:
         """Queue one micro-batch (tensors may be on the GPU; they are copied to the host at flush time in one go).
 
         ``progress``: the trainer's live progress, from which the update's skip decision is read
@@ -85,7 +95,9 @@ class DynamicsWriter:
             self.num_classes = int(probs.shape[1])
         tensors = (labels.detach(), preds.detach(), loss.detach(), margin.detach(), probs.detach().to(torch.float16))
         self._progress = progress
-        self._buffer.append(_Rows(list(sample_ids), step, tensors, None if progress is None else progress.nonfinite_total))
+        self._buffer.append(
+            _Rows(list(sample_ids), step, tensors, None if progress is None else progress.nonfinite_total)
+        )
         self._buffered += len(sample_ids)
         if self._buffered >= self.rows_per_group:
             self.flush()
@@ -166,9 +178,15 @@ class EpochDynamics:
     """One epoch (of one rank) as part files, cut at each checkpoint; the ``dynamics`` of ``Trainer.train_epoch``."""
 
     def __init__(
-        self, folder: str | Path, epoch: int, *, start_batch: int = 0, rank: int = 0, world_size: int = 1,
+        self,
+        folder: str | Path,
+        epoch: int,
+        *,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
         rows_per_group: int = 65_536,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.folder, self.epoch = Path(folder), epoch
         self.rank, self.world_size, self.rows_per_group = rank, world_size, rows_per_group
         self.parts: list[Path] = []
@@ -176,8 +194,11 @@ class EpochDynamics:
         self._writer: DynamicsWriter | None = self._open()
 
     def _open(self) -> DynamicsWriter:
-        return DynamicsWriter(part_path(self.folder, self.epoch, self._start, self._start, rank=self.rank,
-                                        world_size=self.world_size), epoch=self.epoch, rows_per_group=self.rows_per_group)  # fmt: skip
+        return DynamicsWriter(
+            part_path(self.folder, self.epoch, self._start, self._start, rank=self.rank, world_size=self.world_size),
+            epoch=self.epoch,
+            rows_per_group=self.rows_per_group,
+        )
 
     def add(self, sample_ids: list[str], **values: torch.Tensor | int) -> None:
         self._writer.add(sample_ids, **values)
@@ -205,7 +226,9 @@ class EpochDynamics:
         if writer.rows == 0:
             writer.abort()
             return None
-        path = writer.close(part_path(self.folder, self.epoch, self._start, batch, rank=self.rank, world_size=self.world_size))
+        path = writer.close(
+            part_path(self.folder, self.epoch, self._start, batch, rank=self.rank, world_size=self.world_size)
+        )
         self.parts.append(path)
         return path
 

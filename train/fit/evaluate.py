@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 PREDICTION_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
-        ("image_path", pa.string()),  # the source image (the manifest's path under the dataset root); null without shards
+        (
+            "image_path",
+            pa.string(),
+        ),  # the source image (the manifest's path under the dataset root); null without shards
         ("label_id", pa.int64()),  # the label in the data (-1 when the split has none)
         ("label", pa.string()),
         ("pred_id", pa.int64()),
@@ -47,7 +50,13 @@ PREDICTION_SCHEMA = pa.schema(
 
 
 def _logits(
-    model: nn.Module, loader: Loader, *, device: torch.device, precision: Precision, channels_last: bool, embeddings: bool = False
+    model: nn.Module,
+    loader: Loader,
+    *,
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+    embeddings: bool = False,
 ) -> Iterator[tuple[Batch, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     was_training = model.training
     model.eval()
@@ -98,11 +107,14 @@ def predict(
     image_paths: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """One row per sample (``PREDICTION_SCHEMA``), sorted by ``sample_id``; a sample seen twice is an error.
-    ``embeddings``: also the column ``embedding``, each image's penultimate features (``PawNet.forward_with_embedding``).
+    ``embeddings``: also the column ``embedding``, each image's penultimate features
+    (``PawNet.forward_with_embedding``).
     ``image_paths``: sample_id -> source image (``ShardSet.image_paths``); None: a null ``image_path``."""
     ids: list[str] = []
     labels_out, preds_out, conf_out, probs_out, emb_out = [], [], [], [], []
-    batches = _logits(model, loader, device=device, precision=precision, channels_last=channels_last, embeddings=embeddings)
+    batches = _logits(
+        model, loader, device=device, precision=precision, channels_last=channels_last, embeddings=embeddings
+    )
     for batch, logits, labels, embedding in batches:
         probs = torch.softmax(logits, dim=1)  # per row: each image's own distribution over classes
         confidence, preds = probs.max(dim=1)
@@ -116,9 +128,13 @@ def predict(
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = next(s for s in ids if s in seen or seen.add(s))
-        raise ValueError(f"predict: sample_id {dup!r} was yielded more than once; an evaluation loader must yield each sample once")
+        raise ValueError(
+            f"predict: sample_id {dup!r} was yielded more than once; an evaluation loader must yield each sample once"
+        )
     k = len(vocabulary)
-    schema = PREDICTION_SCHEMA.append(pa.field("embedding", pa.list_(pa.float32()))) if embeddings else PREDICTION_SCHEMA
+    schema = (
+        PREDICTION_SCHEMA.append(pa.field("embedding", pa.list_(pa.float32()))) if embeddings else PREDICTION_SCHEMA
+    )
     if not ids:
         return schema.empty_table()
     label_ids = torch.cat(labels_out)
@@ -135,7 +151,9 @@ def predict(
     columns = {}
     if embeddings:
         emb = torch.cat(emb_out)[index]
-        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).numpy()), emb.shape[1]).cast(pa.list_(pa.float32()))
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).numpy()), emb.shape[1]).cast(
+            pa.list_(pa.float32())
+        )
     return pa.table(
         {
             "sample_id": pa.array([ids[i] for i in order], pa.string()),
@@ -145,7 +163,9 @@ def predict(
             "pred_id": pa.array(pred_ids.numpy()),
             "pred": pa.array([name(i) for i in pred_ids.tolist()], pa.string()),
             "confidence": pa.array(confidence.numpy()),
-            "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1).numpy()), k).cast(pa.list_(pa.float32())),
+            "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1).numpy()), k).cast(
+                pa.list_(pa.float32())
+            ),
             **columns,
         },
         schema=schema,
@@ -161,7 +181,9 @@ def load_for_inference(
     return model, cfg, vocabulary
 
 
-def _load(checkpoint: str | Path, *, device: torch.device, weights: str) -> tuple[PawNet, TrainConfig, list[str], dict | None]:
+def _load(
+    checkpoint: str | Path, *, device: torch.device, weights: str
+) -> tuple[PawNet, TrainConfig, list[str], dict | None]:
     state = load_checkpoint(checkpoint, map_location="cpu")
     cfg = TrainConfig.model_validate(state["config"])
     vocabulary = list(state["vocabulary"])
@@ -178,7 +200,13 @@ def _load(checkpoint: str | Path, *, device: torch.device, weights: str) -> tupl
 
 
 def _inference_setup(
-    checkpoint: str | Path, data: str | Path, *, device: str, batch_size: int | None, weights: str, loader: Loader | None
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    device: str,
+    batch_size: int | None,
+    weights: str,
+    loader: Loader | None,
 ) -> tuple[PawNet, TrainConfig, list[str], Loader, torch.device, Precision]:
     dev = resolve_device(device)
     model, cfg, vocabulary, normalize = _load(checkpoint, device=dev, weights=weights)
@@ -186,10 +214,14 @@ def _inference_setup(
         info = read_dataset_info(data)
         if info.vocabulary != vocabulary:
             raise ValueError(
-                f"{data}: vocabulary {info.vocabulary} differs from the checkpoint's {vocabulary}; label ids would not match"
+                f"{data}: vocabulary {info.vocabulary} differs from the checkpoint's {vocabulary}; label ids would not "
+                "match"
             )
         loader = open_loader(
-            data, **resolve_data_config(cfg.data, train=False, batch_size=batch_size), device=str(dev), seed=cfg.seed,
+            data,
+            **resolve_data_config(cfg.data, train=False, batch_size=batch_size),
+            device=str(dev),
+            seed=cfg.seed,
             normalize=normalize,  # the pixel statistics the model was trained with, not the evaluated shards'
         )
     return model, cfg, vocabulary, loader, dev, resolve_precision(cfg.compute.amp, dev)
@@ -217,7 +249,12 @@ def eval_checkpoint(
         class_weights = read_dataset_info(data).weights(cfg.loss.class_weights)
     loss_fn = ClassWeightedCE(class_weights, label_smoothing=cfg.loss.label_smoothing)
     metrics = evaluate(
-        model, loader, loss_fn=loss_fn, vocabulary=vocabulary, device=dev, precision=precision,
+        model,
+        loader,
+        loss_fn=loss_fn,
+        vocabulary=vocabulary,
+        device=dev,
+        precision=precision,
         channels_last=cfg.compute.channels_last,
     )
     return {"checkpoint": str(checkpoint), "data": str(data), **metrics}
@@ -240,7 +277,15 @@ def predict_checkpoint(
         checkpoint, data, device=device, batch_size=batch_size, weights=weights, loader=loader
     )
     shards = getattr(loader, "shards", None)  # the shard loaders' ShardSet; tensors in memory have no image files
-    table = predict(model, loader, vocabulary=vocabulary, device=dev, precision=precision, channels_last=cfg.compute.channels_last,
-                    embeddings=embeddings, image_paths=shards.image_paths() if isinstance(shards, ShardSet) else None)
+    table = predict(
+        model,
+        loader,
+        vocabulary=vocabulary,
+        device=dev,
+        precision=precision,
+        channels_last=cfg.compute.channels_last,
+        embeddings=embeddings,
+        image_paths=shards.image_paths() if isinstance(shards, ShardSet) else None,
+    )
     write_parquet(out, table)
     return table

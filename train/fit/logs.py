@@ -25,7 +25,12 @@ from typing import Any, TextIO
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.created))
-        fields: dict[str, Any] = {"ts": ts, "level": record.levelname.lower(), "logger": record.name, "pid": record.process}
+        fields: dict[str, Any] = {
+            "ts": ts,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+        }
         rank = os.environ.get("RANK")
         if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1":
             fields["rank"] = rank

@@ -122,7 +122,10 @@ def build_model(
         report = load_pretrained(model, pretrained)
         log.info(
             "pretrained backbone from %s (%s layout): %d tensors loaded, classifier skipped (%d keys)",
-            pretrained, report["layout"], report["loaded"], len(report["skipped"]),
+            pretrained,
+            report["layout"],
+            report["loaded"],
+            len(report["skipped"]),
         )
     model.freeze_bn = freeze_bn
     model.train()
@@ -187,7 +190,12 @@ def load_pretrained(model: PawNet, path: str | Path) -> dict:
         mapped = {k: v for k, v in tensors.items() if k in target}
         unexpected = sorted(set(tensors) - set(mapped))
         if unexpected:
-            log.warning("pretrained weights: %s: %d tensors not in the backbone ignored (e.g. %s)", path, len(unexpected), unexpected[:3])
+            log.warning(
+                "pretrained weights: %s: %d tensors not in the backbone ignored (e.g. %s)",
+                path,
+                len(unexpected),
+                unexpected[:3],
+            )
     missing = sorted(set(target) - set(mapped))
     wrong = sorted(k for k in mapped if mapped[k].shape != target[k].shape)
     if missing or wrong:

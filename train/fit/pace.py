@@ -21,7 +21,9 @@ class Eta:
 class Pace:
     """Images per second over the last ``every_s`` (at least 1 s; all ranks together), and the ETAs it gives."""
 
-    def __init__(self, *, batches: int, batch_size: int, world: int, epochs: int, every_s: float, samples_seen: int) -> None:
+    def __init__(
+        self, *, batches: int, batch_size: int, world: int, epochs: int, every_s: float, samples_seen: int
+    ) -> None:
         self.batches, self.batch_size, self.world, self.epochs = batches, batch_size, world, epochs
         self.every_s = max(every_s, 1.0)
         self.rate = 0.0
@@ -36,7 +38,9 @@ class Pace:
         now = time.monotonic()
         mark_time, mark_samples = self._mark
         if now > mark_time and (now - mark_time >= self.every_s or not self.rate):
-            self.rate = (progress.samples_seen - mark_samples) * self.world / (now - mark_time)  # over the last interval
+            self.rate = (
+                (progress.samples_seen - mark_samples) * self.world / (now - mark_time)
+            )  # over the last interval
             if now - mark_time >= self.every_s:
                 self._mark = (now, progress.samples_seen)
         if self.rate <= 0:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from train.config import TrainConfig
-from train.rundir.status import StatusWriter
 from train.fit.checkpoint import TrainProgress
 from train.fit.context import RunContext
 from train.fit.metrics import summary
 from train.fit.pace import Eta, format_seconds
 from train.fit.resume import ResumePoint
+from train.rundir.status import StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +42,65 @@ class RunReport:
         return {"metric": self.best_metric, "value": p.best_value, "epoch": p.best_epoch, "step": p.best_step}
 
     def starting(self, ctx: RunContext) -> None:
-        self._update(state="starting", run_dir=str(ctx.run_dir), started=_now(), epochs=ctx.cfg.schedule.epochs,
-                     world_size=ctx.world, error=None)  # fmt: skip
+        self._update(
+            state="starting",
+            run_dir=str(ctx.run_dir),
+            started=_now(),
+            epochs=ctx.cfg.schedule.epochs,
+            world_size=ctx.world,
+            error=None,
+        )
 
     def resumed(self, point: ResumePoint, metrics: dict[str, Any] | None, p: TrainProgress) -> None:
         """The run directory's own checkpoint was loaded: its metrics, position and best so far."""
-        self._update(last_metrics=metrics or None, last_checkpoint={
-            "path": str(point.checkpoint), "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step},
-            best=self._best(p) if p.best_step >= 0 else None)  # fmt: skip
+        self._update(
+            last_metrics=metrics or None,
+            last_checkpoint={
+                "path": str(point.checkpoint),
+                "epoch": p.epoch,
+                "batch": p.batch_in_epoch,
+                "step": p.step,
+            },
+            best=self._best(p) if p.best_step >= 0 else None,
+        )
 
     def progress(self, state: str, p: TrainProgress, *, rate: float, eta: Eta, **fields: Any) -> None:
-        self._update(state=state, epoch=p.epoch, batch=p.batch_in_epoch, batches=self.batches, step=p.step,
-                     images_per_s=round(rate, 2), epoch_eta_s=eta.epoch_s, run_eta_s=eta.run_s, **fields)  # fmt: skip
+        self._update(
+            state=state,
+            epoch=p.epoch,
+            batch=p.batch_in_epoch,
+            batches=self.batches,
+            step=p.step,
+            images_per_s=round(rate, 2),
+            epoch_eta_s=eta.epoch_s,
+            run_eta_s=eta.run_s,
+            **fields,
+        )
 
     def evaluated(self, metrics: dict[str, Any], p: TrainProgress) -> None:
         self._update(last_metrics=summary(metrics), best=self._best(p))
 
     def checkpointed(self, path: Path, p: TrainProgress) -> None:
-        self._update(force=True, last_checkpoint={
-            "path": str(path), "time": _now(), "epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step})  # fmt: skip
+        self._update(
+            force=True,
+            last_checkpoint={
+                "path": str(path),
+                "time": _now(),
+                "epoch": p.epoch,
+                "batch": p.batch_in_epoch,
+                "step": p.step,
+            },
+        )
 
     def ended(self, p: TrainProgress, *, finished: bool, stopped_by: str) -> None:
-        self._update(state="finished" if finished else "stopped", force=True, stopped_by=stopped_by,
-                     epoch=p.epoch, batch=p.batch_in_epoch, step=p.step)  # fmt: skip
+        self._update(
+            state="finished" if finished else "stopped",
+            force=True,
+            stopped_by=stopped_by,
+            epoch=p.epoch,
+            batch=p.batch_in_epoch,
+            step=p.step,
+        )
 
     def failed(self, exc: BaseException) -> None:
         self._update(state="failed", force=True, error=f"{type(exc).__name__}: {exc}")
@@ -79,13 +115,36 @@ class ProgressLine:
 
     def log(self, p: TrainProgress, *, rate: float, eta: Eta, last_train: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
-        if self.rank != 0 or sys.stderr.isatty() or (not force and now - self._logged_at < self.cfg.record.progress_every_s):
+        if (
+            self.rank != 0
+            or sys.stderr.isatty()
+            or (not force and now - self._logged_at < self.cfg.record.progress_every_s)
+        ):
             return
         self._logged_at = now
         loss, lr = last_train.get("train_loss"), last_train.get("lr")
-        log.info("epoch %d/%d batch %d/%d step %d: loss %s, lr %s, %.1f img/s, epoch ETA %s, run ETA %s",
-                 p.epoch + 1, self.cfg.schedule.epochs, p.batch_in_epoch, self.batches, p.step,
-                 f"{loss:.4f}" if loss is not None else "?", f"{lr:.3g}" if lr is not None else "?", rate,
-                 format_seconds(eta.epoch_s), format_seconds(eta.run_s),
-                 extra={"kv": {"epoch": p.epoch, "batch": p.batch_in_epoch, "step": p.step, "loss": loss, "lr": lr,
-                               "img_per_s": round(rate, 1), "epoch_eta_s": eta.epoch_s, "run_eta_s": eta.run_s}})  # fmt: skip
+        log.info(
+            "epoch %d/%d batch %d/%d step %d: loss %s, lr %s, %.1f img/s, epoch ETA %s, run ETA %s",
+            p.epoch + 1,
+            self.cfg.schedule.epochs,
+            p.batch_in_epoch,
+            self.batches,
+            p.step,
+            f"{loss:.4f}" if loss is not None else "?",
+            f"{lr:.3g}" if lr is not None else "?",
+            rate,
+            format_seconds(eta.epoch_s),
+            format_seconds(eta.run_s),
+            extra={
+                "kv": {
+                    "epoch": p.epoch,
+                    "batch": p.batch_in_epoch,
+                    "step": p.step,
+                    "loss": loss,
+                    "lr": lr,
+                    "img_per_s": round(rate, 1),
+                    "epoch_eta_s": eta.epoch_s,
+                    "run_eta_s": eta.run_s,
+                }
+            },
+        )

@@ -28,21 +28,29 @@ from typing import Any
 from common.atomic import write_text
 from common.contracts.status_file import STATUS_FILE
 from train.config import TrainConfig
-from train.rundir.status import read_status
 from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
 from train.fit.dynamics import prune_parts
+from train.rundir.status import read_status
 
 log = logging.getLogger(__name__)
 
 # Dotted config keys (or section prefixes ending in ".") that may change between a run and its resume.
 NEUTRAL = (
-    "out_dir", "run_name",  # where the run directory is
+    "out_dir",
+    "run_name",  # where the run directory is
     "data.shards",  # the shards may move; the loader checks their sample count, the run its vocabulary
-    "data.workers", "data.eval_batch_size", "data.loader",  # the loader state check refuses a different backend
-    "compute.device", "compute.cpu_threads", "compute.compile", "compute.channels_last", "compute.deterministic",
+    "data.workers",
+    "data.eval_batch_size",
+    "data.loader",  # the loader state check refuses a different backend
+    "compute.device",
+    "compute.cpu_threads",
+    "compute.compile",
+    "compute.channels_last",
+    "compute.deterministic",
     "eval.every_steps",  # extra evaluations do not touch the weights
-    "record.", "checkpoint.",
-)  # fmt: skip
+    "record.",
+    "checkpoint.",
+)
 
 
 def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -104,18 +112,24 @@ def finished_run(run_dir: Path, current_config: dict[str, Any]) -> str | None:
     try:
         recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{recorded_path}: cannot read the finished run's config ({exc}); start over with --new") from None
+        raise ValueError(
+            f"{recorded_path}: cannot read the finished run's config ({exc}); start over with --new"
+        ) from None
     defaults = TrainConfig().model_dump(mode="json")
     done = f"{doc.get('epoch')} of {doc.get('epochs')} epochs, stopped by {doc.get('stopped_by')}"
     differ = config_differences(recorded, current_config, defaults=defaults)
     if differ:
         if doc.get("stopped_by") == "epochs" and any(key == "schedule.epochs" for key, _, _ in differ):
-            way = (f"To train on for more epochs, start a new run from its checkpoint: train run --config {recorded_path} "
-                   f"--out {run_dir}-longer --resume {run_dir / 'checkpoints' / LAST} (with the same options); "
-                   "or start over with --new")  # fmt: skip
+            way = (
+                f"To train on for more epochs, start a new run from its checkpoint: train run --config {recorded_path} "
+                f"--out {run_dir}-longer --resume {run_dir / 'checkpoints' / LAST} (with the same options); "
+                "or start over with --new"
+            )
         else:
             way = "To train with them, give it a new run directory (--out DIR or --name NAME) or start over with --new"
-        raise ValueError(f"{run_dir}: finished ({done}); it trains no further with other options: {_listed(differ)}. {way}")
+        raise ValueError(
+            f"{run_dir}: finished ({done}); it trains no further with other options: {_listed(differ)}. {way}"
+        )
     ignored = config_differences(recorded, current_config, defaults=defaults, neutral=True)
     said = f"nothing to resume, so these options were ignored: {_listed(ignored)}." if ignored else "nothing to resume."
     return f"run {run_dir}: already finished ({done}); {said} `train run --new --out {run_dir}` starts over"
@@ -149,10 +163,13 @@ def find_resume_point(
         if diffs:
             raise ValueError(
                 f"{run_dir}: holds a checkpoint of a different run ({path.name} at step {state['progress']['step']}): "
-                f"{_listed(diffs)}; resume with the run's own config (train run --out {run_dir}) or start over with --new"
+                f"{_listed(diffs)}; resume with the run's own config (train run --out {run_dir}) or start over with "
+                "--new"
             )
     if list(state["vocabulary"]) != list(vocabulary):
-        raise ValueError(f"{path}: vocabulary {state['vocabulary']} differs from the shards' {vocabulary}; label ids would not match")
+        raise ValueError(
+            f"{path}: vocabulary {state['vocabulary']} differs from the shards' {vocabulary}; label ids would not match"
+        )
     p = state["progress"]
     return ResumePoint(checkpoint=path, own=own, epoch=p["epoch"], batch=p["batch_in_epoch"], step=p["step"])
 

@@ -44,8 +44,6 @@ import torch
 import torch.distributed as dist
 
 from train.config import TrainConfig
-from train.rundir.lock import LOCK_FILE, RunLock, RunLocked
-from train.rundir.signals import RunSignals
 from train.data.batch import Loader
 from train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
@@ -63,7 +61,6 @@ from train.fit.device import (
     seed_everything,
 )
 from train.fit.logs import run_log
-from train.fit.trainer import Trainer
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model, place_model
 from train.fit.optim import build_optimizer
@@ -72,6 +69,9 @@ from train.fit.resume import ResumePoint, clean_after, find_resume_point, move_a
 from train.fit.runrecord import RunRecord
 from train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
 from train.fit.session import Session
+from train.fit.trainer import Trainer
+from train.rundir.lock import LOCK_FILE, RunLock, RunLocked
+from train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,9 @@ def _claim_run_dir(
     lock = RunLock(run_dir).acquire()
     try:
         if lock.took_over:
-            log.warning("%s: took over the lock of pid %s (gone; it did not stop cleanly)", run_dir, lock.took_over.get("pid"))
+            log.warning(
+                "%s: took over the lock of pid %s (gone; it did not stop cleanly)", run_dir, lock.took_over.get("pid")
+            )
         if new and _has_content(run_dir):
             aside = move_aside(run_dir)  # the held lock moves with it, so no one trains into it meanwhile
             lock.release()
@@ -165,7 +167,9 @@ def run_training(
     claimed: tuple[str, str] | ResumePoint | None = None
     if rank == 0:
         try:
-            lock, claimed, removed = _claim_run_dir(run_dir, cfg, vocabulary=vocabulary, resume_from=resume_from, new=new)
+            lock, claimed, removed = _claim_run_dir(
+                run_dir, cfg, vocabulary=vocabulary, resume_from=resume_from, new=new
+            )
         except (RunLocked, ValueError) as exc:
             claimed = (type(exc).__name__, str(exc))
             if world == 1:
@@ -173,9 +177,22 @@ def run_training(
     claimed = broadcast_object(claimed)
     if isinstance(claimed, tuple):  # rank 0 refused: every rank says why and stops
         raise (RunLocked if claimed[0] == "RunLocked" else ValueError)(claimed[1])
-    ctx = RunContext(cfg=cfg, run_dir=run_dir, point=claimed, removed=removed, train_loader=train_loader, val_loader=val_loader,
-                     vocabulary=vocabulary, class_weights=class_weights, device=device, precision=precision, signals=signals,
-                     dataset=dataset, rank=rank, world=world)  # fmt: skip
+    ctx = RunContext(
+        cfg=cfg,
+        run_dir=run_dir,
+        point=claimed,
+        removed=removed,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        vocabulary=vocabulary,
+        class_weights=class_weights,
+        device=device,
+        precision=precision,
+        signals=signals,
+        dataset=dataset,
+        rank=rank,
+        world=world,
+    )
     try:
         return _run_claimed(ctx)
     finally:
@@ -208,7 +225,12 @@ def _keeping_the_error(write: Callable[..., None], *args: Any) -> None:
 def _train(ctx: RunContext, report: RunReport) -> RunResult:
     cfg, point, run_dir, rank, world = ctx.cfg, ctx.point, ctx.run_dir, ctx.rank, ctx.world
     train_loader, vocabulary, class_weights, device, precision = (
-        ctx.train_loader, ctx.vocabulary, ctx.class_weights, ctx.device, ctx.precision)  # fmt: skip
+        ctx.train_loader,
+        ctx.vocabulary,
+        ctx.class_weights,
+        ctx.device,
+        ctx.precision,
+    )
     model = build_model(
         len(vocabulary),
         arch=cfg.model.arch,
@@ -255,25 +277,40 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
         train_loader.load_state_dict(own["loader"])
         rng = own["rng"]
         if point.own and state.get("schedule") not in (None, asdict(schedule)):
-            raise ValueError(f"{point.checkpoint}: learning-rate schedule {state['schedule']} differs from this run's "
-                             f"{asdict(schedule)} (did the number of training samples change?); start over with --new")  # fmt: skip
+            raise ValueError(
+                f"{point.checkpoint}: learning-rate schedule {state['schedule']} differs from this run's "
+                f"{asdict(schedule)} (did the number of training samples change?); start over with --new"
+            )
         p = trainer.progress
         log.info(
-            "resuming from %s: epoch %d, batch %d of %d, step %d%s", point.checkpoint, p.epoch + 1, p.batch_in_epoch,
-            len(train_loader), p.step, "" if point.own else " (another run's checkpoint; this run's config)",
-        )  # fmt: skip
+            "resuming from %s: epoch %d, batch %d of %d, step %d%s",
+            point.checkpoint,
+            p.epoch + 1,
+            p.batch_in_epoch,
+            len(train_loader),
+            p.step,
+            "" if point.own else " (another run's checkpoint; this run's config)",
+        )
         if any(ctx.removed.values()):
             log.info("removed what the interrupted process wrote after that checkpoint: %s", ctx.removed)
         if point.own:
             report.resumed(point, state.get("metrics"), p)
 
-    record = RunRecord(run_dir, enabled=rank == 0, resume_step=point.step if point.own else None,
-                       best_metric=cfg.eval.best_metric)
+    record = RunRecord(
+        run_dir, enabled=rank == 0, resume_step=point.step if point.own else None, best_metric=cfg.eval.best_metric
+    )
     n_params = sum(p.numel() for p in model.parameters())
     resumed = None
     if point.own:
         resumed = {"from": str(point.checkpoint), "epoch": point.epoch, "batch": point.batch, "step": point.step}
-        record.log("resume", step=point.step, epoch=point.epoch, batch=point.batch, checkpoint=str(point.checkpoint), removed=ctx.removed)
+        record.log(
+            "resume",
+            step=point.step,
+            epoch=point.epoch,
+            batch=point.batch,
+            checkpoint=str(point.checkpoint),
+            removed=ctx.removed,
+        )
     record.write_start(
         cfg.model_dump(mode="json"),
         seed=cfg.seed,
@@ -297,9 +334,16 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
     )
     log.info(
         "training %s (%d parameters, %s init) on %s, %s; %d epochs x %d steps, warm-up %d; run dir %s",
-        cfg.model.arch, n_params, init, device, precision.name,
-        cfg.schedule.epochs, steps_per_epoch, schedule.warmup_steps, run_dir,
-    )  # fmt: skip
+        cfg.model.arch,
+        n_params,
+        init,
+        device,
+        precision.name,
+        cfg.schedule.epochs,
+        steps_per_epoch,
+        schedule.warmup_steps,
+        run_dir,
+    )
     saver = CheckpointSaver(ctx, trainer, record.checkpoints)
     session = Session(ctx, trainer, record, saver, report)
     if point.own:
@@ -341,13 +385,19 @@ def train_from_config(
         # Half-precision images only where the model runs under autocast on a GPU (halves the copy).
         amp = device.type == "cuda" and resolve_precision(cfg.compute.amp, device).dtype is not None
         common = dict(device=str(device), seed=cfg.seed, rank=rank, world_size=world, amp=amp)
-        train_loader = open_loader(cfg.data.shards / cfg.data.train_split, **resolve_data_config(cfg.data, train=True), **common)
-        val_loader = open_loader(cfg.data.shards / cfg.data.val_split, **resolve_data_config(cfg.data, train=False), **common)
+        train_loader = open_loader(
+            cfg.data.shards / cfg.data.train_split, **resolve_data_config(cfg.data, train=True), **common
+        )
+        val_loader = open_loader(
+            cfg.data.shards / cfg.data.val_split, **resolve_data_config(cfg.data, train=False), **common
+        )
         vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
         if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
             from train.data.threshold import with_threshold_samples
 
-            train_loader, vocabulary, class_weights = with_threshold_samples(train_loader, vocabulary, class_weights, cfg.audit)
+            train_loader, vocabulary, class_weights = with_threshold_samples(
+                train_loader, vocabulary, class_weights, cfg.audit
+            )
         return run_training(
             cfg,
             train_loader=train_loader,

@@ -32,7 +32,19 @@ from train.fit.curves import write_curves
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "polars", "pyarrow", "pydantic", "safetensors", "nvidia-dali-cuda130", "webdataset", "pawpipe")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "polars",
+    "pyarrow",
+    "pydantic",
+    "safetensors",
+    "nvidia-dali-cuda130",
+    "webdataset",
+    "pawpipe",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -51,7 +63,9 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
     folder = Path(folder or Path(__file__).resolve().parent)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None, "untracked": None}
     commit = head.stdout.strip() if head.returncode == 0 else None
@@ -63,8 +77,15 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
 
 
 class RunRecord:
-    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None,
-                 best_metric: str = "accuracy") -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        best_metric: str = "accuracy",
+    ) -> None:
         """``resume_step``: the step a resumed run continues after (its earlier events are read back for the curves);
         ``best_metric``: the evaluation metric whose best value the curves mark (``best.pt``)."""
         self.dir = Path(run_dir)
@@ -103,9 +124,14 @@ class RunRecord:
         return self.dir / "dynamics"
 
     def write_start(
-        self, config: dict[str, Any], *, seed: int, device: str, extra: dict[str, Any] | None = None,
+        self,
+        config: dict[str, Any],
+        *,
+        seed: int,
+        device: str,
+        extra: dict[str, Any] | None = None,
         resumed: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Write config.json and run.json; a resume (``resumed``: where from) keeps run.json and adds to ``resumes``."""
         if not self.enabled:
             return
@@ -127,8 +153,11 @@ class RunRecord:
             except (OSError, json.JSONDecodeError) as exc:
                 log.warning("%s: cannot read (%s); writing a new one", previous, exc)
             else:
-                entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed,
-                         **{k: info[k] for k in ("git", "device", "argv")}}  # fmt: skip
+                entry = {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **resumed,
+                    **{k: info[k] for k in ("git", "device", "argv")},
+                }
                 info = {**first, "resumes": [*first.get("resumes", []), entry]}
         write_json(previous, info)
 

@@ -29,7 +29,9 @@ class WarmupCosine:
         if self.total_steps < 1:
             raise ValueError(f"schedule: expected total_steps >= 1, got {self.total_steps}")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"schedule: expected 0 <= warmup_steps <= total_steps ({self.total_steps}), got {self.warmup_steps}")
+            raise ValueError(
+                f"schedule: expected 0 <= warmup_steps <= total_steps ({self.total_steps}), got {self.warmup_steps}"
+            )
         if self.min_lr > self.lr:
             raise ValueError(f"schedule: min_lr {self.min_lr} is above the peak lr {self.lr}")
 

@@ -17,7 +17,6 @@ from typing import Any
 import torch.distributed as dist
 
 from common.progress import progress as progress_bar
-from train.rundir.signals import RunSignals
 from train.data.batch import Batch, Loader
 from train.fit.checkpoint import TrainProgress
 from train.fit.checkpoint_saver import CheckpointSaver
@@ -25,11 +24,12 @@ from train.fit.context import RunContext
 from train.fit.device import any_rank
 from train.fit.dynamics import EpochDynamics
 from train.fit.evaluate import evaluate
-from train.fit.trainer import Trainer, UpdateInfo
 from train.fit.metrics import summary
 from train.fit.pace import Eta, Pace, format_seconds
 from train.fit.report import ProgressLine, RunReport
 from train.fit.runrecord import RunRecord
+from train.fit.trainer import Trainer, UpdateInfo
+from train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ class _StopAware:
 class Session:
     """Train from the trainer's progress to the end of the run (``fit``); returns what stopped it."""
 
-    def __init__(self, ctx: RunContext, trainer: Trainer, record: RunRecord, saver: CheckpointSaver, report: RunReport) -> None:
+    def __init__(
+        self, ctx: RunContext, trainer: Trainer, record: RunRecord, saver: CheckpointSaver, report: RunReport
+    ) -> None:
         self.cfg = ctx.cfg
         self.trainer, self.record, self.saver, self.report = trainer, record, saver, report
         self.train_loader, self.val_loader = ctx.train_loader, ctx.val_loader
@@ -80,8 +82,14 @@ class Session:
         self.last_train: dict[str, Any] = {}  # the latest `train` log values (loss, lr): the progress line shows them
         self.dynamics: EpochDynamics | None = None
         batches = len(ctx.train_loader)
-        self.pace = Pace(batches=batches, batch_size=ctx.train_loader.batch_size, world=ctx.world, epochs=ctx.cfg.schedule.epochs,
-                         every_s=ctx.cfg.record.status_every_s, samples_seen=self.progress.samples_seen)  # fmt: skip
+        self.pace = Pace(
+            batches=batches,
+            batch_size=ctx.train_loader.batch_size,
+            world=ctx.world,
+            epochs=ctx.cfg.schedule.epochs,
+            every_s=ctx.cfg.record.status_every_s,
+            samples_seen=self.progress.samples_seen,
+        )
         self.progress_line = ProgressLine(ctx.cfg, rank=ctx.rank, batches=batches)
 
     @property
@@ -113,8 +121,11 @@ class Session:
             if p.stopped_by:
                 log.info(
                     "early stopping after epoch %d: validation %s has not improved for %d epochs (best %.4f)",
-                    epoch + 1, cfg.eval.monitor, p.bad_epochs, p.monitor_best,
-                )  # fmt: skip
+                    epoch + 1,
+                    cfg.eval.monitor,
+                    p.bad_epochs,
+                    p.monitor_best,
+                )
                 return p.stopped_by
             if p.epoch < cfg.schedule.epochs and self._decide(checkpoint_due=False)[0]:
                 return self._stopped()
@@ -123,8 +134,14 @@ class Session:
     def _stopped(self) -> str:
         reason = (self.signals.stop_requested if self.signals is not None else None) or "stop"
         p = self.progress
-        log.info("stopped by %s at epoch %d, batch %d, step %d; `train run --out %s` resumes here",
-                 reason, p.epoch + 1, p.batch_in_epoch, p.step, self.record.dir)  # fmt: skip
+        log.info(
+            "stopped by %s at epoch %d, batch %d, step %d; `train run --out %s` resumes here",
+            reason,
+            p.epoch + 1,
+            p.batch_in_epoch,
+            p.step,
+            self.record.dir,
+        )
         return reason
 
     def _decide(self, *, checkpoint_due: bool) -> tuple[bool, bool]:
@@ -139,12 +156,20 @@ class Session:
         cfg, loader, p = self.cfg, self.train_loader, self.progress
         batches = len(loader)
         if cfg.record.dynamics:
-            self.dynamics = EpochDynamics(self.record.dynamics, epoch, start_batch=p.batch_in_epoch, rank=self.rank,
-                                          world_size=self.world, rows_per_group=cfg.record.dynamics_rows_per_group)  # fmt: skip
+            self.dynamics = EpochDynamics(
+                self.record.dynamics,
+                epoch,
+                start_batch=p.batch_in_epoch,
+                rank=self.rank,
+                world_size=self.world,
+                rows_per_group=cfg.record.dynamics_rows_per_group,
+            )
         bar = progress_bar(
-            batches * loader.batch_size, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", unit="img",
+            batches * loader.batch_size,
+            desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+            unit="img",
             disable=not cfg.record.progress or self.rank != 0 or not sys.stderr.isatty(),
-        )  # fmt: skip
+        )
         bar.update(p.batch_in_epoch * loader.batch_size)
         done = [p.batch_in_epoch]
         self.pace.restart(p.samples_seen)
@@ -159,11 +184,20 @@ class Session:
             if info.step % cfg.record.log_every_steps == 0 or last:
                 self.last_train = {"lr": info.lr, **self.trainer.take_running()}
                 self.record.log(
-                    "train", step=info.step, epoch=epoch, batch=info.batch_in_epoch, **self.last_train,
-                    nonfinite_total=p.nonfinite_total, eta_s=eta.epoch_s,
-                )  # fmt: skip
-                bar.set_postfix(loss=f"{self.last_train['train_loss']:.4f}", lr=f"{info.lr:.2e}",
-                                run_eta=format_seconds(eta.run_s), refresh=False)  # fmt: skip
+                    "train",
+                    step=info.step,
+                    epoch=epoch,
+                    batch=info.batch_in_epoch,
+                    **self.last_train,
+                    nonfinite_total=p.nonfinite_total,
+                    eta_s=eta.epoch_s,
+                )
+                bar.set_postfix(
+                    loss=f"{self.last_train['train_loss']:.4f}",
+                    lr=f"{info.lr:.2e}",
+                    run_eta=format_seconds(eta.run_s),
+                    refresh=False,
+                )
             self._report("training", eta=eta, force_log=last, lr=info.lr)
             if cfg.eval.every_steps and info.step % cfg.eval.every_steps == 0 and not last:
                 paused = time.perf_counter()
@@ -210,7 +244,11 @@ class Session:
         if self.world > 1:
             for buffer in model.buffers():  # BatchNorm statistics drift apart per rank: evaluate rank 0's
                 dist.broadcast(buffer, src=0)
-        loader = _StopAware(self.val_loader, self.signals) if self.signals is not None and self.world == 1 else self.val_loader
+        loader = (
+            _StopAware(self.val_loader, self.signals)
+            if self.signals is not None and self.world == 1
+            else self.val_loader
+        )
         metrics = evaluate(
             model,
             loader,
@@ -223,16 +261,24 @@ class Session:
         self.last_metrics = metrics
         epoch = p.epoch + 1 if end_of_epoch else p.epoch
         self.record.log(
-            "eval", step=p.step, epoch=epoch if end_of_epoch else p.epoch + p.batch_in_epoch / max(len(self.train_loader), 1),
-            end_of_epoch=end_of_epoch, weights="ema" if self.trainer.ema is not None else "model",
-            seconds=round(time.perf_counter() - started, 2), **metrics,
-        )  # fmt: skip
+            "eval",
+            step=p.step,
+            epoch=epoch if end_of_epoch else p.epoch + p.batch_in_epoch / max(len(self.train_loader), 1),
+            end_of_epoch=end_of_epoch,
+            weights="ema" if self.trainer.ema is not None else "model",
+            seconds=round(time.perf_counter() - started, 2),
+            **metrics,
+        )
         p.history.append({"step": p.step, "epoch": epoch, **summary(metrics)})
         self.saver.consider_best(metrics, epoch=epoch)
         log.info(
             "eval at step %d: loss %.4f, accuracy %.4f, macro-F1 %.4f over %d samples",
-            p.step, metrics["loss"], metrics["accuracy"], metrics["macro_f1"], metrics["count"],
-        )  # fmt: skip
+            p.step,
+            metrics["loss"],
+            metrics["accuracy"],
+            metrics["macro_f1"],
+            metrics["count"],
+        )
         self.record.write_curves()
         self.report.evaluated(metrics, p)
         return metrics

@@ -86,7 +86,9 @@ class Trainer:
         self.channels_last = channels_last
         _, world = rank_and_world()
         if sync_bn and world > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same Parameter objects: the optimizer keeps them
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(
+                model
+            )  # the same Parameter objects: the optimizer keeps them
         self.model = place_model(model, device, channels_last=channels_last)
         self.loss_fn = loss_fn.to(device)
         self.optimizer = optimizer
@@ -118,7 +120,11 @@ class Trainer:
         self.forward_model = None  # the old wrapper's reducer and its gradient hooks go first
         gc.collect()
         device = self.device
-        index = (device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
+        index = (
+            (device.index if device.index is not None else torch.cuda.current_device())
+            if device.type == "cuda"
+            else None
+        )
         return DistributedDataParallel(self._compiled, device_ids=[index] if index is not None else None)
 
     # -- running statistics, kept on the device between log points ---------------------------------
@@ -142,8 +148,14 @@ class Trainer:
         the numbers cover the whole global batch and ``img_per_s`` is the total over ranks.
         """
         elapsed = max(time.perf_counter() - self._run_started, 1e-9)
-        totals = torch.stack([self._run_loss, self._run_correct, torch.full_like(self._run_loss, self._run_count),
-                              torch.full_like(self._run_loss, self._run_updates)])  # fmt: skip
+        totals = torch.stack(
+            [
+                self._run_loss,
+                self._run_correct,
+                torch.full_like(self._run_loss, self._run_count),
+                torch.full_like(self._run_loss, self._run_updates),
+            ]
+        )
         if rank_and_world()[1] > 1:
             torch.distributed.all_reduce(totals)
         loss, correct, count, updates = (float(v) for v in totals.cpu())
@@ -198,7 +210,9 @@ class Trainer:
                 group_loss = torch.zeros((), device=self.device)
                 group_ids = []
                 self._apply_freeze()
-                if on_update is not None and on_update(UpdateInfo(progress.epoch, progress.step, index + 1, batches, lr, skipped)):
+                if on_update is not None and on_update(
+                    UpdateInfo(progress.epoch, progress.step, index + 1, batches, lr, skipped)
+                ):
                     return False
         progress.batch_in_epoch = 0
         return True
@@ -225,8 +239,16 @@ class Trainer:
             self._run_count += labels.numel()
             if dynamics is not None:
                 nll, margin = plain_ce_and_margin(logits, labels)
-                dynamics.add(batch.sample_ids, step=self.progress.step, labels=labels, preds=preds, loss=nll, margin=margin,
-                             probs=logits.float().softmax(dim=1), progress=self.progress)  # fmt: skip
+                dynamics.add(
+                    batch.sample_ids,
+                    step=self.progress.step,
+                    labels=labels,
+                    preds=preds,
+                    loss=nll,
+                    margin=margin,
+                    probs=logits.float().softmax(dim=1),
+                    progress=self.progress,
+                )
         return loss / group_size
 
     def _update(self, group_loss: torch.Tensor, group_ids: list[str]) -> tuple[float, bool]:
@@ -252,7 +274,11 @@ class Trainer:
             progress.nonfinite_in_a_row += 1
             log.warning(
                 "epoch %d step %d: non-finite loss %s / grad norm %s, update skipped (%d in a row); samples %s",
-                progress.epoch, progress.step, float(group_loss), float(grad_norm), progress.nonfinite_in_a_row,
+                progress.epoch,
+                progress.step,
+                float(group_loss),
+                float(grad_norm),
+                progress.nonfinite_in_a_row,
                 group_ids[:8] + (["..."] if len(group_ids) > 8 else []),
             )
         self.scaler.update()

@@ -28,7 +28,11 @@ class RunSignals:
 
     def install(self) -> RunSignals:
         """Install the handlers (main thread only); ``restore`` puts the previous ones back."""
-        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop), (signal.SIGUSR1, self._on_usr1)):
+        for sig, handler in (
+            (signal.SIGTERM, self._on_stop),
+            (signal.SIGINT, self._on_stop),
+            (signal.SIGUSR1, self._on_usr1),
+        ):
             self._previous[sig] = signal.signal(sig, handler)
         return self
 

@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.contracts.status_file import ACTIVE_STATES, STATES, STATUS_FILE, check_fields, read_status_file, write_status_file
+from common.contracts.status_file import (
+    ACTIVE_STATES,
+    STATES,
+    STATUS_FILE,
+    check_fields,
+    read_status_file,
+    write_status_file,
+)
 
 
 class StatusWriter:
@@ -51,14 +58,19 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
         from common.folders import describe, what_is
 
         found = what_is(run_dir)
-        what = f"this is {describe(found)}, not a run directory" if found not in (None, "", "train run") else (
-            "not a run directory, or the run never started")
+        what = (
+            f"this is {describe(found)}, not a run directory"
+            if found not in (None, "", "train run")
+            else ("not a run directory, or the run never started")
+        )
         raise ValueError(f"{run_dir}: no {STATUS_FILE} ({what})") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from None
     if doc.get("state") in ACTIVE_STATES and not _running(Path(run_dir), doc.get("pid")):
         doc["state_written"], doc["state"] = doc["state"], "died"
-        doc["state_note"] = f"process {doc.get('pid')} is gone (killed?); rerun the same command to resume from the last checkpoint"
+        doc["state_note"] = (
+            f"process {doc.get('pid')} is gone (killed?); rerun the same command to resume from the last checkpoint"
+        )
     return doc
 
 
@@ -94,8 +106,11 @@ def format_status(doc: dict[str, Any]) -> str:
         if doc.get("batches"):
             where += f"  batch {doc.get('batch')}/{doc['batches']}"
     lines = [
-        f"state      {doc.get('state')}" + (f"  ({doc['state_note']})" if doc.get("state_note") else "")
-        + (f"  by {doc['stopped_by']}" if doc.get("stopped_by") and doc.get("state") in ("stopped", "finished") else ""),
+        f"state      {doc.get('state')}"
+        + (f"  ({doc['state_note']})" if doc.get("state_note") else "")
+        + (
+            f"  by {doc['stopped_by']}" if doc.get("stopped_by") and doc.get("state") in ("stopped", "finished") else ""
+        ),
         f"progress   {where}  step {doc.get('step')}  pid {doc.get('pid')}",
         f"speed      {doc.get('images_per_s') or 0:.1f} img/s   epoch ETA {_duration(eta) if eta is not None else '?'}",
     ]
@@ -103,16 +118,27 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append(f"error      {doc['error']}")
     if doc.get("last_metrics"):
         m = doc["last_metrics"]
-        lines.append("last eval  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()
-                                               if isinstance(v, (int, float))))  # fmt: skip
+        lines.append(
+            "last eval  "
+            + "  ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in m.items()
+                if isinstance(v, (int, float))
+            )
+        )
     best = doc.get("best")
     if isinstance(best, dict) and best.get("value") is not None:
-        lines.append(f"best       {best.get('metric')} {best['value']:.4f} at step {best.get('step')} (epoch {best.get('epoch')})")
+        lines.append(
+            f"best       {best.get('metric')} {best['value']:.4f} at step {best.get('step')} (epoch "
+            f"{best.get('epoch')})"
+        )
     elif best:
         lines.append("best       " + "  ".join(f"{k} {v}" for k, v in best.items()))
     checkpoint = doc.get("last_checkpoint")
     if isinstance(checkpoint, dict):
-        checkpoint = f"{checkpoint.get('path')} at step {checkpoint.get('step')}" + (f", {checkpoint['time']}" if checkpoint.get("time") else "")
+        checkpoint = f"{checkpoint.get('path')} at step {checkpoint.get('step')}" + (
+            f", {checkpoint['time']}" if checkpoint.get("time") else ""
+        )
     lines.append(f"checkpoint {checkpoint or 'none yet'}")
     lines.append(f"updated    {doc.get('updated')}")
     return "\n".join(lines)

@@ -3,15 +3,13 @@ threshold-sample run, and the manifest they stand for."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 import torch
 
+from train.data.synthetic import TensorLoader, synthetic_images
 from train.data.threshold import with_threshold_samples
 from train.fit.run import run_training
-from train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class
@@ -30,21 +28,37 @@ def audited_runs(tmp_path_factory: pytest.TempPathFactory):
     runs = []
     for name, threshold in (("plain", False), ("threshold", True)):
         torch.manual_seed(0)
-        cfg = load_config(values={
-            "out_dir": str(base), "run_name": name, "data.image_size": 32, "data.batch_size": 8, "schedule.epochs": 3,
-            "schedule.warmup_steps": 1, "optim.lr": 3e-3, "compute.device": "cpu", "record.progress": False,
-            "audit.threshold_samples": threshold,
-        })  # fmt: skip
+        cfg = load_config(
+            values={
+                "out_dir": str(base),
+                "run_name": name,
+                "data.image_size": 32,
+                "data.batch_size": 8,
+                "schedule.epochs": 3,
+                "schedule.warmup_steps": 1,
+                "optim.lr": 3e-3,
+                "compute.device": "cpu",
+                "record.progress": False,
+                "audit.threshold_samples": threshold,
+            }
+        )
         train = TensorLoader(x, noisy, ids, batch_size=8, train=True, seed=0)
         val = TensorLoader(xv, yv, idv, batch_size=8, train=False)
         vocabulary, weights = VOCAB, None
         if threshold:
             train, vocabulary, weights = with_threshold_samples(train, VOCAB, weights, cfg.audit)
-        runs.append(run_training(cfg, train_loader=train, val_loader=val, vocabulary=vocabulary, class_weights=weights).run_dir)
-    manifest = pl.DataFrame({
-        "sample_id": ids, "image_path": [f"frames/{s}.jpg" for s in ids], "group_id": [f"video{i // 4}" for i in range(32)],
-        "split": ["train"] * 32, "label": [VOCAB[i] for i in noisy.tolist()],
-    })  # fmt: skip
+        runs.append(
+            run_training(cfg, train_loader=train, val_loader=val, vocabulary=vocabulary, class_weights=weights).run_dir
+        )
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ids,
+            "image_path": [f"frames/{s}.jpg" for s in ids],
+            "group_id": [f"video{i // 4}" for i in range(32)],
+            "split": ["train"] * 32,
+            "label": [VOCAB[i] for i in noisy.tolist()],
+        }
+    )
     (base / "clean").mkdir()
     manifest.write_parquet(base / "clean" / "manifest.parquet")
     return {"runs": runs, "clean": base / "clean", "ids": ids, "flipped": [ids[i] for i in FLIPPED], "base": base}

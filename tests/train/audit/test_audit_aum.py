@@ -11,8 +11,16 @@ def _dyn(rows: list[tuple[str, int, int, float, bool]]) -> pl.DataFrame:
 
 
 def test_aum_is_the_mean_margin_over_finite_rows():
-    dyn = _dyn([("a", 0, 0, 1.0, True), ("a", 1, 0, 3.0, True), ("a", 2, 0, -100.0, False),
-                ("b", 0, 1, -1.0, True), ("b", 1, 1, float("nan"), True), ("b", 2, 1, 0.5, True)])  # fmt: skip
+    dyn = _dyn(
+        [
+            ("a", 0, 0, 1.0, True),
+            ("a", 1, 0, 3.0, True),
+            ("a", 2, 0, -100.0, False),
+            ("b", 0, 1, -1.0, True),
+            ("b", 1, 1, float("nan"), True),
+            ("b", 2, 1, 0.5, True),
+        ]
+    )
     got = aum(dyn)
     assert got.rows() == [("a", 2.0, 2, 0), ("b", -0.25, 2, 1)]
 
@@ -60,7 +68,10 @@ def test_calibrated_cutoff_corrects_for_the_wrong_labels_the_model_does_not_doub
     c = _sigmoid(a + b * values[doubted]).mean()
     assert (np.log(c / (2 - c)) - a) / b > 0.0 and calibrated_cutoff(values, doubted) == 0.0
     # doubt spread over positive AUMs too (out-of-fold doubt of labels the run memorised): still at most 0
-    assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0]), np.array([True, True, True, False, True, False])) == 0.0
+    assert (
+        calibrated_cutoff(np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0]), np.array([True, True, True, False, True, False]))
+        == 0.0
+    )
     # nothing to calibrate against, or doubt rising with the AUM: nothing flagged
     assert calibrated_cutoff(np.array([-1.0, 0.0, 1.0]), np.array([True, False, False])) == float("-inf")
     assert calibrated_cutoff(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([False, False, True, True])) == float("-inf")

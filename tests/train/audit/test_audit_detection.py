@@ -61,17 +61,28 @@ def write_split(split_dir: Path, ids: list[str], images: torch.Tensor, labels: l
         tars.append(writer.add(sample_id, {CLS: str(label).encode(), JPG: jpegs[sample_id], JSON: b"{}"}))
     writer.close()
     pl.DataFrame(
-        {"sample_id": ids, "key": ids, "shard": tars, "label_id": labels, "decode_path": ["full"] * len(ids), "reason": [None] * len(ids)},
+        {
+            "sample_id": ids,
+            "key": ids,
+            "shard": tars,
+            "label_id": labels,
+            "decode_path": ["full"] * len(ids),
+            "reason": [None] * len(ids),
+        },
         schema=pl.Schema(SAMPLES),
-    ).write_parquet(split_dir / SAMPLES_FILE)  # fmt: skip
+    ).write_parquet(split_dir / SAMPLES_FILE)
     return jpegs
 
 
 def write_planted_run(run_dir: Path, ids: list[str], given: np.ndarray, shown: np.ndarray) -> None:
     """A run folder as ``train run`` leaves it, whose dynamics tell the story above (one batch an epoch)."""
     record = RunRecord(run_dir, tensorboard=False)
-    record.write_start(load_train_config(values={"schedule.epochs": EPOCHS}).model_dump(mode="json"), seed=0, device="none (planted)",
-                       extra={"vocabulary": VOCAB, "batches_per_epoch": 1, "steps_per_epoch": 1})  # fmt: skip
+    record.write_start(
+        load_train_config(values={"schedule.epochs": EPOCHS}).model_dump(mode="json"),
+        seed=0,
+        device="none (planted)",
+        extra={"vocabulary": VOCAB, "batches_per_epoch": 1, "steps_per_epoch": 1},
+    )
     rows = np.arange(N)
     pace = 1.0 + (rows % 7) / 10  # each right label's own pace: the AUMs spread
     for epoch in range(EPOCHS):
@@ -86,12 +97,28 @@ def write_planted_run(run_dir: Path, ids: list[str], given: np.ndarray, shown: n
         own = logits.gather(1, labels[:, None])[:, 0]
         other = logits.scatter(1, labels[:, None], -torch.inf).max(dim=1).values
         dynamics = EpochDynamics(run_dir / "dynamics", epoch)
-        dynamics.add(ids, step=epoch, labels=labels, preds=logits.argmax(dim=1), margin=own - other, probs=probs,
-                     loss=-probs.gather(1, labels[:, None])[:, 0].log())  # fmt: skip
+        dynamics.add(
+            ids,
+            step=epoch,
+            labels=labels,
+            preds=logits.argmax(dim=1),
+            margin=own - other,
+            probs=probs,
+            loss=-probs.gather(1, labels[:, None])[:, 0].log(),
+        )
         dynamics.close(1)
         record.log("train", step=epoch, epoch=epoch, train_loss=1.0, train_accuracy=0.9, lr=1e-3)
-        record.log("eval", step=epoch, epoch=epoch, end_of_epoch=True, count=40, loss=1.0, accuracy=0.9, macro_f1=0.9,
-                   per_class={name: {"support": 10} for name in VOCAB})  # fmt: skip
+        record.log(
+            "eval",
+            step=epoch,
+            epoch=epoch,
+            end_of_epoch=True,
+            count=40,
+            loss=1.0,
+            accuracy=0.9,
+            macro_f1=0.9,
+            per_class={name: {"support": 10} for name in VOCAB},
+        )
     record.close()
 
 
@@ -105,16 +132,29 @@ def audit(tmp_path_factory: pytest.TempPathFactory) -> dict:
     shown = truth.copy()  # the class each image shows (what the dynamics climb towards)
     shown[list(HARD)] = (truth[list(HARD)] + 1) % len(VOCAB)
     write_planted_run(base / "runs" / "planted", ids, given, shown)
-    manifest = pl.DataFrame({
-        "sample_id": ids, "image_path": [f"frames/{s}.jpg" for s in ids], "group_id": [f"video{i // 4}" for i in range(N)],
-        "split": ["train"] * N, "label": [VOCAB[i] for i in given],
-    })  # fmt: skip
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ids,
+            "image_path": [f"frames/{s}.jpg" for s in ids],
+            "group_id": [f"video{i // 4}" for i in range(N)],
+            "split": ["train"] * N,
+            "label": [VOCAB[i] for i in given],
+        }
+    )
     (base / "clean").mkdir()
     manifest.write_parquet(base / "clean" / "manifest.parquet")
     jpegs = write_split(base / "shards" / "train", ids, x, given.tolist())
     out = base / "audit"
-    suspects = run_audit(AuditJob(runs=[base / "runs" / "planted"], manifest=base / "clean", out=out,
-                                  shards=base / "shards", predict=False, gallery=48))  # fmt: skip
+    suspects = run_audit(
+        AuditJob(
+            runs=[base / "runs" / "planted"],
+            manifest=base / "clean",
+            out=out,
+            shards=base / "shards",
+            predict=False,
+            gallery=48,
+        )
+    )
     planted = manifest.filter(pl.col("sample_id").is_in([ids[i] for i in FLIPPED])).select("image_path")
     return {"suspects": suspects, "out": out, "jpegs": jpegs, "ids": ids, "planted": planted}
 
@@ -125,11 +165,23 @@ def test_audit_finds_the_planted_flips_at_the_planted_precision_and_recall(audit
     assert flagged == sorted(ids[i] for i in (0, 5, 10, *HARD))
     scores = {r["signal"]: r for r in score_audit(suspects, audit["planted"]).iter_rows(named=True)}
     verdict = scores["label_issue (the verdict)"]
-    assert (verdict["flagged"], verdict["true_positives"], verdict["precision"], verdict["recall"]) == (5, 3, 3 / 5, 3 / 4)
+    assert (verdict["flagged"], verdict["true_positives"], verdict["precision"], verdict["recall"]) == (
+        5,
+        3,
+        3 / 5,
+        3 / 4,
+    )
     assert verdict["f1"] == pytest.approx(2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))
-    # each of the two views the verdict needs flags the five, the AUM also the forgotten one; neither sees the memorised flip
-    assert (scores["the model prefers another class"]["flagged"], scores["the model prefers another class"]["true_positives"]) == (5, 3)
-    assert (scores["AUM at or below the cut-off"]["flagged"], scores["AUM at or below the cut-off"]["true_positives"]) == (6, 3)
+    # each of the two views the verdict needs flags the five, the AUM also the forgotten one;
+    # neither sees the memorised flip
+    assert (
+        scores["the model prefers another class"]["flagged"],
+        scores["the model prefers another class"]["true_positives"],
+    ) == (5, 3)
+    assert (
+        scores["AUM at or below the cut-off"]["flagged"],
+        scores["AUM at or below the cut-off"]["true_positives"],
+    ) == (6, 3)
     verdicts = dict(suspects.select("sample_id", "verdict").iter_rows())
     assert verdicts[ids[MEMORISED]] == "ok"
     assert verdicts[ids[FORGOTTEN]] == "ambiguous"  # the lowest AUM, but the model keeps its label
@@ -148,7 +200,10 @@ def test_gallery_shows_each_suspect_once_with_its_image(audit):
         assert (out / "gallery" / f"{sample_id}.jpg").read_bytes() == audit["jpegs"][sample_id]
 
     page = (out / "audit.html").read_text(encoding="utf-8")
-    cards = re.findall(r'<div class="card (\w+)"><img src="gallery/([^"]+)\.jpg" alt=""><div><b>#(\d+)</b>.*?<code>([^<]+)</code>', page)
+    cards = re.findall(
+        r'<div class="card (\w+)"><img src="gallery/([^"]+)\.jpg" alt=""><div><b>#(\d+)</b>.*?<code>([^<]+)</code>',
+        page,
+    )
     # one card per gallery image, in rank order, each naming the sample its image shows
     assert [(v, image, int(r), code) for v, image, r, code in cards] == [
         (row["verdict"], row["sample_id"], row["rank"], row["sample_id"]) for row in shown.iter_rows(named=True)

@@ -4,12 +4,14 @@ from train.audit.disagreement import disagreement
 
 
 def test_owner_and_inspector():
-    manifest = pl.DataFrame({
-        "sample_id": ["a", "b", "c", "d"],
-        "label": ["공포", "공포", "공격성", "공포"],
-        "owner_emotion": ["공포", "공격성", None, "공포"],
-        "inspect_emotion": ["공포", "공포", "공격성", "공격성"],
-    })  # fmt: skip
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ["a", "b", "c", "d"],
+            "label": ["공포", "공포", "공격성", "공포"],
+            "owner_emotion": ["공포", "공격성", None, "공포"],
+            "inspect_emotion": ["공포", "공포", "공격성", "공격성"],
+        }
+    )
     got = disagreement(manifest)
     assert got.rows() == [("a", False, None), ("b", True, "공격성"), ("c", None, None), ("d", True, "공격성")]
 

@@ -49,7 +49,9 @@ def test_unlabelled_rows_give_no_vote_and_chunks_agree() -> None:
             if groups[j] not in best or sim[i, j] > sim[i, best[groups[j]]]:
                 best[groups[j]] = j
         # a row asks min(4, its label's videos - 1) of them: a video counts for its most common label
-        modes = [np.bincount(labels[(groups == v) & (labels >= 0)], minlength=3).argmax() for v in range(1, 10)]  # 0: unlabelled
+        modes = [
+            np.bincount(labels[(groups == v) & (labels >= 0)], minlength=3).argmax() for v in range(1, 10)
+        ]  # 0: unlabelled
         asks = 4 if labels[i] < 0 else max(1, min(4, modes.count(labels[i]) - 1))
         top = sorted(best.values(), key=lambda j: -sim[i, j])[:asks]
         expected = (np.bincount(labels[top], minlength=3) + 1 / 3) / (asks + 1)
@@ -69,7 +71,9 @@ def test_a_small_class_is_not_outvoted_by_a_nearby_one() -> None:
     np.testing.assert_allclose(probs[labels == 0, 0], (3 + 1 / 6) / 4)
 
 
-def _videos(seed: int, *, videos: int = 30, frames: int = 6, planted: tuple[int, ...] = (2, 13, 25)) -> tuple[pl.DataFrame, np.ndarray]:
+def _videos(
+    seed: int, *, videos: int = 30, frames: int = 6, planted: tuple[int, ...] = (2, 13, 25)
+) -> tuple[pl.DataFrame, np.ndarray]:
     """Frames as embeddings near their true class's centre (videos spread around it); ``planted`` videos carry
     the next class's label on every frame."""
     rng = np.random.default_rng(seed)
@@ -81,19 +85,35 @@ def _videos(seed: int, *, videos: int = 30, frames: int = 6, planted: tuple[int,
         middle = centres[true] + rng.normal(size=16)
         for f in range(frames):
             emb.append(middle + 0.3 * rng.normal(size=16))
-            rows.append({"sample_id": f"s{v:02d}_{f}", "group_id": f"video{v:02d}", "label": VOCAB[given], "label_id": given,
-                         "aum": 1.0, "model_label": VOCAB[given], "annotators_disagree": False, "other_label": None})  # fmt: skip
+            rows.append(
+                {
+                    "sample_id": f"s{v:02d}_{f}",
+                    "group_id": f"video{v:02d}",
+                    "label": VOCAB[given],
+                    "label_id": given,
+                    "aum": 1.0,
+                    "model_label": VOCAB[given],
+                    "annotators_disagree": False,
+                    "other_label": None,
+                }
+            )
     return pl.DataFrame(rows), np.asarray(emb, dtype=np.float32)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_whole_planted_videos_are_the_label_issues_and_ranked_first(seed: int) -> None:
     frames, emb = _videos(seed)
-    probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
+    probs = neighbour_probs(
+        emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3
+    )
     groups = judge_groups(frames, probs, VOCAB)
     assert groups.columns == list(GROUPS) and groups.height == 30
     assert groups.head(3).get_column("group_id").sort().to_list() == ["video02", "video13", "video25"]
-    assert groups.filter(pl.col("group_verdict") == "label_issue").get_column("group_id").sort().to_list() == ["video02", "video13", "video25"]
+    assert groups.filter(pl.col("group_verdict") == "label_issue").get_column("group_id").sort().to_list() == [
+        "video02",
+        "video13",
+        "video25",
+    ]
     flagged = groups.head(3).select("group_id", "label", "group_suggested_label").sort("group_id").rows()
     # true class of video v is v % 3, the planted label the next class (13 and 25: two wrong calm videos, one vote each)
     assert flagged == [("video02", "happy", "angry"), ("video13", "angry", "calm"), ("video25", "angry", "calm")]
@@ -106,7 +126,9 @@ def test_annotator_disagreement_raises_a_video_but_never_decides_alone() -> None
     frames = frames.with_columns(
         annotators_disagree=pl.col("group_id").is_in(["video05", "video13"]), other_label=pl.lit("scared")
     )
-    probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
+    probs = neighbour_probs(
+        emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3
+    )
     groups = judge_groups(frames, probs, VOCAB)
     verdicts = dict(groups.select("group_id", "group_verdict").iter_rows())
     assert verdicts["video05"] == "ambiguous" and verdicts["video13"] == "label_issue"
@@ -116,7 +138,9 @@ def test_annotator_disagreement_raises_a_video_but_never_decides_alone() -> None
 
 def test_groups_of_one_image_get_no_group_verdict() -> None:
     frames, emb = _videos(0, frames=1)
-    probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
+    probs = neighbour_probs(
+        emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3
+    )
     assert judge_groups(frames, probs, VOCAB).is_empty()
 
 
@@ -135,7 +159,9 @@ def test_a_group_labelled_frame_by_frame_has_no_video_verdict() -> None:
     mixed = pl.col("sample_id") == "s04_0"  # one frame of video04 labelled otherwise: labels per frame, not per video
     frames = frames.with_columns(label_id=pl.when(mixed).then((pl.col("label_id") + 1) % 3).otherwise("label_id"))
     frames = frames.with_columns(label=pl.col("label_id").replace_strict(dict(enumerate(VOCAB))))
-    probs = neighbour_probs(emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3)
+    probs = neighbour_probs(
+        emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy(), num_classes=3
+    )
     groups = judge_groups(frames, probs, VOCAB)
     assert groups.height == 29 and "video04" not in groups.get_column("group_id").to_list()
 
@@ -148,8 +174,18 @@ def test_a_video_whose_frames_mostly_agree_is_not_a_label_issue() -> None:
     rows, probs = [], []
     for v, label in enumerate(labels):
         for f in range(4):
-            rows.append({"sample_id": f"s{v}_{f}", "group_id": f"video{v}", "label": VOCAB[label], "label_id": label, "aum": 1.0,
-                         "model_label": VOCAB[label], "annotators_disagree": False, "other_label": None})  # fmt: skip
+            rows.append(
+                {
+                    "sample_id": f"s{v}_{f}",
+                    "group_id": f"video{v}",
+                    "label": VOCAB[label],
+                    "label_id": label,
+                    "aum": 1.0,
+                    "model_label": VOCAB[label],
+                    "annotators_disagree": False,
+                    "other_label": None,
+                }
+            )
             p = np.full(3, 0.25)
             p[label] = 0.5
             probs.append([0.0, 0.0, 1.0] if v == 0 and f < 2 else p)

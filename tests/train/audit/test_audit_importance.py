@@ -17,11 +17,17 @@ from train.fit.dynamics import part_path, schema
 
 # (sample, epoch, label, pred, margin, probs, finite)
 ROWS = [
-    ("a", 0, 0, 0, 2.0, [1.0, 0.0], True), ("a", 1, 0, 0, 100.0, [1.0, 0.0], False), ("a", 1, 0, 0, 2.0, [1.0, 0.0], True),
+    ("a", 0, 0, 0, 2.0, [1.0, 0.0], True),
+    ("a", 1, 0, 0, 100.0, [1.0, 0.0], False),
+    ("a", 1, 0, 0, 2.0, [1.0, 0.0], True),
     ("a", 2, 0, 0, 2.0, [1.0, 0.0], True),
-    ("b", 0, 1, 1, 1.0, [0.5, 0.5], True), ("b", 1, 1, 0, -1.0, [0.5, 0.5], True), ("b", 2, 1, 1, 3.0, [0.0, 1.0], True),
-    ("c", 0, 1, 0, -1.0, [1.0, 0.0], True), ("c", 1, 1, 0, -1.0, [1.0, 0.0], True), ("c", 2, 1, 0, -1.0, [1.0, 0.0], True),
-]  # fmt: skip
+    ("b", 0, 1, 1, 1.0, [0.5, 0.5], True),
+    ("b", 1, 1, 0, -1.0, [0.5, 0.5], True),
+    ("b", 2, 1, 1, 3.0, [0.0, 1.0], True),
+    ("c", 0, 1, 0, -1.0, [1.0, 0.0], True),
+    ("c", 1, 1, 0, -1.0, [1.0, 0.0], True),
+    ("c", 2, 1, 0, -1.0, [1.0, 0.0], True),
+]
 
 
 def fake_run(root: Path) -> Path:
@@ -33,11 +39,19 @@ def fake_run(root: Path) -> Path:
         rows = [r for r in ROWS if r[1] == epoch]
         cols = list(zip(*rows, strict=True))
         table = pa.table(
-            [pa.array(cols[0]), pa.array(cols[1], pa.int32()), pa.array([epoch * 3] * len(rows), pa.int64()),
-             pa.array(cols[2], pa.int32()), pa.array(cols[3], pa.int32()), pa.array([0.0] * len(rows), pa.float32()),
-             pa.array(cols[4], pa.float32()), pa.array(cols[5], pa.list_(pa.float16(), 2)), pa.array(cols[6])],
+            [
+                pa.array(cols[0]),
+                pa.array(cols[1], pa.int32()),
+                pa.array([epoch * 3] * len(rows), pa.int64()),
+                pa.array(cols[2], pa.int32()),
+                pa.array(cols[3], pa.int32()),
+                pa.array([0.0] * len(rows), pa.float32()),
+                pa.array(cols[4], pa.float32()),
+                pa.array(cols[5], pa.list_(pa.float16(), 2)),
+                pa.array(cols[6]),
+            ],
             schema=schema(2),
-        )  # fmt: skip
+        )
         pq.write_table(table, part_path(root / "dynamics", epoch, 0, 1))
     return root
 
