@@ -17,15 +17,16 @@ fitted), so the fit is read as positive-unlabelled data (Elkan & Noto, KDD 2008)
 samples are the labelled positives, ``c`` = the mean fitted probability over them estimates the
 share of wrong labels the model doubts, and the cut-off is the AUM where the fitted probability is
 ``c / 2``, where a wrong label becomes more likely than a right one (and at most 0). Learned from
-the data, never a count; it replaced a two-component Gaussian mixture on the AUMs, whose boundary moved from -0.41
-to +0.86 between two runs of the same data and flagged 74 % of a set with 21 % flips (a weak
-model's clean AUMs have a long low tail that no Gaussian fits).
+the data, never a count; it replaced a two-component Gaussian mixture on the AUMs, whose boundary
+moved by more than a unit of margin between two runs of the same data and flagged most of a set
+with a fifth of its labels flipped (a weak model's clean AUMs have a long low tail that no Gaussian
+fits; measured before the benches saved their results, not rerun since).
 
 Not adjusted within the video: taking off a share of each video's median AUM (so a hard video's
 clean frames look less suspect) ranked single flipped frames better, but when a whole video carries
 the wrong label (one annotator's label over a video, the users' case) it hid exactly those videos
-(ranking AUC 0.78 -> 0.54 on planted per-video flips, ``bench/noise_bench.py --noise-unit video``),
-so the AUM is used as it is.
+(on planted per-video flips, ``bench/noise_bench.py --noise-unit video``; measured before the
+benches saved their results, not rerun since), so the AUM is used as it is.
 
 Rows of skipped (non-finite) updates are left out of the means.
 """

@@ -16,10 +16,11 @@ A frame asks no more videos than its label has others: ``min(k, n_c - 1)`` (at l
 the videos whose frames mostly carry the frame's label ``c``. With ``k`` above that, the class
 cannot fill the places even where every neighbour is right: a class of four videos has at most
 three votes out of ten, and a frame of it sees whichever nearby class fills the other seven (on 24
-training videos, four per class, the uncapped vote called 11 to 23 of the 24 videos wrong with no
-video planted; docs/audit.md). Confident learning's thresholds are per class, so a class asked
-fewer neighbours is judged against its own. The
-votes are shares of ``k`` smoothed by one pseudo-count spread over the classes, so that a
+training videos, four per class, the uncapped vote called 11 and 22 of the 24 videos wrong on seeds
+0 and 1, with no video planted; docs/audit.md). Confident learning's thresholds are per class, so a
+class asked fewer neighbours is judged against its own.
+
+The votes are shares of the places asked, smoothed by one pseudo-count spread over the classes, so that a
 log-probability is always finite. Brute force in chunks on the audit's device: N x N x D
 multiply-adds (2 M frames x 1280 features: ~5 PFLOP, minutes on a GPU; docs/audit.md), memory one
 chunk of similarities and of per-video maxima (at most ``_CHUNK_ELEMENTS`` each).
