@@ -223,7 +223,7 @@ TRAIN_ROOMS = {
     "train": set(),  # the package's docstring
     "train.config": set(),
     "train.data": {"train.config"},
-    "train.rundir": set(),
+    "train.rundir": {"train.config"},
     "train.daemon": {"train.config", "train.rundir"},
     "train.fit": {"train.config", "train.data", "train.rundir"},
     "train.audit": {"train.config", "train.data", "train.fit"},

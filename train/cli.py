@@ -28,55 +28,17 @@ import time
 from pathlib import Path
 
 from common import cli
-from common.atomic import write_json, write_text
-from common.contracts.dataset_file import DATASET_FILE
+from common.atomic import write_json
 from common.contracts.ingest_tables import SPLITS
 from common.contracts.status_file import STATUS_FILE
-from common.textwidth import columns, ljust
 from train.config import ConfigError, TrainConfig, load_train_config
+from train.data.dataset import shards_root, split_folder
 from train.fit.logs import setup_logging
 
 log = logging.getLogger("train")
 
 
 DATA_HELP = "the `shards build` folder (with dataset.json) or one of its split folders"
-
-
-def shards_root(data: Path | None) -> Path | None:
-    """``--data`` for training: the shards folder; a split folder inside it stands for the folder."""
-    from train.data.dataset import check_shards_folder
-
-    if data is None:
-        return None
-    _not_another_tools(data)
-    check_shards_folder(data, what="--data")
-    if not (data / DATASET_FILE).is_file() and (data.parent / DATASET_FILE).is_file():
-        log.info("--data %s is a split folder: training on the shards folder %s", data, data.parent)
-        return data.parent
-    return data
-
-
-def split_folder(data: Path, split: str = "val") -> Path:
-    """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split`` (``--split``)."""
-    _not_another_tools(data)
-    if (data / DATASET_FILE).is_file():
-        if not (data / split).is_dir():
-            found = ", ".join(s for s in SPLITS if (data / s).is_dir()) or "none"
-            raise ConfigError(
-                f"--data {data}: expected a {split}/ split folder in the shards folder, got splits: {found}"
-            )
-        log.info("--data %s is the shards folder: using its %s split", data, split)
-        return data / split
-    return data
-
-
-def _not_another_tools(data: Path) -> None:
-    from common.folders import describe, what_is
-
-    found = what_is(data)
-    if found in ("ingest clean", "train run"):
-        hint = "; run `shards build` on it first" if found == "ingest clean" else ""
-        raise ConfigError(f"--data {data}: this is {describe(found)}, not shards{hint}")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -307,7 +269,9 @@ def _run(args: argparse.Namespace) -> int:
         },
     )
     if args.out is not None:
-        _not_another_tools_output(args.out)
+        from train.rundir.target import check_run_target
+
+        check_run_target(args.out)
     run_dir = args.out if args.out is not None else named_run_dir(cfg)
     if (
         run_dir is not None
@@ -388,15 +352,6 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_another_tools_output(out: Path) -> None:
-    """A run directory never goes into an ingest or shards output (``--new`` would move their files aside)."""
-    from common.folders import describe, what_is
-
-    found = what_is(out)
-    if found in ("ingest clean", "shards build"):
-        raise ConfigError(f"--out {out}: this is {describe(found)}, not a run directory; choose another folder")
-
-
 def _daemon(args: argparse.Namespace) -> int:
     from train.daemon.daemon import Daemon
 
@@ -412,24 +367,9 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_metrics(metrics: dict) -> str:
-    width = max([24, *map(columns, metrics["per_class"])])  # terminal columns: a Korean class name's syllables take two
-    lines = [
-        f"samples {metrics['count']}  loss {metrics['loss']:.4f}  nll {metrics['nll']:.4f}  accuracy "
-        f"{metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  macro-recall {metrics['macro_recall']:.4f}",
-        f"{ljust('class', width)} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
-    ]
-    for name, c in metrics["per_class"].items():
-        lines.append(
-            f"{ljust(name, width)} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8d}"
-        )
-    lines.append("confusion matrix (rows: label, columns: prediction, vocabulary order):")
-    lines.extend("  " + " ".join(f"{v:>6d}" for v in row) for row in metrics["confusion"])
-    return "\n".join(lines)
-
-
 def _eval(args: argparse.Namespace) -> int:
     from train.fit.evaluate import eval_checkpoint
+    from train.fit.metrics import format_metrics
 
     metrics = eval_checkpoint(
         args.checkpoint,
@@ -460,99 +400,33 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from train.plan import build_planner, format_plan, measure_on_cuda, parse_size, plan_as_dict, recommend
+    from train.plan import PlanOptions, plan
 
     cfg: TrainConfig = load_train_config(args.config, overrides=args.overrides)
-    say = (lambda *a: None) if args.json else print  # --json: the JSON alone on stdout
-    info = None
-    if cfg.data.shards is not None:
-        from train.data.dataset import read_dataset_info
-
-        try:
-            info = read_dataset_info(cfg.data.shards)
-        except (FileNotFoundError, ValueError) as exc:
-            log.warning("no dataset info (%s); using defaults", exc)
-    num_classes = info.num_classes if info else 10
-    image_size = args.image_size or cfg.data.image_size
-    effective = args.effective_batch or cfg.data.batch_size * cfg.optim.accumulate
-    output: dict = {}
-    if not args.skip_memory:
-        amp = args.amp or {"auto": "bf16"}.get(cfg.compute.amp, cfg.compute.amp)
-        allowances = {
-            k: v
-            for k, v in (
-                ("cuda_context_mib", args.cuda_context_mib),
-                ("workspace_mib", args.workspace_mib),
-                ("dali_fixed_mib", args.dali_mib),
-            )
-            if v is not None
-        }
-        planner = build_planner(
-            num_classes=num_classes,
-            image_size=image_size,
-            amp=amp,
-            optimizer=cfg.optim.name,
-            ema=cfg.optim.ema_decay > 0,
-            stored_size=args.stored_size or (info.image_size if info else None),
-            **allowances,
-        )
-        gpu = parse_size(args.gpu_memory)
-        rec = recommend(planner, gpu_memory=gpu, headroom=args.headroom, effective_batch=effective)
-        say(format_plan(planner, rec, gpu_memory=gpu))
-        output["memory"] = plan_as_dict(planner, rec)
-        if args.measure:
-            checked = measure_on_cuda(planner, batch_size=rec.batch_size or 8, num_classes=num_classes)
-            say(
-                f"measured on {checked['device']}: max_memory_allocated "
-                f"{checked['measured_max_allocated'] / 2**30:.2f} GiB vs estimated "
-                f"{checked['estimated_allocator_visible'] / 2**30:.2f} GiB (x{checked['ratio']:.2f}); outside the "
-                f"allocator {checked['measured_outside_allocator'] / 2**20:.0f} MiB vs assumed "
-                f"{checked['assumed_cuda_context'] / 2**20:.0f} MiB"
-            )
-            output["measured"] = checked
-    steps = args.steps_per_epoch
-    if steps is None and info is not None and info.split_counts(cfg.data.train_split):
-        from train.fit.schedule import optimizer_steps_per_epoch
-
-        samples = sum(info.split_counts(cfg.data.train_split))
-        steps = optimizer_steps_per_epoch(samples // cfg.data.batch_size, cfg.optim.accumulate)
-    if steps:
-        output["lr"] = _lr_curve(cfg, steps, args.lr_curve, say=say)
-    elif args.lr_curve:
-        raise ConfigError("--lr-curve: expected --steps-per-epoch, or data.shards with dataset.json counts")
+    allowances = {
+        "cuda_context_mib": args.cuda_context_mib,
+        "workspace_mib": args.workspace_mib,
+        "dali_fixed_mib": args.dali_mib,
+    }
+    options = PlanOptions(
+        gpu_memory=args.gpu_memory,
+        image_size=args.image_size,
+        effective_batch=args.effective_batch,
+        amp=args.amp,
+        stored_size=args.stored_size,
+        headroom=args.headroom,
+        allowances={k: v for k, v in allowances.items() if v is not None},
+        measure=args.measure,
+        skip_memory=args.skip_memory,
+        steps_per_epoch=args.steps_per_epoch,
+        lr_curve=args.lr_curve,
+    )
+    output = plan(cfg, options, say=(lambda *a: None) if args.json else print)  # --json: the JSON alone on stdout
     if args.out:
         write_json(args.out, output)
     if args.json:
-        import json
-
         print(json.dumps(output, indent=2))
     return 0
-
-
-def _lr_curve(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say=print) -> dict:
-    from train.fit.curves import write_lr_curve
-    from train.fit.schedule import WarmupCosine
-
-    total = cfg.schedule.epochs * steps_per_epoch
-    schedule = WarmupCosine(
-        cfg.optim.lr, cfg.schedule.min_lr, min(cfg.schedule.warmup_for(steps_per_epoch), total), total
-    )
-    w = schedule.warmup_steps
-    say(f"\nlearning rate: {steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs = {total} steps, warm-up {w}")
-    marks = sorted(
-        {0, max(w - 1, 0), w, (w + total) // 2, total - 1}
-        | {e * steps_per_epoch for e in range(1, cfg.schedule.epochs)}
-    )
-    for s in marks[:40]:
-        say(f"  step {s:>9d}  epoch {s / steps_per_epoch:>7.2f}  lr {schedule.lr_at(s):.3e}")
-    curve = schedule.curve()
-    if out is not None:
-        if out.suffix == ".csv":
-            write_text(out, "step,lr\n" + "".join(f"{s},{lr!r}\n" for s, lr in curve))
-        else:
-            write_lr_curve(out, curve)
-        say(f"wrote {out}")
-    return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": w, "curve": curve}
 
 
 def _audit(args: argparse.Namespace) -> int:

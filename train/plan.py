@@ -1,4 +1,4 @@
-"""``train plan``: will a batch size fit the GPU, and what does the learning-rate curve look like?
+"""``train plan``: will a batch size fit the GPU, and what does the learning-rate curve look like? (``plan``)
 
 Peak training memory for batch size ``b`` is estimated from the real model:
 
@@ -28,19 +28,24 @@ Peak training memory for batch size ``b`` is estimated from the real model:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from train.config import OptimConfig
+from train.config import ConfigError, OptimConfig, TrainConfig
 from train.data.loader_dali import PREFETCH_DEPTH
 from train.fit.loss import ClassWeightedCE
 from train.fit.model import build_model, place_model
 from train.fit.optim import build_optimizer
+
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -361,3 +366,100 @@ def measure_on_cuda(planner: MemoryPlanner, *, batch_size: int, num_classes: int
         "assumed_cuda_context": estimate.cuda_context,
         "device": torch.cuda.get_device_name(device),
     }
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What ``train plan`` is asked, beyond the run config: the card, and what to override or skip."""
+
+    gpu_memory: str = "12GiB"
+    image_size: int | None = None  # default: data.image_size
+    effective_batch: int | None = None  # default: data.batch_size x optim.accumulate
+    amp: str | None = None  # default: compute.amp (auto: bf16)
+    stored_size: int | None = None  # default: the shards' image size
+    headroom: float = 0.10
+    allowances: dict[str, float] = field(default_factory=dict)  # cuda_context_mib, workspace_mib, dali_fixed_mib
+    measure: bool = False
+    skip_memory: bool = False
+    steps_per_epoch: int | None = None  # default: from dataset.json's counts
+    lr_curve: Path | None = None
+
+
+def plan(cfg: TrainConfig, options: PlanOptions, *, say: Callable[..., None] = print) -> dict[str, Any]:
+    """The memory plan (unless ``skip_memory``) and the learning-rate curve of ``cfg``, said as it goes;
+    returns both as one document (``memory``, ``measured``, ``lr``)."""
+    from train.data.dataset import read_dataset_info
+
+    info = None
+    if cfg.data.shards is not None:
+        try:
+            info = read_dataset_info(cfg.data.shards)
+        except (FileNotFoundError, ValueError) as exc:
+            log.warning("no dataset info (%s); using defaults", exc)
+    num_classes = info.num_classes if info else 10
+    output: dict[str, Any] = {}
+    if not options.skip_memory:
+        planner = build_planner(
+            num_classes=num_classes,
+            image_size=options.image_size or cfg.data.image_size,
+            amp=options.amp or {"auto": "bf16"}.get(cfg.compute.amp, cfg.compute.amp),
+            optimizer=cfg.optim.name,
+            ema=cfg.optim.ema_decay > 0,
+            stored_size=options.stored_size or (info.image_size if info else None),
+            **options.allowances,
+        )
+        gpu = parse_size(options.gpu_memory)
+        effective = options.effective_batch or cfg.data.batch_size * cfg.optim.accumulate
+        rec = recommend(planner, gpu_memory=gpu, headroom=options.headroom, effective_batch=effective)
+        say(format_plan(planner, rec, gpu_memory=gpu))
+        output["memory"] = plan_as_dict(planner, rec)
+        if options.measure:
+            checked = measure_on_cuda(planner, batch_size=rec.batch_size or 8, num_classes=num_classes)
+            say(
+                f"measured on {checked['device']}: max_memory_allocated "
+                f"{checked['measured_max_allocated'] / 2**30:.2f} GiB vs estimated "
+                f"{checked['estimated_allocator_visible'] / 2**30:.2f} GiB (x{checked['ratio']:.2f}); outside the "
+                f"allocator {checked['measured_outside_allocator'] / 2**20:.0f} MiB vs assumed "
+                f"{checked['assumed_cuda_context'] / 2**20:.0f} MiB"
+            )
+            output["measured"] = checked
+    steps = options.steps_per_epoch
+    if steps is None and info is not None and info.split_counts(cfg.data.train_split):
+        from train.fit.schedule import optimizer_steps_per_epoch
+
+        samples = sum(info.split_counts(cfg.data.train_split))
+        steps = optimizer_steps_per_epoch(samples // cfg.data.batch_size, cfg.optim.accumulate)
+    if steps:
+        output["lr"] = lr_plan(cfg, steps, options.lr_curve, say=say)
+    elif options.lr_curve:
+        raise ConfigError("--lr-curve: expected --steps-per-epoch, or data.shards with dataset.json counts")
+    return output
+
+
+def lr_plan(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say: Callable[..., None] = print) -> dict:
+    """The schedule's learning rate at its turning points (said), the whole curve written to ``out``
+    (.csv, or a chart) when given; returns the steps and the curve."""
+    from common.atomic import write_text
+    from train.fit.curves import write_lr_curve
+    from train.fit.schedule import WarmupCosine
+
+    total = cfg.schedule.epochs * steps_per_epoch
+    schedule = WarmupCosine(
+        cfg.optim.lr, cfg.schedule.min_lr, min(cfg.schedule.warmup_for(steps_per_epoch), total), total
+    )
+    w = schedule.warmup_steps
+    say(f"\nlearning rate: {steps_per_epoch} steps/epoch x {cfg.schedule.epochs} epochs = {total} steps, warm-up {w}")
+    marks = sorted(
+        {0, max(w - 1, 0), w, (w + total) // 2, total - 1}
+        | {e * steps_per_epoch for e in range(1, cfg.schedule.epochs)}
+    )
+    for s in marks[:40]:
+        say(f"  step {s:>9d}  epoch {s / steps_per_epoch:>7.2f}  lr {schedule.lr_at(s):.3e}")
+    curve = schedule.curve()
+    if out is not None:
+        if out.suffix == ".csv":
+            write_text(out, "step,lr\n" + "".join(f"{s},{lr!r}\n" for s, lr in curve))
+        else:
+            write_lr_curve(out, curve)
+        say(f"wrote {out}")
+    return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": w, "curve": curve}

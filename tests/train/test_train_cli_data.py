@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from _loader_fixtures import build_shards
 
-from train.cli import main, shards_root, split_folder
+from train.cli import main
+from train.data.dataset import shards_root, split_folder
 
 
 @pytest.fixture(scope="module")

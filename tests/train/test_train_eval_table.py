@@ -5,8 +5,7 @@ import re
 import torch
 
 from common.textwidth import columns
-from train.cli import format_metrics
-from train.fit.metrics import metrics_from_confusion
+from train.fit.metrics import format_metrics, metrics_from_confusion
 
 NAMES = ["행복/즐거움", "편안/안정", "당황/놀람", "분노/짜증", "불안/걱정", "상처/슬픔"]
 

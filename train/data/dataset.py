@@ -1,16 +1,21 @@
 """What the trainer takes from ``SHARDS/dataset.json`` (the file's contract is
-``common.contracts.dataset_file``); the loader factory is ``train.data.loader.open_loader``."""
+``common.contracts.dataset_file``), and what a ``--data`` argument stands for (``shards_root`` for
+training, ``split_folder`` for eval and predict); the loader factory is ``train.data.loader.open_loader``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from common.contracts.dataset_file import DATASET_FILE, DatasetFile, SplitCounts, find_dataset_file
+from common.contracts.ingest_tables import SPLITS
 from common.contracts.labels_file import ClassWeights
 from common.contracts.labels_file import class_weights as compute_class_weights
 from train.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class DatasetInfo(BaseModel):
@@ -86,3 +91,39 @@ def check_shards_folder(path: str | Path | None, *, what: str = "data.shards") -
 def read_dataset_info(path: str | Path) -> DatasetInfo:
     """Read ``dataset.json`` from a shards root or from one of its split folders."""
     return DatasetInfo.of(DatasetFile.read(find_dataset_file(path)))
+
+
+def shards_root(data: Path | None) -> Path | None:
+    """``--data`` for training: the shards folder; a split folder inside it stands for the folder."""
+    if data is None:
+        return None
+    not_another_tools(data)
+    check_shards_folder(data, what="--data")
+    if not (data / DATASET_FILE).is_file() and (data.parent / DATASET_FILE).is_file():
+        log.info("--data %s is a split folder: training on the shards folder %s", data, data.parent)
+        return data.parent
+    return data
+
+
+def split_folder(data: Path, split: str = "val") -> Path:
+    """``--data`` for eval/predict: a split folder; the shards folder stands for its ``split`` (``--split``)."""
+    not_another_tools(data)
+    if (data / DATASET_FILE).is_file():
+        if not (data / split).is_dir():
+            found = ", ".join(s for s in SPLITS if (data / s).is_dir()) or "none"
+            raise ConfigError(
+                f"--data {data}: expected a {split}/ split folder in the shards folder, got splits: {found}"
+            )
+        log.info("--data %s is the shards folder: using its %s split", data, split)
+        return data / split
+    return data
+
+
+def not_another_tools(data: Path) -> None:
+    """``--data`` is not an ``ingest clean`` output or a run directory (each named, with the way on)."""
+    from common.folders import describe, what_is
+
+    found = what_is(data)
+    if found in ("ingest clean", "train run"):
+        hint = "; run `shards build` on it first" if found == "ingest clean" else ""
+        raise ConfigError(f"--data {data}: this is {describe(found)}, not shards{hint}")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from common.textwidth import columns, ljust
+
 
 class MetricAccumulator:
     def __init__(self, num_classes: int, *, device: str | torch.device = "cpu") -> None:
@@ -107,3 +109,21 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of an evaluation (no per-class table, no confusion matrix): what checkpoints,
     ``status.json`` and the run's evaluation history keep."""
     return {k: metrics[k] for k in ("count", "loss", "nll", "accuracy", "macro_f1", "macro_recall") if k in metrics}
+
+
+def format_metrics(metrics: dict) -> str:
+    """``train eval``'s table: the totals, per class precision/recall/F1/support (names padded by
+    terminal columns), and the confusion matrix."""
+    width = max([24, *map(columns, metrics["per_class"])])  # terminal columns: a Korean class name's syllables take two
+    lines = [
+        f"samples {metrics['count']}  loss {metrics['loss']:.4f}  nll {metrics['nll']:.4f}  accuracy "
+        f"{metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  macro-recall {metrics['macro_recall']:.4f}",
+        f"{ljust('class', width)} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}",
+    ]
+    for name, c in metrics["per_class"].items():
+        lines.append(
+            f"{ljust(name, width)} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8d}"
+        )
+    lines.append("confusion matrix (rows: label, columns: prediction, vocabulary order):")
+    lines.extend("  " + " ".join(f"{v:>6d}" for v in row) for row in metrics["confusion"])
+    return "\n".join(lines)
