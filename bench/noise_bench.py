@@ -375,9 +375,8 @@ def run(work: Path, args: argparse.Namespace, rec: Recorder) -> int:
         make_shards(work / "clean_audited", work / "shards_cleaned", size=size), work / "run_cleaned", args
     )
 
-    if (
-        args.rounds == 2
-    ):  # the loop again: the cleaned run's view of every training image (and its AUM where it trained)
+    # the loop again: the cleaned run's view of every training image (and its AUM where it trained)
+    if args.rounds == 2:
         second = run_audit(
             AuditJob(
                 runs=[work / "run_noisy"],
@@ -408,9 +407,8 @@ def run(work: Path, args: argparse.Namespace, rec: Recorder) -> int:
             make_shards(work / "clean_audited2", work / "shards_cleaned2", size=size), work / "run_cleaned2", args
         )
 
-    if (
-        args.relabel
-    ):  # the same audit, acted on by relabelling: every flagged frame (or video) takes the suggested label
+    # the same audit, acted on by relabelling: every flagged frame (or video) takes the suggested label
+    if args.relabel:
         rules = work / "relabel.toml"
         rules.write_text('[rules."label.suspect"]\naction = "clip"\nforce = true\n', encoding="utf-8")
         clean(
