@@ -23,8 +23,8 @@ behaviour without that memory: every open checks every shard. The input is a spl
 of 500 written by ``shards.writer.ShardWriter`` with ``shards.parquet`` and ``samples.parquet``:
 real tars and indexes, with ~3 kB samples (a 1-byte ``.cls``, a 300-byte ``.jpg`` stand-in, a
 ``.json``) so that 2M samples take 6 GB of disk, not 40. Every open is an eval loader
-(``build_loader``, the PyTorch twin, which builds no pipeline at open) in a new process, as a DDP
-rank, a ``train eval`` or a daemon job opens it; only ``build_loader`` is timed. The first open
+(``open_loader``, the PyTorch twin, which builds no pipeline at open) in a new process, as a DDP
+rank, a ``train eval`` or a daemon job opens it; only ``open_loader`` is timed. The first open
 fills the cache; then ``--opens`` rounds each time one open with the cache and one with an empty
 cache folder (the baseline), and the medians are compared.
 
@@ -148,7 +148,7 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
     """Run one loader (in this process): warm-up epoch, then ``epochs`` timed epochs."""
     import torch
 
-    from train.data.loader import build_loader
+    from train.data.loader import LoaderSpec, open_loader
 
     torch.set_num_threads(1)
     if backend == "dali":  # the backend's own libraries are loaded before the baseline is taken
@@ -159,15 +159,11 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
         import webdataset  # noqa: F401
     baseline = pss_bytes(os.getpid())
     peak = baseline
-    loader = build_loader(
+    loader = open_loader(
         shards / "train",
-        train=True,
-        batch_size=BATCH,
-        image_size=SIZE,
+        LoaderSpec(train=True, batch_size=BATCH, image_size=SIZE, backend=backend, workers=workers),
         device="cpu",
         seed=0,
-        backend=backend,
-        workers=workers,
     )
     images, checksum = 0, 0.0
     for epoch in range(epochs + 1):
@@ -224,11 +220,14 @@ def reopen_child(split: Path, cache: Path) -> dict:
 
     os.environ[CACHE_ENV] = str(cache)
     import train.data.loader_torch  # noqa: F401  (its libraries are loaded before the clock starts)
-    from train.data.loader import build_loader
+    from train.data.loader import LoaderSpec, open_loader
 
     started = time.perf_counter()
-    loader = build_loader(
-        split, train=False, batch_size=BATCH, image_size=SIZE, device="cpu", seed=0, backend="torch", workers=0
+    loader = open_loader(
+        split,
+        LoaderSpec(train=False, batch_size=BATCH, image_size=SIZE, backend="torch", workers=0),
+        device="cpu",
+        seed=0,
     )
     return {
         "seconds": time.perf_counter() - started,

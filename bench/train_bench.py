@@ -5,7 +5,7 @@ has it, channels_last, per-sample dynamics on) on both sides:
 
 * **model alone**: ``train.synthetic.TensorLoader`` over normalised tensors already on the device,
   i.e. what the step costs when data is free;
-* **end-to-end**: the project's loader (``train.data.loader.open_loader`` -> ``build_loader``)
+* **end-to-end**: the project's loader (``train.data.loader.open_loader``)
   reading WebDataset shards built by ``shards build`` from the embedded demo dataset
   (``ingest demo-data`` -> ``ingest clean`` -> ``shards build``), stored at the users' 256:224
   ratio to the training size, decoding and augmenting them.
@@ -176,7 +176,7 @@ def main() -> None:
             print(f"end-to-end: skipped, train.data.loader is not available yet ({exc})")
         else:
             from train.data.dataset import read_dataset_info
-            from train.data.loader import open_loader
+            from train.data.loader import LoaderSpec, open_loader
 
             started = time.perf_counter()
             # stored at the users' 256:224 ratio to the training size, as `shards build` would for them
@@ -185,7 +185,10 @@ def main() -> None:
             print(f"input: shards at {shards}, stored at {stored} px ({time.perf_counter() - started:.0f} s to build)")
             info = read_dataset_info(shards)
             loader = open_loader(
-                shards / "train", train=True, batch_size=bs, image_size=image_size, device=str(device), seed=0
+                shards / "train",
+                LoaderSpec(train=True, batch_size=bs, image_size=image_size),
+                device=str(device),
+                seed=0,
             )
             print(f"       {type(loader).__name__}: {len(loader)} full batches per epoch, {info.num_classes} classes")
             trainer = make_trainer(info.num_classes, device, steps=10_000)

@@ -9,9 +9,9 @@ command line may import; the rest are this stage's insides):
 * ``train.plan``: ``plan`` (``PlanOptions``): memory per batch size and the learning-rate curve
   (``build_planner``, ``recommend``, ``format_plan``, ``lr_plan``);
 * ``train.data`` (a room: the data side): ``dataset.read_dataset_info``, ``dataset.shards_root`` and
-  ``dataset.split_folder`` (what ``--data`` stands for), ``loader.open_loader``,
-  ``loader.build_loader`` and ``loader.resolve_data_config``, ``transforms.TransformSpec``,
-  ``batch.Batch``/``batch.Loader``, ``synthetic.TensorLoader``;
+  ``dataset.split_folder`` (what ``--data`` stands for), ``loader.open_loader`` (the one
+  door, taking a ``loader.LoaderSpec``) and ``loader.resolve_data_config`` (its spec from ``[data]``),
+  ``transforms.TransformSpec``, ``batch.Batch``/``batch.Loader``, ``synthetic.TensorLoader``;
 * ``train.fit`` (the training side): ``run.train_from_config`` and ``run.run_training`` ->
   ``RunResult``; ``evaluate.eval_checkpoint``, ``evaluate.predict_checkpoint``; the checkpoint
   layout (``checkpoint``), the per-sample dynamics (``dynamics.read_dynamics``);

@@ -37,7 +37,7 @@ class DataConfig(_Section):
     image_size: int = Field(224, ge=16)
     batch_size: int = Field(64, ge=1)  # per optimizer micro-step, per rank
     eval_batch_size: int = Field(0, ge=0)  # 0: same as batch_size
-    loader: str = "auto"  # backend name passed to train.data.loader.build_loader ("auto", "dali", "torch")
+    loader: str = "auto"  # "auto", "dali", "torch": the LoaderSpec.backend of train.data.loader.open_loader
     workers: int = Field(4, ge=0)
     # The train transform (train.data.transforms); resolved for the loaders by train.data.loader.resolve_data_config.
     scale: tuple[float, float] = (0.25, 1.0)  # area fraction of the random resized crop (box crops: keep a quarter)

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from train.config import OptimConfig
 from train.data.batch import Batch
-from train.data.loader import open_loader
+from train.data.loader import LoaderSpec, open_loader
 from train.fit.checkpoint import TrainProgress
 from train.fit.device import Precision, rank_seed, seed_everything
 from train.fit.loss import ClassWeightedCE
@@ -106,13 +106,9 @@ def main(shards: Path, out: Path) -> None:
     seed_everything(rank_seed(3, rank))
     loader = open_loader(
         shards / "train",
-        train=True,
-        batch_size=2,
-        image_size=32,
+        LoaderSpec(train=True, batch_size=2, image_size=32, backend="dali", workers=1),
         device="cpu",
         seed=3,
-        backend="dali",
-        workers=1,
         rank=rank,
         world_size=world,
     )

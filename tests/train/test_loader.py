@@ -15,8 +15,8 @@ from train.config import load_train_config
 from train.data.batch import Batch
 from train.data.loader import (
     DEFAULT_SHUFFLE_BUFFER,
+    LoaderSpec,
     ShardSet,
-    build_loader,
     open_loader,
     resolve_backend,
     resolve_data_config,
@@ -32,9 +32,17 @@ def loader_shards(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return build_shards(demo_clean, tmp_path_factory)
 
 
+PLACEMENT = ("device", "seed", "rank", "world_size", "amp")
+
+
 def make(split_dir: Path, backend: str, *, train: bool, batch_size: int = 4, **kw) -> object:
-    options = {"image_size": IMAGE, "device": "cpu", "seed": 7, "workers": WORKERS[backend], **kw}
-    return build_loader(split_dir, train=train, batch_size=batch_size, backend=backend, **options)
+    """A loader through the one door; ``kw`` names spec fields, placement fields or mean/std."""
+    placement = {"device": "cpu", "seed": 7, **{k: kw.pop(k) for k in PLACEMENT if k in kw}}
+    normalize = {"mean": kw.pop("mean"), "std": kw.pop("std")} if "mean" in kw else None
+    spec = LoaderSpec(
+        train=train, batch_size=batch_size, backend=backend, **{"image_size": IMAGE, "workers": WORKERS[backend], **kw}
+    )
+    return open_loader(split_dir, spec, normalize=normalize, **placement)
 
 
 def epoch(loader, n: int | None = None) -> list[Batch]:
@@ -96,20 +104,14 @@ def test_the_data_config_is_resolved_in_one_place(loader_shards: Path) -> None:
             "data.jitter": 0.1,
         }
     ).data
-    assert resolve_data_config(data, train=True) == {
-        "train": True,
-        "batch_size": 4,
-        "image_size": IMAGE,
-        "backend": "torch",
-        "workers": 0,
-        "scale": (0.5, 1.0),
-        "jitter": 0.1,
-    }
-    assert (
-        resolve_data_config(data, train=False)["batch_size"] == 5
-        and resolve_data_config(data, train=False, batch_size=2)["batch_size"] == 2
+    assert resolve_data_config(data, train=True) == LoaderSpec(
+        train=True, batch_size=4, image_size=IMAGE, backend="torch", workers=0, scale=(0.5, 1.0), jitter=0.1
     )
-    loader = open_loader(loader_shards / "train", **resolve_data_config(data, train=True), device="cpu", seed=7)
+    assert (
+        resolve_data_config(data, train=False).batch_size == 5
+        and resolve_data_config(data, train=False, batch_size=2).batch_size == 2
+    )
+    loader = open_loader(loader_shards / "train", resolve_data_config(data, train=True), device="cpu", seed=7)
     assert (loader.spec.scale, loader.spec.jitter, loader.spec.size, loader.batch_size) == ((0.5, 1.0), 0.1, IMAGE, 4)
     defaults = load_train_config().data  # the transform's defaults are the data config's, written once
     assert (

@@ -17,7 +17,7 @@ import pytest
 from _loader_fixtures import IMAGE, build_shards, copy_split
 
 from train.data.check_cache import CACHE_ENV, FOLDER, settled
-from train.data.loader import ShardSet, build_loader
+from train.data.loader import LoaderSpec, ShardSet, open_loader
 
 SHARD = "shard-000000"
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,11 @@ def test_a_second_open_checks_nothing(loader_shards: Path, tmp_path: Path, cache
     assert ShardSet.open(split).checked == 3
     assert ShardSet.open(split).checked == 0
     for backend, workers in (("dali", 1), ("torch", 0)):
-        loader = build_loader(
-            split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers
+        loader = open_loader(
+            split,
+            LoaderSpec(train=False, batch_size=4, backend=backend, image_size=IMAGE, workers=workers),
+            device="cpu",
+            seed=7,
         )
         assert (loader.shards.checked, loader.shards.total) == (0, 22)
     assert _checked_in_new_process(split) == 0  # remembered on disk, for the next processes

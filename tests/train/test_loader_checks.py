@@ -11,7 +11,7 @@ import pytest
 from _loader_fixtures import IMAGE, build_shards, copy_split
 
 from shards.writer import ShardWriter
-from train.data.loader import ShardSet, build_loader
+from train.data.loader import LoaderSpec, ShardSet, open_loader
 
 SHARD = "shard-000000"
 
@@ -24,8 +24,11 @@ def loader_shards(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def _open_both(split: Path) -> None:
     ShardSet.open(split)
     for backend, workers in (("dali", 1), ("torch", 0)):
-        build_loader(
-            split, train=False, batch_size=4, backend=backend, image_size=IMAGE, device="cpu", seed=7, workers=workers
+        open_loader(
+            split,
+            LoaderSpec(train=False, batch_size=4, backend=backend, image_size=IMAGE, workers=workers),
+            device="cpu",
+            seed=7,
         )
 
 
@@ -47,15 +50,11 @@ def test_an_edited_middle_entry_is_refused(loader_shards: Path, tmp_path: Path) 
         ShardSet.open(split)
     for backend, workers in (("dali", 1), ("torch", 0)):
         with pytest.raises(ValueError, match="wrong index"):
-            build_loader(
+            open_loader(
                 split,
-                train=False,
-                batch_size=4,
-                backend=backend,
-                image_size=IMAGE,
+                LoaderSpec(train=False, batch_size=4, backend=backend, image_size=IMAGE, workers=workers),
                 device="cpu",
                 seed=7,
-                workers=workers,
             )
 
 

@@ -83,7 +83,7 @@ def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_read
     from shards.build import build
     from shards.config import ShardConfig
     from train.data.dataset import read_dataset_info
-    from train.data.loader import open_loader
+    from train.data.loader import LoaderSpec, open_loader
 
     shards = tmp_path / "shards"
     build(ShardConfig(manifest_dir=demo_clean, out=shards, size=64, max_samples=16, workers=1, quiet=True))
@@ -118,7 +118,10 @@ def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_read
         next(
             iter(
                 open_loader(
-                    split, train=False, batch_size=4, image_size=32, device="cpu", seed=0, backend="dali", workers=1
+                    split,
+                    LoaderSpec(train=False, batch_size=4, image_size=32, backend="dali", workers=1),
+                    device="cpu",
+                    seed=0,
                 )
             )
         ).images

@@ -9,7 +9,7 @@
   while the files are unchanged, so an unchanged split is checked once;
 * ``transforms``: ``TransformSpec``, the train and eval transforms declared once, realised for DALI
   and for PIL;
-* ``loader``: the front door: ``open_loader``/``build_loader`` return the DALI loader
+* ``loader``: the one door: ``open_loader`` reads as a ``LoaderSpec`` says and returns the DALI loader
   (``loader_dali``) or its PyTorch twin (``loader_torch``);
 * ``batch``: ``Batch`` and the ``Loader`` protocol every loader implements; ``synthetic``:
   ``TensorLoader``, a loader over tensors in memory (tests, benchmarks).

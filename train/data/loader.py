@@ -1,6 +1,6 @@
 """The training loader's front door, and the shard plan both loaders follow.
 
-``build_loader`` opens a ``SHARDS/<split>`` folder and returns the DALI loader
+``open_loader`` opens a ``SHARDS/<split>`` folder as a ``LoaderSpec`` says and returns the DALI loader
 (``train.data.loader_dali``) or its plain-PyTorch twin (``train.data.loader_torch``); both implement
 ``train.data.batch.Loader`` with the same transforms (``train.data.transforms``) and the same plan:
 
@@ -24,10 +24,9 @@ on disk; the error names the shard and key, and nothing is skipped silently.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from train.config import DataConfig
 from train.data.batch import Loader
@@ -70,70 +69,79 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """``rank``/``world_size`` as given, else from ``torch.distributed`` when initialised, else (0, 1)."""
-    if (rank is None or world_size is None) and torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank = torch.distributed.get_rank() if rank is None else rank
-        world_size = torch.distributed.get_world_size() if world_size is None else world_size
-    rank, world_size = (0 if rank is None else rank), (1 if world_size is None else world_size)
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-    return rank, world_size
+@dataclass(frozen=True)
+class LoaderSpec:
+    """What a loader reads and how, in one value: ``resolve_data_config`` makes it from a ``DataConfig``
+    (``train run/eval/predict``); tests and benches write one by hand.
+
+    ``backend``: "auto", "dali" or "torch" (``resolve_backend``). ``workers``: DALI CPU threads, or
+    DataLoader worker processes for the twin. ``decode``: "auto" decodes on the loader's device,
+    "cpu" forces CPU decoding. ``shuffle_buffer``: encoded samples per pipeline.
+    """
+
+    train: bool
+    batch_size: int
+    image_size: int
+    backend: str = "auto"
+    workers: int = 4
+    scale: tuple[float, float] = DATA_DEFAULTS.scale
+    jitter: float = DATA_DEFAULTS.jitter
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+    decode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or (self.train and self.batch_size < 2):
+            raise ValueError(
+                f"batch_size: expected at least {2 if self.train else 1} (BatchNorm in train mode needs 2), "
+                f"got {self.batch_size}"
+            )
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer: expected at least 1 sample, got {self.shuffle_buffer}")
+        if self.decode not in ("auto", "cpu"):
+            raise ValueError(f"decode: expected 'auto' or 'cpu', got {self.decode!r}")
 
 
-def build_loader(
-    split_dir: Path,
+def open_loader(
+    split_dir: str | Path,
+    spec: LoaderSpec,
     *,
-    train: bool,
-    batch_size: int,
-    image_size: int,
     device: str,
     seed: int,
-    backend: str = "auto",
-    workers: int = 4,
-    rank: int | None = None,
-    world_size: int | None = None,
-    scale: tuple[float, float] = DATA_DEFAULTS.scale,
-    jitter: float = DATA_DEFAULTS.jitter,
+    rank: int = 0,
+    world_size: int = 1,
     amp: bool = False,
-    mean: Any = None,
-    std: Any = None,
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-    decode: str = "auto",
+    normalize: dict[str, Any] | None = None,
 ) -> Loader:
-    """A ``Loader`` over ``split_dir`` (``SHARDS/<split>``); see the module docstring for the plan.
+    """The loader's one door: a ``Loader`` over ``split_dir`` (``SHARDS/<split>``), DALI or its PyTorch
+    twin, reading as ``spec`` says; see the module docstring for the plan.
 
-    ``device`` is "cpu" or "cuda[:N]"; ``decode`` "auto" decodes on that device, "cpu" forces CPU
-    decoding. ``workers``: DALI CPU threads, or DataLoader worker processes for the twin.
-    ``mean``/``std`` default to ``dataset.json``'s pixel_stats (0-255 scale), else ImageNet's.
-    ``amp``: float16 images when they are produced on a GPU.
+    ``device`` is "cpu" or "cuda[:N]". ``rank``/``world_size``: which of the processes this is (the
+    caller knows; the loader does not ask ``torch.distributed``). ``amp``: float16 images when they are
+    produced on a GPU. ``normalize``: ``{"mean", "std"}`` (0-255 scale), e.g. what a checkpoint was
+    trained with or what the caller already read from ``dataset.json``; None (or a None inside):
+    ``dataset.json``'s pixel statistics, else ImageNet's.
     """
     split_dir = Path(split_dir)
-    backend = resolve_backend(backend)
-    rank, world_size = distributed_rank(rank, world_size)
-    if batch_size < 1 or (train and batch_size < 2):
-        raise ValueError(
-            f"batch_size: expected at least {2 if train else 1} (BatchNorm in train mode needs 2), got {batch_size}"
-        )
-    if shuffle_buffer < 1:
-        raise ValueError(f"shuffle_buffer: expected at least 1 sample, got {shuffle_buffer}")
-    if decode not in ("auto", "cpu"):
-        raise ValueError(f"decode: expected 'auto' or 'cpu', got {decode!r}")
+    backend = resolve_backend(spec.backend)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
     shards = ShardSet.open(split_dir)
     if shards.total < world_size:
         raise ValueError(f"{split_dir}: {shards.total} samples cannot be split over {world_size} ranks")
-    if train and shards.batches(train=True, batch_size=batch_size, rank=rank, world_size=world_size) == 0:
+    batch_size = spec.batch_size
+    if spec.train and shards.batches(train=True, batch_size=batch_size, rank=rank, world_size=world_size) == 0:
         raise ValueError(
             f"{split_dir}: {shards.total} samples over {world_size} rank(s) cannot fill one training batch of "
             f"{batch_size}"
         )
+    mean, std = (normalize["mean"], normalize["std"]) if normalize is not None else (None, None)
     if mean is None or std is None:
         mean, std = _dataset_stats(split_dir, mean, std)
-    spec = transform_spec(
-        train=train,
-        image_size=image_size,
-        scale=scale,
-        jitter=jitter,
+    transform = transform_spec(
+        train=spec.train,
+        image_size=spec.image_size,
+        scale=spec.scale,
+        jitter=spec.jitter,
         mean=mean,
         std=std,
         half=amp and device.startswith("cuda"),
@@ -143,79 +151,36 @@ def build_loader(
         "seed": seed,
         "rank": rank,
         "world_size": world_size,
-        "workers": workers,
+        "workers": spec.workers,
         "device": device,
-        "shuffle_buffer": shuffle_buffer,
+        "shuffle_buffer": spec.shuffle_buffer,
     }
     if backend == "dali":
         from train.data.loader_dali import DaliLoader
 
-        return DaliLoader(shards, spec, decode=decode, **common)
+        return DaliLoader(shards, transform, decode=spec.decode, **common)
     from train.data.loader_torch import TorchLoader
 
-    return TorchLoader(shards, spec, **common)
+    return TorchLoader(shards, transform, **common)
 
 
-def open_loader(
-    split_dir: str | Path,
-    *,
-    train: bool,
-    batch_size: int,
-    image_size: int,
-    device: str,
-    seed: int,
-    backend: str = "auto",
-    workers: int = 4,
-    rank: int = 0,
-    world_size: int = 1,
-    scale: tuple[float, float] = DATA_DEFAULTS.scale,
-    jitter: float = DATA_DEFAULTS.jitter,
-    amp: bool = False,
-    normalize: dict[str, list[float]] | None = None,
-) -> Loader:
-    """The one place ``train run/eval/predict`` get a real loader (DALI or its PyTorch twin); they
-    take its data settings from ``resolve_data_config``.
-
-    ``normalize``: ``{"mean", "std"}`` (0-255 scale) the model was trained with, from its
-    checkpoint; None: the shards' own ``dataset.json`` pixel statistics (what training uses).
-    """
-    mean, std = (normalize["mean"], normalize["std"]) if normalize is not None else (None, None)
-    return build_loader(
-        Path(split_dir),
-        train=train,
-        batch_size=batch_size,
-        image_size=image_size,
-        device=device,
-        seed=seed,
-        backend=backend,
-        workers=workers,
-        rank=rank,
-        world_size=world_size,
-        scale=scale,
-        jitter=jitter,
-        amp=amp,
-        mean=mean,
-        std=std,
-    )
-
-
-def resolve_data_config(data: DataConfig, *, train: bool, batch_size: int | None = None) -> dict[str, Any]:
+def resolve_data_config(data: DataConfig, *, train: bool, batch_size: int | None = None) -> LoaderSpec:
     """What a ``DataConfig`` decides about a loader, resolved in one place (as timm's ``resolve_data_config``):
-    ``open_loader``'s keyword arguments for the training split (``train=True``) or an evaluated one.
+    the ``LoaderSpec`` of the training split (``train=True``) or of an evaluated one.
 
     ``batch_size``: an explicit one (``train eval --batch-size``), else ``data.batch_size`` for
     training and ``data.eval_batch_size`` (0: ``data.batch_size``) for evaluation.
     """
     batch_size = batch_size or (data.batch_size if train else data.eval_batch_size or data.batch_size)
-    return {
-        "train": train,
-        "batch_size": batch_size,
-        "image_size": data.image_size,
-        "backend": data.loader,
-        "workers": data.workers,
-        "scale": data.scale,
-        "jitter": data.jitter,
-    }
+    return LoaderSpec(
+        train=train,
+        batch_size=batch_size,
+        image_size=data.image_size,
+        backend=data.loader,
+        workers=data.workers,
+        scale=data.scale,
+        jitter=data.jitter,
+    )
 
 
 def _dataset_stats(split_dir: Path, mean: Any, std: Any) -> tuple[Any, Any]:

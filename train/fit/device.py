@@ -103,6 +103,30 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where and how this process trains, decided once per run (``resolve_placement``): the device, the
+    precision, and which of the ``world`` processes this is."""
+
+    device: torch.device
+    precision: Precision
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def half_images(self) -> bool:
+        """Half-precision images only where the model runs under autocast on a GPU (halves the copy)."""
+        return self.device.type == "cuda" and self.precision.dtype is not None
+
+
+def resolve_placement(device: str, amp: str) -> Placement:
+    """``compute.device`` and ``compute.amp`` resolved, with this process's rank (after
+    ``init_distributed``)."""
+    target = resolve_device(device)
+    rank, world = rank_and_world()
+    return Placement(target, resolve_precision(amp, target), rank, world)
+
+
 def is_main_process() -> bool:
     return rank_and_world()[0] == 0
 

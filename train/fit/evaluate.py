@@ -219,7 +219,7 @@ def _inference_setup(
             )
         loader = open_loader(
             data,
-            **resolve_data_config(cfg.data, train=False, batch_size=batch_size),
+            resolve_data_config(cfg.data, train=False, batch_size=batch_size),
             device=str(dev),
             seed=cfg.seed,
             normalize=normalize,  # the pixel statistics the model was trained with, not the evaluated shards'

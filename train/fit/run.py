@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +47,23 @@ from train.config import TrainConfig
 from train.data.batch import Loader
 from train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
 from train.data.loader import open_loader, resolve_data_config
-from train.fit.checkpoint import TrainProgress, load_checkpoint, rank_state, restore_rng
+from train.fit.build import Built, build, resume
+from train.fit.checkpoint import TrainProgress, restore_rng
 from train.fit.checkpoint_saver import CheckpointSaver
 from train.fit.context import RunContext
 from train.fit.device import (
+    Placement,
     broadcast_object,
     init_distributed,
-    rank_and_world,
     rank_seed,
-    resolve_device,
-    resolve_precision,
-    resolve_sync_bn,
+    resolve_placement,
     seed_everything,
 )
 from train.fit.logs import run_log
-from train.fit.loss import ClassWeightedCE
-from train.fit.model import build_model, place_model
-from train.fit.optim import build_optimizer
 from train.fit.report import RunReport
 from train.fit.resume import ResumePoint, clean_after, find_resume_point, move_aside
 from train.fit.runrecord import RunRecord
-from train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
 from train.fit.session import Session
-from train.fit.trainer import Trainer
 from train.rundir.lock import LOCK_FILE, RunLock, RunLocked
 from train.rundir.signals import RunSignals
 
@@ -148,17 +142,18 @@ def run_training(
     new: bool = False,
     signals: RunSignals | None = None,
     dataset: dict[str, Any] | None = None,
+    placement: Placement | None = None,
 ) -> RunResult:
     """Train ``run_dir`` (default ``out_dir/run_name``) to ``cfg.schedule.epochs`` epochs, early
     stopping or a stop signal; resume it when it holds a checkpoint (module docstring).
 
     ``signals``: the process's installed ``RunSignals`` (the CLI installs them); None: nothing stops
-    the run from outside.
+    the run from outside. ``placement``: the device, precision and rank the loaders were opened for
+    (``train_from_config`` resolves it once); None: resolved here from ``cfg.compute``.
     """
-    rank, world = rank_and_world()
+    place = placement or resolve_placement(cfg.compute.device, cfg.compute.amp)
+    rank, world, device = place.rank, place.world, place.device
     seed_everything(rank_seed(cfg.seed, rank), deterministic=cfg.compute.deterministic)
-    device = resolve_device(cfg.compute.device)
-    precision = resolve_precision(cfg.compute.amp, device)
     if device.type == "cpu" and cfg.compute.cpu_threads:
         torch.set_num_threads(cfg.compute.cpu_threads)
     run_dir = Path(broadcast_object(str(run_dir if run_dir is not None else _new_run_dir(cfg))))
@@ -187,7 +182,7 @@ def run_training(
         vocabulary=vocabulary,
         class_weights=class_weights,
         device=device,
-        precision=precision,
+        precision=place.precision,
         signals=signals,
         dataset=dataset,
         rank=rank,
@@ -223,83 +218,45 @@ def _keeping_the_error(write: Callable[..., None], *args: Any) -> None:
 
 
 def _train(ctx: RunContext, report: RunReport) -> RunResult:
-    cfg, point, run_dir, rank, world = ctx.cfg, ctx.point, ctx.run_dir, ctx.rank, ctx.world
-    train_loader, vocabulary, class_weights, device, precision = (
-        ctx.train_loader,
-        ctx.vocabulary,
-        ctx.class_weights,
-        ctx.device,
-        ctx.precision,
+    """Build, resume, record the start, then the session's epochs."""
+    built = build(ctx)
+    resumed = resume(ctx, built)
+    if resumed is not None and ctx.point.own:
+        report.resumed(ctx.point, resumed.state.get("metrics"), built.trainer.progress)
+    record = _record_start(ctx, built)
+    saver = CheckpointSaver(ctx, built.trainer, record.checkpoints)
+    session = Session(ctx, built.trainer, record, saver, report)
+    if resumed is not None and ctx.point.own:
+        session.last_metrics = dict(resumed.state.get("metrics") or {})  # until the next evaluation
+    if resumed is not None:
+        restore_rng(resumed.rng)  # last thing before training: the same random draws as the uninterrupted run
+    try:
+        stopped_by = session.fit()
+    except BaseException:
+        _keeping_the_error(record.close)
+        raise
+    record.close()
+    return RunResult(
+        run_dir=ctx.run_dir,
+        progress=built.trainer.progress,
+        last_metrics=session.last_metrics,
+        best_checkpoint=saver.best,
+        last_checkpoint=saver.last,
+        stopped_by=stopped_by,
+        resumed_from=ctx.point.checkpoint,
     )
-    model = build_model(
-        len(vocabulary),
-        arch=cfg.model.arch,
-        drop_rate=cfg.model.drop_rate,
-        drop_path_rate=cfg.model.drop_path_rate,
-        pretrained=cfg.model.pretrained,
-        freeze_bn=cfg.model.freeze_bn,
-    )
-    if point.checkpoint is None and not cfg.model.pretrained:
-        log.info("random initialisation (no pretrained weights given)")
-    init = "checkpoint" if point.checkpoint is not None else "pretrained" if cfg.model.pretrained else "random"
-    model = place_model(model, device, channels_last=cfg.compute.channels_last)  # before the optimizer sees it
-    sync_bn = resolve_sync_bn(cfg.compute.sync_bn, device=device, world_size=world, batch_size=cfg.data.batch_size)
-    steps_per_epoch = optimizer_steps_per_epoch(len(train_loader), cfg.optim.accumulate)
-    schedule = WarmupCosine(
-        lr=cfg.optim.lr,
-        min_lr=cfg.schedule.min_lr,
-        warmup_steps=min(cfg.schedule.warmup_for(steps_per_epoch), cfg.schedule.epochs * steps_per_epoch),
-        total_steps=cfg.schedule.epochs * steps_per_epoch,
-    )
-    trainer = Trainer(
-        model,
-        optimizer=build_optimizer(model, cfg.optim),
-        loss_fn=ClassWeightedCE(class_weights, label_smoothing=cfg.loss.label_smoothing),
-        schedule=schedule,
-        precision=precision,
-        device=device,
-        accumulate=cfg.optim.accumulate,
-        clip_grad_norm=cfg.optim.clip_grad_norm,
-        channels_last=cfg.compute.channels_last,
-        compile=cfg.compute.compile,
-        ema_decay=cfg.optim.ema_decay,
-        max_nonfinite_in_a_row=cfg.record.max_nonfinite_in_a_row,
-        freeze_groups=cfg.model.freeze_groups,
-        freeze_steps=cfg.model.freeze_steps,
-        sync_bn=sync_bn,
-        progress=TrainProgress(best_metric=cfg.eval.best_metric),
-    )
-    rng = None
-    if point.checkpoint is not None:
-        state = load_checkpoint(point.checkpoint, map_location="cpu")  # RNG states must stay CPU tensors
-        trainer.load_state_dict(state)
-        own = rank_state(state, rank, world)  # this rank's data position and random streams
-        train_loader.load_state_dict(own["loader"])
-        rng = own["rng"]
-        if point.own and state.get("schedule") not in (None, asdict(schedule)):
-            raise ValueError(
-                f"{point.checkpoint}: learning-rate schedule {state['schedule']} differs from this run's "
-                f"{asdict(schedule)} (did the number of training samples change?); start over with --new"
-            )
-        p = trainer.progress
-        log.info(
-            "resuming from %s: epoch %d, batch %d of %d, step %d%s",
-            point.checkpoint,
-            p.epoch + 1,
-            p.batch_in_epoch,
-            len(train_loader),
-            p.step,
-            "" if point.own else " (another run's checkpoint; this run's config)",
-        )
-        if any(ctx.removed.values()):
-            log.info("removed what the interrupted process wrote after that checkpoint: %s", ctx.removed)
-        if point.own:
-            report.resumed(point, state.get("metrics"), p)
 
+
+def _record_start(ctx: RunContext, built: Built) -> RunRecord:
+    """Open the run's record (rank 0 writes it) and write what this start trains with into ``run.json``."""
+    cfg, point, device, schedule = ctx.cfg, ctx.point, ctx.device, built.schedule
     record = RunRecord(
-        run_dir, enabled=rank == 0, resume_step=point.step if point.own else None, best_metric=cfg.eval.best_metric
+        ctx.run_dir,
+        enabled=ctx.rank == 0,
+        resume_step=point.step if point.own else None,
+        best_metric=cfg.eval.best_metric,
     )
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in built.trainer.model.parameters())
     resumed = None
     if point.own:
         resumed = {"from": str(point.checkpoint), "epoch": point.epoch, "batch": point.batch, "step": point.step}
@@ -316,15 +273,15 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
         seed=cfg.seed,
         device=str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         extra={
-            "precision": precision.name,
-            "world_size": world,
-            "sync_bn": sync_bn,
+            "precision": ctx.precision.name,
+            "world_size": ctx.world,
+            "sync_bn": built.sync_bn,
             "parameters": n_params,
             "init": str(cfg.model.pretrained) if cfg.model.pretrained else "random",
-            "vocabulary": vocabulary,
-            "class_weights": class_weights,
-            "batches_per_epoch": len(train_loader),
-            "steps_per_epoch": steps_per_epoch,
+            "vocabulary": ctx.vocabulary,
+            "class_weights": ctx.class_weights,
+            "batches_per_epoch": len(ctx.train_loader),
+            "steps_per_epoch": built.steps_per_epoch,
             "warmup_steps": schedule.warmup_steps,
             "total_steps": schedule.total_steps,
             "dataset": ctx.dataset,
@@ -336,35 +293,15 @@ def _train(ctx: RunContext, report: RunReport) -> RunResult:
         "training %s (%d parameters, %s init) on %s, %s; %d epochs x %d steps, warm-up %d; run dir %s",
         cfg.model.arch,
         n_params,
-        init,
+        built.init,
         device,
-        precision.name,
+        ctx.precision.name,
         cfg.schedule.epochs,
-        steps_per_epoch,
+        built.steps_per_epoch,
         schedule.warmup_steps,
-        run_dir,
+        ctx.run_dir,
     )
-    saver = CheckpointSaver(ctx, trainer, record.checkpoints)
-    session = Session(ctx, trainer, record, saver, report)
-    if point.own:
-        session.last_metrics = dict(state.get("metrics") or {})  # until the next evaluation
-    if rng is not None:
-        restore_rng(rng)  # last thing before training: the same random draws as the uninterrupted run
-    try:
-        stopped_by = session.fit()
-    except BaseException:
-        _keeping_the_error(record.close)
-        raise
-    record.close()
-    return RunResult(
-        run_dir=run_dir,
-        progress=trainer.progress,
-        last_metrics=session.last_metrics,
-        best_checkpoint=saver.best,
-        last_checkpoint=saver.last,
-        stopped_by=stopped_by,
-        resumed_from=point.checkpoint,
-    )
+    return record
 
 
 def train_from_config(
@@ -377,19 +314,23 @@ def train_from_config(
 ) -> RunResult:
     """``train run``: join torchrun's process group if any, read ``SHARDS/dataset.json``, open the
     train/val loaders, train (see ``run_training``)."""
-    info: DatasetInfo = read_dataset_info(check_shards_folder(cfg.data.shards))
+    info: DatasetInfo = read_dataset_info(check_shards_folder(cfg.data.shards))  # read once, for both loaders
     created = init_distributed(cfg.compute.device)
     try:
-        device = resolve_device(cfg.compute.device)
-        rank, world = rank_and_world()
-        # Half-precision images only where the model runs under autocast on a GPU (halves the copy).
-        amp = device.type == "cuda" and resolve_precision(cfg.compute.amp, device).dtype is not None
-        common = dict(device=str(device), seed=cfg.seed, rank=rank, world_size=world, amp=amp)
+        place = resolve_placement(cfg.compute.device, cfg.compute.amp)
+        common = dict(
+            device=str(place.device),
+            seed=cfg.seed,
+            rank=place.rank,
+            world_size=place.world,
+            amp=place.half_images,
+            normalize={"mean": info.mean, "std": info.std},
+        )
         train_loader = open_loader(
-            cfg.data.shards / cfg.data.train_split, **resolve_data_config(cfg.data, train=True), **common
+            cfg.data.shards / cfg.data.train_split, resolve_data_config(cfg.data, train=True), **common
         )
         val_loader = open_loader(
-            cfg.data.shards / cfg.data.val_split, **resolve_data_config(cfg.data, train=False), **common
+            cfg.data.shards / cfg.data.val_split, resolve_data_config(cfg.data, train=False), **common
         )
         vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
         if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
@@ -409,6 +350,7 @@ def train_from_config(
             new=new,
             signals=signals,
             dataset={"path": str(cfg.data.shards), **info.model_dump(exclude={"vocabulary"})},
+            placement=place,
         )
     finally:
         if created:
