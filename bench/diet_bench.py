@@ -59,19 +59,16 @@ import numpy as np
 import polars as pl
 import torch
 from PIL import Image, ImageEnhance
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from ingest.clean import clean  # noqa: E402
-from ingest.config import CleanConfig  # noqa: E402
-from ingest.demo.data import draw_frame, generate  # noqa: E402
-from shards.build import build  # noqa: E402
-from shards.config import ShardConfig  # noqa: E402
-from train.audit.importance import write_scores  # noqa: E402
-from train.config import load_train_config as load_config  # noqa: E402
-from train.fit.run import train_from_config  # noqa: E402
+from pawpipe.ingest.clean import clean  # noqa: E402
+from pawpipe.ingest.config import CleanConfig  # noqa: E402
+from pawpipe.ingest.demo.data import draw_frame, generate  # noqa: E402
+from pawpipe.shards.build import build  # noqa: E402
+from pawpipe.shards.config import ShardConfig  # noqa: E402
+from pawpipe.train.audit.importance import write_scores  # noqa: E402
+from pawpipe.train.config import load_train_config as load_config  # noqa: E402
+from pawpipe.train.fit.run import train_from_config  # noqa: E402
 
 CLASSES = ("happy", "calm", "sad", "angry", "afraid", "aggressive")  # one per demo shape, same order
 FRAME = (160, 120)

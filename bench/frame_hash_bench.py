@@ -56,14 +56,11 @@ import numpy as np
 import PIL
 import polars as pl
 from PIL import Image, ImageDraw, ImageEnhance, features
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from ingest.probe import probe_one  # noqa: E402
-from validation_rules.perceptual import hamming  # noqa: E402
-from validation_rules.ruleset import RuleSet  # noqa: E402
+from pawpipe.ingest.probe import probe_one  # noqa: E402
+from pawpipe.validation_rules.perceptual import hamming  # noqa: E402
+from pawpipe.validation_rules.ruleset import RuleSet  # noqa: E402
 
 NEAR = ("still", "shift1", "shift2", "shift3", "requality", "bright-10", "bright-5", "bright+5", "bright+10", "zoom")
 DISTINCT = ("pan10", "pan20", "pan40", "animal_moved", "later")

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +27,12 @@ import numpy as np
 import polars as pl
 from PIL import Image
 from pydantic import BaseModel, ValidationError, field_validator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from ingest.probe import probe_images  # noqa: E402
-from ingest.sources import SourceOptions  # noqa: E402
-from ingest.sources.aihub import EMOTIONS, FRAMES_DIR, LABELS_DIR, parse  # noqa: E402
-from validation_rules import RuleSet, apply_rules  # noqa: E402
+from pawpipe.ingest.probe import probe_images  # noqa: E402
+from pawpipe.ingest.sources import SourceOptions  # noqa: E402
+from pawpipe.ingest.sources.aihub import EMOTIONS, FRAMES_DIR, LABELS_DIR, parse  # noqa: E402
+from pawpipe.validation_rules import RuleSet, apply_rules  # noqa: E402
 
 
 def make_label_tree(root: Path, videos: int, frames: int, rng: np.random.Generator) -> int:

@@ -55,7 +55,6 @@ import polars as pl
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
@@ -101,10 +100,10 @@ def make_frames(raw: Path, n: int, seed: int = 0) -> None:
 
 
 def make_shards(base: Path, n: int, workers: int) -> Path:
-    from ingest.clean import clean
-    from ingest.config import CleanConfig
-    from shards.build import build
-    from shards.config import ShardConfig
+    from pawpipe.ingest.clean import clean
+    from pawpipe.ingest.config import CleanConfig
+    from pawpipe.shards.build import build
+    from pawpipe.shards.config import ShardConfig
 
     make_frames(base / "raw", n)
     clean(CleanConfig(root=base / "raw", out=base / "clean", format="table", workers=workers, quiet=True))
@@ -148,7 +147,7 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
     """Run one loader (in this process): warm-up epoch, then ``epochs`` timed epochs."""
     import torch
 
-    from train.data.loader import LoaderSpec, open_loader
+    from pawpipe.train.data.loader import LoaderSpec, open_loader
 
     torch.set_num_threads(1)
     if backend == "dali":  # the backend's own libraries are loaded before the baseline is taken
@@ -193,10 +192,10 @@ def child(backend: str, shards: Path, workers: int, epochs: int) -> dict:
 def make_index_split(split: Path, n: int) -> None:
     """``n`` small samples in shards of ``INDEX_SHARD_SAMPLES`` (tars and indexes by ``ShardWriter``),
     with the split's ``shards.parquet`` and ``samples.parquet``: what a loader reads when it opens."""
-    from common.contracts.ingest_tables import polars_schema
-    from common.contracts.shard_tables import SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
-    from common.contracts.tar_layout import CLS, JPG, JSON
-    from shards.writer import ShardWriter
+    from pawpipe.common.contracts.ingest_tables import polars_schema
+    from pawpipe.common.contracts.shard_tables import SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
+    from pawpipe.common.contracts.tar_layout import CLS, JPG, JSON
+    from pawpipe.shards.writer import ShardWriter
 
     picture = np.random.default_rng(0).bytes(300)
     shard_rows, sample_rows = [], []
@@ -216,11 +215,11 @@ def make_index_split(split: Path, n: int) -> None:
 
 def reopen_child(split: Path, cache: Path) -> dict:
     """Open an eval loader over ``split`` once (in this process) with the check cache in ``cache``."""
-    from train.data.check_cache import CACHE_ENV
+    from pawpipe.train.data.check_cache import CACHE_ENV
 
     os.environ[CACHE_ENV] = str(cache)
-    import train.data.loader_torch  # noqa: F401  (its libraries are loaded before the clock starts)
-    from train.data.loader import LoaderSpec, open_loader
+    import pawpipe.train.data.loader_torch  # noqa: F401  (its libraries are loaded before the clock starts)
+    from pawpipe.train.data.loader import LoaderSpec, open_loader
 
     started = time.perf_counter()
     loader = open_loader(

@@ -74,23 +74,20 @@ from pathlib import Path
 
 import polars as pl
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from common.contracts.labels_file import build_labels  # noqa: E402
-from ingest.clean import clean  # noqa: E402
-from ingest.config import CleanConfig  # noqa: E402
-from ingest.demo import NOISE_UNITS  # noqa: E402
-from ingest.demo.data import generate  # noqa: E402
-from shards.build import build  # noqa: E402
-from shards.config import ShardConfig  # noqa: E402
-from train.audit.audit import AuditJob, run_audit  # noqa: E402
-from train.audit.crossval import crossval  # noqa: E402
-from train.audit.score import format_scores, score_audit, score_groups  # noqa: E402
-from train.config import load_train_config as load_config  # noqa: E402
-from train.fit.run import train_from_config  # noqa: E402
+from pawpipe.common.contracts.labels_file import build_labels  # noqa: E402
+from pawpipe.ingest.clean import clean  # noqa: E402
+from pawpipe.ingest.config import CleanConfig  # noqa: E402
+from pawpipe.ingest.demo import NOISE_UNITS  # noqa: E402
+from pawpipe.ingest.demo.data import generate  # noqa: E402
+from pawpipe.shards.build import build  # noqa: E402
+from pawpipe.shards.config import ShardConfig  # noqa: E402
+from pawpipe.train.audit.audit import AuditJob, run_audit  # noqa: E402
+from pawpipe.train.audit.crossval import crossval  # noqa: E402
+from pawpipe.train.audit.score import format_scores, score_audit, score_groups  # noqa: E402
+from pawpipe.train.config import load_train_config as load_config  # noqa: E402
+from pawpipe.train.fit.run import train_from_config  # noqa: E402
 
 
 def make_shards(clean_dir: Path, out: Path, *, size: int) -> Path:

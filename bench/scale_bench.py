@@ -8,7 +8,7 @@ in small doses (1 % boxes a few pixels past the edge: clipped; 0.5 % rows naming
 dropped). The layout is a CSV table (``image_path,label,x,y,w,h,video``), one table per size beside
 one shared ``img/`` folder (``--format table --annotations table_N.csv``).
 
-For each N, three stages run as subprocesses of the command line (``python -m ingest|shards|train``),
+For each N, three stages run as subprocesses of the command line (``python -m pawpipe.ingest|shards|train``),
 one after the other:
 
 1. ``ingest clean ROOT --format table --annotations table_N.csv --workers W``;
@@ -92,9 +92,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402
 
 STAGES = ("ingest", "shards", "audit")
@@ -201,9 +198,9 @@ def write_run(run_dir: Path, clean: Path, shards: Path, *, epochs: int, seed: in
     """
     import torch
 
-    from train.config import load_train_config
-    from train.fit.dynamics import EpochDynamics
-    from train.fit.runrecord import RunRecord
+    from pawpipe.train.config import load_train_config
+    from pawpipe.train.fit.dynamics import EpochDynamics
+    from pawpipe.train.fit.runrecord import RunRecord
 
     start = time.perf_counter()
     labels = json.loads((clean / "labels.json").read_text(encoding="utf-8"))
@@ -412,7 +409,7 @@ def frame_calibration(work: Path, root: Path, tiny: list[str], *, frames: int) -
     """CPU seconds per image of ``ingest.probe.probe_one`` (one core) on real-size frames and on the bench's own."""
     from ingest_bench import make_images as make_frames
 
-    from ingest.probe import probe_one
+    from pawpipe.ingest.probe import probe_one
 
     real = work / "frames"
     real.mkdir(exist_ok=True)
@@ -631,7 +628,18 @@ def commands(root: Path, work: Path, n: int, table: str, workers: int, tag: str 
             str(workers),
             "--quiet",
         ],
-        "shards": [py, "-m", "shards", "build", str(clean), "--out", str(shards), "--workers", str(workers), "--quiet"],
+        "shards": [
+            py,
+            "-m",
+            "pawpipe.shards",
+            "build",
+            str(clean),
+            "--out",
+            str(shards),
+            "--workers",
+            str(workers),
+            "--quiet",
+        ],
         "audit": [
             py,
             "-m",

@@ -35,7 +35,6 @@ import os
 import platform
 import posixpath
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,17 +42,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ray_local import local_cluster  # noqa: E402
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from common.contracts.ingest_tables import MANIFEST, conform  # noqa: E402
-from common.contracts.labels_file import build_labels  # noqa: E402
-from common.executor import LocalExecutor, RayExecutor  # noqa: E402
-from shards.build import build  # noqa: E402
-from shards.config import ShardConfig  # noqa: E402
+from pawpipe.common.contracts.ingest_tables import MANIFEST, conform  # noqa: E402
+from pawpipe.common.contracts.labels_file import build_labels  # noqa: E402
+from pawpipe.common.executor import LocalExecutor, RayExecutor  # noqa: E402
+from pawpipe.shards.build import build  # noqa: E402
+from pawpipe.shards.config import ShardConfig  # noqa: E402
 
 FRAME_SIZES = [(1280, 720), (720, 1280), (1440, 1440), (1920, 1080)]
 SHORT_SIDE_QUANTILES = [(0.0, 48), (0.25, 182), (0.5, 460), (0.75, 738), (1.0, 1440)]  # piecewise-linear inverse CDF

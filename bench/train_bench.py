@@ -26,28 +26,24 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from result_file import Recorder  # noqa: E402  (bench/ is sys.path[0] when this script runs)
 
-from train.config import OptimConfig  # noqa: E402
-from train.data.batch import Batch, Loader  # noqa: E402
-from train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
-from train.fit.device import resolve_device, resolve_precision  # noqa: E402
-from train.fit.dynamics import DynamicsWriter  # noqa: E402
-from train.fit.loss import ClassWeightedCE  # noqa: E402
-from train.fit.model import build_model  # noqa: E402
-from train.fit.optim import build_optimizer  # noqa: E402
-from train.fit.schedule import WarmupCosine  # noqa: E402
-from train.fit.trainer import Trainer  # noqa: E402
+from pawpipe.train.config import OptimConfig  # noqa: E402
+from pawpipe.train.data.batch import Batch, Loader  # noqa: E402
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images  # noqa: E402
+from pawpipe.train.fit.device import resolve_device, resolve_precision  # noqa: E402
+from pawpipe.train.fit.dynamics import DynamicsWriter  # noqa: E402
+from pawpipe.train.fit.loss import ClassWeightedCE  # noqa: E402
+from pawpipe.train.fit.model import build_model  # noqa: E402
+from pawpipe.train.fit.optim import build_optimizer  # noqa: E402
+from pawpipe.train.fit.schedule import WarmupCosine  # noqa: E402
+from pawpipe.train.fit.trainer import Trainer  # noqa: E402
 
 
 class Take:
@@ -77,11 +73,11 @@ class Take:
 
 def make_shards(base: Path, *, videos: int, frames: int, size: int) -> Path:
     """Demo dataset -> ``ingest clean`` -> ``shards build``; returns the shards folder."""
-    from ingest.clean import clean
-    from ingest.config import CleanConfig
-    from ingest.demo.data import generate
-    from shards.build import build
-    from shards.config import ShardConfig
+    from pawpipe.ingest.clean import clean
+    from pawpipe.ingest.config import CleanConfig
+    from pawpipe.ingest.demo.data import generate
+    from pawpipe.shards.build import build
+    from pawpipe.shards.config import ShardConfig
 
     generate(base / "raw", videos=videos, frames=frames, seed=0)
     clean(CleanConfig(root=base / "raw", out=base / "clean", workers=2, quiet=True))
@@ -171,12 +167,12 @@ def main() -> None:
 
         e2e = None
         try:
-            import train.data.loader  # noqa: F401
+            import pawpipe.train.data.loader  # noqa: F401
         except ImportError as exc:
             print(f"end-to-end: skipped, train.data.loader is not available yet ({exc})")
         else:
-            from train.data.dataset import read_dataset_info
-            from train.data.loader import LoaderSpec, open_loader
+            from pawpipe.train.data.dataset import read_dataset_info
+            from pawpipe.train.data.loader import LoaderSpec, open_loader
 
             started = time.perf_counter()
             # stored at the users' 256:224 ratio to the training size, as `shards build` would for them

@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.folders import describe, what_is
+from pawpipe.common.folders import describe, what_is
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from importlib import metadata
 
-from common.config import ConfigError
+from pawpipe.common.config import ConfigError
 
 OK, FAILED, USAGE, ABORTED, SYSTEM, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 4, 70, 130
 RESUME = "rerun the same command to resume"

@@ -37,6 +37,33 @@ from pydantic import BaseModel, model_validator
 
 RAY_EXTRA = "pawpipe[ray]"
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # holds common/, ingest/, shards/: the workers must import them
+LAYER_FOLDERS = ("common", "validation_rules", "ingest", "shards", "train")  # installed as pawpipe.<folder>
+
+log = logging.getLogger(__name__)
+
+
+def import_root() -> Path | None:
+    """A folder whose ``pawpipe/`` is this code, for the Ray workers' ``PYTHONPATH``. Installed from a
+    wheel (``.../pawpipe/common/``): the folder above ``pawpipe/``. In a checkout (the folders at the
+    repository root, installed editable): ``.pythonpath/`` in it, whose ``pawpipe/<folder>`` links to
+    the checkout's folders, made here once. None where it cannot be made (a read-only checkout): the
+    workers then import the pawpipe installed where they run."""
+    if PROJECT_DIR.name == "pawpipe":
+        return PROJECT_DIR.parent
+    shim = PROJECT_DIR / ".pythonpath"
+    try:
+        (shim / "pawpipe").mkdir(parents=True, exist_ok=True)
+        for name in LAYER_FOLDERS:
+            link = shim / "pawpipe" / name
+            if not link.is_symlink():
+                made = link.with_name(f".{name}.{os.getpid()}")
+                made.unlink(missing_ok=True)
+                made.symlink_to(Path("..", "..", name))
+                os.replace(made, link)  # atomic: a second driver making the same link at once is harmless
+    except OSError as exc:
+        log.warning("cannot link %s for the Ray workers (%s): they import the installed pawpipe", shim, exc)
+        return None
+    return shim
 
 
 def worker_count(requested: int | None) -> int:
@@ -118,11 +145,9 @@ class RayExecutor(Executor):
                 # The workers import this project: from its folder when it sits on shared storage
                 # at the same path on every node (or here, on one machine), else from the
                 # pawpipe installed on each node.
-                ray.init(
-                    address=self.address,
-                    logging_level=logging.WARNING,
-                    runtime_env={"env_vars": {"PYTHONPATH": f"{PROJECT_DIR}{os.pathsep}${{PYTHONPATH}}"}},
-                )
+                root = import_root()
+                env = {"env_vars": {"PYTHONPATH": f"{root}{os.pathsep}${{PYTHONPATH}}"}} if root else {}
+                ray.init(address=self.address, logging_level=logging.WARNING, runtime_env=env)
             except ConnectionError as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ValueError(

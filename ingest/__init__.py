@@ -11,6 +11,8 @@ the rest are this stage's insides):
   layout constants (``aihub.EMOTIONS``, ``LABELS_DIR``, ``FRAMES_DIR``);
 * ``ingest.probe``: ``probe_images``, ``probe_one``: what each image file is, without trusting it;
 * ``ingest.split``: ``assign_splits``, ``groups_in_both_splits``;
+* ``write_resplit`` (``from pawpipe.ingest import write_resplit``, loaded when first asked for): a clean folder
+  whose rows have new splits, written as one set (``train crossval``'s folds);
 * ``ingest.demo`` (a room: the demo dataset, for ``make demo`` and the tests): ``data.generate``,
   ``data.draw_frame``, ``data.LOOK_ALIKE``; ``check.check``, ``check.format_table``;
 * ``ingest.cli``: ``main``, the ``ingest`` command.
@@ -21,3 +23,12 @@ Other stages import nothing from here: ``shards`` reads the output files through
 Nothing is re-exported at the package level, so ``ingest --help`` does not load polars and the
 rule engine.
 """
+
+
+def __getattr__(name: str):
+    """``write_resplit``, imported on first use: ``ingest --help`` loads no polars."""
+    if name == "write_resplit":
+        from pawpipe.ingest.resplit import write_resplit
+
+        return write_resplit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

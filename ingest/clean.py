@@ -17,21 +17,21 @@ from pathlib import Path
 
 import polars as pl
 
-from common.atomic import staged_folder, write_json, write_parquet
-from common.contracts.ingest_tables import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
-from common.contracts.labels_file import build_labels
-from common.executor import ExecutorOptions, open_executor, use_executor
-from common.folders import check_target
-from common.lock import FolderLock
-from ingest import report as report_mod
-from ingest.config import CleanConfig
-from ingest.grouping import GroupBy, apply_grouping
-from ingest.probe import probe_images
-from ingest.report_page import write_html
-from ingest.sources import AUTO, SourceOptions, get_source
-from ingest.sources import parse as parse_source
-from ingest.split import assign_splits, groups_in_both_splits
-from validation_rules import RuleSet, apply_rules, join_suspects, suspect_rules
+from pawpipe.common.atomic import staged_folder, write_json, write_parquet
+from pawpipe.common.contracts.ingest_tables import CORE_SPLITS, MANIFEST, ORPHANS, QUARANTINE, conform, empty
+from pawpipe.common.contracts.labels_file import build_labels
+from pawpipe.common.executor import ExecutorOptions, open_executor, use_executor
+from pawpipe.common.folders import check_target
+from pawpipe.common.lock import FolderLock
+from pawpipe.ingest import report as report_mod
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.grouping import GroupBy, apply_grouping
+from pawpipe.ingest.probe import probe_images
+from pawpipe.ingest.report_page import write_html
+from pawpipe.ingest.sources import AUTO, SourceOptions, get_source
+from pawpipe.ingest.sources import parse as parse_source
+from pawpipe.ingest.split import assign_splits, groups_in_both_splits
+from pawpipe.validation_rules import RuleSet, apply_rules, join_suspects, suspect_rules
 
 TOOL = "ingest clean"
 

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import cli
-from common.config import load_config
-from common.executor import add_executor_arguments
-from ingest.config import CleanConfig
-from ingest.demo import NOISE_UNITS
-from ingest.sources import FORMAT_CHOICES
+from pawpipe.common import cli
+from pawpipe.common.config import load_config
+from pawpipe.common.executor import add_executor_arguments
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.demo import NOISE_UNITS
+from pawpipe.ingest.sources import FORMAT_CHOICES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "clean":
-        from ingest.clean import CleanAborted, clean
+        from pawpipe.ingest.clean import CleanAborted, clean
 
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         if args.labels is not None:
@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_summary(result.report, config.out)
         return 0
     if args.command == "demo-data":
-        from ingest.demo.data import generate
+        from pawpipe.ingest.demo.data import generate
 
         expected = generate(
             args.out,
@@ -145,13 +145,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "demo-check":
-        from ingest.demo.check import check, format_table
+        from pawpipe.ingest.demo.check import check, format_table
 
         results = check(args.root, args.out)
         print(format_table(results))
         return 0 if all(r["ok"] for r in results) else 1
     if args.command == "rules":
-        from validation_rules import RuleSet, get_rule, list_rules
+        from pawpipe.validation_rules import RuleSet, get_rule, list_rules
 
         active = {a.rule.id: a.action.value for a in RuleSet.load(args.rules).rules}
         for rule_id in list_rules():
@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace) -> int:
 def _print_summary(report: dict, out: Path) -> None:
     import json
 
-    from ingest import report as report_mod
-    from ingest.report import what_was_read
+    from pawpipe.ingest import report as report_mod
+    from pawpipe.ingest.report import what_was_read
 
     rules = json.loads((out / "clean_config.json").read_text(encoding="utf-8"))["rule_set"]
     print(f"rules ({rules['source']}): " + ", ".join(f"{r['id']} {r['action']}" for r in rules["rules"]))

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from common.executor import ExecutorOptions
-from ingest.sources import AUTO, FORMAT_CHOICES
+from pawpipe.common.executor import ExecutorOptions
+from pawpipe.ingest.sources import AUTO, FORMAT_CHOICES
 
 
 class CleanConfig(ExecutorOptions):
@@ -49,7 +49,7 @@ class CleanConfig(ExecutorOptions):
     @field_validator("group_by")
     @classmethod
     def _known_rule(cls, value: str) -> str:
-        from ingest.grouping import GroupBy
+        from pawpipe.ingest.grouping import GroupBy
 
         GroupBy.parse(value)
         return value

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from common.contracts.ingest_tables import split_alias_expr
+from pawpipe.common.contracts.ingest_tables import split_alias_expr
 
 RULES = ("auto", "source", "folder", "stem:REGEX", "column:NAME", "none")
 # (name as the report says it, stem pattern whose first group is the video); the folder naming is

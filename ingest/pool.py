@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from common.executor import current_executor, worker_count
-from common.progress import progress
+from pawpipe.common.executor import current_executor, worker_count
+from pawpipe.common.progress import progress
 
 __all__ = ["chunked", "map_chunks", "worker_count"]
 

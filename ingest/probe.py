@@ -25,10 +25,10 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageOps
 
-from common.contracts.ingest_tables import PROBES, empty, polars_schema
-from common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
-from ingest.pool import chunked, map_chunks, worker_count
-from ingest.sources.files import bad_name, file_kind
+from pawpipe.common.contracts.ingest_tables import PROBES, empty, polars_schema
+from pawpipe.common.images import EXIF_ORIENTATION, TRANSPOSED, resolve_under, to_rgb8
+from pawpipe.ingest.pool import chunked, map_chunks, worker_count
+from pawpipe.ingest.sources.files import bad_name, file_kind
 
 _CHUNK = 64
 

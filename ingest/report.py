@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from common.contracts.ingest_tables import BBOX_COLUMNS, listed_splits
-from ingest.sources import Parsed
-from validation_rules import list_rules, near_duplicate_flags
+from pawpipe.common.contracts.ingest_tables import BBOX_COLUMNS, listed_splits
+from pawpipe.ingest.sources import Parsed
+from pawpipe.validation_rules import list_rules, near_duplicate_flags
 
 _EXAMPLES_PER_RULE = 5
 NEAR_DUPLICATE_DISTANCES = (2, 4, 8)  # bits of the 64-bit perceptual hash

@@ -21,9 +21,9 @@ import matplotlib
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageOps
 
-from common.atomic import write_text
-from common.fonts import CSS_FONT_FAMILY, chart_rc
-from common.images import EXIF_ORIENTATION, TRANSPOSED, to_rgb8
+from pawpipe.common.atomic import write_text
+from pawpipe.common.fonts import CSS_FONT_FAMILY, chart_rc
+from pawpipe.common.images import EXIF_ORIENTATION, TRANSPOSED, to_rgb8
 
 THUMB = 200  # px, the longer side
 THUMB_MAX_PIXELS = 40_000_000  # never decode more than this for a thumbnail (a 13000x13000 PNG is 169 M)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from common.contracts.ingest_tables import HELD_OUT
+from pawpipe.common.contracts.ingest_tables import HELD_OUT
 
 
 def assign_splits(frame: pl.DataFrame, *, val_fraction: float, seed: int) -> pl.DataFrame:

@@ -12,9 +12,9 @@ The files a build hands on (``dataset.json``, the shard tables, the tar member l
 in ``common.contracts``: readers import those, not this stage.
 """
 
-from shards.build import BuildSummary
-from shards.build import build as build_shards
-from shards.config import ShardConfig
-from shards.journal import read_build
+from pawpipe.shards.build import BuildSummary
+from pawpipe.shards.build import build as build_shards
+from pawpipe.shards.config import ShardConfig
+from pawpipe.shards.journal import read_build
 
 __all__ = ["BuildSummary", "ShardConfig", "build_shards", "read_build"]

@@ -1,5 +1,5 @@
 import sys
 
-from shards.cli import main
+from pawpipe.shards.cli import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.contracts.ingest_tables import BBOX_COLUMNS, MANIFEST, SPLITS, columns
+from pawpipe.common.contracts.ingest_tables import BBOX_COLUMNS, MANIFEST, SPLITS, columns
 
 # The manifest columns a shard depends on: identity, label, box, the image facts the crop plan
 # uses and the hash the file is checked against (not provenance, repairs or warnings).

@@ -28,11 +28,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from common.atomic import check_outputs, sweep_temps, write_parquet
-from common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
-from common.contracts.ingest_tables import SPLITS, listed_splits, polars_schema
-from common.contracts.labels_file import load_labels
-from common.contracts.shard_tables import (
+from pawpipe.common.atomic import check_outputs, sweep_temps, write_parquet
+from pawpipe.common.contracts.dataset_file import DATASET_FILE, DatasetFile, ImageSpec, PixelStats, SplitCounts
+from pawpipe.common.contracts.ingest_tables import SPLITS, listed_splits, polars_schema
+from pawpipe.common.contracts.labels_file import load_labels
+from pawpipe.common.contracts.shard_tables import (
     FAILED,
     FAILED_FILE,
     NOT_SELECTED,
@@ -42,15 +42,22 @@ from common.contracts.shard_tables import (
     SHARDS_FILE,
     check_columns,
 )
-from common.executor import Executor, LocalExecutor, open_executor
-from common.folders import check_target
-from common.lock import FolderLock
-from common.progress import progress
-from shards import journal
-from shards.assign import ROW_COLUMNS, PlannedShard, manifest_sha256, plan_shards, read_manifest, shuffled_splits
-from shards.config import ShardConfig
-from shards.select import Selection, select_train
-from shards.worker import ShardTask, build_shard
+from pawpipe.common.executor import Executor, LocalExecutor, open_executor
+from pawpipe.common.folders import check_target
+from pawpipe.common.lock import FolderLock
+from pawpipe.common.progress import progress
+from pawpipe.shards import journal
+from pawpipe.shards.assign import (
+    ROW_COLUMNS,
+    PlannedShard,
+    manifest_sha256,
+    plan_shards,
+    read_manifest,
+    shuffled_splits,
+)
+from pawpipe.shards.config import ShardConfig
+from pawpipe.shards.select import Selection, select_train
+from pawpipe.shards.worker import ShardTask, build_shard
 
 MIN_SAMPLES_FOR_ABORT = 1000
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import cli
-from common.executor import add_executor_arguments
+from pawpipe.common import cli
+from pawpipe.common.executor import add_executor_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "build":
-        from shards.build import BuildAborted, build
-        from shards.config import load_shard_config
+        from pawpipe.shards.build import BuildAborted, build
+        from pawpipe.shards.config import load_shard_config
 
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         config = load_shard_config(args.config, overrides)
@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         _print_build(summary)
         return 0
     if args.command == "verify":
-        from shards.verify import verify
+        from pawpipe.shards.verify import verify
 
         report = verify(args.shards, manifest_dir=args.manifest_dir, decode=not args.no_decode, quiet=args.quiet)
         for line in report.errors[:200]:
@@ -107,8 +107,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_build(s) -> None:
-    from common.contracts.dataset_file import DATASET_FILE
-    from common.contracts.shard_tables import FAILED_FILE, NOT_SELECTED, SAMPLES_FILE, SHARDS_FILE
+    from pawpipe.common.contracts.dataset_file import DATASET_FILE
+    from pawpipe.common.contracts.shard_tables import FAILED_FILE, NOT_SELECTED, SAMPLES_FILE, SHARDS_FILE
 
     if s.partition != "finalize":
         print(f"partition {s.partition}: {s.planned} planned shards, {s.built} built, {s.skipped} already finished")

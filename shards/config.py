@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from common.config import load_config
-from common.executor import ExecutorOptions
+from pawpipe.common.config import load_config
+from pawpipe.common.executor import ExecutorOptions
 
 # The options that decide the bytes of every shard. Per-run options (workers, partition,
 # retry_failed...) are left out on purpose: any worker count or partitioning of the same

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from common.images import TRANSPOSED, open_oriented, to_rgb8
+from pawpipe.common.images import TRANSPOSED, open_oriented, to_rgb8
 
 DecodePath = Literal["roi", "draft", "full"]
 DRAFT_MIN_REDUCTION = 2.0  # DCT scaling needs a factor of 2 to do anything

@@ -19,8 +19,8 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from common.atomic import write_json
-from common.contracts.tar_layout import index_path
+from pawpipe.common.atomic import write_json
+from pawpipe.common.contracts.tar_layout import index_path
 
 FORMAT = 1
 JOURNAL_DIR = "_journal"

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.contracts.dataset_file import ClassSelection, SelectionSummary
+from pawpipe.common.contracts.dataset_file import ClassSelection, SelectionSummary
 
 METHODS = ("el2n", "forgetting", "random")
 _PRIORITY = {"el2n": ["el2n"], "forgetting": ["forgetting_score", "el2n"], "random": []}

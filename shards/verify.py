@@ -22,16 +22,24 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from common.contracts.dataset_file import DATASET_FILE, DatasetFile
-from common.contracts.ingest_tables import listed_splits
-from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE, check_columns
-from common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
-from common.contracts.verified_file import VERIFIED_FILE, Stamp, forget_pass, record_pass, stamp
-from common.progress import progress
-from shards.assign import manifest_sha256, read_manifest
-from shards.journal import read_build
-from shards.roi import error_line
-from shards.writer import Member, expected_index, scan_tar
+from pawpipe.common.contracts.dataset_file import DATASET_FILE, DatasetFile
+from pawpipe.common.contracts.ingest_tables import listed_splits
+from pawpipe.common.contracts.shard_tables import (
+    FAILED,
+    FAILED_FILE,
+    SAMPLES,
+    SAMPLES_FILE,
+    SHARDS,
+    SHARDS_FILE,
+    check_columns,
+)
+from pawpipe.common.contracts.tar_layout import CLS, JPG, JSON, MEMBERS, encode_label, index_path
+from pawpipe.common.contracts.verified_file import VERIFIED_FILE, Stamp, forget_pass, record_pass, stamp
+from pawpipe.common.progress import progress
+from pawpipe.shards.assign import manifest_sha256, read_manifest
+from pawpipe.shards.journal import read_build
+from pawpipe.shards.roi import error_line
+from pawpipe.shards.writer import Member, expected_index, scan_tar
 
 DALI_BATCH = 32
 _CLS, _JPG, _JSON = (MEMBERS.index(ext) for ext in (CLS, JPG, JSON))  # positions in a sample's members

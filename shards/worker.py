@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.contracts.tar_layout import CLS, JPG, JSON, encode_label
-from common.images import resolve_under
-from shards import journal
-from shards.crop import CropError, CropPlan, encode, from_roi, plan_crop, render
-from shards.roi import BATCH, RoiDecoder
-from shards.writer import ShardWriter
+from pawpipe.common.contracts.tar_layout import CLS, JPG, JSON, encode_label
+from pawpipe.common.images import resolve_under
+from pawpipe.shards import journal
+from pawpipe.shards.crop import CropError, CropPlan, encode, from_roi, plan_crop, render
+from pawpipe.shards.roi import BATCH, RoiDecoder
+from pawpipe.shards.writer import ShardWriter
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # Pillow's decode failures
 

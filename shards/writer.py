@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.contracts.tar_layout import (
+from pawpipe.common.contracts.tar_layout import (
     INDEX_VERSION,
     MEMBERS,
     TAR_SUFFIX,

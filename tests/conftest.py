@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.clean import clean
-from ingest.config import CleanConfig
-from ingest.demo.data import generate
+from pawpipe.ingest.clean import clean
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.demo.data import generate
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,7 +6,9 @@ stage's package face (``from shards import build_shards``: a name its ``__init__
 public), never a module inside it (``from shards import worker``, ``from shards.worker import x``,
 ``import shards.worker``). ``common`` is the shared layer: its modules are imported by name.
 
-The graph is read from the source (``ast``): absolute and relative imports, at the top of a module or
+The code imports the layers by their installed name (``pawpipe.shards``); the checks speak of the
+folders (``shards``), the name without its ``pawpipe.`` prefix. The graph is read from the source
+(``ast``): absolute and relative imports, at the top of a module or
 inside a function. A name taken from a package face is followed to the module that defines it (the
 face re-exports it), so an import cycle that runs through a face is a cycle here too.
 
@@ -25,6 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("common", "validation_rules", "ingest", "shards", "train")
 SHARED = "common"
+NAMESPACE = "pawpipe."  # the installed name of every layer (pyproject.toml); the graph is drawn without it
+
+
+def _local(module: str) -> str:
+    """``pawpipe.train.fit`` -> ``train.fit``: the module's folder path, the name the checks speak in."""
+    return module.removeprefix(NAMESPACE)
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,11 @@ class Tree:
         out = []
         for node in ast.walk(self._parse(name)):
             if isinstance(node, ast.Import):
-                out += [(a.name, None, a.asname) for a in node.names if a.name.split(".")[0] in self.layers]
+                out += [
+                    (_local(a.name), None, a.asname) for a in node.names if _local(a.name).split(".")[0] in self.layers
+                ]
             elif isinstance(node, ast.ImportFrom):
-                module = node.module or ""
+                module = _local(node.module or "")
                 if node.level:  # relative: against the module's package
                     package = name if self._is_package(name) else name.rpartition(".")[0]
                     parts = package.split(".")

@@ -2,7 +2,7 @@
 evaluated, and label audits of its training data. Public surface (what tests, benchmarks and the
 command line may import; the rest are this stage's insides):
 
-* ``train.cli``: ``main``, the ``train`` command (``python -m train``);
+* ``train.cli``: ``main``, the ``train`` command (``python -m pawpipe.train``);
 * ``train.config``: ``TrainConfig`` (every training choice; ``DataConfig``, ``OptimConfig`` and the
   other sections), ``load_train_config`` (TOML or a run's ``config.json``, ``--set`` overrides),
   ``ConfigError``;

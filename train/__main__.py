@@ -1,5 +1,5 @@
-"""``python -m train ...``: the same entry point as the ``train`` console script."""
+"""``python -m pawpipe.train ...``: the same entry point as the ``train`` console script."""
 
-from train.cli import main
+from pawpipe.train.cli import main
 
 raise SystemExit(main())

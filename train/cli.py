@@ -27,15 +27,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import cli
-from common.atomic import write_json
-from common.contracts.ingest_tables import SPLITS
-from common.contracts.status_file import STATUS_FILE
-from train.config import ConfigError, TrainConfig, load_train_config
-from train.data.dataset import shards_root, split_folder
-from train.fit.logs import setup_logging
+from pawpipe.common import cli
+from pawpipe.common.atomic import write_json
+from pawpipe.common.contracts.ingest_tables import SPLITS
+from pawpipe.common.contracts.status_file import STATUS_FILE
+from pawpipe.train.config import ConfigError, TrainConfig, load_train_config
+from pawpipe.train.data.dataset import shards_root, split_folder
+from pawpipe.train.fit.logs import setup_logging
 
-log = logging.getLogger("train")
+log = logging.getLogger("pawpipe.train")
 
 
 DATA_HELP = "the `shards build` folder (with dataset.json) or one of its split folders"
@@ -244,9 +244,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from train.fit.resume import finished_run
-    from train.fit.run import named_run_dir, train_from_config
-    from train.rundir.signals import RunSignals
+    from pawpipe.train.fit.resume import finished_run
+    from pawpipe.train.fit.run import named_run_dir, train_from_config
+    from pawpipe.train.rundir.signals import RunSignals
 
     config = args.config
     if config is None and args.out is not None and (args.out / "config.json").is_file():
@@ -269,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         },
     )
     if args.out is not None:
-        from train.rundir.target import check_run_target
+        from pawpipe.train.rundir.target import check_run_target
 
         check_run_target(args.out)
     run_dir = args.out if args.out is not None else named_run_dir(cfg)
@@ -309,12 +309,12 @@ def _status(args: argparse.Namespace) -> int:
     if (args.run_dir is None) == (args.queue is None):
         raise ConfigError("expected a run directory or --queue QUEUE (one of them)")
     if args.queue is not None:
-        from train.daemon.daemon import format_queue, queue_rows
+        from pawpipe.train.daemon.daemon import format_queue, queue_rows
 
         rows = queue_rows(args.queue)
         print(json.dumps(rows, indent=2) if args.json else format_queue(rows))
         return 0
-    from train.rundir.status import format_status, read_status
+    from pawpipe.train.rundir.status import format_status, read_status
 
     if not (args.run_dir / STATUS_FILE).exists() and (args.run_dir / "pending").is_dir():
         raise ConfigError(
@@ -331,8 +331,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     """Queue a copy of a checked config (its shards there too): the daemon takes them in submission order."""
-    from train.daemon.daemon import Queue
-    from train.data.dataset import check_shards_folder
+    from pawpipe.train.daemon.daemon import Queue
+    from pawpipe.train.data.dataset import check_shards_folder
 
     if args.config.suffix != ".toml":
         raise ConfigError(
@@ -353,7 +353,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
-    from train.daemon.daemon import Daemon
+    from pawpipe.train.daemon.daemon import Daemon
 
     return Daemon(
         args.queue, once=args.once, poll_s=args.poll_s, settle_s=args.settle_s, max_restarts=args.max_restarts
@@ -361,15 +361,15 @@ def _daemon(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from train.daemon.daemon import cancel
+    from pawpipe.train.daemon.daemon import cancel
 
     print(cancel(args.queue, args.name))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from train.fit.evaluate import eval_checkpoint
-    from train.fit.metrics import format_metrics
+    from pawpipe.train.fit.evaluate import eval_checkpoint
+    from pawpipe.train.fit.metrics import format_metrics
 
     metrics = eval_checkpoint(
         args.checkpoint,
@@ -385,7 +385,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from train.fit.evaluate import predict_checkpoint
+    from pawpipe.train.fit.evaluate import predict_checkpoint
 
     table = predict_checkpoint(
         args.checkpoint,
@@ -400,7 +400,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from train.plan import PlanOptions, plan
+    from pawpipe.train.plan import PlanOptions, plan
 
     cfg: TrainConfig = load_train_config(args.config, overrides=args.overrides)
     allowances = {
@@ -430,10 +430,10 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from train.audit.audit import AuditJob, read_review_sheet, review, run_audit
+    from pawpipe.train.audit.audit import AuditJob, read_review_sheet, review, run_audit
 
     if args.score is not None:
-        from train.audit.score import format_scores, score_files
+        from pawpipe.train.audit.score import format_scores, score_files
 
         if args.planted is None:
             raise ConfigError("--score AUDIT: expected --planted FILE (planted_flips.csv)")
@@ -481,7 +481,7 @@ def _audit(args: argparse.Namespace) -> int:
     summary = json.loads((args.out / "audit.json").read_text(encoding="utf-8"))
     groups = summary["groups"]
     if summary["judge"]["weak"]:
-        from train.audit.judge import describe
+        from pawpipe.train.audit.judge import describe
 
         print(
             f"train: warning: the model is too weak to judge labels: {describe(summary['judge'])}; "
@@ -498,7 +498,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _crossval(args: argparse.Namespace) -> int:
-    from train.audit.crossval import crossval
+    from pawpipe.train.audit.crossval import crossval
 
     cfg = load_train_config(
         args.config,
@@ -511,7 +511,7 @@ def _crossval(args: argparse.Namespace) -> int:
 
 
 def _scores(args: argparse.Namespace) -> int:
-    from train.audit.importance import write_scores
+    from pawpipe.train.audit.importance import write_scores
 
     scores = write_scores(args.runs, args.out, el2n_epoch=args.el2n_epoch)
     epoch = scores.get_column("el2n_epoch").min() if scores.height else None

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.config import COMMAND_LINE, ConfigError, apply_overrides, read_config_file, validate
-from common.contracts.labels_file import WEIGHT_SCHEMES
+from pawpipe.common.config import COMMAND_LINE, ConfigError, apply_overrides, read_config_file, validate
+from pawpipe.common.contracts.labels_file import WEIGHT_SCHEMES
 
 
 class _Section(BaseModel):

@@ -39,11 +39,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from train.config import ConfigError, OptimConfig, TrainConfig
-from train.data.loader_dali import PREFETCH_DEPTH
-from train.fit.loss import ClassWeightedCE
-from train.fit.model import build_model, place_model
-from train.fit.optim import build_optimizer
+from pawpipe.train.config import ConfigError, OptimConfig, TrainConfig
+from pawpipe.train.data.loader_dali import PREFETCH_DEPTH
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.model import build_model, place_model
+from pawpipe.train.fit.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class PlanOptions:
 def plan(cfg: TrainConfig, options: PlanOptions, *, say: Callable[..., None] = print) -> dict[str, Any]:
     """The memory plan (unless ``skip_memory``) and the learning-rate curve of ``cfg``, said as it goes;
     returns both as one document (``memory``, ``measured``, ``lr``)."""
-    from train.data.dataset import read_dataset_info
+    from pawpipe.train.data.dataset import read_dataset_info
 
     info = None
     if cfg.data.shards is not None:
@@ -425,7 +425,7 @@ def plan(cfg: TrainConfig, options: PlanOptions, *, say: Callable[..., None] = p
             output["measured"] = checked
     steps = options.steps_per_epoch
     if steps is None and info is not None and info.split_counts(cfg.data.train_split):
-        from train.fit.schedule import optimizer_steps_per_epoch
+        from pawpipe.train.fit.schedule import optimizer_steps_per_epoch
 
         samples = sum(info.split_counts(cfg.data.train_split))
         steps = optimizer_steps_per_epoch(samples // cfg.data.batch_size, cfg.optim.accumulate)
@@ -439,9 +439,9 @@ def plan(cfg: TrainConfig, options: PlanOptions, *, say: Callable[..., None] = p
 def lr_plan(cfg: TrainConfig, steps_per_epoch: int, out: Path | None, *, say: Callable[..., None] = print) -> dict:
     """The schedule's learning rate at its turning points (said), the whole curve written to ``out``
     (.csv, or a chart) when given; returns the steps and the curve."""
-    from common.atomic import write_text
-    from train.fit.curves import write_lr_curve
-    from train.fit.schedule import WarmupCosine
+    from pawpipe.common.atomic import write_text
+    from pawpipe.train.fit.curves import write_lr_curve
+    from pawpipe.train.fit.schedule import WarmupCosine
 
     total = cfg.schedule.epochs * steps_per_epoch
     schedule = WarmupCosine(

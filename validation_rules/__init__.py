@@ -7,11 +7,11 @@ them. Public surface (what other stages may import):
 * ``join_suspects``, ``suspect_rules``: feeding a ``train audit`` folder to rule ``label.suspect``.
 """
 
-from validation_rules.engine import RuleOutcome, apply_rules
-from validation_rules.perceptual import near_duplicate_flags
-from validation_rules.registry import Action, Repair, RuleParams, get_rule, list_rules, register_rule
-from validation_rules.ruleset import RuleSet
-from validation_rules.suspect import join_suspects, suspect_rules
+from pawpipe.validation_rules.engine import RuleOutcome, apply_rules
+from pawpipe.validation_rules.perceptual import near_duplicate_flags
+from pawpipe.validation_rules.registry import Action, Repair, RuleParams, get_rule, list_rules, register_rule
+from pawpipe.validation_rules.ruleset import RuleSet
+from pawpipe.validation_rules.suspect import join_suspects, suspect_rules
 
 __all__ = [
     "Action",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field
 
-from validation_rules.registry import Repair, RuleParams, register_rule
+from pawpipe.validation_rules.registry import Repair, RuleParams, register_rule
 
 X, Y, W, H = (pl.col(c) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
 _BOX = pl.format("(x={}, y={}, w={}, h={})", X, Y, W, H)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from common.contracts.ingest_tables import SPLITS
-from validation_rules.registry import RuleParams, register_rule
+from pawpipe.common.contracts.ingest_tables import SPLITS
+from pawpipe.validation_rules.registry import RuleParams, register_rule
 
 # The copy that stays is the one in the smallest (split rank, group id), ranks in SPLITS order:
 # train before val before test, so a leak is removed from validation or test, never from

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from validation_rules.registry import Action
-from validation_rules.ruleset import RuleSet
+from pawpipe.validation_rules.registry import Action
+from pawpipe.validation_rules.ruleset import RuleSet
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field
 
-from validation_rules.registry import RuleParams, register_rule
+from pawpipe.validation_rules.registry import RuleParams, register_rule
 
 
 @register_rule(

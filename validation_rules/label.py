@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from validation_rules.registry import RuleParams, register_rule
+from pawpipe.validation_rules.registry import RuleParams, register_rule
 
 
 class VocabularyParams(RuleParams):

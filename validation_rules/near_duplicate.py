@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from validation_rules.perceptual import NearDuplicateParams, mark_near_duplicates
-from validation_rules.registry import register_rule
+from pawpipe.validation_rules.perceptual import NearDuplicateParams, mark_near_duplicates
+from pawpipe.validation_rules.registry import register_rule
 
 
 @register_rule(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from validation_rules.registry import RuleParams, register_rule
+from pawpipe.validation_rules.registry import RuleParams, register_rule
 
 _GATE = pl.col("parse_rule")  # the rule id the label-file gate refused a file under, else null
 

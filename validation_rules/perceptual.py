@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from validation_rules.registry import RuleParams
+from pawpipe.validation_rules.registry import RuleParams
 
 _BLOCK_CELLS = 1 << 24  # distance-matrix cells per block: 16 MB of uint8, whatever the group size
 

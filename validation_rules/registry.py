@@ -128,7 +128,7 @@ def list_rules() -> list[str]:
     imports ``validation_rules.suspect`` for its helpers long before the rules are listed).
     """
     _load_builtin_rules()
-    rank = {f"validation_rules.{name}": i for i, name in enumerate(_BUILTIN_MODULES)}
+    rank = {f"{_PACKAGE}.{name}": i for i, name in enumerate(_BUILTIN_MODULES)}
     return sorted(_REGISTRY, key=lambda rule_id: rank.get(_REGISTRY[rule_id].check.__module__, len(rank)))
 
 
@@ -136,10 +136,11 @@ def list_rules() -> list[str]:
 # in sequence), then exact duplicates among the records still clean, near-duplicates among those
 # (it compares the frames still kept), and last the audit's suspects (it judges what every other
 # rule kept).
+_PACKAGE = __name__.rpartition(".")[0]  # pawpipe.validation_rules, the rule modules' package
 _BUILTIN_MODULES = ("annotation", "path", "image", "label", "bbox", "duplicate", "near_duplicate", "suspect")
 
 
 def _load_builtin_rules() -> None:
     # Importing the rule modules registers them.
     for name in _BUILTIN_MODULES:
-        importlib.import_module(f"validation_rules.{name}")
+        importlib.import_module(f"{_PACKAGE}.{name}")

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from validation_rules.registry import Action, Rule, RuleParams, get_rule, list_rules
+from pawpipe.validation_rules.registry import Action, Rule, RuleParams, get_rule, list_rules
 
 DEFAULT_RULES = Path(__file__).with_name("default.toml")
 OFF = "off"

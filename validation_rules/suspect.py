@@ -26,8 +26,8 @@ from pathlib import Path
 
 import polars as pl
 
-from validation_rules.registry import Repair, RuleParams, get_rule, register_rule
-from validation_rules.ruleset import ActiveRule, RuleSet
+from pawpipe.validation_rules.registry import Repair, RuleParams, get_rule, register_rule
+from pawpipe.validation_rules.ruleset import ActiveRule, RuleSet
 
 RULE_ID = "label.suspect"
 COLUMNS = (

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from common.atomic import write_json
-from common.contracts.json_file import Section, read_json, validate
-from common.contracts.labels_file import ClassWeights
+from pawpipe.common.atomic import write_json
+from pawpipe.common.contracts.json_file import Section, read_json, validate
+from pawpipe.common.contracts.labels_file import ClassWeights
 
 DATASET_FILE = "dataset.json"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 from pydantic import ConfigDict
 
-from common.contracts.ingest_tables import listed_splits
-from common.contracts.json_file import Section
+from pawpipe.common.contracts.ingest_tables import listed_splits
+from pawpipe.common.contracts.json_file import Section
 
 WEIGHT_SCHEMES = ("balanced", "effective_number", "none")
 

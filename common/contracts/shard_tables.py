@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from common.contracts.ingest_tables import polars_schema
+from pawpipe.common.contracts.ingest_tables import polars_schema
 
 SHARDS_FILE = "shards.parquet"
 SAMPLES_FILE = "samples.parquet"

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from common.atomic import write_json
-from common.contracts.json_file import read_json, validate
+from pawpipe.common.atomic import write_json
+from pawpipe.common.contracts.json_file import read_json, validate
 
 STATUS_FILE = "status.json"
 STATES = ("starting", "training", "evaluating", "stopped", "failed", "finished")

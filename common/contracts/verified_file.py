@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.atomic import write_json
-from common.contracts.dataset_file import DATASET_FILE
+from pawpipe.common.atomic import write_json
+from pawpipe.common.contracts.dataset_file import DATASET_FILE
 
 VERIFIED_FILE = "verified.json"
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ingest.demo import NOISE_UNITS
-from ingest.sources.aihub import CAT_ACTIONS, DOG_ACTIONS, EMOTIONS, FRAMES_DIR, LABELS_DIR
+from pawpipe.ingest.demo import NOISE_UNITS
+from pawpipe.ingest.sources.aihub import CAT_ACTIONS, DOG_ACTIONS, EMOTIONS, FRAMES_DIR, LABELS_DIR
 
 FRAME_SIZES = ((320, 240), (240, 320), (288, 288))  # landscape, portrait, square
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")  # one per emotion, same order

@@ -76,7 +76,7 @@ def _unchanged(frame: pl.DataFrame) -> pl.DataFrame:
 def source_module(name: str):
     if name not in FORMATS:
         raise ValueError(f"unknown format {name!r}; valid: {', '.join(FORMAT_CHOICES)}")
-    return importlib.import_module(f"ingest.sources.{name}")
+    return importlib.import_module(f"pawpipe.ingest.sources.{name}")
 
 
 @cache

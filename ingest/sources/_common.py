@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from common.contracts.ingest_tables import RECORDS, polars_schema
+from pawpipe.common.contracts.ingest_tables import RECORDS, polars_schema
 
 # The columns of a source's record rows, in order (sources that build rows as tuples use it):
 # RECORDS but ``parse_rule``, which only the file gate (``files.with_refused``) sets.

@@ -20,10 +20,10 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, empty, polars_schema
-from ingest.pool import chunked, map_chunks, worker_count
-from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import (
+from pawpipe.common.contracts.ingest_tables import ORPHANS, RECORDS, conform, empty, polars_schema
+from pawpipe.ingest.pool import chunked, map_chunks, worker_count
+from pawpipe.ingest.sources import Parsed, SourceOptions
+from pawpipe.ingest.sources._common import (
     INT64,
     Malformed,
     all_finite,
@@ -34,7 +34,7 @@ from ingest.sources._common import (
     is_number,
     json_float,
 )
-from ingest.sources.files import (
+from pawpipe.ingest.sources.files import (
     NotUnicode,
     admit,
     bad_name,

@@ -46,9 +46,9 @@ from typing import TypeVar
 
 import polars as pl
 
-from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import (
+from pawpipe.common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from pawpipe.ingest.sources import Parsed, SourceOptions
+from pawpipe.ingest.sources._common import (
     ROW_SCHEMA,
     all_finite,
     cannot_read,
@@ -58,7 +58,7 @@ from ingest.sources._common import (
     json_float,
     positive_size,
 )
-from ingest.sources.files import DuplicateKey, NotUnicode, admit, loads_json, may_repeat_keys, with_refused
+from pawpipe.ingest.sources.files import DuplicateKey, NotUnicode, admit, loads_json, may_repeat_keys, with_refused
 
 NAME = "coco"
 LOOKS_FOR = "a COCO instances JSON"

@@ -19,8 +19,8 @@ import stat
 
 import polars as pl
 
-from common.images import resolve_under
-from ingest.sources._common import Malformed, cannot_read
+from pawpipe.common.images import resolve_under
+from pawpipe.ingest.sources._common import Malformed, cannot_read
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO",

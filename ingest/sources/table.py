@@ -28,9 +28,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.contracts.ingest_tables import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
-from ingest.sources import Parsed, SourceOptions
-from ingest.sources.files import check_file, shown
+from pawpipe.common.contracts.ingest_tables import MANIFEST, PROBES, QUARANTINE, RECORDS, conform, split_alias_expr
+from pawpipe.ingest.sources import Parsed, SourceOptions
+from pawpipe.ingest.sources.files import check_file, shown
 
 NAME = "table"
 LOOKS_FOR = "a CSV/Parquet table"

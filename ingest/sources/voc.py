@@ -28,10 +28,18 @@ from pathlib import Path
 
 import polars as pl
 
-from common.contracts.ingest_tables import HELD_OUT, ORPHANS, RECORDS, SPLITS, conform, polars_schema, split_alias
-from ingest.pool import chunked, map_chunks, worker_count
-from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import (
+from pawpipe.common.contracts.ingest_tables import (
+    HELD_OUT,
+    ORPHANS,
+    RECORDS,
+    SPLITS,
+    conform,
+    polars_schema,
+    split_alias,
+)
+from pawpipe.ingest.pool import chunked, map_chunks, worker_count
+from pawpipe.ingest.sources import Parsed, SourceOptions
+from pawpipe.ingest.sources._common import (
     ROW_SCHEMA,
     Malformed,
     all_finite,
@@ -41,7 +49,7 @@ from ingest.sources._common import (
     positive_size,
     text_float,
 )
-from ingest.sources.files import admit, walk, with_refused
+from pawpipe.ingest.sources.files import admit, walk, with_refused
 
 NAME = "voc"
 LOOKS_FOR = "VOC XML"

@@ -34,11 +34,11 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
-from ingest.pool import chunked, map_chunks, worker_count
-from ingest.sources import Parsed, SourceOptions
-from ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
-from ingest.sources.files import admit, shown, walk, with_refused
+from pawpipe.common.contracts.ingest_tables import ORPHANS, RECORDS, conform, polars_schema, split_alias
+from pawpipe.ingest.pool import chunked, map_chunks, worker_count
+from pawpipe.ingest.sources import Parsed, SourceOptions
+from pawpipe.ingest.sources._common import ROW_SCHEMA, all_finite, cannot_read, text_float
+from pawpipe.ingest.sources.files import admit, shown, walk, with_refused
 
 NAME = "yolo"
 LOOKS_FOR = "YOLO txt + class names"

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from _tiny_disk import mount_tiny_disk
 
-from common import cli
+from pawpipe.common import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _cmd(tool: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", tool, *map(str, args)]
+    return [sys.executable, "-m", f"pawpipe.{tool}", *map(str, args)]
 
 
 def _run(tool: str, *args: str, **kw) -> subprocess.CompletedProcess:
@@ -154,7 +154,7 @@ def _raise(exc: BaseException):
 
 
 def test_a_config_error_prints_one_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:
-    from common.config import ConfigError
+    from pawpipe.common.config import ConfigError
 
     assert (
         cli.run("tool", _raise(ConfigError("c.toml: seed: bad (got 'x')\nc.toml: optim.lr: too  small (got -1)")))

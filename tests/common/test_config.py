@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.config import ConfigError, apply_overrides, load_config, read_config_file, validate
+from pawpipe.common.config import ConfigError, apply_overrides, load_config, read_config_file, validate
 
 
 class Inner(BaseModel):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.contracts.dataset_file import (
+from pawpipe.common.contracts.dataset_file import (
     ClassSelection,
     DatasetFile,
     ImageSpec,
@@ -18,7 +18,7 @@ from common.contracts.dataset_file import (
     SplitCounts,
     find_dataset_file,
 )
-from common.contracts.labels_file import ClassWeights
+from pawpipe.common.contracts.labels_file import ClassWeights
 
 
 def _doc(**kw) -> DatasetFile:

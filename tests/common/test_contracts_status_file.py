@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.contracts.status_file import STATES, check_fields, epochs_done, read_status_file, write_status_file
+from pawpipe.common.contracts.status_file import STATES, check_fields, epochs_done, read_status_file, write_status_file
 
 DOC = {
     "pid": 42,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.contracts.tar_layout import (
+from pawpipe.common.contracts.tar_layout import (
     INDEX_VERSION,
     MEMBERS,
     encode_label,

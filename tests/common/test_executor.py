@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from common.executor import LocalExecutor, current_executor, open_executor, use_executor
-from ingest.config import CleanConfig
-from shards.config import ShardConfig, load_shard_config
+from pawpipe.common.executor import (
+    LAYER_FOLDERS,
+    LocalExecutor,
+    current_executor,
+    import_root,
+    open_executor,
+    use_executor,
+)
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.shards.config import ShardConfig, load_shard_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +73,7 @@ def test_executor_ray_without_ray_installed_names_the_extra(
 
 def test_executor_ray_with_nothing_at_the_address_fails_in_one_line() -> None:
     pytest.importorskip("ray", reason="needs the extra: pip install 'pawpipe[ray]'")
-    from common.executor import RayExecutor
+    from pawpipe.common.executor import RayExecutor
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -85,3 +92,23 @@ def test_the_executor_comes_from_toml_and_the_flags_override_it(tmp_path: Path) 
     config = load_shard_config(toml, {"manifest_dir": tmp_path, "out": tmp_path / "o", "ray_address": "10.0.0.1:6379"})
     assert config.ray_address == "10.0.0.1:6379"
     assert isinstance(open_executor(ShardConfig(manifest_dir=tmp_path, out=tmp_path)), LocalExecutor)
+
+
+def test_ray_workers_import_this_checkout_as_pawpipe(tmp_path: Path) -> None:
+    """The folder the Ray workers get on their PYTHONPATH holds pawpipe/<folder> for every folder, each the
+    checkout's own; a fresh interpreter with nothing else on its path (no site-packages, so no editable
+    install) finds this checkout's code there."""
+    root = import_root()
+    repo = Path(__file__).resolve().parents[2]
+    assert root == repo / ".pythonpath"
+    assert {p.name: p.resolve() for p in (root / "pawpipe").iterdir()} == {n: repo / n for n in LAYER_FOLDERS}
+    assert import_root() == root  # a second driver finds the links made
+    probe = "import importlib.util; print(importlib.util.find_spec('pawpipe.shards').origin)"  # -S: no polars
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); {probe}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert Path(done.stdout.strip()).resolve() == repo / "shards" / "__init__.py", done.stderr[-2000:]

@@ -26,9 +26,13 @@ import pytest
 
 pytest.importorskip("ray", reason="the Ray tests need the extra: pip install 'pawpipe[ray]'")
 
-from bench.ray_local import command_line, local_cluster  # noqa: E402
-from shards.build import build  # noqa: E402
-from shards.config import ShardConfig  # noqa: E402
+# the local cluster helper, shared with the benches (bench/ is no package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from ray_local import command_line, local_cluster  # noqa: E402
+
+from pawpipe.shards.build import build  # noqa: E402
+from pawpipe.shards.config import ShardConfig  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +75,11 @@ class Command:
         self.logs = [cwd / f"{module}.{name}.log" for name in ("stdout", "stderr")]
         with open(self.logs[0], "wb") as out, open(self.logs[1], "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, *args], cwd=cwd, stdout=out, stderr=err, start_new_session=True
+                [sys.executable, "-m", f"pawpipe.{module}", *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
 
     def finish(self, timeout: float = 300) -> tuple[int, str, str]:

@@ -2,7 +2,7 @@ import unicodedata
 
 import pytest
 
-from common.textwidth import columns, ljust
+from pawpipe.common.textwidth import columns, ljust
 
 
 @pytest.mark.parametrize(

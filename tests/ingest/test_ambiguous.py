@@ -15,12 +15,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from _fixtures_formats import coco_doc, write_jpeg, write_json
 from PIL import Image
+from test_hostile import BAD, BAD_FRAMES, _doc, _good_kept, _root, _rows
 
-from ingest.clean import CleanAborted, clean
-from ingest.config import CleanConfig
-from tests.ingest._fixtures_formats import coco_doc, write_jpeg, write_json
-from tests.ingest.test_hostile import BAD, BAD_FRAMES, _doc, _good_kept, _root, _rows
+from pawpipe.ingest.clean import CleanAborted, clean
+from pawpipe.ingest.config import CleanConfig
 
 INGEST = str(Path(sys.executable).with_name("ingest"))
 

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from _tiny_disk import mount_tiny_disk  # noqa: E402
 
-from common.atomic import atomic_path, write_bytes  # noqa: E402
+from pawpipe.common.atomic import atomic_path, write_bytes  # noqa: E402
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from common.contracts.ingest_tables import MANIFEST, QUARANTINE
-from ingest.clean import CleanAborted, clean
-from ingest.config import CleanConfig
-from ingest.demo.check import check
+from pawpipe.common.contracts.ingest_tables import MANIFEST, QUARANTINE
+from pawpipe.ingest.clean import CleanAborted, clean
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.demo.check import check
 
 OUTPUTS = ("manifest.parquet", "quarantine.parquet", "orphans.parquet", "labels.json", "report.json", "report.html")
 
@@ -93,7 +93,7 @@ def test_too_much_quarantine_aborts_without_manifest(demo_raw: Path, tmp_path: P
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "ingest", "clean", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "pawpipe.ingest", "clean", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
     )
@@ -103,7 +103,9 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_cli_demo_check_passes(demo_raw: Path, demo_clean: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "ingest", "demo-check", str(demo_raw), str(demo_clean)], capture_output=True, text=True
+        [sys.executable, "-m", "pawpipe.ingest", "demo-check", str(demo_raw), str(demo_clean)],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stdout
     assert "handled as expected" in run.stdout
@@ -129,7 +131,7 @@ def test_every_format_cleans_end_to_end(fmt: str, tmp_path: Path) -> None:
 
 
 def test_repeated_record_ids_still_get_unique_stable_sample_ids() -> None:
-    from ingest.clean import _sample_ids
+    from pawpipe.ingest.clean import _sample_ids
 
     frame = pl.DataFrame({"source_file": ["a.json"] * 3, "record": ["7", "7", "8"], "image_path": ["x.jpg"] * 3})
     ids = _sample_ids(frame).to_list()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.atomic import check_outputs
-from ingest.clean import CleanAborted, clean
-from ingest.config import CleanConfig
+from pawpipe.common.atomic import check_outputs
+from pawpipe.ingest.clean import CleanAborted, clean
+from pawpipe.ingest.config import CleanConfig
 
 NEEDS = ("manifest.parquet", "labels.json")
 

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ingest.demo.data import COLOURS, FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, draw_frame, generate, plan_videos
-from ingest.sources.aihub import EMOTIONS
+from pawpipe.ingest.demo.data import COLOURS, FRAME_FAULTS, FRAME_SIZES, LOOK_ALIKE, draw_frame, generate, plan_videos
+from pawpipe.ingest.sources.aihub import EMOTIONS
 
 
 def test_flips_are_planted_in_training_frames_only_and_recorded(demo_raw: Path, tmp_path: Path):
@@ -109,7 +109,7 @@ def test_pair_colours_paint_both_classes_of_a_look_alike_pair_in_one_colour():
 
 
 def test_demo_data_pair_colours_flag_writes_what_generate_writes(tmp_path: Path):
-    from ingest.cli import main
+    from pawpipe.ingest.cli import main
 
     assert main(["demo-data", str(tmp_path / "cli"), "--videos", "12", "--frames", "2", "--pair-colours"]) == 0
     generate(tmp_path / "api", videos=12, frames=2, seed=0, val_videos=6, pair_colours=True)

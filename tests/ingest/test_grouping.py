@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _fixtures_formats import coco_doc, write_json
 from PIL import Image
 
-from ingest.clean import clean
-from ingest.config import CleanConfig
-from ingest.grouping import GroupBy, apply_grouping
-from tests.ingest._fixtures_formats import coco_doc, write_json
+from pawpipe.ingest.clean import clean
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.grouping import GroupBy, apply_grouping
 
 CLASSES = ("cat", "dog", "bird")
 
@@ -156,7 +156,16 @@ def test_data_split_folders_that_cut_videos_are_listed_and_resplit(tmp_path: Pat
     leaked = [f"images/video{v:03d}" for v in range(0, 12, 2)]
     assert result.report["groups_in_both_splits"] == leaked
     cli = subprocess.run(
-        [sys.executable, "-m", "ingest", "clean", str(tmp_path / "raw"), "--out", str(tmp_path / "cli"), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "pawpipe.ingest",
+            "clean",
+            str(tmp_path / "raw"),
+            "--out",
+            str(tmp_path / "cli"),
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -277,7 +286,7 @@ def test_a_wrong_video_is_dropped_or_relabelled_frame_by_frame(tmp_path: Path) -
 
 
 def test_review_decides_whole_videos(tmp_path: Path) -> None:
-    from train.audit.audit import read_review_sheet, review
+    from pawpipe.train.audit.audit import read_review_sheet, review
 
     _yolo_videos(tmp_path / "raw", 12, 5)
     clean(CleanConfig(root=tmp_path / "raw", out=tmp_path / "clean", val_fraction=0.25, quiet=True))
@@ -303,13 +312,13 @@ def test_review_decides_whole_videos(tmp_path: Path) -> None:
 
 
 def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> None:
-    from tests.ingest._fixtures_formats import make_coco
+    from _fixtures_formats import make_coco
 
     root = tmp_path / "raw"
     _yolo_videos(root, 6, 2)
     make_coco(root)  # a second dataset under the same folder: a COCO download beside the YOLO one
     cli = subprocess.run(
-        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
+        [sys.executable, "-m", "pawpipe.ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
         capture_output=True,
         text=True,
         check=True,
@@ -323,7 +332,7 @@ def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "ingest",
+            "pawpipe.ingest",
             "clean",
             str(root),
             "--out",
@@ -343,14 +352,14 @@ def test_the_terminal_says_which_layout_and_files_were_read(tmp_path: Path) -> N
 
 
 def test_a_csv_that_is_no_annotation_table_is_not_taken_for_one(tmp_path: Path) -> None:
-    from ingest.sources import table
+    from pawpipe.ingest.sources import table
 
     root = tmp_path / "raw"
     _yolo_videos(root, 6, 2)
     (root / "planted_flips.csv").write_text("image_path,given_label,true_label\na.jpg,cat,dog\n")  # beside the dataset
     assert not table.detect(root)
     cli = subprocess.run(
-        [sys.executable, "-m", "ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
+        [sys.executable, "-m", "pawpipe.ingest", "clean", str(root), "--out", str(tmp_path / "out"), "--quiet"],
         capture_output=True,
         text=True,
         check=True,

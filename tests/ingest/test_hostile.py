@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from ingest.clean import CleanAborted, clean
-from ingest.config import CleanConfig
+from pawpipe.ingest.clean import CleanAborted, clean
+from pawpipe.ingest.config import CleanConfig
 
 GOOD = "Training/라벨링데이터/CAT/ARCH/good.mp4.json"
 GOOD_FRAMES = "Training/원천데이터/CAT/ARCH/good.mp4"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.config import load_config
-from ingest.cli import main
-from ingest.config import CleanConfig
+from pawpipe.common.config import load_config
+from pawpipe.ingest.cli import main
+from pawpipe.ingest.config import CleanConfig
 
 
 def test_a_config_error_lists_every_invalid_field(tmp_path: Path, capsys) -> None:

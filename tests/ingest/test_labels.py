@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.contracts.labels_file import class_weights, effective_number_beta
+from pawpipe.common.contracts.labels_file import class_weights, effective_number_beta
 
 
 def test_balanced_is_n_over_k_nc() -> None:

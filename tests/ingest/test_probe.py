@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.images import open_oriented, resolve_under
-from ingest.probe import probe_images, probe_one
+from pawpipe.common.images import open_oriented, resolve_under
+from pawpipe.ingest.probe import probe_images, probe_one
 
 
 @pytest.fixture()

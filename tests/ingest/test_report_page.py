@@ -11,8 +11,8 @@ import pytest
 from _browser import check_page, chromium
 from PIL import Image
 
-from common.fonts import HANGUL
-from ingest.report_page import thumbnail
+from pawpipe.common.fonts import HANGUL
+from pawpipe.ingest.report_page import thumbnail
 
 
 def decode(uri: str) -> Image.Image:
@@ -68,7 +68,7 @@ def test_thumbnail_refuses_files_outside_the_root_and_broken_files(tmp_path: Pat
     ],
 )
 def test_only_images_whose_file_passed_are_opened(rules: list[str], openable: bool) -> None:
-    from ingest.report_page import _openable
+    from pawpipe.ingest.report_page import _openable
 
     assert _openable(rules) is openable
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.sources import SourceOptions, detect_format
-from ingest.sources.aihub import EMOTIONS, detect, parse
+from pawpipe.ingest.sources import SourceOptions, detect_format
+from pawpipe.ingest.sources.aihub import EMOTIONS, detect, parse
 
 LABEL = "Training/라벨링데이터/CAT/ARCH/v1.mp4.json"
 FRAMES = "Training/원천데이터/CAT/ARCH/v1.mp4"
@@ -109,7 +109,7 @@ def test_pool_and_serial_parse_agree(demo_raw) -> None:
 def test_typed_fast_path_equals_lenient_path(demo_raw, monkeypatch) -> None:
     import msgspec
 
-    import ingest.sources.aihub as aihub
+    import pawpipe.ingest.sources.aihub as aihub
 
     fast = parse(demo_raw, SourceOptions(workers=1)).records
 

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from _fixtures_formats import COCO_CATEGORIES, LAYOUTS, add_test_part, coco_doc, make_coco, write_json
 
-from common.contracts.ingest_tables import RECORDS
-from ingest.sources import SourceOptions, coco
+from pawpipe.common.contracts.ingest_tables import RECORDS
+from pawpipe.ingest.sources import SourceOptions, coco
 
 OPTS = SourceOptions(workers=1)
 CORE = [

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from _fixtures_formats import coco_doc, make_coco, make_voc, voc_object, voc_xml
 
-from ingest.sources import SourceOptions, coco, voc
-from ingest.sources._common import (
+from pawpipe.ingest.sources import SourceOptions, coco, voc
+from pawpipe.ingest.sources._common import (
     ROW_SCHEMA,
     all_finite,
     cannot_read,

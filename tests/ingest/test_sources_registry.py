@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS
 
-from ingest.cli import main
-from ingest.config import CleanConfig
-from ingest.sources import AUTO, FORMAT_CHOICES, FORMATS, detect_format, get_source
+from pawpipe.ingest.cli import main
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.sources import AUTO, FORMAT_CHOICES, FORMATS, detect_format, get_source
 
 _PROBED = pl.DataFrame(
     {
@@ -33,7 +33,7 @@ _PROBED = pl.DataFrame(
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_every_registered_format_is_a_module_with_its_hooks(name: str) -> None:
-    module = importlib.import_module(f"ingest.sources.{name}")
+    module = importlib.import_module(f"pawpipe.ingest.sources.{name}")
     source = get_source(name)
     assert (module.NAME, source.name) == (name, name)
     assert (source.looks_for, source.detect, source.parse) == (module.LOOKS_FOR, module.detect, module.parse)

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_table
 
-from common.contracts.ingest_tables import RECORDS, split_alias, split_alias_expr
-from ingest.sources import SourceOptions, table
+from pawpipe.common.contracts.ingest_tables import RECORDS, split_alias, split_alias_expr
+from pawpipe.ingest.sources import SourceOptions, table
 
 OPTS = SourceOptions(workers=1)
 

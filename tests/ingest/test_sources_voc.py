@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_voc, voc_object, voc_xml, write_jpeg
 
-from common.contracts.ingest_tables import RECORDS
-from ingest.sources import SourceOptions, voc
+from pawpipe.common.contracts.ingest_tables import RECORDS
+from pawpipe.ingest.sources import SourceOptions, voc
 
 OPTS = SourceOptions(workers=1)
 CORE = [

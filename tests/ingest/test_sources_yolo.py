@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_yolo, write_jpeg
 
-from common.contracts.ingest_tables import RECORDS
-from ingest.sources import SourceOptions, yolo
+from pawpipe.common.contracts.ingest_tables import RECORDS
+from pawpipe.ingest.sources import SourceOptions, yolo
 
 OPTS = SourceOptions(workers=1)
 CORE = [

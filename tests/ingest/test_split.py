@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from _fixtures_formats import LAYOUTS, add_test_part, make_yolo, write_jpeg
 
-from ingest.clean import clean
-from ingest.config import CleanConfig
-from ingest.split import assign_splits, groups_in_both_splits
+from pawpipe.ingest.clean import clean
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.split import assign_splits, groups_in_both_splits
 
 
 def test_groups_never_straddle_and_classes_get_their_share() -> None:

@@ -16,10 +16,10 @@ import polars as pl
 import skimage.data
 from PIL import Image
 
-from common.contracts.ingest_tables import MANIFEST, conform
-from common.contracts.labels_file import build_labels
-from common.contracts.verified_file import VERIFIED_FILE
-from ingest.probe import probe_one
+from pawpipe.common.contracts.ingest_tables import MANIFEST, conform
+from pawpipe.common.contracts.labels_file import build_labels
+from pawpipe.common.contracts.verified_file import VERIFIED_FILE
+from pawpipe.ingest.probe import probe_one
 
 VOCABULARY = ("happy", "sad", "angry")
 SMALL = {"size": 96, "max_samples": 5, "workers": 1, "quiet": True}  # fast options for tests

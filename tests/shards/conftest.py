@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from _fixtures_shards import SMALL, make_dataset
 
-from shards.build import build
-from shards.config import ShardConfig
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 from _fixtures_shards import BAD, SMALL, make_dataset, tree_bytes
 
-from common.contracts.dataset_file import DATASET_FILE, DatasetFile
-from common.contracts.ingest_tables import polars_schema
-from common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
-from shards import build as build_mod
-from shards.build import BuildAborted, build
-from shards.config import ShardConfig
-from shards.verify import verify
+from pawpipe.common.contracts.dataset_file import DATASET_FILE, DatasetFile
+from pawpipe.common.contracts.ingest_tables import polars_schema
+from pawpipe.common.contracts.shard_tables import FAILED, FAILED_FILE, SAMPLES, SAMPLES_FILE, SHARDS, SHARDS_FILE
+from pawpipe.shards import build as build_mod
+from pawpipe.shards.build import BuildAborted, build
+from pawpipe.shards.config import ShardConfig
+from pawpipe.shards.verify import verify
 
 
 def _config(clean: Path, out: Path, **kw) -> ShardConfig:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from _fixtures_shards import tree_bytes
 
-from shards.cli import main
-from shards.config import ShardConfig, load_shard_config
+from pawpipe.shards.cli import main
+from pawpipe.shards.config import ShardConfig, load_shard_config
 
 
 def test_build_from_toml_with_overrides(small_dataset: Path, small_build: Path, tmp_path: Path, capsys):

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from shards.crop import CropError, crop_box, encode, from_roi, output_size, plan_crop, render
-from shards.roi import RoiDecoder
+from pawpipe.shards.crop import CropError, crop_box, encode, from_roi, output_size, plan_crop, render
+from pawpipe.shards.roi import RoiDecoder
 
 
 def _rows(clean: Path) -> dict[str, list[dict]]:

@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from _fixtures_shards import SMALL
 
-from common.atomic import OUTPUTS_FILE
-from common.lock import FolderLocked
-from shards.build import build, partition_lock
-from shards.config import ShardConfig
+from pawpipe.common.atomic import OUTPUTS_FILE
+from pawpipe.common.lock import FolderLocked
+from pawpipe.shards.build import build, partition_lock
+from pawpipe.shards.config import ShardConfig
 
 # Holds the partition's lock the way a running build does, until killed.
 HOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from shards.build import partition_lock
-    from shards.config import ShardConfig
+    from pawpipe.shards.build import partition_lock
+    from pawpipe.shards.config import ShardConfig
     lock = partition_lock(ShardConfig(manifest_dir=Path(sys.argv[1]), out=Path(sys.argv[2]), \
 num_partitions=2, partition=1)).acquire()
     print("held", flush=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from common.contracts.ingest_tables import MANIFEST, conform
-from shards.assign import plan_shards, read_manifest, sample_key, shuffled_splits
+from pawpipe.common.contracts.ingest_tables import MANIFEST, conform
+from pawpipe.shards.assign import plan_shards, read_manifest, sample_key, shuffled_splits
 
 
 def _manifest(n: int) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-"""Crash and resume: a real ``python -m shards build`` killed with SIGKILL at several moments,
+"""Crash and resume: a real ``python -m pawpipe.shards build`` killed with SIGKILL at several moments,
 then rerun, ends byte-identical to an uninterrupted run."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from _fixtures_shards import make_dataset, tree_bytes
 
-from shards.build import build
-from shards.config import ShardConfig
-from shards.verify import verify
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
+from pawpipe.shards.verify import verify
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {"size": 96, "max_samples": 3, "quiet": True}
@@ -26,7 +26,7 @@ def _start(clean: Path, out: Path, workers: int) -> subprocess.Popen:
     argv = [
         sys.executable,
         "-m",
-        "shards",
+        "pawpipe.shards",
         "build",
         str(clean),
         "--out",

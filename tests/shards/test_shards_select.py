@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 from _fixtures_shards import SMALL, tree_bytes
 
-from shards.build import build
-from shards.cli import main
-from shards.config import ShardConfig
-from shards.select import choose
-from shards.verify import verify
+from pawpipe.shards.build import build
+from pawpipe.shards.cli import main
+from pawpipe.shards.config import ShardConfig
+from pawpipe.shards.select import choose
+from pawpipe.shards.verify import verify
 
 TRAIN = pl.DataFrame({"sample_id": [f"s{i}" for i in range(10)], "label_id": [0] * 6 + [1] * 3 + [2]})
 SCORES = pl.DataFrame(

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shards.cli import main
-from shards.verify import verify
-from shards.writer import scan_tar
+from pawpipe.shards.cli import main
+from pawpipe.shards.verify import verify
+from pawpipe.shards.writer import scan_tar
 
 
 @pytest.fixture

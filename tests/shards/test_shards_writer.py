@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.contracts.tar_layout import INDEX_VERSION, MEMBERS, index_entry, index_path, member_key, member_name
-from shards.writer import ShardWriter, expected_index, scan_tar
+from pawpipe.common.contracts.tar_layout import INDEX_VERSION, MEMBERS, index_entry, index_path, member_key, member_name
+from pawpipe.shards.writer import ShardWriter, expected_index, scan_tar
 
 
 def _samples(n: int) -> list[tuple[str, dict[str, bytes]]]:

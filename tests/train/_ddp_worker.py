@@ -22,16 +22,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from train.config import OptimConfig
-from train.data.batch import Batch
-from train.data.loader import LoaderSpec, open_loader
-from train.fit.checkpoint import TrainProgress
-from train.fit.device import Precision, rank_seed, seed_everything
-from train.fit.loss import ClassWeightedCE
-from train.fit.model import build_model
-from train.fit.optim import build_optimizer
-from train.fit.schedule import WarmupCosine
-from train.fit.trainer import Trainer
+from pawpipe.train.config import OptimConfig
+from pawpipe.train.data.batch import Batch
+from pawpipe.train.data.loader import LoaderSpec, open_loader
+from pawpipe.train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.device import Precision, rank_seed, seed_everything
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.model import build_model
+from pawpipe.train.fit.optim import build_optimizer
+from pawpipe.train.fit.schedule import WarmupCosine
+from pawpipe.train.fit.trainer import Trainer
 
 WEIGHTS = [0.5, 2.0, 1.0, 3.0, 1.0, 1.0]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shards.build import build
-from shards.config import ShardConfig
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
 
 SIZE = 64  # stored shorter side, px
 IMAGE = 32  # loader output, px

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.config import TrainConfig, load_train_config
-from train.data.synthetic import TensorLoader, synthetic_images
+from pawpipe.train.config import TrainConfig, load_train_config
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 
@@ -64,8 +64,8 @@ def loaders():
 def demo_shards(demo_clean: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``shards build`` of the demo data at 48 px, 8 samples per shard (22 train, 35 val samples); read-only:
     copy it before changing it."""
-    from shards.build import build
-    from shards.config import ShardConfig
+    from pawpipe.shards.build import build
+    from pawpipe.shards.config import ShardConfig
 
     out = tmp_path_factory.mktemp("demo_shards") / "shards"
     build(ShardConfig(manifest_dir=demo_clean, out=out, size=48, max_samples=8, workers=1, quiet=True))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from _loader_fixtures import IMAGE, build_shards, copy_split, samples
 
-from train.config import load_train_config
-from train.data.batch import Batch
-from train.data.loader import (
+from pawpipe.train.config import load_train_config
+from pawpipe.train.data.batch import Batch
+from pawpipe.train.data.loader import (
     DEFAULT_SHUFFLE_BUFFER,
     LoaderSpec,
     ShardSet,
@@ -21,7 +21,7 @@ from train.data.loader import (
     resolve_backend,
     resolve_data_config,
 )
-from train.data.transforms import TransformSpec
+from pawpipe.train.data.transforms import TransformSpec
 
 BACKENDS = ["dali", "torch"]
 WORKERS = {"dali": 1, "torch": 0}  # DALI CPU threads / DataLoader worker processes: fast on 2 cores

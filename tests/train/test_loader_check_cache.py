@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from _loader_fixtures import IMAGE, build_shards, copy_split
 
-from train.data.check_cache import CACHE_ENV, FOLDER, settled
-from train.data.loader import LoaderSpec, ShardSet, open_loader
+from pawpipe.train.data.check_cache import CACHE_ENV, FOLDER, settled
+from pawpipe.train.data.loader import LoaderSpec, ShardSet, open_loader
 
 SHARD = "shard-000000"
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def test_a_cache_folder_others_can_write_is_not_used(
     split = _split(loader_shards, tmp_path)
     cache.mkdir(parents=True)
     cache.chmod(0o777)
-    with caplog.at_level(logging.WARNING, logger="train.data.check_cache"):
+    with caplog.at_level(logging.WARNING, logger="pawpipe.train.data.check_cache"):
         assert ShardSet.open(split).checked == 3
     assert [r.getMessage() for r in caplog.records] == [
         f"{cache}: owned by uid {os.getuid()} with mode drwxrwxrwx; expected this user's, writable by no one else; "

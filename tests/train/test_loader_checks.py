@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from _loader_fixtures import IMAGE, build_shards, copy_split
 
-from shards.writer import ShardWriter
-from train.data.loader import LoaderSpec, ShardSet, open_loader
+from pawpipe.shards.writer import ShardWriter
+from pawpipe.train.data.loader import LoaderSpec, ShardSet, open_loader
 
 SHARD = "shard-000000"
 

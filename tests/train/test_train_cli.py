@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import main
+from pawpipe.train.cli import main
 
 
 def test_plan_prints_memory_and_lr_curve(tmp_path: Path, capsys):
@@ -54,8 +54,8 @@ def test_run_eval_predict_end_to_end_on_real_shards(demo_clean: Path, tmp_path: 
     """The CLI on real shards of the demo data (DALI on the CPU): run, then eval and predict of its checkpoint."""
     import pyarrow.parquet as pq
 
-    from shards.build import build
-    from shards.config import ShardConfig
+    from pawpipe.shards.build import build
+    from pawpipe.shards.config import ShardConfig
 
     shards = tmp_path / "shards"
     build(ShardConfig(manifest_dir=demo_clean, out=shards, size=48, max_samples=16, workers=1, quiet=True))

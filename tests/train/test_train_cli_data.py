@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from _loader_fixtures import build_shards
 
-from train.cli import main
-from train.data.dataset import shards_root, split_folder
+from pawpipe.train.cli import main
+from pawpipe.train.data.dataset import shards_root, split_folder
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import main
-from train.fit.run import run_training
+from pawpipe.train.cli import main
+from pawpipe.train.fit.run import run_training
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

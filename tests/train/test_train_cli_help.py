@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shards.cli import _parser as shards_parser
-from train.cli import _parser as train_parser
+from pawpipe.shards.cli import _parser as shards_parser
+from pawpipe.train.cli import _parser as train_parser
 
 REPO = Path(__file__).resolve().parents[2]
 PATHLIKE = re.compile(r"[\w.~-]*/[\w./~-]*|[\w.-]+\.(toml|json|parquet|csv|pt|svg|tar)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from train.cli import main
+from pawpipe.train.cli import main
 
 
 def test_plan_json_prints_json_only(tmp_path, capsys) -> None:

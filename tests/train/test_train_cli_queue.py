@@ -14,8 +14,8 @@ from pathlib import Path
 
 from test_train_status_dead import TRAINER
 
-from train.cli import main
-from train.daemon.daemon import ORDER_MARK, Daemon, Queue, queue_rows, record_result
+from pawpipe.train.cli import main
+from pawpipe.train.daemon.daemon import ORDER_MARK, Daemon, Queue, queue_rows, record_result
 
 
 def _config(path: Path, shards: Path | str, extra: str = "") -> Path:
@@ -104,7 +104,7 @@ def test_submit_cancel_and_status_take_the_queue_through_one_door(demo_shards: P
     queue = tmp_path / "queue"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "train", "submit", str(queue), str(config)],
+            [sys.executable, "-m", "pawpipe.train", "submit", str(queue), str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -134,7 +134,7 @@ def test_status_watch_follows_a_run_until_it_ends(tmp_path: Path) -> None:
         assert proc.stdout.readline() == "training\n"
         with open(err, "w") as stderr:
             watch = subprocess.Popen(
-                [sys.executable, "-m", "train", "status", str(tmp_path), "--watch", "0.2"],
+                [sys.executable, "-m", "pawpipe.train", "status", str(tmp_path), "--watch", "0.2"],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import main
-from train.config import ConfigError, load_train_config, parse_override
+from pawpipe.train.cli import main
+from pawpipe.train.config import ConfigError, load_train_config, parse_override
 
 
 def test_toml_with_overrides(tmp_path: Path):

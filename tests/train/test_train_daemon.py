@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from shards.build import build
-from shards.config import ShardConfig
-from train.cli import main
-from train.config import load_train_config
-from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
-from train.fit.dynamics import read_dynamics
-from train.fit.evaluate import eval_checkpoint
-from train.fit.run import train_from_config
-from train.fit.schedule import WarmupCosine
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
+from pawpipe.train.cli import main
+from pawpipe.train.config import load_train_config
+from pawpipe.train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
+from pawpipe.train.fit.dynamics import read_dynamics
+from pawpipe.train.fit.evaluate import eval_checkpoint
+from pawpipe.train.fit.run import train_from_config
+from pawpipe.train.fit.schedule import WarmupCosine
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = 11  # 22 training samples, batch 2
@@ -68,7 +68,7 @@ def write_config(path: Path, shards: Path, **sections: dict) -> Path:
     return path
 
 
-def start(args: list[str], log: Path, *, module: str = "train", env: dict | None = None) -> subprocess.Popen:
+def start(args: list[str], log: Path, *, module: str = "pawpipe.train", env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", module, *map(str, args)],
         cwd=REPO,
@@ -129,7 +129,7 @@ def reference_run(config: Path, out: Path, **overrides) -> Path:
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from train.rundir.lock import RunLock
+    from pawpipe.train.rundir.lock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -355,7 +355,7 @@ def test_queue_runs_configs_in_order_across_daemon_restarts_and_crashes(
 
 
 def torchrun(config: Path, run: Path, log: Path) -> subprocess.Popen:
-    args = ["--standalone", "--nproc-per-node", "2", "-m", "train", "run", "--config", config, "--out", run]
+    args = ["--standalone", "--nproc-per-node", "2", "-m", "pawpipe.train", "run", "--config", config, "--out", run]
     return start(args, log, module="torch.distributed.run", env={"OMP_NUM_THREADS": "1"})
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from train.rundir.lock import RunLock, RunLocked
-from train.rundir.status import StatusWriter, format_status, read_status
+from pawpipe.train.rundir.lock import RunLock, RunLocked
+from pawpipe.train.rundir.status import StatusWriter, format_status, read_status
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from train.rundir.lock import RunLock
+    from pawpipe.train.rundir.lock import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -62,7 +62,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 SIGNALLED = textwrap.dedent(
     """
     import time
-    from train.rundir.signals import RunSignals
+    from pawpipe.train.rundir.signals import RunSignals
     s = RunSignals().install()
     print("ready", flush=True)
     checkpoints = 0

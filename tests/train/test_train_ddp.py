@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from shards.build import build
-from shards.config import ShardConfig
-from train.data.loader import ShardSet
-from train.data.loader_dali import epoch_seed
-from train.fit.device import rank_seed, resolve_sync_bn
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
+from pawpipe.train.data.loader import ShardSet
+from pawpipe.train.data.loader_dali import epoch_seed
+from pawpipe.train.fit.device import rank_seed, resolve_sync_bn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _ddp_worker import gradient, make_trainer  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from _tiny_disk import mount_tiny_disk  # noqa: E402
 
-from train.cli import main  # noqa: E402
+from pawpipe.train.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,18 @@ def test_a_full_disk_names_the_checkpoint_and_the_status_says_failed(
     )
     run = tiny_disk / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "train", "run", "--config", str(config), "--data", str(demo_shards), "--out", str(run)],
+        [
+            sys.executable,
+            "-m",
+            "pawpipe.train",
+            "run",
+            "--config",
+            str(config),
+            "--data",
+            str(demo_shards),
+            "--out",
+            str(run),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from train.fit.checkpoint import TrainProgress
-from train.fit.dynamics import DynamicsWriter, read_dynamics, schema
+from pawpipe.train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.dynamics import DynamicsWriter, read_dynamics, schema
 
 
 def _add(
@@ -104,7 +104,7 @@ def test_read_dynamics_of_an_empty_folder_has_the_columns(tmp_path: Path):
 
 def test_the_writer_follows_the_contract_the_audit_reads_by():
     """``train.fit.dynamics.schema`` is the contract's; the audit reads these columns by name."""
-    from common.contracts.dynamics_table import dynamics_schema
+    from pawpipe.common.contracts.dynamics_table import dynamics_schema
 
     assert schema is dynamics_schema
     assert dynamics_schema(4).names == [

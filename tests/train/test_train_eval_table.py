@@ -4,8 +4,8 @@ import re
 
 import torch
 
-from common.textwidth import columns
-from train.fit.metrics import format_metrics, metrics_from_confusion
+from pawpipe.common.textwidth import columns
+from pawpipe.train.fit.metrics import format_metrics, metrics_from_confusion
 
 NAMES = ["행복/즐거움", "편안/안정", "당황/놀람", "분노/짜증", "불안/걱정", "상처/슬픔"]
 
@@ -38,7 +38,7 @@ def test_a_name_wider_than_the_column_widens_it_for_every_row() -> None:
 
 
 def test_queue_table_lines_up_with_korean_run_names() -> None:
-    from train.daemon.daemon import format_queue
+    from pawpipe.train.daemon.daemon import format_queue
 
     row = {
         "state": "pending",

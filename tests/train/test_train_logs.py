@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from train.fit.logs import HumanFormatter, KeyValueFormatter, setup_logging
+from pawpipe.train.fit.logs import HumanFormatter, KeyValueFormatter, setup_logging
 
 
 def _record(msg: str, *args, **kv) -> logging.LogRecord:

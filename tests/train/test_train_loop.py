@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from train.config import OptimConfig
-from train.data.synthetic import TensorLoader, synthetic_images
-from train.fit.device import Precision
-from train.fit.loss import ClassWeightedCE
-from train.fit.model import build_model
-from train.fit.optim import build_optimizer, param_groups
-from train.fit.schedule import WarmupCosine
-from train.fit.trainer import NonFiniteLossError, Trainer
+from pawpipe.train.config import OptimConfig
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images
+from pawpipe.train.fit.device import Precision
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.model import build_model
+from pawpipe.train.fit.optim import build_optimizer, param_groups
+from pawpipe.train.fit.schedule import WarmupCosine
+from pawpipe.train.fit.trainer import NonFiniteLossError, Trainer
 
 
 def _trainer(steps: int, **kwargs) -> Trainer:

@@ -6,16 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from common.contracts.labels_file import class_weights
-from train.config import OptimConfig
-from train.data.dataset import read_dataset_info
-from train.data.synthetic import TensorLoader
-from train.fit.device import Precision
-from train.fit.loss import ClassWeightedCE, plain_ce_and_margin
-from train.fit.model import build_model
-from train.fit.optim import build_optimizer
-from train.fit.schedule import WarmupCosine
-from train.fit.trainer import Trainer
+from pawpipe.common.contracts.labels_file import class_weights
+from pawpipe.train.config import OptimConfig
+from pawpipe.train.data.dataset import read_dataset_info
+from pawpipe.train.data.synthetic import TensorLoader
+from pawpipe.train.fit.device import Precision
+from pawpipe.train.fit.loss import ClassWeightedCE, plain_ce_and_margin
+from pawpipe.train.fit.model import build_model
+from pawpipe.train.fit.optim import build_optimizer
+from pawpipe.train.fit.schedule import WarmupCosine
+from pawpipe.train.fit.trainer import Trainer
 
 
 def _hand_loss(logits, labels, w, eps):

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from train.data.synthetic import TensorLoader
-from train.fit.evaluate import evaluate
-from train.fit.loss import ClassWeightedCE
-from train.fit.metrics import MetricAccumulator, metrics_from_confusion
+from pawpipe.train.data.synthetic import TensorLoader
+from pawpipe.train.fit.evaluate import evaluate
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.metrics import MetricAccumulator, metrics_from_confusion
 
 
 class LogitsFromPixels(nn.Module):

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from train.fit.model import PawNet, build_model, load_pretrained
+from pawpipe.train.fit.model import PawNet, build_model, load_pretrained
 
 
 def test_head_is_gap_bn_dropout_linear():

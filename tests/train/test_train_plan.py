@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.fit.model import build_model
-from train.plan import GiB, MiB, build_planner, parse_size, recommend
+from pawpipe.train.fit.model import build_model
+from pawpipe.train.plan import GiB, MiB, build_planner, parse_size, recommend
 
 
 def _direct_saved_bytes(model, batch_size: int, image_size: int, dtype) -> int:

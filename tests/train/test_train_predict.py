@@ -4,11 +4,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from train.config import TrainConfig
-from train.data.synthetic import TensorLoader, synthetic_images
-from train.fit.checkpoint import save_checkpoint
-from train.fit.evaluate import eval_checkpoint, predict, predict_checkpoint
-from train.fit.model import build_model
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images
+from pawpipe.train.fit.checkpoint import save_checkpoint
+from pawpipe.train.fit.evaluate import eval_checkpoint, predict, predict_checkpoint
+from pawpipe.train.fit.model import build_model
 
 VOCAB = ["a", "b", "c"]
 
@@ -80,10 +80,10 @@ def test_eval_normalises_inputs_as_the_model_was_trained_whatever_shards_it_read
     import json
     import shutil
 
-    from shards.build import build
-    from shards.config import ShardConfig
-    from train.data.dataset import read_dataset_info
-    from train.data.loader import LoaderSpec, open_loader
+    from pawpipe.shards.build import build
+    from pawpipe.shards.config import ShardConfig
+    from pawpipe.train.data.dataset import read_dataset_info
+    from pawpipe.train.data.loader import LoaderSpec, open_loader
 
     shards = tmp_path / "shards"
     build(ShardConfig(manifest_dir=demo_clean, out=shards, size=64, max_samples=16, workers=1, quiet=True))
@@ -138,7 +138,7 @@ def test_predict_names_each_samples_image_and_says_where_its_weights_came_from(
 
     import polars as pl
 
-    from train.data.dataset import read_dataset_info
+    from pawpipe.train.data.dataset import read_dataset_info
 
     shards = demo_shards
     vocabulary = read_dataset_info(shards).vocabulary

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.fit.checkpoint import LAST, PREVIOUS, latest_checkpoint, load_checkpoint
-from train.fit.dynamics import list_parts, read_dynamics
-from train.fit.resume import ResumePoint, clean_after, config_differences
-from train.fit.run import run_training
-from train.rundir.signals import RunSignals
+from pawpipe.train.fit.checkpoint import LAST, PREVIOUS, latest_checkpoint, load_checkpoint
+from pawpipe.train.fit.dynamics import list_parts, read_dynamics
+from pawpipe.train.fit.resume import ResumePoint, clean_after, config_differences
+from pawpipe.train.fit.run import run_training
+from pawpipe.train.rundir.signals import RunSignals
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

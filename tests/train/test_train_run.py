@@ -7,12 +7,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from train.fit.checkpoint import FORMAT, TrainProgress, load_checkpoint
-from train.fit.curves import draw
-from train.fit.dynamics import read_dynamics
-from train.fit.evaluate import eval_checkpoint
-from train.fit.run import run_training
-from train.fit.session import early_stopping_update
+from pawpipe.train.fit.checkpoint import FORMAT, TrainProgress, load_checkpoint
+from pawpipe.train.fit.curves import draw
+from pawpipe.train.fit.dynamics import read_dynamics
+from pawpipe.train.fit.evaluate import eval_checkpoint
+from pawpipe.train.fit.run import run_training
+from pawpipe.train.fit.session import early_stopping_update
 
 VOCAB = ["happy", "calm", "angry", "scared"]  # as in conftest.py
 

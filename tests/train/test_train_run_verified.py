@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shards.cli import main as shards_main
-from train.cli import main as train_main
+from pawpipe.shards.cli import main as shards_main
+from pawpipe.train.cli import main as train_main
 
 CONFIG = (
     '[data]\nimage_size = 32\nbatch_size = 4\nworkers = 1\nloader = "dali"\n[schedule]\nepochs = 1\nwarmup_steps = 1\n'

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
+from pawpipe.train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
 
 
 def test_warmup_endpoints_and_cosine_end():

@@ -10,14 +10,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from train.rundir.status import format_status, read_status
+from pawpipe.train.rundir.status import format_status, read_status
 
 # A trainer as far as status and lock go: takes the run's lock, writes "training", waits to be killed.
 TRAINER = textwrap.dedent(
     """
     import sys, time
-    from train.rundir.lock import RunLock
-    from train.rundir.status import StatusWriter
+    from pawpipe.train.rundir.lock import RunLock
+    from pawpipe.train.rundir.status import StatusWriter
     lock = RunLock(sys.argv[1]).acquire()
     StatusWriter(sys.argv[1]).update(state="training", epoch=0, epochs=3, step=5)
     print("training", flush=True)

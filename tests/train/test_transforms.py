@@ -10,7 +10,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from train.data.transforms import (
+from pawpipe.train.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PilTransform,

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from validation_rules import Action, RuleSet, get_rule, list_rules, register_rule
-from validation_rules.ruleset import DEFAULT_RULES
+from pawpipe.validation_rules import Action, RuleSet, get_rule, list_rules, register_rule
+from pawpipe.validation_rules.ruleset import DEFAULT_RULES
 
 NAMED = tomllib.loads(DEFAULT_RULES.read_text(encoding="utf-8"))["rules"]
 REQUIRED = [rule_id for rule_id in list_rules() if get_rule(rule_id).required]

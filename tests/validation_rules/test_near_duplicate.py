@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 from _near_frames import COPIES, DISTINCT, write_table
 
-import validation_rules.perceptual as nd
-from ingest.clean import clean
-from ingest.config import CleanConfig
-from ingest.probe import probe_images
-from validation_rules.engine import apply_rules
-from validation_rules.ruleset import RuleSet
+import pawpipe.validation_rules.perceptual as nd
+from pawpipe.ingest.clean import clean
+from pawpipe.ingest.config import CleanConfig
+from pawpipe.ingest.probe import probe_images
+from pawpipe.validation_rules.engine import apply_rules
+from pawpipe.validation_rules.ruleset import RuleSet
 
 VIDEOS = 6
 
@@ -150,7 +150,7 @@ def test_ingest_clean_stores_the_hash_and_warns(frames, tmp_path: Path) -> None:
 
 
 def test_near_duplicates_are_judged_after_exact_duplicates() -> None:
-    from validation_rules.registry import list_rules
+    from pawpipe.validation_rules.registry import list_rules
 
     order = list_rules()
     assert order.index("image.duplicate") < order.index("image.near_duplicate") < order.index("label.suspect")

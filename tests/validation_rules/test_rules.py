@@ -7,9 +7,9 @@ import math
 import polars as pl
 import pytest
 
-from validation_rules.engine import apply_rules
-from validation_rules.registry import Action, RuleParams, get_rule, list_rules, register_rule
-from validation_rules.ruleset import RuleSet
+from pawpipe.validation_rules.engine import apply_rules
+from pawpipe.validation_rules.registry import Action, RuleParams, get_rule, list_rules, register_rule
+from pawpipe.validation_rules.ruleset import RuleSet
 
 GOOD = {
     "source_file": "a.json",

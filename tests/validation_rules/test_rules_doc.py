@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from validation_rules.registry import get_rule, list_rules
+from pawpipe.validation_rules.registry import get_rule, list_rules
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ingest.md"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from common.contracts.ingest_tables import MANIFEST
-from ingest.clean import clean
-from ingest.config import CleanConfig
+from pawpipe.common.contracts.ingest_tables import MANIFEST
+from pawpipe.ingest.clean import clean
+from pawpipe.ingest.config import CleanConfig
 
 
 def _audit(folder: Path, manifest: pl.DataFrame, decisions: dict[str, str] | None = None) -> tuple[Path, list[str]]:

@@ -49,16 +49,16 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from common.atomic import write_json, write_parquet, write_text
-from train.audit.aum import calibrated_cutoff, score_runs
-from train.audit.combine import VERDICTS, combine
-from train.audit.confident import ConfidentResult, find_label_issues
-from train.audit.disagreement import disagreement
-from train.audit.groups import judge_groups
-from train.audit.judge import judge_strength
-from train.audit.neighbours import K_NEIGHBOURS, neighbour_probs
-from train.audit.summary import RunSummary, sum_by_sample, summarise
-from train.fit.dynamics import list_parts
+from pawpipe.common.atomic import write_json, write_parquet, write_text
+from pawpipe.train.audit.aum import calibrated_cutoff, score_runs
+from pawpipe.train.audit.combine import VERDICTS, combine
+from pawpipe.train.audit.confident import ConfidentResult, find_label_issues
+from pawpipe.train.audit.disagreement import disagreement
+from pawpipe.train.audit.groups import judge_groups
+from pawpipe.train.audit.judge import judge_strength
+from pawpipe.train.audit.neighbours import K_NEIGHBOURS, neighbour_probs
+from pawpipe.train.audit.summary import RunSummary, sum_by_sample, summarise
+from pawpipe.train.fit.dynamics import list_parts
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
     """Per sample, the mean over the ordinary runs of the probabilities their last checkpoint gives
     the training images in eval mode; None when no run has a last checkpoint and reachable shards.
     Threshold-sample runs take no part (their model has one class more than the shards)."""
-    from train.fit.checkpoint import LAST
+    from pawpipe.train.fit.checkpoint import LAST
 
     frames = []
     for i, run in enumerate(runs):
@@ -202,7 +202,7 @@ def eval_probs(runs: list[RunDynamics], job: AuditJob, num_classes: int) -> pl.D
 
 def load_view(run: RunDynamics, job: AuditJob) -> RunDynamics:
     """The later run of ``--view`` (its record and dynamics), checked against ``run``, the audited one."""
-    from train.fit.checkpoint import LAST
+    from pawpipe.train.fit.checkpoint import LAST
 
     view = job.view
     try:
@@ -226,7 +226,7 @@ def load_view(run: RunDynamics, job: AuditJob) -> RunDynamics:
 def view_probs(run: RunDynamics, view: RunDynamics, job: AuditJob) -> pl.DataFrame:
     """The probabilities the last checkpoint of ``view`` gives the training images of ``run`` (the
     audited run) in eval mode."""
-    from train.fit.checkpoint import LAST
+    from pawpipe.train.fit.checkpoint import LAST
 
     split = (job.shards or run.shards) / run.train_split
     return _predicted(
@@ -265,7 +265,7 @@ def cutoff_against_view(signals: pl.DataFrame, aum: str = "aum") -> float:
 def _predicted(checkpoint: Path, split: Path, out: Path, device: str) -> pl.DataFrame:
     """One eval-mode pass of ``checkpoint`` over a split folder: sample_id, probs (float64 rows) and the
     penultimate features (``embedding``, for the neighbour view)."""
-    from train.fit.evaluate import predict_checkpoint
+    from pawpipe.train.fit.evaluate import predict_checkpoint
 
     table = predict_checkpoint(checkpoint, split, out=out, device=device, embeddings=True)
     n = table.num_rows
@@ -294,7 +294,7 @@ def read_oof(path: str | Path, num_classes: int) -> pl.DataFrame:
 
 def run_audit(job: AuditJob) -> pl.DataFrame:
     """Every signal, the verdicts, ``suspects.parquet``, ``audit.json`` and the HTML report under ``job.out``."""
-    from train.audit.report import write_report
+    from pawpipe.train.audit.report import write_report
 
     if job.oof is not None and job.view is not None:
         raise ValueError("--oof and --view: expected one view of the model, got both")
@@ -460,7 +460,7 @@ def _judge_groups(
 
 
 def _device(job: AuditJob) -> str:
-    from train.fit.device import resolve_device
+    from pawpipe.train.fit.device import resolve_device
 
     return str(resolve_device(job.device))
 

@@ -2,13 +2,13 @@
 
 The training split of the manifest the shards were built from is cut into K folds **by
 ``group_id``** (the frames of one video never sit both in a model's training data and in its
-held-out fold; groups go, largest first, to the fold with the fewest samples so far). For each
-fold k a manifest is written with fold k as its ``val`` split and the other folds as ``train``,
-shards are built from it with the original build's options (``shards build``), and it is trained
-with the given config as a normal ``train run`` (resumable: rerunning ``crossval`` continues where
-it stopped). The **last** checkpoint then predicts its held-out fold (not the best one: that was
-chosen on the same fold). ``DIR/oof.parquet`` holds one row per training sample: sample_id, fold,
-label_id, ``probs`` (the full vector, vocabulary order).
+held-out fold; groups go, largest first, to the fold with the fewest samples so far). For each fold k a
+clean folder is written with fold k as its ``val`` split and the other folds as ``train``
+(``ingest``'s ``write_resplit``, one set), shards are built from it with the original build's options
+(``shards build``), and it is trained with the given config as a normal ``train run`` (resumable:
+rerunning ``crossval`` continues where it stopped). The **last** checkpoint then predicts its
+held-out fold (not the best one: that was chosen on the same fold). ``DIR/oof.parquet`` holds one row per
+training sample: sample_id, fold, label_id, ``probs`` (the full vector, vocabulary order).
 
 Cost: K trainings on (K-1)/K of the data. Cheap settings keep the ranking useful: a lower
 ``data.image_size``, fewer ``schedule.epochs`` (see docs/audit.md).
@@ -17,17 +17,14 @@ Cost: K trainings on (K-1)/K of the data. Cheap settings keep the ranking useful
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import polars as pl
 
-from common.atomic import write_json, write_parquet
-from common.contracts.dataset_file import DATASET_FILE
-from common.contracts.labels_file import build_labels
-from train.config import TrainConfig
+from pawpipe.common.atomic import write_parquet
+from pawpipe.common.contracts.dataset_file import DATASET_FILE
+from pawpipe.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +57,11 @@ def assign_folds(frame: pl.DataFrame, *, folds: int, seed: int = 0) -> pl.DataFr
 
 def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
     """Train the K folds and write ``out/oof.parquet``; returns its path."""
-    from shards import ShardConfig, read_build
-    from shards import build_shards as build
-    from train.fit.evaluate import predict_checkpoint
-    from train.fit.run import train_from_config
+    from pawpipe.ingest import write_resplit
+    from pawpipe.shards import ShardConfig, read_build
+    from pawpipe.shards import build_shards as build
+    from pawpipe.train.fit.evaluate import predict_checkpoint
+    from pawpipe.train.fit.run import train_from_config
 
     out = Path(out)
     if cfg.data.shards is None:
@@ -71,7 +69,6 @@ def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
     built = read_build(cfg.data.shards)
     manifest_dir = Path(built["manifest_dir"])
     manifest = pl.read_parquet(manifest_dir / "manifest.parquet")
-    labels = json.loads((manifest_dir / "labels.json").read_text(encoding="utf-8"))
     train = manifest.filter(pl.col("split") == cfg.data.train_split)
     assignment = assign_folds(train, folds=folds, seed=cfg.seed)
     train = train.join(assignment, on="sample_id", how="left", maintain_order="left")
@@ -85,13 +82,7 @@ def crossval(cfg: TrainConfig, *, folds: int, out: str | Path) -> Path:
             fold_manifest = train.with_columns(
                 split=pl.when(pl.col("fold") == k).then(pl.lit("val")).otherwise(pl.lit("train"))
             ).drop("fold")
-            clean.mkdir(parents=True, exist_ok=True)
-            write_json(
-                clean / "labels.json",
-                build_labels(fold_manifest, tuple(labels["vocabulary"]), label_field=labels["label_field"]),
-            )
-            shutil.copy(manifest_dir / "clean_config.json", clean / "clean_config.json")
-            write_parquet(clean / "manifest.parquet", fold_manifest)
+            write_resplit(manifest_dir, clean, fold_manifest)
         if not (fold / "shards" / DATASET_FILE).is_file():
             build(
                 ShardConfig(

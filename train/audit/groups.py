@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from train.audit.combine import VERDICTS
-from train.audit.confident import find_label_issues
+from pawpipe.train.audit.combine import VERDICTS
+from pawpipe.train.audit.confident import find_label_issues
 
 GROUPS = (
     "group_rank",

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.atomic import write_parquet
-from train.audit.audit import RunDynamics, load_run
-from train.fit.dynamics import read_dynamics
+from pawpipe.common.atomic import write_parquet
+from pawpipe.train.audit.audit import RunDynamics, load_run
+from pawpipe.train.fit.dynamics import read_dynamics
 
 SCORES = (
     "sample_id",

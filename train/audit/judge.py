@@ -1,10 +1,10 @@
 """Whether the audited model can judge labels at all: its validation accuracy against chance.
 
 A model at chance level (too few steps, a wrong learning rate, shards of another dataset) still
-gives every sample a verdict, and those verdicts flag correct labels as readily as wrong ones: a
-run at chance once flagged 44 of 168 correct labels. So the audit records the judge's strength in
-``audit.json`` (``judge``), says so in one line, and ``label.suspect`` refuses to drop or relabel on
-a weak judge's verdicts unless the rule set sets ``force = true``.
+gives every sample a verdict, and those verdicts flag correct labels as readily as wrong ones. So
+the audit records the judge's strength in ``audit.json`` (``judge``), says so in one line, and
+``label.suspect`` refuses to drop or relabel on a weak judge's verdicts unless the rule set sets
+``force = true``.
 
 Weak: the run's last evaluation is not above chance at 99 % (one-sided): its correct count is at most
 ``n p0 + 2.326 sqrt(n p0 (1 - p0))``, where ``p0`` is the largest class's share of the validation

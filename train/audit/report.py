@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from common.atomic import write_bytes, write_text
-from common.contracts.shard_tables import SAMPLES_FILE
-from common.contracts.tar_layout import JPG, member_name
-from common.fonts import CSS_FONT_FAMILY, chart_names, chart_rc
+from pawpipe.common.atomic import write_bytes, write_text
+from pawpipe.common.contracts.shard_tables import SAMPLES_FILE
+from pawpipe.common.contracts.tar_layout import JPG, member_name
+from pawpipe.common.fonts import CSS_FONT_FAMILY, chart_names, chart_rc
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from train.fit.dynamics import list_parts, read_dynamics
+from pawpipe.train.fit.dynamics import list_parts, read_dynamics
 
 
 @dataclass(frozen=True)

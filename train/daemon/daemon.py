@@ -12,7 +12,7 @@ The queue is a folder; every state is a place, and every move between places is 
     QUEUE/daemon.lock          one daemon per queue
     QUEUE/queue.lock           held for a moment while a name is chosen and a config moved (submit, cancel, the pick)
 
-Each run is a child process, ``python -m train run --config running/NAME.toml --out runs/NAME``,
+Each run is a child process, ``python -m pawpipe.train run --config running/NAME.toml --out runs/NAME``,
 so a crash or a leak in one run (GPU memory included) never outlives it. The daemon passes its
 signals on to the child: SIGTERM / SIGINT stop the run at its next step with a checkpoint and the
 daemon exits 0 leaving it in ``running/`` (the next start resumes it mid-epoch); a second SIGINT
@@ -46,12 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_json, write_text
-from common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
-from common.textwidth import columns, ljust
-from train.config import ConfigError, load_train_config
-from train.rundir.lock import RunLock, RunLocked
-from train.rundir.signals import RunSignals
+from pawpipe.common.atomic import write_json, write_text
+from pawpipe.common.contracts.status_file import STATUS_FILE, epochs_done, read_status_file
+from pawpipe.common.textwidth import columns, ljust
+from pawpipe.train.config import ConfigError, load_train_config
+from pawpipe.train.rundir.lock import RunLock, RunLocked
+from pawpipe.train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class Daemon:
             time.sleep(max(self.poll_s, 1.0))
         if self.signals.stop_requested is not None:
             return
-        command = [self.python, "-m", "train", "run", "--config", str(config), "--out", str(run_dir)]
+        command = [self.python, "-m", "pawpipe.train", "run", "--config", str(config), "--out", str(run_dir)]
         log.info("queue: starting %s", name, extra={"kv": {"run": name, "run_dir": str(run_dir)}})
         tail: collections.deque[str] = collections.deque(maxlen=20)
         self.child = subprocess.Popen(

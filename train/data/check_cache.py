@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_text
+from pawpipe.common.atomic import write_text
 
 log = logging.getLogger(__name__)
 

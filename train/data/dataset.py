@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from common.contracts.dataset_file import DATASET_FILE, DatasetFile, SplitCounts, find_dataset_file
-from common.contracts.ingest_tables import SPLITS
-from common.contracts.labels_file import ClassWeights
-from common.contracts.labels_file import class_weights as compute_class_weights
-from train.config import ConfigError
+from pawpipe.common.contracts.dataset_file import DATASET_FILE, DatasetFile, SplitCounts, find_dataset_file
+from pawpipe.common.contracts.ingest_tables import SPLITS
+from pawpipe.common.contracts.labels_file import ClassWeights
+from pawpipe.common.contracts.labels_file import class_weights as compute_class_weights
+from pawpipe.train.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def split_folder(data: Path, split: str = "val") -> Path:
 
 def not_another_tools(data: Path) -> None:
     """``--data`` is not an ``ingest clean`` output or a run directory (each named, with the way on)."""
-    from common.folders import describe, what_is
+    from pawpipe.common.folders import describe, what_is
 
     found = what_is(data)
     if found in ("ingest clean", "train run"):

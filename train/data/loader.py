@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.config import DataConfig
-from train.data.batch import Loader
-from train.data.dataset import read_dataset_info
-from train.data.shardset import (  # noqa: F401  (the plan's names, for the loaders' users)
+from pawpipe.train.config import DataConfig
+from pawpipe.train.data.batch import Loader
+from pawpipe.train.data.dataset import read_dataset_info
+from pawpipe.train.data.shardset import (  # noqa: F401  (the plan's names, for the loaders' users)
     EpochPlan,
     Piece,
     ShardFile,
@@ -43,7 +43,7 @@ from train.data.shardset import (  # noqa: F401  (the plan's names, for the load
     rank_range,
     read_index_keys,
 )
-from train.data.transforms import DATA_DEFAULTS, transform_spec
+from pawpipe.train.data.transforms import DATA_DEFAULTS, transform_spec
 
 BACKENDS = ("auto", "dali", "torch")
 DEFAULT_SHUFFLE_BUFFER = 4096  # encoded samples per pipeline; x ~35 kB at 256 px q90 = ~140 MB
@@ -156,10 +156,10 @@ def open_loader(
         "shuffle_buffer": spec.shuffle_buffer,
     }
     if backend == "dali":
-        from train.data.loader_dali import DaliLoader
+        from pawpipe.train.data.loader_dali import DaliLoader
 
         return DaliLoader(shards, transform, decode=spec.decode, **common)
-    from train.data.loader_torch import TorchLoader
+    from pawpipe.train.data.loader_torch import TorchLoader
 
     return TorchLoader(shards, transform, **common)
 

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.contracts.tar_layout import CLS, JPG, member_key
-from train.data.batch import Batch
-from train.data.shardset import EpochPlan, ShardSet, check_state, loader_state, undecodable
-from train.data.transforms import TransformSpec, dali_transform
+from pawpipe.common.contracts.tar_layout import CLS, JPG, member_key
+from pawpipe.train.data.batch import Batch
+from pawpipe.train.data.shardset import EpochPlan, ShardSet, check_state, loader_state, undecodable
+from pawpipe.train.data.transforms import TransformSpec, dali_transform
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,18 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from common.contracts.tar_layout import CLS, JPG, JSON
-from train.data.batch import Batch
-from train.data.shardset import EpochPlan, Piece, ShardSet, check_state, loader_state, read_index_keys, undecodable
-from train.data.transforms import PilTransform, TransformSpec
+from pawpipe.common.contracts.tar_layout import CLS, JPG, JSON
+from pawpipe.train.data.batch import Batch
+from pawpipe.train.data.shardset import (
+    EpochPlan,
+    Piece,
+    ShardSet,
+    check_state,
+    loader_state,
+    read_index_keys,
+    undecodable,
+)
+from pawpipe.train.data.transforms import PilTransform, TransformSpec
 
 log = logging.getLogger(__name__)
 

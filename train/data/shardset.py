@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from common.contracts import tar_layout
-from common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
-from common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
-from common.contracts.verified_file import since_verify
-from train.data.check_cache import PassedChecks, check_code, stamp
-from train.data.transforms import TransformSpec
+from pawpipe.common.contracts import tar_layout
+from pawpipe.common.contracts.shard_tables import SAMPLES_FILE, SHARDS_FILE
+from pawpipe.common.contracts.tar_layout import INDEX_VERSION, index_path, member_name
+from pawpipe.common.contracts.verified_file import since_verify
+from pawpipe.train.data.check_cache import PassedChecks, check_code, stamp
+from pawpipe.train.data.transforms import TransformSpec
 
 log = logging.getLogger(__name__)
 

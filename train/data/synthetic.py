@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from train.data.batch import Batch
+from pawpipe.train.data.batch import Batch
 
 
 class TensorLoader:

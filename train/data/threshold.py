@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 import torch
 
-from train.config import AuditConfig
-from train.data.batch import Batch, Loader
+from pawpipe.train.config import AuditConfig
+from pawpipe.train.data.batch import Batch, Loader
 
 THRESHOLD_CLASS = "(threshold samples)"
 

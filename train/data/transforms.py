@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from train.config import DataConfig
+from pawpipe.train.config import DataConfig
 
 DATA_DEFAULTS = DataConfig()  # the train transform's scale and jitter default to the data config's (train/config.py)
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # 0.485, 0.456, 0.406 on the 0-255 scale

@@ -9,14 +9,14 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from train.fit.checkpoint import TrainProgress, load_checkpoint, rank_state
-from train.fit.context import RunContext
-from train.fit.device import resolve_sync_bn
-from train.fit.loss import ClassWeightedCE
-from train.fit.model import build_model, place_model
-from train.fit.optim import build_optimizer
-from train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
-from train.fit.trainer import Trainer
+from pawpipe.train.fit.checkpoint import TrainProgress, load_checkpoint, rank_state
+from pawpipe.train.fit.context import RunContext
+from pawpipe.train.fit.device import resolve_sync_bn
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.model import build_model, place_model
+from pawpipe.train.fit.optim import build_optimizer
+from pawpipe.train.fit.schedule import WarmupCosine, optimizer_steps_per_epoch
+from pawpipe.train.fit.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

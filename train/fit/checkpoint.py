@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.atomic import atomic_path
+from pawpipe.common.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from train.data.batch import Loader
-from train.fit.checkpoint import BEST, LAST, PREVIOUS, rng_state, save_checkpoint
-from train.fit.context import RunContext
-from train.fit.device import gather_objects
-from train.fit.metrics import summary
-from train.fit.trainer import Trainer
+from pawpipe.train.data.batch import Loader
+from pawpipe.train.fit.checkpoint import BEST, LAST, PREVIOUS, rng_state, save_checkpoint
+from pawpipe.train.fit.context import RunContext
+from pawpipe.train.fit.device import gather_objects
+from pawpipe.train.fit.metrics import summary
+from pawpipe.train.fit.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

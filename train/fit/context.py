@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from train.config import TrainConfig
-from train.data.batch import Loader
-from train.fit.device import Precision
-from train.fit.resume import ResumePoint
-from train.rundir.signals import RunSignals
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.data.batch import Loader
+from pawpipe.train.fit.device import Precision
+from pawpipe.train.fit.resume import ResumePoint
+from pawpipe.train.rundir.signals import RunSignals
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from common.atomic import atomic_path
+from pawpipe.common.atomic import atomic_path
 
 FORMATS = ("png", "svg")
 

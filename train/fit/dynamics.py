@@ -32,11 +32,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from common.atomic import publish, temp_path
-from common.contracts.dynamics_table import dynamics_schema as schema
+from pawpipe.common.atomic import publish, temp_path
+from pawpipe.common.contracts.dynamics_table import dynamics_schema as schema
 
 if TYPE_CHECKING:
-    from train.fit.checkpoint import TrainProgress
+    from pawpipe.train.fit.checkpoint import TrainProgress
 
 _PART = re.compile(r"^epoch_(\d+)\.b(\d+)-(\d+)(?:\.rank(\d+))?\.parquet$")
 

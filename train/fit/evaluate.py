@@ -18,17 +18,17 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from common.atomic import write_parquet
-from train.config import TrainConfig
-from train.data.batch import Batch, Loader
-from train.data.dataset import read_dataset_info
-from train.data.loader import open_loader, resolve_data_config
-from train.data.shardset import ShardSet
-from train.fit.checkpoint import load_checkpoint
-from train.fit.device import Precision, resolve_device, resolve_precision
-from train.fit.loss import ClassWeightedCE
-from train.fit.metrics import MetricAccumulator
-from train.fit.model import PawNet, build_model
+from pawpipe.common.atomic import write_parquet
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.data.batch import Batch, Loader
+from pawpipe.train.data.dataset import read_dataset_info
+from pawpipe.train.data.loader import open_loader, resolve_data_config
+from pawpipe.train.data.shardset import ShardSet
+from pawpipe.train.fit.checkpoint import load_checkpoint
+from pawpipe.train.fit.device import Precision, resolve_device, resolve_precision
+from pawpipe.train.fit.loss import ClassWeightedCE
+from pawpipe.train.fit.metrics import MetricAccumulator
+from pawpipe.train.fit.model import PawNet, build_model
 
 log = logging.getLogger(__name__)
 

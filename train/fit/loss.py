@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from train.fit.device import rank_and_world
+from pawpipe.train.fit.device import rank_and_world
 
 
 class ClassWeightedCE(nn.Module):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from common.textwidth import columns, ljust
+from pawpipe.common.textwidth import columns, ljust
 
 
 class MetricAccumulator:

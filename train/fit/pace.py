@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.checkpoint import TrainProgress
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from train.config import TrainConfig
-from train.fit.checkpoint import TrainProgress
-from train.fit.context import RunContext
-from train.fit.metrics import summary
-from train.fit.pace import Eta, format_seconds
-from train.fit.resume import ResumePoint
-from train.rundir.status import StatusWriter
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.context import RunContext
+from pawpipe.train.fit.metrics import summary
+from pawpipe.train.fit.pace import Eta, format_seconds
+from pawpipe.train.fit.resume import ResumePoint
+from pawpipe.train.rundir.status import StatusWriter
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_text
-from common.contracts.status_file import STATUS_FILE
-from train.config import TrainConfig
-from train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
-from train.fit.dynamics import prune_parts
-from train.rundir.status import read_status
+from pawpipe.common.atomic import write_text
+from pawpipe.common.contracts.status_file import STATUS_FILE
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.fit.checkpoint import LAST, latest_checkpoint, load_checkpoint
+from pawpipe.train.fit.dynamics import prune_parts
+from pawpipe.train.rundir.status import read_status
 
 log = logging.getLogger(__name__)
 

@@ -43,15 +43,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from train.config import TrainConfig
-from train.data.batch import Loader
-from train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
-from train.data.loader import open_loader, resolve_data_config
-from train.fit.build import Built, build, resume
-from train.fit.checkpoint import TrainProgress, restore_rng
-from train.fit.checkpoint_saver import CheckpointSaver
-from train.fit.context import RunContext
-from train.fit.device import (
+from pawpipe.train.config import TrainConfig
+from pawpipe.train.data.batch import Loader
+from pawpipe.train.data.dataset import DatasetInfo, check_shards_folder, read_dataset_info
+from pawpipe.train.data.loader import open_loader, resolve_data_config
+from pawpipe.train.fit.build import Built, build, resume
+from pawpipe.train.fit.checkpoint import TrainProgress, restore_rng
+from pawpipe.train.fit.checkpoint_saver import CheckpointSaver
+from pawpipe.train.fit.context import RunContext
+from pawpipe.train.fit.device import (
     Placement,
     broadcast_object,
     init_distributed,
@@ -59,13 +59,13 @@ from train.fit.device import (
     resolve_placement,
     seed_everything,
 )
-from train.fit.logs import run_log
-from train.fit.report import RunReport
-from train.fit.resume import ResumePoint, clean_after, find_resume_point, move_aside
-from train.fit.runrecord import RunRecord
-from train.fit.session import Session
-from train.rundir.lock import LOCK_FILE, RunLock, RunLocked
-from train.rundir.signals import RunSignals
+from pawpipe.train.fit.logs import run_log
+from pawpipe.train.fit.report import RunReport
+from pawpipe.train.fit.resume import ResumePoint, clean_after, find_resume_point, move_aside
+from pawpipe.train.fit.runrecord import RunRecord
+from pawpipe.train.fit.session import Session
+from pawpipe.train.rundir.lock import LOCK_FILE, RunLock, RunLocked
+from pawpipe.train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ def train_from_config(
         )
         vocabulary, class_weights = info.vocabulary, info.weights(cfg.loss.class_weights)
         if cfg.audit.threshold_samples:  # AUM threshold samples: the labels of 1/(K+1) become class K
-            from train.data.threshold import with_threshold_samples
+            from pawpipe.train.data.threshold import with_threshold_samples
 
             train_loader, vocabulary, class_weights = with_threshold_samples(
                 train_loader, vocabulary, class_weights, cfg.audit

@@ -27,8 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from common.atomic import write_json
-from train.fit.curves import write_curves
+from pawpipe.common.atomic import write_json
+from pawpipe.train.fit.curves import write_curves
 
 log = logging.getLogger(__name__)
 

@@ -16,20 +16,20 @@ from typing import Any
 
 import torch.distributed as dist
 
-from common.progress import progress as progress_bar
-from train.data.batch import Batch, Loader
-from train.fit.checkpoint import TrainProgress
-from train.fit.checkpoint_saver import CheckpointSaver
-from train.fit.context import RunContext
-from train.fit.device import any_rank
-from train.fit.dynamics import EpochDynamics
-from train.fit.evaluate import evaluate
-from train.fit.metrics import summary
-from train.fit.pace import Eta, Pace, format_seconds
-from train.fit.report import ProgressLine, RunReport
-from train.fit.runrecord import RunRecord
-from train.fit.trainer import Trainer, UpdateInfo
-from train.rundir.signals import RunSignals
+from pawpipe.common.progress import progress as progress_bar
+from pawpipe.train.data.batch import Batch, Loader
+from pawpipe.train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.checkpoint_saver import CheckpointSaver
+from pawpipe.train.fit.context import RunContext
+from pawpipe.train.fit.device import any_rank
+from pawpipe.train.fit.dynamics import EpochDynamics
+from pawpipe.train.fit.evaluate import evaluate
+from pawpipe.train.fit.metrics import summary
+from pawpipe.train.fit.pace import Eta, Pace, format_seconds
+from pawpipe.train.fit.report import ProgressLine, RunReport
+from pawpipe.train.fit.runrecord import RunRecord
+from pawpipe.train.fit.trainer import Trainer, UpdateInfo
+from pawpipe.train.rundir.signals import RunSignals
 
 log = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from train.data.batch import Batch, Loader
-from train.fit.checkpoint import TrainProgress
-from train.fit.device import Precision, any_rank, rank_and_world
-from train.fit.dynamics import DynamicsWriter, EpochDynamics
-from train.fit.loss import ClassWeightedCE, plain_ce_and_margin
-from train.fit.model import PawNet, place_model
-from train.fit.schedule import WarmupCosine
+from pawpipe.train.data.batch import Batch, Loader
+from pawpipe.train.fit.checkpoint import TrainProgress
+from pawpipe.train.fit.device import Precision, any_rank, rank_and_world
+from pawpipe.train.fit.dynamics import DynamicsWriter, EpochDynamics
+from pawpipe.train.fit.loss import ClassWeightedCE, plain_ce_and_margin
+from pawpipe.train.fit.model import PawNet, place_model
+from pawpipe.train.fit.schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
 

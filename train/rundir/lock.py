@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.lock import FolderLock, FolderLocked
+from pawpipe.common.lock import FolderLock, FolderLocked
 
 LOCK_FILE = "train.lock"
 RunLocked = FolderLocked

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.contracts.status_file import (
+from pawpipe.common.contracts.status_file import (
     ACTIVE_STATES,
     STATES,
     STATUS_FILE,
@@ -55,7 +55,7 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     try:
         doc = read_status_file(path)
     except FileNotFoundError:
-        from common.folders import describe, what_is
+        from pawpipe.common.folders import describe, what_is
 
         found = what_is(run_dir)
         what = (
@@ -76,7 +76,7 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
 
 def _running(run_dir: Path, pid: object) -> bool:
     """Whether the run's trainer lives: the kernel's lock says so exactly (a reused pid does not fool it)."""
-    from train.rundir.lock import LOCK_FILE, RunLock
+    from pawpipe.train.rundir.lock import LOCK_FILE, RunLock
 
     if (run_dir / LOCK_FILE).exists():
         return RunLock(run_dir).holder() is not None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.folders import describe, what_is
-from train.config import ConfigError
+from pawpipe.common.folders import describe, what_is
+from pawpipe.train.config import ConfigError
 
 
 def check_run_target(out: Path) -> None:

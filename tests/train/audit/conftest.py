@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 import torch
 
-from train.data.synthetic import TensorLoader, synthetic_images
-from train.data.threshold import with_threshold_samples
-from train.fit.run import run_training
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images
+from pawpipe.train.data.threshold import with_threshold_samples
+from pawpipe.train.fit.run import run_training
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class
@@ -17,7 +17,7 @@ FLIPPED = [0, 5, 10, 15]  # positions whose label is moved to the next class
 
 @pytest.fixture(scope="session")
 def audited_runs(tmp_path_factory: pytest.TempPathFactory):
-    from train.config import load_train_config as load_config
+    from pawpipe.train.config import load_train_config as load_config
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("audit_runs")

@@ -2,8 +2,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.aum import aum, calibrated_cutoff, fit_logistic, score_runs, threshold_cutoff
-from train.data.threshold import threshold_fraction
+from pawpipe.train.audit.aum import aum, calibrated_cutoff, fit_logistic, score_runs, threshold_cutoff
+from pawpipe.train.data.threshold import threshold_fraction
 
 
 def _dyn(rows: list[tuple[str, int, int, float, bool]]) -> pl.DataFrame:

@@ -1,6 +1,6 @@
 import polars as pl
 
-from train.audit.combine import combine
+from pawpipe.train.audit.combine import combine
 
 
 def test_verdicts_reasons_and_rank():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from train.audit.confident import find_label_issues
+from pawpipe.train.audit.confident import find_label_issues
 
 # Six samples, two classes; sample 2 is labelled 0 but looks like 1.
 PROBS = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.4, 0.6]])

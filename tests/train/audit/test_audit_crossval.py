@@ -1,12 +1,15 @@
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from shards.build import build
-from shards.config import ShardConfig
-from train.audit.crossval import assign_folds
-from train.cli import main
+from pawpipe.common.atomic import check_outputs
+from pawpipe.common.contracts.labels_file import build_labels
+from pawpipe.shards.build import build
+from pawpipe.shards.config import ShardConfig
+from pawpipe.train.audit.crossval import assign_folds
+from pawpipe.train.cli import main
 
 
 def test_folds_keep_groups_whole_and_balance_samples():
@@ -71,6 +74,15 @@ def test_crossval_writes_out_of_fold_probabilities(demo_clean: Path, tmp_path: P
             pl.read_parquet(out / f"fold_{k}" / "shards" / "train" / "samples.parquet").get_column("sample_id")
         )
         assert trained.isdisjoint(oof.filter(pl.col("fold") == k).get_column("sample_id").to_list())
+        # each fold's clean folder is one set, as `ingest clean` writes it: its files recorded, its labels
+        # counted over its own rows, the source's vocabulary and cleaning config
+        clean = out / f"fold_{k}" / "clean"
+        check_outputs(clean, tool="ingest clean", needs=("manifest.parquet", "labels.json"))
+        rows = pl.read_parquet(clean / "manifest.parquet")
+        labels, source = (json.loads((d / "labels.json").read_text()) for d in (clean, demo_clean))
+        assert labels["vocabulary"] == source["vocabulary"] and labels != source
+        assert labels == build_labels(rows, tuple(source["vocabulary"]), label_field=source["label_field"])
+        assert (clean / "clean_config.json").read_bytes() == (demo_clean / "clean_config.json").read_bytes()
 
 
 @pytest.mark.slow
@@ -189,8 +201,8 @@ def test_audit_view_takes_the_model_view_from_a_second_run(demo_raw: Path, demo_
 
     import numpy as np
 
-    from ingest.cli import main as ingest
-    from train.audit.aum import calibrated_cutoff
+    from pawpipe.ingest.cli import main as ingest
+    from pawpipe.train.audit.aum import calibrated_cutoff
 
     def trained(name: str, shards: Path, seed: int) -> Path:
         argv = [

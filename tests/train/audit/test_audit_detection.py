@@ -34,15 +34,15 @@ import pytest
 import torch
 from PIL import Image
 
-from common.contracts.shard_tables import SAMPLES, SAMPLES_FILE
-from common.contracts.tar_layout import CLS, JPG, JSON
-from shards.writer import ShardWriter
-from train.audit.audit import AuditJob, run_audit
-from train.audit.score import score_audit
-from train.config import load_train_config
-from train.data.synthetic import synthetic_images
-from train.fit.dynamics import EpochDynamics
-from train.fit.runrecord import RunRecord
+from pawpipe.common.contracts.shard_tables import SAMPLES, SAMPLES_FILE
+from pawpipe.common.contracts.tar_layout import CLS, JPG, JSON
+from pawpipe.shards.writer import ShardWriter
+from pawpipe.train.audit.audit import AuditJob, run_audit
+from pawpipe.train.audit.score import score_audit
+from pawpipe.train.config import load_train_config
+from pawpipe.train.data.synthetic import synthetic_images
+from pawpipe.train.fit.dynamics import EpochDynamics
+from pawpipe.train.fit.runrecord import RunRecord
 
 VOCAB = ["happy", "calm", "angry", "scared"]
 N, EPOCHS = 40, 10

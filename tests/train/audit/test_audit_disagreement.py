@@ -1,6 +1,6 @@
 import polars as pl
 
-from train.audit.disagreement import disagreement
+from pawpipe.train.audit.disagreement import disagreement
 
 
 def test_owner_and_inspector():

@@ -1,6 +1,6 @@
 import polars as pl
 
-from train.audit.forgetting import forgetting
+from pawpipe.train.audit.forgetting import forgetting
 
 
 def test_forgetting_events_by_hand():

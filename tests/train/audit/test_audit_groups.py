@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from train.audit.groups import GROUPS, judge_groups
-from train.audit.neighbours import neighbour_probs
+from pawpipe.train.audit.groups import GROUPS, judge_groups
+from pawpipe.train.audit.neighbours import neighbour_probs
 
 VOCAB = ["happy", "calm", "angry"]
 
@@ -145,7 +145,7 @@ def test_groups_of_one_image_get_no_group_verdict() -> None:
 
 
 def test_chunks_give_the_same_votes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import train.audit.neighbours as neighbours
+    import pawpipe.train.audit.neighbours as neighbours
 
     frames, emb = _videos(1)
     args = (emb, frames.get_column("label_id").to_numpy(), frames.get_column("group_id").to_numpy())

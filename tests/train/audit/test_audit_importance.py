@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from train.audit.importance import SCORES, default_el2n_epoch, importance_scores
-from train.cli import main
-from train.fit.dynamics import part_path, schema
+from pawpipe.train.audit.importance import SCORES, default_el2n_epoch, importance_scores
+from pawpipe.train.cli import main
+from pawpipe.train.fit.dynamics import part_path, schema
 
 # (sample, epoch, label, pred, margin, probs, finite)
 ROWS = [

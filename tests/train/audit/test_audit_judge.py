@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from train.audit.judge import describe, judge_strength
+from pawpipe.train.audit.judge import describe, judge_strength
 
 
 def _run(folder: Path, *evals: tuple[float, dict[str, int]]) -> Path:

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 from _browser import check_page, chromium
 
-from common import fonts
-from train.audit.report import write_report
+from pawpipe.common import fonts
+from pawpipe.train.audit.report import write_report
 
 NAMES = ["행복/즐거움", "편안/안정", "당황/놀람", "분노/짜증", "불안/걱정", "상처/슬픔"]
 PNGS = ("noise_matrix.png", "noise_rates.png", "signals.png")
@@ -73,11 +73,14 @@ def test_charts_draw_korean_class_names_with_no_missing_glyph(tmp_path: Path) ->
 def test_without_a_hangul_font_charts_show_class_ids_and_say_so_once(monkeypatch, caplog, tmp_path: Path) -> None:
     monkeypatch.setattr(fonts, "HANGUL", ("No Such Font",))
     monkeypatch.setattr(fonts, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="common.fonts"), warnings.catch_warnings(record=True) as caught:
+    with (
+        caplog.at_level(logging.WARNING, logger="pawpipe.common.fonts"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         assert fonts.chart_names(NAMES) == ["0", "1", "2", "3", "4", "5"]
         write_korean_audit(tmp_path / "audit")  # asks again: no second warning
-    said = [r.getMessage() for r in caplog.records if r.name == "common.fonts"]
+    said = [r.getMessage() for r in caplog.records if r.name == "pawpipe.common.fonts"]
     assert len(said) == 1
     assert (
         "glyphs 행복즐거움편안정당황놀람" in said[0]

@@ -5,12 +5,12 @@ import polars as pl
 import pytest
 import torch
 
-from train.audit.audit import SUSPECTS, AuditJob, review, run_audit
-from train.audit.aum import aum, threshold_cutoff
-from train.cli import main
-from train.data.synthetic import TensorLoader, synthetic_images
-from train.data.threshold import ThresholdLoader, threshold_fraction
-from train.fit.dynamics import read_dynamics
+from pawpipe.train.audit.audit import SUSPECTS, AuditJob, review, run_audit
+from pawpipe.train.audit.aum import aum, threshold_cutoff
+from pawpipe.train.cli import main
+from pawpipe.train.data.synthetic import TensorLoader, synthetic_images
+from pawpipe.train.data.threshold import ThresholdLoader, threshold_fraction
+from pawpipe.train.fit.dynamics import read_dynamics
 
 
 def test_threshold_loader_moves_exactly_the_hashed_subset():
@@ -81,7 +81,7 @@ def test_review_records_decisions(audited_runs, tmp_path: Path):
 
 
 def test_review_sheet_round_trip(audited_runs, tmp_path: Path):
-    from train.audit.audit import SHEET, read_review_sheet
+    from pawpipe.train.audit.audit import SHEET, read_review_sheet
 
     out = tmp_path / "audit"
     suspects = run_audit(AuditJob(runs=[audited_runs["runs"][0]], manifest=audited_runs["clean"], out=out))
@@ -114,7 +114,7 @@ def test_review_sheet_round_trip(audited_runs, tmp_path: Path):
 
 
 def test_score_against_planted_flips(tmp_path: Path, capsys):
-    from train.audit.score import score_audit
+    from pawpipe.train.audit.score import score_audit
 
     suspects = pl.DataFrame(
         {

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.contracts.dynamics_table import dynamics_schema
-from train.audit.aum import aum
-from train.audit.forgetting import forgetting
-from train.audit.summary import summarise
-from train.fit.dynamics import read_dynamics
+from pawpipe.common.contracts.dynamics_table import dynamics_schema
+from pawpipe.train.audit.aum import aum
+from pawpipe.train.audit.forgetting import forgetting
+from pawpipe.train.audit.summary import summarise
+from pawpipe.train.fit.dynamics import read_dynamics
 
 K = 3
 
@@ -95,7 +95,7 @@ def test_summary_equals_the_whole_table_functions(tmp_path: Path, extra):
 
 def test_summary_of_the_fixture_runs(audited_runs):
     """The two real runs (an ordinary one and a threshold-sample one) the audit tests use."""
-    from train.audit.audit import load_run
+    from pawpipe.train.audit.audit import load_run
 
     for run_dir in audited_runs["runs"]:
         run = load_run(run_dir)
