@@ -615,7 +615,7 @@ def commands(root: Path, work: Path, n: int, table: str, workers: int, tag: str 
         "ingest": [
             py,
             "-m",
-            "ingest",
+            "pawpipe.ingest",
             "clean",
             str(root),
             "--out",
@@ -643,7 +643,7 @@ def commands(root: Path, work: Path, n: int, table: str, workers: int, tag: str 
         "audit": [
             py,
             "-m",
-            "train",
+            "pawpipe.train",
             "audit",
             str(work / f"run_{n}"),
             "--manifest",

@@ -43,12 +43,13 @@ log = logging.getLogger(__name__)
 
 
 def import_root() -> Path | None:
-    """A folder whose ``pawpipe/`` is this code, for the Ray workers' ``PYTHONPATH``. Installed from a
-    wheel (``.../pawpipe/common/``): the folder above ``pawpipe/``. In a checkout (the folders at the
-    repository root, installed editable): ``.pythonpath/`` in it, whose ``pawpipe/<folder>`` links to
-    the checkout's folders, made here once. None where it cannot be made (a read-only checkout): the
-    workers then import the pawpipe installed where they run."""
-    if PROJECT_DIR.name == "pawpipe":
+    """A folder whose ``pawpipe/`` is this code, for the Ray workers' ``PYTHONPATH``. In a checkout (its
+    ``pyproject.toml`` beside the folders, installed editable): ``.pythonpath/`` in it, whose
+    ``pawpipe/<folder>`` links to the checkout's folders, made here once. Installed from a wheel
+    (``site-packages/pawpipe/common/``): the folder above ``pawpipe/``. None where the links cannot be
+    made (a read-only checkout without them): the workers then import the pawpipe installed where they
+    run, and the warning says so."""
+    if not (PROJECT_DIR / "pyproject.toml").is_file():
         return PROJECT_DIR.parent
     shim = PROJECT_DIR / ".pythonpath"
     try:
@@ -56,12 +57,17 @@ def import_root() -> Path | None:
         for name in LAYER_FOLDERS:
             link = shim / "pawpipe" / name
             if not link.is_symlink():
-                made = link.with_name(f".{name}.{os.getpid()}")
+                made = link.with_name(f".{name}.{socket.gethostname()}.{os.getpid()}")  # drivers share storage
                 made.unlink(missing_ok=True)
                 made.symlink_to(Path("..", "..", name))
                 os.replace(made, link)  # atomic: a second driver making the same link at once is harmless
     except OSError as exc:
-        log.warning("cannot link %s for the Ray workers (%s): they import the installed pawpipe", shim, exc)
+        log.warning(
+            "cannot make %s for the Ray workers (%s): they run the pawpipe installed on their nodes, not this "
+            "checkout's code",
+            shim,
+            exc,
+        )
         return None
     return shim
 

@@ -17,11 +17,11 @@ the rest are this stage's insides):
   ``data.draw_frame``, ``data.LOOK_ALIKE``; ``check.check``, ``check.format_table``;
 * ``ingest.cli``: ``main``, the ``ingest`` command.
 
-Other stages import nothing from here: ``shards`` reads the output files through the contracts in
-``common`` (``common.contracts.ingest_tables``, ``common.contracts.labels_file``), and the rules live in
-``validation_rules``.
-Nothing is re-exported at the package level, so ``ingest --help`` does not load polars and the
-rule engine.
+Other stages import nothing from here but ``write_resplit`` (``train crossval``): ``shards`` reads
+the output files through the contracts in ``common`` (``common.contracts.ingest_tables``,
+``common.contracts.labels_file``), and the rules live in ``validation_rules``. Nothing is imported
+at the package level (``write_resplit`` is loaded on first use), so ``ingest --help`` does not load
+polars and the rule engine.
 """
 
 

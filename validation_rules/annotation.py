@@ -52,13 +52,15 @@ _NOT_MEASURED = ("label", "parse_error", "parse_rule")
 def _measure(frame: pl.DataFrame) -> pl.DataFrame:
     """Add ``_label_chars`` and the longest other text field of each record (``_longest``, ``_longest_chars``)."""
     names = [c for c, t in frame.schema.items() if t == pl.String and not c.startswith("_") and c not in _NOT_MEASURED]
-    lengths = pl.concat_list([pl.col(c).str.len_chars().fill_null(0) for c in names] or [pl.lit(0, dtype=pl.UInt32)])
     label = pl.col("label").str.len_chars().fill_null(0) if "label" in frame.columns else pl.lit(0, dtype=pl.UInt32)
-    return frame.with_columns(
-        _label_chars=label,
-        _longest_chars=lengths.list.max(),
-        _longest=pl.lit(pl.Series([names or [""]])).list.get(lengths.list.arg_max()),
-    )
+    if not names:
+        return frame.with_columns(_label_chars=label, _longest_chars=pl.lit(0, dtype=pl.UInt32), _longest=pl.lit(""))
+    # Column-wise, not a list per row: the longest length, then the first field (in schema order) that has it.
+    frame = frame.with_columns(
+        _label_chars=label, **{f"_len_{c}": pl.col(c).str.len_chars().fill_null(0) for c in names}
+    ).with_columns(_longest_chars=pl.max_horizontal(f"_len_{c}" for c in names))
+    longest = pl.coalesce(pl.when(pl.col(f"_len_{c}") == pl.col("_longest_chars")).then(pl.lit(c)) for c in names)
+    return frame.with_columns(_longest=longest).drop(f"_len_{c}" for c in names)
 
 
 @register_rule(
@@ -94,7 +96,12 @@ _SAME = ("source_file", "image_path", "label", "bbox_x", "bbox_y", "bbox_w", "bb
 
 
 def _first_of_each(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add ``_first_record``: the record each repeat repeats (messages are written on the rejected rows alone)."""
+    """Add ``_repeat`` (a row repeating an earlier one) and ``_first_record``: the record each repeat repeats
+    (messages are written on the rejected rows alone). The window that finds it runs only when a repeat
+    exists: most data has none, and the window over seven columns is the costly part."""
+    frame = frame.with_columns(_repeat=~pl.struct(_SAME).is_first_distinct())
+    if not frame.get_column("_repeat").any():
+        return frame.with_columns(_first_record=pl.lit(None, dtype=frame.schema["record"]))
     return frame.with_columns(_first_record=pl.col("record").first().over(_SAME))
 
 
@@ -110,4 +117,4 @@ def _first_of_each(frame: pl.DataFrame) -> pl.DataFrame:
     prepare=_first_of_each,
 )
 def duplicate(p: RuleParams) -> pl.Expr:
-    return ~pl.struct(_SAME).is_first_distinct()
+    return pl.col("_repeat")

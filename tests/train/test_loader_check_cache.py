@@ -44,7 +44,7 @@ def _split(loader_shards: Path, dest: Path) -> Path:
 
 def _checked_in_new_process(split: Path) -> int:
     """``ShardSet.open(split).checked`` in a new Python process, with this one's cache folder."""
-    code = f"from train.data.shardset import ShardSet; print(ShardSet.open({str(split)!r}).checked)"
+    code = f"from pawpipe.train.data.shardset import ShardSet; print(ShardSet.open({str(split)!r}).checked)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
 

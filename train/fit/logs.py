@@ -3,7 +3,7 @@
 ``setup_logging`` picks the format from ``stream.isatty()``: on a terminal ``12:03:04 INFO
 message``; otherwise one structured line per record, e.g.::
 
-    ts=2025-03-01T12:03:04+0000 level=info logger=train.fit.run pid=4242 msg="eval at step 120: loss 0.71"
+    ts=2025-03-01T12:03:04+0000 level=info logger=pawpipe.train.fit.session pid=4242 msg="eval at step 120: loss 0.71"
 
 Values with spaces or quotes are JSON-quoted, so ``grep``/``awk`` and journald stay usable. Fields
 passed as ``extra={"kv": {...}}`` become keys of their own (``step=120 img_per_s=612.4``). Under
