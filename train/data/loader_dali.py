@@ -42,7 +42,7 @@ PREFETCH_DEPTH = (
 
 
 @dataclass(frozen=True)
-class Placement:
+class DecoderPlacement:
     """Where DALI decodes and where the batch's images end up."""
 
     decoder: str  # "mixed" (nvJPEG on the GPU) or "cpu"
@@ -50,17 +50,17 @@ class Placement:
     torch_device: torch.device
 
 
-def decoder_placement(device: str, decode: str = "auto") -> Placement:
+def decoder_placement(device: str, decode: str = "auto") -> DecoderPlacement:
     """The one place that picks DALI's decoder device: "mixed" for a CUDA device, "cpu" otherwise or when asked."""
     target = torch.device(device)
     if target.type == "cpu":
-        return Placement("cpu", None, target)
+        return DecoderPlacement("cpu", None, target)
     if target.type != "cuda":
         raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
     if not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r}: CUDA is not available on this host; use device 'cpu'")
     index = target.index if target.index is not None else torch.cuda.current_device()
-    return Placement("cpu" if decode == "cpu" else "mixed", index, torch.device("cuda", index))
+    return DecoderPlacement("cpu" if decode == "cpu" else "mixed", index, torch.device("cuda", index))
 
 
 def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
